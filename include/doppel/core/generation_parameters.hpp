@@ -1,0 +1,27 @@
+// AUTOMATIC1111's "parameters" text: the prompt, "Negative prompt: ...", then
+// one line of "Key: value" settings. Written into every PNG doppel makes, so
+// A1111, ComfyUI and civitai read our images as their own.
+#pragma once
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace doppel {
+
+struct GenerationParameters {
+  std::string prompt;
+  std::string negative_prompt;
+  // Ordered as written, e.g. {"Steps","20"}, {"Sampler","Euler a"}, {"Seed","1"}.
+  std::vector<std::pair<std::string, std::string>> settings;
+
+  std::optional<std::string> get(const std::string& key) const;
+  void set(const std::string& key, const std::string& value);
+
+  // The exact A1111 text; values containing ',' ':' or '"' are JSON-quoted.
+  std::string to_text() const;
+  // Lenient reader of the same text (as A1111's "PNG Info" tab reads it).
+  static GenerationParameters parse(const std::string& text);
+};
+
+}  // namespace doppel

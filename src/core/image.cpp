@@ -1,0 +1,438 @@
+#include "doppel/core/image.hpp"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstring>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "doppel/core/atomic_file.hpp"
+#include "doppel/core/error.hpp"
+
+namespace doppel {
+namespace {
+
+[[noreturn]] void fail(const std::string& label, const std::string& what) {
+  throw Error(ErrorCode::kInvalidFile, label + ": " + what);
+}
+
+uint32_t read_be32(const uint8_t* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3];
+}
+uint16_t read_be16(const uint8_t* p) {
+  return uint16_t((p[0] << 8) | p[1]);
+}
+uint16_t read_le16(const uint8_t* p) {
+  return uint16_t(p[0] | (p[1] << 8));
+}
+uint32_t read_le24(const uint8_t* p) {
+  return uint32_t(p[0] | (p[1] << 8) | (p[2] << 16));
+}
+
+const uint8_t kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+ImageHeader sniff_jpeg(const uint8_t* p, size_t n, const std::string& label) {
+  size_t i = 2;
+  while (i + 4 <= n) {
+    if (p[i] != 0xFF) fail(label, "corrupt JPEG marker stream");
+    uint8_t marker = p[i + 1];
+    if (marker == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) {
+      i += 2;
+      continue;
+    }
+    uint16_t length = read_be16(p + i + 2);
+    if (length < 2) fail(label, "corrupt JPEG segment length");
+    bool start_of_frame =
+        marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+    if (start_of_frame) {
+      if (i + 9 > n) break;
+      return {ImageFormat::kJpeg, read_be16(p + i + 7), read_be16(p + i + 5)};
+    }
+    if (marker == 0xDA || marker == 0xD9) break;  // scan data before a frame header
+    i += 2 + length;
+  }
+  fail(label, "JPEG has no frame header (truncated file?)");
+}
+
+ImageHeader sniff_webp(const uint8_t* p, size_t n, const std::string& label) {
+  if (n < 30) fail(label, "WebP file is truncated");
+  const uint8_t* chunk = p + 12;
+  if (std::memcmp(chunk, "VP8 ", 4) == 0) {
+    // Key frame: 3-byte tag, start code 9d 01 2a, then 14-bit width and height.
+    const uint8_t* frame = chunk + 8;
+    if (frame[3] != 0x9d || frame[4] != 0x01 || frame[5] != 0x2a)
+      fail(label, "WebP VP8 frame has no start code");
+    return {ImageFormat::kWebp, read_le16(frame + 6) & 0x3fff, read_le16(frame + 8) & 0x3fff};
+  }
+  if (std::memcmp(chunk, "VP8L", 4) == 0) {
+    const uint8_t* bits = chunk + 8;
+    if (bits[0] != 0x2f) fail(label, "WebP lossless stream has no signature");
+    uint32_t packed = uint32_t(bits[1]) | (uint32_t(bits[2]) << 8) | (uint32_t(bits[3]) << 16) |
+                      (uint32_t(bits[4]) << 24);
+    return {ImageFormat::kWebp, int(packed & 0x3fff) + 1, int((packed >> 14) & 0x3fff) + 1};
+  }
+  if (std::memcmp(chunk, "VP8X", 4) == 0)
+    return {ImageFormat::kWebp, int(read_le24(chunk + 12)) + 1, int(read_le24(chunk + 15)) + 1};
+  fail(label, "unknown WebP chunk");
+}
+
+// EXIF orientation (1..8) from a JPEG's APP1 segment; 1 when absent or unreadable.
+int jpeg_exif_orientation(const uint8_t* p, size_t n) {
+  size_t i = 2;
+  while (i + 4 <= n && p[i] == 0xFF) {
+    uint8_t marker = p[i + 1];
+    if (marker == 0xDA || marker == 0xD9) break;
+    uint16_t length = read_be16(p + i + 2);
+    if (length < 2 || i + 2 + length > n) break;
+    const uint8_t* segment = p + i + 4;
+    size_t size = length - 2;
+    if (marker == 0xE1 && size > 14 && std::memcmp(segment, "Exif\0\0", 6) == 0) {
+      const uint8_t* tiff = segment + 6;
+      size_t tiff_size = size - 6;
+      bool little = tiff[0] == 'I' && tiff[1] == 'I';
+      if (!little && !(tiff[0] == 'M' && tiff[1] == 'M')) return 1;
+      auto u16 = [&](size_t at) { return little ? read_le16(tiff + at) : read_be16(tiff + at); };
+      auto u32 = [&](size_t at) {
+        return little ? uint32_t(read_le16(tiff + at)) | (uint32_t(read_le16(tiff + at + 2)) << 16)
+                      : read_be32(tiff + at);
+      };
+      uint32_t ifd = u32(4);
+      if (ifd + 2 > tiff_size) return 1;
+      uint16_t count = u16(ifd);
+      for (uint16_t k = 0; k < count; ++k) {
+        size_t entry = ifd + 2 + size_t(k) * 12;
+        if (entry + 12 > tiff_size) return 1;
+        if (u16(entry) == 0x0112) {
+          int value = u16(entry + 8);
+          return value >= 1 && value <= 8 ? value : 1;
+        }
+      }
+      return 1;
+    }
+    i += 2 + length;
+  }
+  return 1;
+}
+
+void apply_orientation(cv::Mat& image, int orientation) {
+  switch (orientation) {
+    case 2:
+      cv::flip(image, image, 1);
+      break;
+    case 3:
+      cv::rotate(image, image, cv::ROTATE_180);
+      break;
+    case 4:
+      cv::flip(image, image, 0);
+      break;
+    case 5:
+      cv::transpose(image, image);
+      break;
+    case 6:
+      cv::rotate(image, image, cv::ROTATE_90_CLOCKWISE);
+      break;
+    case 7:
+      cv::transpose(image, image);
+      cv::rotate(image, image, cv::ROTATE_180);
+      break;
+    case 8:
+      cv::rotate(image, image, cv::ROTATE_90_COUNTERCLOCKWISE);
+      break;
+    default:
+      break;
+  }
+}
+
+uint32_t png_crc(const std::string& type_and_data) {
+  return static_cast<uint32_t>(
+      crc32(0, reinterpret_cast<const Bytef*>(type_and_data.data()), type_and_data.size()));
+}
+
+void append_be32(std::string& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+
+std::string png_chunk(const std::string& type, const std::string& data) {
+  std::string body = type + data;
+  std::string chunk;
+  append_be32(chunk, static_cast<uint32_t>(data.size()));
+  chunk += body;
+  append_be32(chunk, png_crc(body));
+  return chunk;
+}
+
+std::string latin1_to_utf8(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back(static_cast<char>(0xC0 | (c >> 6)));
+      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    }
+  }
+  return out;
+}
+
+std::string inflate_limited(const std::string& data, const std::string& label) {
+  constexpr size_t kLimit = 16 * 1024 * 1024;
+  z_stream stream{};
+  if (inflateInit(&stream) != Z_OK) fail(label, "cannot initialise zlib");
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  stream.avail_in = static_cast<uInt>(data.size());
+  std::string out;
+  char buffer[16384];
+  int status = Z_OK;
+  while (status == Z_OK) {
+    stream.next_out = reinterpret_cast<Bytef*>(buffer);
+    stream.avail_out = sizeof buffer;
+    status = inflate(&stream, Z_NO_FLUSH);
+    out.append(buffer, sizeof buffer - stream.avail_out);
+    if (out.size() > kLimit) status = Z_MEM_ERROR;
+    if (status == Z_OK && stream.avail_in == 0 && stream.avail_out != 0) status = Z_BUF_ERROR;
+  }
+  inflateEnd(&stream);
+  if (status != Z_STREAM_END) fail(label, "compressed PNG text chunk is corrupt or too large");
+  return out;
+}
+
+}  // namespace
+
+const char* image_format_name(ImageFormat format) {
+  switch (format) {
+    case ImageFormat::kPng:
+      return "PNG";
+    case ImageFormat::kJpeg:
+      return "JPEG";
+    case ImageFormat::kWebp:
+      return "WebP";
+    case ImageFormat::kUnknown:
+      break;
+  }
+  return "unknown";
+}
+
+ImageHeader sniff_image_header(std::string_view bytes, const std::string& label) {
+  const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
+  const size_t n = bytes.size();
+  ImageHeader header;
+  if (n >= 24 && std::memcmp(p, kPngSignature, 8) == 0) {
+    if (std::memcmp(p + 12, "IHDR", 4) != 0) fail(label, "PNG does not start with an IHDR chunk");
+    header = {ImageFormat::kPng, int(std::min<uint32_t>(read_be32(p + 16), INT32_MAX)),
+              int(std::min<uint32_t>(read_be32(p + 20), INT32_MAX))};
+  } else if (n >= 4 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) {
+    header = sniff_jpeg(p, n, label);
+  } else if (n >= 16 && std::memcmp(p, "RIFF", 4) == 0 && std::memcmp(p + 8, "WEBP", 4) == 0) {
+    header = sniff_webp(p, n, label);
+  } else if (n == 0) {
+    fail(label, "the file is empty");
+  } else {
+    fail(label, "not a PNG, JPEG or WebP image");
+  }
+  if (header.width <= 0 || header.height <= 0) fail(label, "image has zero width or height");
+  return header;
+}
+
+Image decode_image(std::string_view bytes, const ImageReadOptions& options,
+                   const std::string& label) {
+  ImageHeader header = sniff_image_header(bytes, label);
+  const int64_t pixels = int64_t(header.width) * header.height;
+  if (pixels > options.max_pixels)
+    throw Error(ErrorCode::kInvalidArgument,
+                label + ": image is " + std::to_string(header.width) + "x" +
+                    std::to_string(header.height) + ", more than the limit of " +
+                    std::to_string(options.max_pixels) + " pixels; resize it and try again");
+  cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data()));
+  cv::Mat decoded;
+  try {
+    decoded = cv::imdecode(encoded, cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception& e) {
+    fail(label,
+         std::string("cannot decode ") + image_format_name(header.format) + " (" + e.err + ")");
+  }
+  if (decoded.empty())
+    fail(label, std::string("cannot decode ") + image_format_name(header.format) +
+                    " (corrupt or truncated file)");
+  if (decoded.depth() == CV_16U) {
+    decoded.convertTo(decoded, CV_8U, 1.0 / 257.0);
+  } else if (decoded.depth() == CV_32F) {
+    decoded.convertTo(decoded, CV_8U, 255.0);
+  } else if (decoded.depth() != CV_8U) {
+    fail(label, "unsupported sample format");
+  }
+  cv::Mat rgb;
+  switch (decoded.channels()) {
+    case 1:
+      cv::cvtColor(decoded, rgb, cv::COLOR_GRAY2RGB);
+      break;
+    case 3:
+      cv::cvtColor(decoded, rgb, cv::COLOR_BGR2RGB);
+      break;
+    case 4: {
+      // Composite onto white: transparent regions become white, not black.
+      std::vector<cv::Mat> planes;
+      cv::split(decoded, planes);
+      cv::Mat alpha;
+      planes[3].convertTo(alpha, CV_32F, 1.0 / 255.0);
+      cv::Mat bgr, bgr_float, white(decoded.size(), CV_32FC3, cv::Scalar(255, 255, 255));
+      cv::merge(std::vector<cv::Mat>{planes[0], planes[1], planes[2]}, bgr);
+      bgr.convertTo(bgr_float, CV_32F);
+      cv::Mat alpha3;
+      cv::merge(std::vector<cv::Mat>{alpha, alpha, alpha}, alpha3);
+      cv::Mat blended = bgr_float.mul(alpha3) + white.mul(cv::Scalar::all(1.0) - alpha3);
+      blended.convertTo(bgr, CV_8U);
+      cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+      break;
+    }
+    default:
+      fail(label, "unsupported channel count " + std::to_string(decoded.channels()));
+  }
+  if (options.apply_exif_orientation && header.format == ImageFormat::kJpeg)
+    apply_orientation(
+        rgb, jpeg_exif_orientation(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  Image image;
+  image.width = rgb.cols;
+  image.height = rgb.rows;
+  image.rgb.resize(size_t(rgb.cols) * rgb.rows * 3);
+  for (int y = 0; y < rgb.rows; ++y)
+    std::memcpy(image.rgb.data() + size_t(y) * rgb.cols * 3, rgb.ptr(y), size_t(rgb.cols) * 3);
+  return image;
+}
+
+Image read_image(const std::filesystem::path& path, const ImageReadOptions& options) {
+  return decode_image(read_file(path), options, path.string());
+}
+
+std::string encode_png(const Image& image, const PngTextChunks& text) {
+  if (image.width <= 0 || image.height <= 0 ||
+      image.rgb.size() != size_t(image.width) * image.height * 3)
+    throw Error(ErrorCode::kInvalidArgument, "cannot encode an empty or inconsistent image");
+  cv::Mat rgb(image.height, image.width, CV_8UC3, const_cast<uint8_t*>(image.rgb.data()));
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  std::vector<uint8_t> encoded;
+  if (!cv::imencode(".png", bgr, encoded)) throw Error(ErrorCode::kInternal, "PNG encoding failed");
+  std::string png(encoded.begin(), encoded.end());
+  std::string chunks;
+  for (const auto& [key, value] : text) {
+    if (key.empty() || key.size() > 79 || key.find('\0') != std::string::npos)
+      throw Error(ErrorCode::kInvalidArgument, "PNG text key must be 1-79 characters");
+    bool ascii = std::all_of(value.begin(), value.end(),
+                             [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+    if (ascii)
+      chunks += png_chunk("tEXt", key + std::string(1, '\0') + value);
+    else  // iTXt: keyword, 0, compression flag 0, method 0, language "", 0, translated "", 0, UTF-8
+      chunks += png_chunk(
+          "iTXt", key + std::string(1, '\0') + std::string(2, '\0') + std::string(2, '\0') + value);
+  }
+  constexpr size_t kAfterIhdr = 8 + 4 + 4 + 13 + 4;
+  png.insert(kAfterIhdr, chunks);
+  return png;
+}
+
+void write_png(const std::filesystem::path& path, const Image& image, const PngTextChunks& text) {
+  write_file_atomically(path, encode_png(image, text));
+}
+
+PngTextChunks read_png_text(std::string_view png, const std::string& label) {
+  const auto* p = reinterpret_cast<const uint8_t*>(png.data());
+  if (png.size() < 8 || std::memcmp(p, kPngSignature, 8) != 0) fail(label, "not a PNG file");
+  PngTextChunks result;
+  size_t i = 8;
+  bool complete = false;
+  while (i + 12 <= png.size()) {
+    uint32_t length = read_be32(p + i);
+    if (length > png.size() - i - 12) fail(label, "PNG chunk runs past the end of the file");
+    std::string type(png.substr(i + 4, 4));
+    std::string data(png.substr(i + 8, length));
+    i += 12 + size_t(length);
+    if (type == "IEND") {
+      complete = true;
+      break;
+    }
+    size_t nul = data.find('\0');
+    if (type != "tEXt" && type != "zTXt" && type != "iTXt") continue;
+    if (nul == std::string::npos || nul == 0) fail(label, type + " chunk has no keyword");
+    std::string key = data.substr(0, nul);
+    if (type == "tEXt") {
+      result.emplace_back(key, latin1_to_utf8(data.substr(nul + 1)));
+    } else if (type == "zTXt") {
+      if (data.size() < nul + 2) fail(label, "zTXt chunk is truncated");
+      result.emplace_back(key, latin1_to_utf8(inflate_limited(data.substr(nul + 2), label)));
+    } else {
+      if (data.size() < nul + 3) fail(label, "iTXt chunk is truncated");
+      bool compressed = data[nul + 1] != 0;
+      size_t language_end = data.find('\0', nul + 3);
+      size_t translated_end =
+          language_end == std::string::npos ? std::string::npos : data.find('\0', language_end + 1);
+      if (translated_end == std::string::npos) fail(label, "iTXt chunk is truncated");
+      std::string value = data.substr(translated_end + 1);
+      result.emplace_back(key, compressed ? inflate_limited(value, label) : value);
+    }
+  }
+  if (!complete) fail(label, "PNG is truncated (no IEND chunk)");
+  return result;
+}
+
+at::Tensor images_to_tensor(const std::vector<Image>& images) {
+  if (images.empty()) throw Error(ErrorCode::kInvalidArgument, "no images given");
+  const int width = images[0].width, height = images[0].height;
+  std::vector<at::Tensor> planes;
+  for (const auto& image : images) {
+    if (image.width != width || image.height != height)
+      throw Error(ErrorCode::kInvalidArgument, "images in one batch must have the same size");
+    at::Tensor hwc =
+        at::from_blob(const_cast<uint8_t*>(image.rgb.data()), {height, width, 3}, at::kByte);
+    planes.push_back(hwc.permute({2, 0, 1}).to(at::kFloat).div(127.5).sub(1.0));
+  }
+  return at::stack(planes);  // [N, 3, H, W] in [-1, 1]
+}
+
+std::vector<Image> tensor_to_images(const at::Tensor& batch) {
+  if (batch.dim() != 4 || batch.size(1) != 3)
+    throw Error(ErrorCode::kInvalidArgument, "expected images as a [N,3,H,W] tensor");
+  at::Tensor bytes = batch.detach()
+                         .to(at::kCPU, at::kFloat)
+                         .div(2)
+                         .add(0.5)
+                         .clamp(0, 1)
+                         .mul(255)
+                         .round()
+                         .to(at::kByte)
+                         .permute({0, 2, 3, 1})
+                         .contiguous();
+  std::vector<Image> images;
+  for (int64_t n = 0; n < bytes.size(0); ++n) {
+    Image image;
+    image.height = static_cast<int>(bytes.size(1));
+    image.width = static_cast<int>(bytes.size(2));
+    const uint8_t* data = bytes[n].data_ptr<uint8_t>();
+    image.rgb.assign(data, data + size_t(image.width) * image.height * 3);
+    images.push_back(std::move(image));
+  }
+  return images;
+}
+
+Image resize_image(const Image& image, int width, int height) {
+  if (width <= 0 || height <= 0)
+    throw Error(ErrorCode::kInvalidArgument, "resize to an empty size");
+  cv::Mat source(image.height, image.width, CV_8UC3, const_cast<uint8_t*>(image.rgb.data()));
+  cv::Mat target;
+  bool shrinking = int64_t(width) * height < int64_t(image.width) * image.height;
+  cv::resize(source, target, cv::Size(width, height), 0, 0,
+             shrinking ? cv::INTER_AREA : cv::INTER_CUBIC);
+  Image result;
+  result.width = width;
+  result.height = height;
+  result.rgb.assign(target.data, target.data + size_t(width) * height * 3);
+  return result;
+}
+
+}  // namespace doppel
