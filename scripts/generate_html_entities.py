@@ -43,6 +43,7 @@ def main():
     out.append("namespace doppel::html_entities {")
     out.append("namespace {")
     out.append("")
+    out.append("// clang-format off")
     out.append("constexpr NamedReference kNamed[] = {")
     for name in sorted(html5):
         out.append("    {%s, %s}," % (cpp_string(name), cpp_string(html5[name])))
@@ -63,13 +64,19 @@ def main():
     for start in range(0, len(codepoints), 8):
         out.append("    " + " ".join("0x%X," % c for c in codepoints[start:start + 8]))
     out.append("};")
+    out.append("// clang-format on")
     out.append("")
     out.append("}  // namespace")
     out.append("")
-    out.append("std::span<const NamedReference> named_references() { return kNamed; }")
-    out.append("std::span<const NamedReference> uppercase_references() { return kUppercase; }")
-    out.append("std::span<const NumericFixup> invalid_charrefs() { return kInvalidCharrefs; }")
-    out.append("std::span<const char32_t> invalid_codepoints() { return kInvalidCodepoints; }")
+    for signature, table in [
+        ("std::span<const NamedReference> named_references()", "kNamed"),
+        ("std::span<const NamedReference> uppercase_references()", "kUppercase"),
+        ("std::span<const NumericFixup> invalid_charrefs()", "kInvalidCharrefs"),
+        ("std::span<const char32_t> invalid_codepoints()", "kInvalidCodepoints"),
+    ]:
+        out.append(signature + " {")
+        out.append("  return %s;" % table)
+        out.append("}")
     out.append("")
     out.append("}  // namespace doppel::html_entities")
     print("\n".join(out))

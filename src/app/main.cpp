@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   CLI::App cli{"doppel — a self-hosted AI portrait studio"};
   cli.set_version_flag("--version", "doppel 0.1.0");
   cli.require_subcommand(1);
+  cli.fallthrough();
   auto& global = const_cast<app::GlobalOptions&>(app::global_options());
   cli.add_option("--threads", global.threads, "CPU threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber);

@@ -102,7 +102,7 @@ int jpeg_exif_orientation(const uint8_t* p, size_t n) {
         return little ? uint32_t(read_le16(tiff + at)) | (uint32_t(read_le16(tiff + at + 2)) << 16)
                       : read_be32(tiff + at);
       };
-      uint32_t ifd = u32(4);
+      const uint64_t ifd = u32(4);  // 64-bit: an offset near 4 GiB must not wrap
       if (ifd + 2 > tiff_size) return 1;
       uint16_t count = u16(ifd);
       for (uint16_t k = 0; k < count; ++k) {

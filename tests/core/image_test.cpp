@@ -4,6 +4,7 @@
 #include <jpeglib.h>
 
 #include <cstdio>
+#include <fstream>
 #include <opencv2/imgcodecs.hpp>
 
 #include "doppel/core/error.hpp"
@@ -220,6 +221,30 @@ TEST(Image, ReadsRealPhotosFromTheTestSet) {
   EXPECT_EQ(rotated.height, sideways.width);
   Image rgba = read_image(folder / "barack_obama__facerec_32bit.png");
   EXPECT_GT(rgba.width, 0);
+}
+
+}  // namespace
+}  // namespace doppel
+
+namespace doppel {
+namespace {
+
+// Inputs the image fuzzer once crashed on; each must now give a clean verdict.
+TEST(Image, FuzzRegressionInputsAreHandled) {
+  auto folder = test::source_dir() / "tests" / "core" / "data" / "image_fuzz_regressions";
+  ASSERT_TRUE(std::filesystem::exists(folder));
+  int replayed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    try {
+      Image image = decode_image(bytes);
+      EXPECT_EQ(image.rgb.size(), size_t(image.width) * image.height * 3);
+    } catch (const Error&) {
+    }
+    ++replayed;
+  }
+  EXPECT_GT(replayed, 0);
 }
 
 }  // namespace

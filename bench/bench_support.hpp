@@ -1,0 +1,43 @@
+// Shared by the benchmarks: machine peak, FLOP counting, peak memory, JSON lines.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace doppel::bench {
+
+// Achievable arithmetic peak of this machine, measured with tight register-only
+// loops on `threads` threads: fp32 FMA and (where the CPU has AVX512_BF16) bf16 dot products.
+struct MachinePeak {
+  double fp32_gflops = 0;
+  double bf16_gflops = 0;  // 0 when the CPU has no native bf16 dot product
+};
+MachinePeak measure_machine_peak(int threads, double seconds_per_test = 1.0);
+
+// Counts the FLOPs of convolutions and matrix products executed while alive
+// (2 per multiply-add), observed through ATen's RecordFunction hooks.
+class FlopCounter {
+ public:
+  FlopCounter();
+  ~FlopCounter();
+  FlopCounter(const FlopCounter&) = delete;
+  FlopCounter& operator=(const FlopCounter&) = delete;
+  double flops() const;
+
+ private:
+  uint64_t handle_;
+};
+
+// Peak resident set size of this process in MiB (VmHWM), and a reset of it.
+double peak_rss_mib();
+void reset_peak_rss();
+
+// Median wall time of `repeats` runs of `work` after one warm-up run.
+double median_seconds(int repeats, const std::function<void()>& work);
+
+// Prints one figure as one JSON line on stdout (and flushes).
+void print_figure(nlohmann::json figure);
+
+}  // namespace doppel::bench

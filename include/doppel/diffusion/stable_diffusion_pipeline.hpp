@@ -1,0 +1,91 @@
+// Text-to-image and image-to-image with a loaded Stable Diffusion 1.x/2.x model:
+// prompt conditioning, classifier-free guidance around the UNet, a sampler from
+// the registry, VAE encode/decode, and AUTOMATIC1111 metadata for every image.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "doppel/checkpoint/stable_diffusion.hpp"
+#include "doppel/core/generation_parameters.hpp"
+#include "doppel/core/image.hpp"
+#include "doppel/core/progress.hpp"
+#include "doppel/core/random.hpp"
+#include "doppel/diffusion/clip_tokenizer.hpp"
+#include "doppel/diffusion/sampler.hpp"
+
+namespace doppel {
+
+struct GenerationRequest {
+  std::string prompt;
+  std::string negative_prompt;
+  int64_t width = 512;  // multiples of 8
+  int64_t height = 512;
+  int64_t steps = 20;
+  double guidance_scale = 7.0;  // <= 1 skips the unconditional pass
+  std::string sampler = "euler_a";
+  bool karras = false;
+  double eta = 0.0;  // DDIM only
+  uint64_t seed = 0;
+  // Images per batch and batches; image i of the whole run uses seed + i, so
+  // any image can be made again on its own from its seed (as in A1111).
+  int64_t batch_size = 1;
+  int64_t batch_count = 1;
+  int clip_skip = 1;                // A1111's "CLIP skip" on top of the model's native layer
+  std::optional<Image> init_image;  // img2img when set (resized to width x height)
+  double strength = 0.75;           // img2img denoising strength in (0, 1]
+};
+
+struct GeneratedImage {
+  Image image;
+  uint64_t seed = 0;
+  GenerationParameters parameters;  // the A1111 "parameters" text of this image
+};
+
+class StableDiffusionPipeline {
+ public:
+  // `tokenizer` is used unless the model folder brings its own (which wins).
+  StableDiffusionPipeline(StableDiffusionCheckpoint model, const ClipTokenizer& tokenizer,
+                          std::string model_name);
+
+  // Checks the request (sizes, steps, sampler, strength) and throws
+  // kInvalidArgument with what to change; then generates every image.
+  std::vector<GeneratedImage> generate(const GenerationRequest& request,
+                                       const ProgressCallback& progress = {});
+
+  // Prompt -> [1, 77 * chunks, D] conditioning (A1111 75-token chunks).
+  at::Tensor encode_prompt(const std::string& text, int clip_skip = 1);
+  // Encodes prompt and negative prompt to the same number of chunks: {negative, positive}.
+  std::pair<at::Tensor, at::Tensor> encode_prompt_pair(const std::string& prompt,
+                                                       const std::string& negative,
+                                                       int clip_skip = 1);
+  // The guided denoiser over the UNet: uncond + g * (cond - uncond), CFG batch
+  // ordered [negative, positive] as diffusers does.
+  ModelFunction guided_model(const at::Tensor& negative, const at::Tensor& positive,
+                             double guidance_scale);
+  // Latents -> images in [-1, 1] ([N, 3, H, W], fp32); divides by the scaling factor.
+  at::Tensor decode_latents(const at::Tensor& latents);
+  // Image in [-1, 1] -> scaled latents mean + std * noise (noise drawn from `generator`).
+  at::Tensor encode_image(const at::Tensor& image, Generator& generator);
+
+  const StableDiffusionCheckpoint& model() const { return model_; }
+  const SchedulerConfig& scheduler_config() const { return scheduler_; }
+  at::ScalarType compute_dtype() const;
+  at::Device device() const;
+
+ private:
+  GeneratedImage generate_one(const GenerationRequest& request, uint64_t seed,
+                              const at::Tensor& negative, const at::Tensor& positive,
+                              const ProgressCallback& progress);
+  GenerationParameters describe(const GenerationRequest& request, uint64_t seed) const;
+
+  StableDiffusionCheckpoint model_;
+  ClipTokenizer tokenizer_;
+  SchedulerConfig scheduler_;
+  std::string model_name_;
+};
+
+}  // namespace doppel

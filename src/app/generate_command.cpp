@@ -1,0 +1,124 @@
+// doppel generate: text-to-image / image-to-image from the command line.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "app/command_registry.hpp"
+#include "doppel/checkpoint/stable_diffusion.hpp"
+#include "doppel/checkpoint/tiny_model.hpp"
+#include "doppel/core/error.hpp"
+#include "doppel/core/image.hpp"
+#include "doppel/core/log.hpp"
+#include "doppel/core/random.hpp"
+#include "doppel/core/runtime.hpp"
+#include "doppel/diffusion/stable_diffusion_pipeline.hpp"
+
+namespace doppel::app {
+namespace {
+
+struct GenerateOptions {
+  std::string model;
+  bool tiny_demo = false;
+  std::string tokenizer;
+  std::string config;
+  std::string init_image;
+  std::string dtype = "fp32";
+  std::string out = "doppel.png";
+  int64_t seed = -1;
+  GenerationRequest request;
+};
+
+// out.png for one image; out-<n>-<seed>.png for several; a folder gets <n>-<seed>.png.
+std::filesystem::path output_path(const std::filesystem::path& out, size_t index, size_t total,
+                                  uint64_t seed) {
+  std::string suffix = std::to_string(index + 1) + "-" + std::to_string(seed) + ".png";
+  if (std::filesystem::is_directory(out)) return out / suffix;
+  if (total == 1) return out;
+  std::filesystem::path path = out;
+  return path.replace_filename(out.stem().string() + "-" + suffix);
+}
+
+int run_generate(GenerateOptions& options) {
+  GenerationRequest& request = options.request;
+  request.seed = options.seed < 0 ? random_seed() : static_cast<uint64_t>(options.seed);
+  if (!options.init_image.empty()) request.init_image = read_image(options.init_image);
+
+  StableDiffusionCheckpoint model;
+  std::string model_name;
+  if (options.tiny_demo) {
+    model = make_tiny_stable_diffusion();
+    model_name = "doppel-tiny-demo";
+    std::cerr << "doppel: generating with a tiny demo model built in code (random weights: "
+                 "expect abstract noise).\n"
+                 "        For real portraits point it at a checkpoint: doppel generate --model "
+                 "v1-5-pruned-emaonly.safetensors --prompt \"...\"\n";
+    if (request.width == 512 && request.height == 512) request.width = request.height = 64;
+  } else {
+    if (options.model.empty())
+      throw Error(ErrorCode::kInvalidArgument,
+                  "--model is required: a .safetensors checkpoint or a diffusers folder "
+                  "(or --tiny-demo to try doppel without one)");
+    ModelLoadOptions load;
+    load.path = options.model;
+    if (!options.config.empty()) load.config_path = options.config;
+    load.dtype = parse_compute_dtype(options.dtype);
+    log_info("loading " + options.model);
+    model = load_stable_diffusion(load);
+    for (const auto& name : model.report.unused) log_debug("unused tensor: " + name);
+    model_name = std::filesystem::path(options.model).filename().replace_extension().string();
+  }
+  ClipTokenizer tokenizer = options.tokenizer.empty()
+                                ? ClipTokenizer::load_default()
+                                : (std::filesystem::is_directory(options.tokenizer)
+                                       ? ClipTokenizer::from_folder(options.tokenizer)
+                                       : ClipTokenizer::from_bpe_file(options.tokenizer));
+  StableDiffusionPipeline pipeline(std::move(model), tokenizer, model_name);
+  auto images = pipeline.generate(request, make_terminal_progress_bar());
+  for (size_t i = 0; i < images.size(); ++i) {
+    auto path = output_path(options.out, i, images.size(), images[i].seed);
+    write_png(path, images[i].image, {{"parameters", images[i].parameters.to_text()}});
+    std::cout << path.string() << "\n";
+  }
+  return 0;
+}
+
+CommandRegistration generate_command{
+    "generate", "Generate images from a prompt (txt2img, img2img)", [](CLI::App& command) {
+      auto options = std::make_shared<GenerateOptions>();
+      GenerationRequest& r = options->request;
+      command.add_option("--model", options->model,
+                         "Checkpoint (.safetensors) or diffusers folder");
+      command.add_flag("--tiny-demo", options->tiny_demo,
+                       "Use a tiny random-weight model built in code (no download)");
+      command.add_option("--tokenizer", options->tokenizer,
+                         "bpe_simple_vocab_16e6.txt(.gz) or a tokenizer folder");
+      command.add_option("--config", options->config,
+                         "diffusers folder or .yaml/.json with the model's configs");
+      command.add_option("--prompt", r.prompt, "What to draw")->required();
+      command.add_option("--negative", r.negative_prompt, "What to avoid");
+      command.add_option("--width", r.width, "Width in pixels (multiple of 8)")
+          ->capture_default_str();
+      command.add_option("--height", r.height, "Height in pixels (multiple of 8)")
+          ->capture_default_str();
+      command.add_option("--steps", r.steps, "Sampling steps")->capture_default_str();
+      command.add_option("--cfg", r.guidance_scale, "Guidance (CFG) scale")->capture_default_str();
+      std::string sampler_help = "Sampler:";
+      for (const auto& info : sampler_registry()) sampler_help += " " + info.name;
+      command.add_option("--sampler", r.sampler, sampler_help)->capture_default_str();
+      command.add_flag("--karras", r.karras, "Karras noise schedule (euler, heun, lms, dpmpp_2m)");
+      command.add_option("--eta", r.eta, "DDIM eta");
+      command.add_option("--seed", options->seed, "Seed (-1 = random)")->capture_default_str();
+      command.add_option("--batch", r.batch_size, "Images per batch")->capture_default_str();
+      command.add_option("--count", r.batch_count, "Number of batches")->capture_default_str();
+      command.add_option("--init-image", options->init_image, "Start image (img2img)");
+      command.add_option("--strength", r.strength, "img2img denoising strength")
+          ->capture_default_str();
+      command.add_option("--clip-skip", r.clip_skip, "CLIP skip (A1111)")->capture_default_str();
+      command.add_option("--dtype", options->dtype, "Compute dtype: fp32, bf16 or auto")
+          ->capture_default_str();
+      command.add_option("--out", options->out, "Output PNG (or folder)")->capture_default_str();
+      return [options] { return run_generate(*options); };
+    }};
+
+}  // namespace
+}  // namespace doppel::app
