@@ -60,6 +60,24 @@ ImageHeader sniff_jpeg(const uint8_t* p, size_t n, const std::string& label) {
   fail(label, "JPEG has no frame header (truncated file?)");
 }
 
+// libpng trusts chunk lengths and may try to allocate gigabytes for a forged
+// one, so the chunk structure is walked before any decoding.
+void check_png_chunks(const uint8_t* p, size_t n, const std::string& label) {
+  size_t i = 8;
+  while (i + 12 <= n) {
+    const uint32_t length = read_be32(p + i);
+    const std::string type(reinterpret_cast<const char*>(p + i + 4), 4);
+    if (length > 0x7fffffffu || length > n - i - 12) {
+      std::string what = "PNG chunk '";
+      what.append(type).append("' runs past the end of the file (truncated or corrupt)");
+      fail(label, what);
+    }
+    if (type == "IEND") return;
+    i += 12 + size_t(length);
+  }
+  fail(label, "PNG is truncated (no IEND chunk)");
+}
+
 ImageHeader sniff_webp(const uint8_t* p, size_t n, const std::string& label) {
   if (n < 30) fail(label, "WebP file is truncated");
   const uint8_t* chunk = p + 12;
@@ -249,6 +267,8 @@ Image decode_image(std::string_view bytes, const ImageReadOptions& options,
                 label + ": image is " + std::to_string(header.width) + "x" +
                     std::to_string(header.height) + ", more than the limit of " +
                     std::to_string(options.max_pixels) + " pixels; resize it and try again");
+  if (header.format == ImageFormat::kPng)
+    check_png_chunks(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), label);
   cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data()));
   cv::Mat decoded;
   try {

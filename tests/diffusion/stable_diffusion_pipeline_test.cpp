@@ -1,0 +1,232 @@
+// End-to-end parity of txt2img / img2img with the reference pipelines
+// (golden/sd1, golden/sd2), plus behaviour on the tiny model built in code.
+#include "doppel/diffusion/stable_diffusion_pipeline.hpp"
+
+#include <gtest/gtest.h>
+
+#include "doppel/checkpoint/tiny_model.hpp"
+#include "doppel/core/error.hpp"
+#include "doppel/core/safetensors.hpp"
+#include "support/shared_data.hpp"
+
+namespace doppel {
+namespace {
+
+const char* kPrompt = "a photograph of an astronaut riding a horse";
+const char* kNegative = "blurry, low quality";
+
+double relative_difference(const at::Tensor& actual, const at::Tensor& expected) {
+  return (actual.to(at::kFloat) - expected).abs().max().item<double>() /
+         expected.abs().max().item<double>();
+}
+
+ClipTokenizer golden_tokenizer() {
+  return ClipTokenizer::from_bpe_file(test::golden_dir() / "tokenizer" /
+                                      "bpe_simple_vocab_16e6.txt.gz");
+}
+
+StableDiffusionPipeline load_golden(const std::string& family, const std::string& layout_path) {
+  ModelLoadOptions options;
+  options.path = test::golden_dir() / family / layout_path;
+  if (layout_path.ends_with(".safetensors"))
+    options.config_path = test::golden_dir() / family / "diffusers";
+  options.compute_hash = false;
+  return StableDiffusionPipeline(load_stable_diffusion(options), golden_tokenizer(), family);
+}
+
+// Runs one golden txt2img file through the pipeline's own stages: the prompt
+// encoders, the CFG denoiser, the named sampler and the VAE.
+void expect_txt2img_parity(StableDiffusionPipeline& pipeline, const std::string& golden_file,
+                           const std::string& sampler, bool karras, int64_t steps) {
+  auto golden = SafetensorsFile::open(golden_file);
+  auto [negative, positive] = pipeline.encode_prompt_pair(kPrompt, kNegative);
+  SamplerOptions options;
+  options.karras = karras;
+  SamplingPlan plan = make_sampling_plan(sampler, pipeline.scheduler_config(), steps, options);
+  Generator generator(1234);  // the reference's generator for per-step noise
+  at::Tensor latents = scale_initial_noise(plan, golden.tensor("initial_noise"));
+  latents = sample(plan, pipeline.guided_model(negative, positive, 7.5), latents, generator);
+  EXPECT_LT(relative_difference(latents, golden.tensor("final_latents")), 1e-4) << golden_file;
+  at::Tensor image = pipeline.decode_latents(latents).div(2).add(0.5).clamp(0, 1);
+  at::Tensor expected = golden.tensor("image").permute({0, 3, 1, 2});
+  EXPECT_LT((image - expected).abs().max().item<double>(), 1e-3) << golden_file;
+  auto pixels = tensor_to_images(pipeline.decode_latents(latents)).front();
+  at::Tensor ours = at::from_blob(pixels.rgb.data(), {64, 64, 3}, at::kByte).to(at::kInt);
+  at::Tensor theirs = golden.tensor("image_uint8").reshape({64, 64, 3}).to(at::kInt);
+  EXPECT_LE((ours - theirs).abs().max().item<int>(), 1) << golden_file;
+}
+
+TEST(StableDiffusionPipelineGolden, Sd1Txt2ImgEverySamplerMatchesReference) {
+  auto folder = test::golden_dir() / "sd1";
+  DOPPEL_REQUIRE_PATH(folder / "diffusers");
+  auto pipeline = load_golden("sd1", "diffusers");
+  const std::vector<std::tuple<std::string, std::string, bool>> runs = {
+      {"ddim", "ddim", false},
+      {"euler", "euler", false},
+      {"euler_ancestral", "euler_a", false},
+      {"dpmpp_2m", "dpmpp_2m", false},
+      {"dpmpp_2m_karras", "dpmpp_2m", true},
+      {"lms", "lms", false},
+      {"pndm", "pndm", false},
+      {"ddpm", "ddpm", false},
+      {"lcm", "lcm", false}};
+  for (const auto& [file, sampler, karras] : runs)
+    expect_txt2img_parity(pipeline,
+                          (folder / "goldens" / "txt2img" / (file + ".safetensors")).string(),
+                          sampler, karras, 10);
+}
+
+TEST(StableDiffusionPipelineGolden, Sd1SingleFileEqualsDiffusersFolder) {
+  auto folder = test::golden_dir() / "sd1";
+  DOPPEL_REQUIRE_PATH(folder / "sd1_tiny_single_file_fp16.safetensors");
+  auto pipeline = load_golden("sd1", "sd1_tiny_single_file_fp16.safetensors");
+  expect_txt2img_parity(pipeline, (folder / "goldens/txt2img/euler.safetensors").string(), "euler",
+                        false, 10);
+}
+
+TEST(StableDiffusionPipelineGolden, Sd1Img2ImgMatchesReference) {
+  auto folder = test::golden_dir() / "sd1";
+  DOPPEL_REQUIRE_PATH(folder / "goldens" / "img2img_ddim_strength0.6.safetensors");
+  auto pipeline = load_golden("sd1", "diffusers");
+  auto golden = SafetensorsFile::open(folder / "goldens" / "img2img_ddim_strength0.6.safetensors");
+  auto [negative, positive] = pipeline.encode_prompt_pair(kPrompt, kNegative);
+  SamplingPlan plan =
+      make_sampling_plan("ddim", pipeline.scheduler_config(), 10).truncated_for_strength(0.6);
+  EXPECT_EQ(plan.model_calls(), 6);
+  EXPECT_EQ(plan.first_timestep(), 501);
+  Generator generator(1234);
+  at::Tensor init = golden.tensor("init_image_01").mul(2).sub(1);
+  at::Tensor clean = pipeline.encode_image(init, generator);
+  at::Tensor latents = add_noise(plan, clean, generator.randn(clean.sizes()));
+  latents = sample(plan, pipeline.guided_model(negative, positive, 7.5), latents, generator);
+  EXPECT_LT(relative_difference(latents, golden.tensor("final_latents")), 1e-4);
+}
+
+TEST(StableDiffusionPipelineGolden, Sd2VPredictionDdimMatchesReference) {
+  auto folder = test::golden_dir() / "sd2";
+  DOPPEL_REQUIRE_PATH(folder / "diffusers");
+  auto pipeline = load_golden("sd2", "diffusers");
+  EXPECT_EQ(pipeline.scheduler_config().prediction_type, PredictionType::kVPrediction);
+  expect_txt2img_parity(pipeline,
+                        (folder / "goldens" / "txt2img_ddim_vpred_6steps.safetensors").string(),
+                        "ddim", false, 6);
+}
+
+// The golden copy of the vocabulary when present, else the installed one.
+ClipTokenizer test_tokenizer() {
+  auto vocabulary = test::golden_dir() / "tokenizer" / "bpe_simple_vocab_16e6.txt.gz";
+  return std::filesystem::exists(vocabulary) ? ClipTokenizer::from_bpe_file(vocabulary)
+                                             : ClipTokenizer::load_default();
+}
+
+StableDiffusionPipeline tiny_pipeline() {
+  return StableDiffusionPipeline(make_tiny_stable_diffusion(7), test_tokenizer(), "tiny");
+}
+
+GenerationRequest tiny_request() {
+  GenerationRequest request;
+  request.prompt = "a portrait of a person";
+  request.negative_prompt = "blurry";
+  request.width = request.height = 64;
+  request.steps = 4;
+  request.sampler = "euler_a";
+  request.seed = 11;
+  return request;
+}
+
+TEST(StableDiffusionPipeline, EachImageDependsOnlyOnItsSeed) {
+  auto pipeline = tiny_pipeline();
+  GenerationRequest request = tiny_request();
+  request.batch_size = 2;
+  auto batch = pipeline.generate(request);
+  ASSERT_EQ(batch.size(), 2u);
+  EXPECT_EQ(batch[1].seed, 12u);
+  EXPECT_NE(batch[0].image.rgb, batch[1].image.rgb);
+  GenerationRequest again = tiny_request();
+  again.seed = 12;
+  EXPECT_EQ(pipeline.generate(again).front().image.rgb, batch[1].image.rgb);
+  const GenerationParameters& p = batch[1].parameters;
+  EXPECT_EQ(p.prompt, request.prompt);
+  EXPECT_EQ(p.get("Seed").value(), "12");
+  EXPECT_EQ(p.get("Sampler").value(), "Euler a");
+  EXPECT_EQ(p.get("Size").value(), "64x64");
+}
+
+TEST(StableDiffusionPipeline, Img2ImgStaysCloserToTheInitImageAtLowStrength) {
+  auto pipeline = tiny_pipeline();
+  GenerationRequest request = tiny_request();
+  request.sampler = "ddim";
+  request.steps = 10;
+  Image init;
+  init.width = init.height = 64;
+  init.rgb.assign(64 * 64 * 3, 200);
+  request.init_image = init;
+  auto distance = [&](double strength) {
+    request.strength = strength;
+    auto out = pipeline.generate(request).front();
+    EXPECT_TRUE(out.parameters.get("Denoising strength").has_value());
+    double sum = 0;
+    for (size_t i = 0; i < out.image.rgb.size(); ++i)
+      sum += std::abs(double(out.image.rgb[i]) - double(init.rgb[i]));
+    return sum / out.image.rgb.size();
+  };
+  EXPECT_LT(distance(0.3), distance(1.0));
+}
+
+ErrorCode code_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  ADD_FAILURE() << "expected doppel::Error";
+  return ErrorCode::kInternal;
+}
+
+TEST(StableDiffusionPipeline, RejectsBadRequestsWithClearErrors) {
+  auto pipeline = tiny_pipeline();
+  auto with = [&](auto change) {
+    GenerationRequest request = tiny_request();
+    change(request);
+    return code_of([&] { pipeline.generate(request); });
+  };
+  EXPECT_EQ(with([](auto& r) { r.width = 60; }), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(with([](auto& r) { r.steps = 0; }), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(with([](auto& r) { r.sampler = "nonsense"; }), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(with([](auto& r) {
+              r.init_image = Image{8, 8, std::vector<uint8_t>(192, 0)};
+              r.strength = 0;
+            }),
+            ErrorCode::kInvalidArgument);
+  try {
+    GenerationRequest request = tiny_request();
+    request.width = 100;
+    pipeline.generate(request);
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("try 96 or 104"), std::string::npos) << e.what();
+  }
+}
+
+TEST(StableDiffusionPipeline, LongPromptsAreChunkedNotRejected) {
+  auto pipeline = tiny_pipeline();
+  std::string prompt;
+  while (prompt.size() < 10000) prompt += "portrait, soft light, ";
+  at::Tensor conditioning = pipeline.encode_prompt(prompt);
+  EXPECT_EQ(conditioning.size(1) % 77, 0);
+  EXPECT_GT(conditioning.size(1), 77 * 10);
+  auto [negative, positive] = pipeline.encode_prompt_pair(prompt, "");
+  EXPECT_EQ(negative.sizes(), positive.sizes());  // the negative is padded with empty chunks
+}
+
+TEST(StableDiffusionPipeline, NanDuringSamplingIsANumericalError) {
+  StableDiffusionCheckpoint model = make_tiny_stable_diffusion(7);
+  {
+    at::NoGradGuard no_grad;
+    model.unet->named_parameters()["out.2.bias"].fill_(std::numeric_limits<float>::quiet_NaN());
+  }
+  StableDiffusionPipeline pipeline(std::move(model), test_tokenizer(), "nan");
+  EXPECT_EQ(code_of([&] { pipeline.generate(tiny_request()); }), ErrorCode::kNumerical);
+}
+
+}  // namespace
+}  // namespace doppel
