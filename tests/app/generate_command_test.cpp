@@ -1,0 +1,110 @@
+// Runs the real `doppel generate` binary, as a user would.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "doppel/core/atomic_file.hpp"
+#include "doppel/core/generation_parameters.hpp"
+#include "doppel/core/image.hpp"
+#include "doppel/core/safetensors.hpp"
+#include "support/shared_data.hpp"
+
+namespace doppel {
+namespace {
+
+std::string quote(const std::string& text) {
+  return "'" + text + "'";
+}
+
+// Runs doppel with `arguments`; returns the exit status, stderr into `errors`.
+int run_doppel(const std::string& arguments, std::string* errors = nullptr) {
+  auto log = std::filesystem::temp_directory_path() / "doppel_app_test_stderr.txt";
+  int status = std::system((std::string(DOPPEL_BINARY) + " --threads 1 " + arguments + " 2> " +
+                            log.string() + " > /dev/null")
+                               .c_str());
+  if (errors) *errors = read_file(log);
+  return WEXITSTATUS(status);
+}
+
+std::filesystem::path temp_folder(const std::string& name) {
+  auto folder = std::filesystem::temp_directory_path() / name;
+  std::filesystem::remove_all(folder);
+  std::filesystem::create_directories(folder);
+  return folder;
+}
+
+// The reference pipeline, seeded 42, made golden/sd1/goldens/txt2img/euler.png;
+// `doppel generate --seed 42` must write the same pixels (+-1) and its recipe.
+TEST(GenerateCommand, SeededPngEqualsTheReferenceImage) {
+  auto golden = test::golden_dir();
+  DOPPEL_REQUIRE_PATH(golden / "sd1" / "diffusers");
+  auto out = temp_folder("doppel_generate_golden") / "euler.png";
+  std::string errors;
+  ASSERT_EQ(run_doppel("generate --model " + (golden / "sd1" / "diffusers").string() +
+                           " --prompt " + quote("a photograph of an astronaut riding a horse") +
+                           " --negative " + quote("blurry, low quality") +
+                           " --sampler euler --steps 10 --cfg 7.5 --seed 42 --width 64 --height 64"
+                           " --out " +
+                           out.string(),
+                       &errors),
+            0)
+      << errors;
+  Image ours = read_image(out);
+  Image reference = read_image(golden / "sd1" / "goldens" / "txt2img" / "euler.png");
+  ASSERT_EQ(ours.rgb.size(), reference.rgb.size());
+  int worst = 0;
+  for (size_t i = 0; i < ours.rgb.size(); ++i)
+    worst = std::max(worst, std::abs(int(ours.rgb[i]) - int(reference.rgb[i])));
+  EXPECT_LE(worst, 1);
+  auto text = read_png_text(read_file(out));
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(text[0].first, "parameters");
+  auto parameters = GenerationParameters::parse(text[0].second);
+  EXPECT_EQ(parameters.negative_prompt, "blurry, low quality");
+  EXPECT_EQ(parameters.get("Seed").value(), "42");
+  EXPECT_EQ(parameters.get("Sampler").value(), "Euler");
+  EXPECT_EQ(parameters.get("CFG scale").value(), "7.5");
+  EXPECT_EQ(parameters.get("Model hash").value().size(), 10u);
+  EXPECT_NE(errors.find("sampling"), std::string::npos);  // the progress bar was drawn
+}
+
+TEST(GenerateCommand, TinyDemoWritesABatchWithPerImageSeeds) {
+  auto folder = temp_folder("doppel_generate_demo");
+  std::string errors;
+  ASSERT_EQ(
+      run_doppel("generate --tiny-demo --prompt portrait --steps 2 --seed 5 --batch 2 --out " +
+                     (folder / "demo.png").string(),
+                 &errors),
+      0)
+      << errors;
+  EXPECT_TRUE(std::filesystem::exists(folder / "demo-1-5.png"));
+  EXPECT_TRUE(std::filesystem::exists(folder / "demo-2-6.png"));
+  EXPECT_NE(errors.find("checkpoint"), std::string::npos);  // says how to use a real model
+}
+
+TEST(GenerateCommand, BadInputGivesAClearErrorAndNoFile) {
+  auto folder = temp_folder("doppel_generate_bad");
+  auto out = folder / "x.png";
+  std::string errors;
+  EXPECT_EQ(
+      run_doppel("generate --tiny-demo --prompt p --width 100 --out " + out.string(), &errors), 1);
+  EXPECT_NE(errors.find("multiple of 8"), std::string::npos) << errors;
+  EXPECT_EQ(run_doppel("generate --tiny-demo --prompt p --steps 0 --out " + out.string(), &errors),
+            1);
+  EXPECT_NE(errors.find("steps"), std::string::npos) << errors;
+  auto not_a_model = folder / "model.safetensors";
+  std::system(("echo garbage > " + not_a_model.string()).c_str());
+  EXPECT_EQ(
+      run_doppel("generate --model " + not_a_model.string() + " --prompt p --out " + out.string(),
+                 &errors),
+      1);
+  EXPECT_NE(errors.find("model.safetensors"), std::string::npos) << errors;
+  EXPECT_EQ(run_doppel("generate --model /nonexistent.safetensors --prompt p --out " + out.string(),
+                       &errors),
+            1);
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(folder), {}), 1);  // only the input
+}
+
+}  // namespace
+}  // namespace doppel
