@@ -1,0 +1,15 @@
+// Model hashes as AUTOMATIC1111 writes them into image metadata ("Model hash").
+#pragma once
+#include <filesystem>
+#include <string>
+
+namespace doppel {
+
+// Lowercase hex sha256 of a whole file (streamed; ~1-2 s per GB).
+std::string sha256_file_hex(const std::filesystem::path& path);
+
+// A1111's current short hash: the first 10 hex digits of the file's sha256
+// (the "sha256" hash, not the legacy 8-digit hash of 64 KiB at offset 1 MiB).
+std::string a1111_short_hash(const std::string& sha256_hex);
+
+}  // namespace doppel

@@ -1,0 +1,75 @@
+// The Stable Diffusion UNet (SD1, SD2, SDXL and their inpainting variants) in
+// the LDM/CompVis module tree: named_parameters() are exactly the checkpoint
+// keys under `model.diffusion_model.` (input_blocks.1.1.proj_in.weight, ...).
+#pragma once
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/pimpl.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "doppel/models/layers.hpp"
+#include "doppel/models/unet_blocks.hpp"
+#include "doppel/models/unet_config.hpp"
+
+namespace doppel {
+
+// Optional inputs beyond (x, t, context). Undefined tensors mean "absent".
+struct UNetExtraInputs {
+  at::Tensor vector_conditioning;  // SDXL `y`: [N, adm_in_channels]
+  // ControlNet: one residual per input block (added to its skip connection,
+  // in input_blocks order) and one for the middle block output.
+  std::vector<at::Tensor> skip_residuals;
+  at::Tensor middle_residual;
+};
+
+class UNetModelImpl : public torch::nn::Module {
+ public:
+  // Parameters are allocated uninitialised with `options` (dtype, device);
+  // load a checkpoint (checkpoint/) or call layers::randomize_parameters.
+  explicit UNetModelImpl(const UNetConfig& config, const at::TensorOptions& options = {});
+
+  // x: [N, in_channels, H, W] (any H, W; odd sizes are handled like diffusers),
+  // timesteps: [N] or [1] float (fractional allowed), context: [N, L, context_dim].
+  // Inputs are cast to the parameter dtype; the output [N, out_channels, H, W]
+  // has x's dtype.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& timesteps, const at::Tensor& context,
+                     const UNetExtraInputs& extra = {});
+
+  const UNetConfig& config() const { return config_; }
+  // Runs convolutions in channels-last (NHWC) memory layout; converts the
+  // parameters' layout (values and names unchanged). Faster with oneDNN on some CPUs.
+  void set_channels_last(bool enable);
+  bool channels_last() const { return channels_last_; }
+  // Channels of each skip connection, in input_blocks order (ControlNet's zero convs).
+  std::vector<int64_t> skip_channels() const { return skip_channels_; }
+
+  TimestepMlp time_embed{nullptr};
+  TimestepMlp label_mlp{nullptr};  // label_emb.0 (SDXL only)
+  torch::nn::ModuleList input_blocks{nullptr};
+  UNetBlock middle_block{nullptr};
+  torch::nn::ModuleList output_blocks{nullptr};
+  layers::GroupNorm out_norm{nullptr};  // out.0
+  layers::Conv2d out_conv{nullptr};     // out.2
+
+ private:
+  UNetConfig config_;
+  std::vector<int64_t> skip_channels_;
+  bool channels_last_ = false;
+};
+TORCH_MODULE(UNetModel);
+
+// diffusers' get_timestep_embedding(flip_sin_to_cos=True, shift=0) == LDM's
+// timestep_embedding: [N] -> [N, dim] fp32, cos half first.
+at::Tensor timestep_embedding(const at::Tensor& timesteps, int64_t dim,
+                              double max_period = 10000.0);
+
+// SDXL's vector conditioning y = [pooled text (N, P), embed(time ids)] where each
+// of the 6 ids (orig h, w, crop top, left, target h, w) becomes a sinusoid of
+// `time_embed_dim`: [N, P + 6 * time_embed_dim].
+at::Tensor sdxl_vector_conditioning(const at::Tensor& pooled_text, const at::Tensor& time_ids,
+                                    int64_t time_embed_dim);
+
+}  // namespace doppel

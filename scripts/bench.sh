@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds and runs the benchmarks (full-size architectures, random weights).
+# Prints one JSON line per figure; not part of the test suite.
+#   scripts/bench.sh            # everything
+#   scripts/bench.sh sd         # Stable Diffusion 1.5 only
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+what="${1:-all}"
+"$root/scripts/install.sh" >&2
+cmake -S "$root" -B "$root/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DDOPPEL_BUILD_TESTS=OFF -DDOPPEL_BUILD_BENCH=ON >&2
+cmake --build "$root/build-bench" >&2
+bench="$root/build-bench/bench"
+if [ "$what" = all ] || [ "$what" = sd ]; then
+  sd="$bench/stable_diffusion_bench"
+  "$sd" --case peak
+  for dtype in bf16 fp32; do
+    for size in 512 256; do "$sd" --case unet --dtype "$dtype" --size "$size"; done
+    "$sd" --case text --dtype "$dtype"
+    "$sd" --case vae --dtype "$dtype" --size 512
+  done
+  "$sd" --case generate --dtype bf16 --size 512
+fi
+if [ "$what" = all ] || [ "$what" = face ]; then
+  [ -x "$bench/face_intake_bench" ] && "$bench/face_intake_bench"
+fi
+exit 0

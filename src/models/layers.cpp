@@ -1,0 +1,112 @@
+#include "doppel/models/layers.hpp"
+
+#include <torch/nn/modules/normalization.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace doppel::layers {
+
+namespace {
+
+bool is_reduced_precision(const at::Tensor& x) {
+  return x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf;
+}
+
+}  // namespace
+
+Conv2dImpl::Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel_size,
+                       int64_t stride_, int64_t padding_, const at::TensorOptions& options,
+                       bool with_bias)
+    : stride(stride_), padding(padding_) {
+  weight = register_parameter(
+      "weight", at::empty({out_channels, in_channels, kernel_size, kernel_size}, options));
+  if (with_bias) bias = register_parameter("bias", at::empty({out_channels}, options));
+}
+
+at::Tensor Conv2dImpl::forward(const at::Tensor& x) {
+  return at::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+}
+
+LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, const at::TensorOptions& options,
+                       bool with_bias) {
+  weight = register_parameter("weight", at::empty({out_features, in_features}, options));
+  if (with_bias) bias = register_parameter("bias", at::empty({out_features}, options));
+}
+
+at::Tensor LinearImpl::forward(const at::Tensor& x) {
+  return at::linear(x, weight, bias);
+}
+
+GroupNormImpl::GroupNormImpl(int64_t groups_, int64_t channels, double eps_,
+                             const at::TensorOptions& options)
+    : groups(groups_), eps(eps_) {
+  weight = register_parameter("weight", at::empty({channels}, options));
+  bias = register_parameter("bias", at::empty({channels}, options));
+}
+
+at::Tensor GroupNormImpl::forward(const at::Tensor& x) {
+  if (is_reduced_precision(x)) {
+    return at::group_norm(x.to(at::kFloat), groups, weight.to(at::kFloat), bias.to(at::kFloat), eps)
+        .to(x.scalar_type());
+  }
+  return at::group_norm(x, groups, weight, bias, eps);
+}
+
+LayerNormImpl::LayerNormImpl(int64_t dim, double eps_, const at::TensorOptions& options)
+    : eps(eps_) {
+  weight = register_parameter("weight", at::empty({dim}, options));
+  bias = register_parameter("bias", at::empty({dim}, options));
+}
+
+at::Tensor LayerNormImpl::forward(const at::Tensor& x) {
+  const int64_t dim = weight.size(0);
+  if (is_reduced_precision(x)) {
+    return at::layer_norm(x.to(at::kFloat), {dim}, weight.to(at::kFloat), bias.to(at::kFloat), eps)
+        .to(x.scalar_type());
+  }
+  return at::layer_norm(x, {dim}, weight, bias, eps);
+}
+
+void randomize_parameters(torch::nn::Module& module, uint64_t seed) {
+  at::NoGradGuard no_grad;
+  // Which parameters belong to normalisation layers (weight ~ 1, bias ~ 0).
+  std::vector<std::string> norm_prefixes;
+  for (const auto& item : module.named_modules()) {
+    const auto& child = item.value();
+    if (dynamic_cast<GroupNormImpl*>(child.get()) || dynamic_cast<LayerNormImpl*>(child.get()) ||
+        dynamic_cast<torch::nn::LayerNormImpl*>(child.get()) ||
+        dynamic_cast<torch::nn::GroupNormImpl*>(child.get())) {
+      norm_prefixes.push_back(item.key().empty() ? std::string() : item.key() + ".");
+    }
+  }
+  auto parameters = module.named_parameters(/*recurse=*/true);
+  std::vector<std::string> names;
+  for (const auto& item : parameters) names.push_back(item.key());
+  std::sort(names.begin(), names.end());
+
+  at::Generator generator = at::detail::createCPUGenerator(seed);
+  for (const auto& name : names) {
+    at::Tensor parameter = parameters[name];
+    at::Tensor noise =
+        at::randn(parameter.sizes(), generator, at::TensorOptions().dtype(at::kFloat));
+    const bool is_norm =
+        std::any_of(norm_prefixes.begin(), norm_prefixes.end(), [&](const std::string& prefix) {
+          return name.rfind(prefix, 0) == 0 && name.find('.', prefix.size()) == std::string::npos;
+        });
+    at::Tensor value;
+    if (is_norm) {
+      const bool is_weight = name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0;
+      value = is_weight ? 1.0 + 0.1 * noise : 0.1 * noise;
+    } else if (parameter.dim() >= 2) {
+      value = noise / std::sqrt(static_cast<double>(parameter[0].numel()));
+    } else {
+      value = 0.05 * noise;
+    }
+    parameter.copy_(value);
+  }
+}
+
+}  // namespace doppel::layers
