@@ -2,6 +2,12 @@
 
 #include <ATen/ATen.h>
 #include <ATen/record_function.h>
+
+// GCC 12's own AVX-512 headers trip -Wuninitialized (their _mm512_undefined_*
+// helpers); the warning is about the header, not this code.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include <algorithm>
@@ -43,6 +49,8 @@ __attribute__((target("avx512f,avx512bf16"))) double bf16_dot_loop(int64_t itera
   for (int i = 1; i < 12; ++i) sum = _mm512_add_ps(sum, a[i]);
   return _mm512_reduce_add_ps(sum);
 }
+
+#pragma GCC diagnostic pop
 
 // Runs `loop` on `threads` threads for about `seconds`; returns GFLOP/s.
 double measure(int threads, double seconds, double flops_per_iteration, double (*loop)(int64_t)) {
