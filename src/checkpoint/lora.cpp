@@ -1,5 +1,6 @@
 #include "doppel/checkpoint/lora.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <numeric>
@@ -19,7 +20,7 @@ bool ends_with(const std::string& text, const std::string& suffix) {
 }
 
 // What a tensor is in a LoRA module, by the suffix of its name.
-enum class Role { kDown, kUp, kAlpha, kW1A, kW1B, kW2A, kW2B };
+enum class Role { kDown, kUp, kMid, kAlpha, kW1A, kW1B, kW2A, kW2B };
 
 struct Suffix {
   const char* text;
@@ -32,7 +33,8 @@ constexpr Suffix kSuffixes[] = {
     {".lora_linear_layer.up.weight", Role::kUp},
     {".lora_down.weight", Role::kDown},  // kohya-ss, LyCORIS LoCon
     {".lora_up.weight", Role::kUp},
-    {".lora_A.weight", Role::kDown},  // PEFT
+    {".lora_mid.weight", Role::kMid},  // LyCORIS LoCon with Tucker decomposition
+    {".lora_A.weight", Role::kDown},   // PEFT
     {".lora_B.weight", Role::kUp},
     {".lora.down.weight", Role::kDown},  // diffusers LoRACompatibleLinear/Conv
     {".lora.up.weight", Role::kUp},
@@ -51,9 +53,9 @@ constexpr Suffix kProcessorSuffixes[] = {
 
 // LyCORIS parts whose formulas doppel does not implement.
 constexpr const char* kUnsupportedSuffixes[] = {
-    ".lora_mid.weight", ".hada_t1",    ".hada_t2",   ".lokr_w1", ".lokr_w1_a",  ".lokr_w1_b",
-    ".lokr_w2",         ".lokr_w2_a",  ".lokr_w2_b", ".lokr_t2", ".dora_scale", ".diff",
-    ".diff_b",          ".oft_blocks", ".oft_diag",  ".b_norm",  ".w_norm"};
+    ".hada_t1",    ".hada_t2",   ".lokr_w1", ".lokr_w1_a",  ".lokr_w1_b", ".lokr_w2",
+    ".lokr_w2_a",  ".lokr_w2_b", ".lokr_t2", ".dora_scale", ".diff",      ".diff_b",
+    ".oft_blocks", ".oft_diag",  ".b_norm",  ".w_norm"};
 
 std::string& role_slot(LoraModule& module, Role role) {
   switch (role) {
@@ -61,6 +63,8 @@ std::string& role_slot(LoraModule& module, Role role) {
       return module.down;
     case Role::kUp:
       return module.up;
+    case Role::kMid:
+      return module.mid;
     case Role::kAlpha:
       return module.alpha;
     case Role::kW1A:
@@ -126,6 +130,24 @@ at::Tensor module_delta(const LoraFile& lora, const LoraModule& module, const lo
                        std::to_string(fan_in) + " inputs");
     }
   };
+  if (module.kind == LoraModuleKind::kLowRank && !module.mid.empty()) {
+    // Tucker: up [out, r] . mid [r, r', kh, kw] . down [r', in] over the kernel.
+    const int64_t up_rank = check_up(module.up);
+    const auto mid = lora.shape(module.mid);
+    if (shape.size() != 4 || mid.size() != 4 || mid[0] != up_rank || mid[2] != shape[2] ||
+        mid[3] != shape[3]) {
+      throw_misfit(lora, module.mid, target, shape,
+                   "expected [" + std::to_string(up_rank) + ", rank, kh, kw] of a conv layer");
+    }
+    rank = mid[1];
+    const auto down = lora.shape(module.down);
+    if (down.size() < 2 || down[0] != rank || product(down, 1) != shape[1]) {
+      throw_misfit(lora, module.down, target, shape,
+                   "expected [" + std::to_string(rank) + ", " + std::to_string(shape[1]) + "]");
+    }
+    return at::einsum("ijkl,jr,pi->prkl",
+                      {read(module.mid), read(module.down).flatten(1), read(module.up).flatten(1)});
+  }
   if (module.kind == LoraModuleKind::kLowRank) {
     rank = lora.shape(module.down).empty() ? 0 : lora.shape(module.down)[0];
     const int64_t up_rank = check_up(module.up);
@@ -180,8 +202,8 @@ LoraFile LoraFile::parse(std::shared_ptr<const SafetensorsFile> file) {
       if (ends_with(name, unsupported)) {
         throw Error(ErrorCode::kUnsupported,
                     "LoRA " + lora.label_ + ": tensor " + name +
-                        " belongs to a LyCORIS kind doppel cannot merge (LoKr, Tucker "
-                        "lora_mid/hada_t, DoRA, OFT or full diffs); use a LoRA, LoCon or LoHa");
+                        " belongs to a LyCORIS kind doppel cannot merge (LoKr, LoHa "
+                        "with Tucker hada_t, DoRA, OFT or full diffs); use a LoRA, LoCon or LoHa");
       }
     }
     const Suffix* match = nullptr;

@@ -1,7 +1,6 @@
 #include "lora_names.hpp"
 
 #include <algorithm>
-#include <set>
 #include <vector>
 
 #include "doppel/checkpoint/diffusers_names.hpp"
