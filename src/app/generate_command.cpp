@@ -4,6 +4,8 @@
 #include <iostream>
 
 #include "app/command_registry.hpp"
+#include "doppel/checkpoint/lora.hpp"
+#include "doppel/checkpoint/model_hash.hpp"
 #include "doppel/checkpoint/stable_diffusion.hpp"
 #include "doppel/checkpoint/tiny_model.hpp"
 #include "doppel/core/error.hpp"
@@ -25,6 +27,7 @@ struct GenerateOptions {
   std::string dtype = "fp32";
   std::string out = "doppel.png";
   int64_t seed = -1;
+  std::vector<std::string> loras;  // PATH[:WEIGHT]
   GenerationRequest request;
 };
 
@@ -36,6 +39,39 @@ std::filesystem::path output_path(const std::filesystem::path& out, size_t index
   if (total == 1) return out;
   std::filesystem::path path = out;
   return path.replace_filename(out.stem().string() + "-" + suffix);
+}
+
+// "PATH:WEIGHT" or "PATH" (weight 1), as A1111's <lora:NAME:WEIGHT>.
+std::pair<std::filesystem::path, double> parse_lora_spec(const std::string& spec) {
+  size_t colon = spec.rfind(':');
+  if (colon != std::string::npos) {
+    try {
+      size_t used = 0;
+      double weight = std::stod(spec.substr(colon + 1), &used);
+      if (used == spec.size() - colon - 1) return {spec.substr(0, colon), weight};
+    } catch (const std::exception&) {
+    }
+  }
+  return {spec, 1.0};
+}
+
+// Merges every --lora into the model; the handle keeps the originals.
+AppliedLoras merge_loras(StableDiffusionCheckpoint& model, const std::vector<std::string>& specs,
+                         GenerationRequest& request) {
+  std::vector<std::pair<LoraFile, double>> loras;
+  for (const auto& spec : specs) {
+    auto [path, weight] = parse_lora_spec(spec);
+    loras.emplace_back(load_lora(path), weight);
+    request.loras.push_back({path.stem().string(), weight, sha256_file_hex(path).substr(0, 12)});
+  }
+  AppliedLoras applied = apply_loras(model, loras);
+  for (const auto& report : applied.reports()) {
+    log_info("LoRA " + report.lora + ": " + std::to_string(report.applied.size()) +
+             " weights changed");
+    for (const auto& name : report.unmatched)
+      log_warning("LoRA " + report.lora + ": '" + name + "' matches no layer of this model");
+  }
+  return applied;
 }
 
 int run_generate(GenerateOptions& options) {
@@ -67,6 +103,7 @@ int run_generate(GenerateOptions& options) {
     for (const auto& name : model.report.unused) log_debug("unused tensor: " + name);
     model_name = std::filesystem::path(options.model).filename().replace_extension().string();
   }
+  AppliedLoras applied_loras = merge_loras(model, options.loras, request);
   ClipTokenizer tokenizer = options.tokenizer.empty()
                                 ? ClipTokenizer::load_default()
                                 : (std::filesystem::is_directory(options.tokenizer)
@@ -110,6 +147,8 @@ CommandRegistration generate_command{
       command.add_option("--seed", options->seed, "Seed (-1 = random)")->capture_default_str();
       command.add_option("--batch", r.batch_size, "Images per batch")->capture_default_str();
       command.add_option("--count", r.batch_count, "Number of batches")->capture_default_str();
+      command.add_option("--lora", options->loras,
+                         "LoRA file to merge, PATH[:WEIGHT] (repeatable)");
       command.add_option("--init-image", options->init_image, "Start image (img2img)");
       command.add_option("--strength", r.strength, "img2img denoising strength")
           ->capture_default_str();

@@ -136,6 +136,13 @@ GenerationParameters StableDiffusionPipeline::describe(const GenerationRequest& 
                                                        uint64_t seed) const {
   GenerationParameters p;
   p.prompt = request.prompt;
+  std::string lora_hashes;
+  for (const auto& lora : request.loras) {
+    std::string tag = "<lora:" + lora.name + ":" + format_number(lora.multiplier) + ">";
+    if (p.prompt.find(tag) == std::string::npos) p.prompt += (p.prompt.empty() ? "" : " ") + tag;
+    if (!lora.short_hash.empty())
+      lora_hashes += (lora_hashes.empty() ? "" : ", ") + lora.name + ": " + lora.short_hash;
+  }
   p.negative_prompt = request.negative_prompt;
   p.set("Steps", std::to_string(request.steps));
   p.set("Sampler", a1111_sampler_name(request.sampler, request.karras));
@@ -147,6 +154,7 @@ GenerationParameters StableDiffusionPipeline::describe(const GenerationRequest& 
   if (request.init_image) p.set("Denoising strength", format_number(request.strength));
   if (request.clip_skip > 1) p.set("Clip skip", std::to_string(request.clip_skip));
   if (request.eta != 0) p.set("Eta", format_number(request.eta));
+  if (!lora_hashes.empty()) p.set("Lora hashes", lora_hashes);
   p.set("Version", "doppel 0.1.0");
   return p;
 }

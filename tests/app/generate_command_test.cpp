@@ -68,6 +68,35 @@ TEST(GenerateCommand, SeededPngEqualsTheReferenceImage) {
   EXPECT_NE(errors.find("sampling"), std::string::npos);  // the progress bar was drawn
 }
 
+// golden/lora: the same run with the kohya LoRA merged at 0.7 into both models.
+TEST(GenerateCommand, LoraMergedRunEqualsTheReferenceImage) {
+  auto golden = test::golden_dir();
+  DOPPEL_REQUIRE_PATH(golden / "lora" / "sd1_tiny_lora_kohya.safetensors");
+  auto out = temp_folder("doppel_generate_lora") / "lora.png";
+  std::string errors;
+  ASSERT_EQ(run_doppel("generate --model " + (golden / "sd1" / "diffusers").string() + " --lora " +
+                           (golden / "lora" / "sd1_tiny_lora_kohya.safetensors").string() +
+                           ":0.7 --prompt " + quote("a photograph of an astronaut riding a horse") +
+                           " --negative " + quote("blurry, low quality") +
+                           " --sampler euler --steps 10 --cfg 7.5 --seed 42 --width 64 --height 64"
+                           " --out " +
+                           out.string(),
+                       &errors),
+            0)
+      << errors;
+  Image ours = read_image(out);
+  Image reference = read_image(golden / "lora" / "txt2img_euler_lora0.7.png");
+  ASSERT_EQ(ours.rgb.size(), reference.rgb.size());
+  int worst = 0;
+  for (size_t i = 0; i < ours.rgb.size(); ++i)
+    worst = std::max(worst, std::abs(int(ours.rgb[i]) - int(reference.rgb[i])));
+  EXPECT_LE(worst, 1);
+  auto parameters = GenerationParameters::parse(read_png_text(read_file(out))[0].second);
+  EXPECT_NE(parameters.prompt.find("<lora:sd1_tiny_lora_kohya:0.7>"), std::string::npos);
+  EXPECT_EQ(parameters.get("Lora hashes").value().size(),
+            std::string("sd1_tiny_lora_kohya: ").size() + 12);
+}
+
 TEST(GenerateCommand, TinyDemoWritesABatchWithPerImageSeeds) {
   auto folder = temp_folder("doppel_generate_demo");
   std::string errors;

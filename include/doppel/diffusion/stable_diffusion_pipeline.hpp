@@ -19,6 +19,13 @@
 
 namespace doppel {
 
+// A LoRA merged into the model for a generation, as its metadata records it.
+struct LoraReference {
+  std::string name;  // file stem, as in <lora:NAME:WEIGHT>
+  double multiplier = 1.0;
+  std::string short_hash;  // first 12 hex digits of the file's sha256 (A1111 "Lora hashes")
+};
+
 struct GenerationRequest {
   std::string prompt;
   std::string negative_prompt;
@@ -37,6 +44,9 @@ struct GenerationRequest {
   int clip_skip = 1;                // A1111's "CLIP skip" on top of the model's native layer
   std::optional<Image> init_image;  // img2img when set (resized to width x height)
   double strength = 0.75;           // img2img denoising strength in (0, 1]
+  // LoRAs already merged into the model by the caller; recorded in the metadata
+  // as A1111 does (<lora:NAME:WEIGHT> in the prompt, "Lora hashes").
+  std::vector<LoraReference> loras;
 };
 
 struct GeneratedImage {
