@@ -11,7 +11,7 @@ apt_packages=(
   libopencv-dev libopencv-contrib-dev opencv-data
   libdlib-dev libdlib-data
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libyaml-cpp-dev
-  libsqlite3-dev libpq-dev libsodium-dev libcurl4-openssl-dev zlib1g-dev libicu-dev
+  libsqlite3-dev libpq-dev libsodium-dev libcurl4-openssl-dev zlib1g-dev libjpeg-dev libicu-dev
   libgtest-dev googletest
 )
 missing=()
