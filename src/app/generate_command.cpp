@@ -24,7 +24,7 @@ struct GenerateOptions {
   std::string tokenizer;
   std::string config;
   std::string init_image;
-  std::string dtype = "fp32";
+  std::string dtype = "auto";  // bf16 where the CPU computes it natively
   std::string out = "doppel.png";
   int64_t seed = -1;
   std::vector<std::string> loras;  // PATH[:WEIGHT]

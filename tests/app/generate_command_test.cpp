@@ -43,7 +43,7 @@ TEST(GenerateCommand, SeededPngEqualsTheReferenceImage) {
   ASSERT_EQ(run_doppel("generate --model " + (golden / "sd1" / "diffusers").string() +
                            " --prompt " + quote("a photograph of an astronaut riding a horse") +
                            " --negative " + quote("blurry, low quality") +
-                           " --sampler euler --steps 10 --cfg 7.5 --seed 42 --width 64 --height 64"
+                           " --sampler euler --steps 10 --cfg 7.5 --seed 42 --width 64 --height 64 --dtype fp32"
                            " --out " +
                            out.string(),
                        &errors),
@@ -78,7 +78,7 @@ TEST(GenerateCommand, LoraMergedRunEqualsTheReferenceImage) {
                            (golden / "lora" / "sd1_tiny_lora_kohya.safetensors").string() +
                            ":0.7 --prompt " + quote("a photograph of an astronaut riding a horse") +
                            " --negative " + quote("blurry, low quality") +
-                           " --sampler euler --steps 10 --cfg 7.5 --seed 42 --width 64 --height 64"
+                           " --sampler euler --steps 10 --cfg 7.5 --seed 42 --width 64 --height 64 --dtype fp32"
                            " --out " +
                            out.string(),
                        &errors),
