@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 apt_packages=(
-  build-essential cmake ninja-build ccache pkg-config git clang clang-format
+  build-essential cmake ninja-build pkg-config git clang clang-format
   libtorch-dev libopenblas0
   libopencv-dev libopencv-contrib-dev opencv-data
   libdlib-dev libdlib-data
