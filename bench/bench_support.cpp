@@ -1,7 +1,6 @@
 #include "bench_support.hpp"
 
 #include <ATen/ATen.h>
-#include <ATen/record_function.h>
 
 // GCC 12's own AVX-512 headers trip -Wuninitialized (their _mm512_undefined_*
 // helpers); the warning is about the header, not this code.
@@ -78,45 +77,6 @@ double measure(int threads, double seconds, double flops_per_iteration, double (
   return flops_per_iteration * static_cast<double>(iterations) * threads / elapsed / 1e9;
 }
 
-std::atomic<double> counted_flops{0};
-
-int64_t numel_of(const c10::IValue& value) {
-  return value.isTensor() ? value.toTensor().numel() : 0;
-}
-
-void add_flops(double flops) {
-  double current = counted_flops.load();
-  while (!counted_flops.compare_exchange_weak(current, current + flops)) {
-  }
-}
-
-std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
-  const std::string name = fn.name();
-  auto inputs = fn.inputs();
-  auto sizes = [&](size_t i) { return inputs[i].toTensor().sizes(); };
-  if ((name == "aten::mm" || name == "aten::bmm") && inputs.size() >= 2) {
-    auto b = sizes(1);
-    add_flops(2.0 * static_cast<double>(numel_of(inputs[0])) * b.back());
-  } else if ((name == "aten::addmm" || name == "aten::baddbmm") && inputs.size() >= 3) {
-    auto b = sizes(2);
-    add_flops(2.0 * static_cast<double>(numel_of(inputs[1])) * b.back());
-  } else if (name == "aten::convolution" && inputs.size() >= 9) {
-    // FLOPs = 2 * output elements * (Cin/groups * kh * kw); output size from the
-    // usual formula with stride, padding and dilation.
-    auto input = sizes(0), weight = sizes(1);
-    auto stride = inputs[3].toIntVector(), padding = inputs[4].toIntVector(),
-         dilation = inputs[5].toIntVector();
-    double outputs = static_cast<double>(input[0]) * weight[0];
-    for (size_t d = 0; d < 2 && d + 2 < input.size(); ++d) {
-      int64_t extent =
-          (input[d + 2] + 2 * padding[d] - dilation[d] * (weight[d + 2] - 1) - 1) / stride[d] + 1;
-      outputs *= static_cast<double>(extent);
-    }
-    add_flops(2.0 * outputs * static_cast<double>(weight[1] * weight[2] * weight[3]));
-  }
-  return nullptr;
-}
-
 }  // namespace
 
 MachinePeak measure_machine_peak(int threads, double seconds_per_test) {
@@ -125,20 +85,6 @@ MachinePeak measure_machine_peak(int threads, double seconds_per_test) {
   if (cpu_has_native_bf16())
     peak.bf16_gflops = measure(threads, seconds_per_test, 12 * 64.0, bf16_dot_loop);
   return peak;
-}
-
-FlopCounter::FlopCounter() {
-  counted_flops = 0;
-  handle_ = at::addGlobalCallback(
-      at::RecordFunctionCallback(on_start).needsInputs(true).scopes({at::RecordScope::FUNCTION}));
-}
-
-FlopCounter::~FlopCounter() {
-  at::removeCallback(handle_);
-}
-
-double FlopCounter::flops() const {
-  return counted_flops.load();
 }
 
 double peak_rss_mib() {

@@ -16,20 +16,6 @@ struct MachinePeak {
 };
 MachinePeak measure_machine_peak(int threads, double seconds_per_test = 1.0);
 
-// Counts the FLOPs of convolutions and matrix products executed while alive
-// (2 per multiply-add), observed through ATen's RecordFunction hooks.
-class FlopCounter {
- public:
-  FlopCounter();
-  ~FlopCounter();
-  FlopCounter(const FlopCounter&) = delete;
-  FlopCounter& operator=(const FlopCounter&) = delete;
-  double flops() const;
-
- private:
-  uint64_t handle_;
-};
-
 // Peak resident set size of this process in MiB (VmHWM), and a reset of it.
 double peak_rss_mib();
 void reset_peak_rss();

@@ -49,21 +49,22 @@ void bench_unet(const Options& options, at::ScalarType dtype) {
   at::Tensor x = generator.randn({2, 4, latent, latent});
   at::Tensor t = at::full({1}, 500.0f);
   at::Tensor context = generator.randn({2, 77, 768}).to(dtype);
-  double flops = 0;
-  {
-    bench::FlopCounter counter;
-    unet->forward(x, t, context);
-    flops = counter.flops();
-  }
+  // ATen's RecordFunction hooks get no inputs in Debian's libtorch 1.13 (an
+  // internal assert), so FLOPs are not counted here: the SD1.5 UNet at 512x512,
+  // batch 2, is 1606.5 GFLOP (convolutions, linear layers and attention
+  // matmuls; the engine issue's count). Other sizes report no fraction.
+  const double flops = options.size == 512 ? 1606.5e9 : 0.0;
   double seconds = bench::median_seconds(options.repeats, [&] { unet->forward(x, t, context); });
   auto peak = bench::measure_machine_peak(at::get_num_threads());
   double peak_gflops = dtype == at::kBFloat16 ? peak.bf16_gflops : peak.fp32_gflops;
   auto figure = base_figure(options, "unet_step_cfg_batch2");
   figure["seconds_per_step"] = seconds;
-  figure["gflop_per_step"] = flops / 1e9;
-  figure["achieved_gflops"] = flops / 1e9 / seconds;
   figure["machine_peak_gflops"] = peak_gflops;
-  figure["fraction_of_peak"] = peak_gflops > 0 ? flops / 1e9 / seconds / peak_gflops : 0.0;
+  if (flops > 0) {
+    figure["gflop_per_step"] = flops / 1e9;
+    figure["achieved_gflops"] = flops / 1e9 / seconds;
+    figure["fraction_of_peak"] = peak_gflops > 0 ? flops / 1e9 / seconds / peak_gflops : 0.0;
+  }
   figure["peak_rss_mib"] = bench::peak_rss_mib();
   print_figure(figure);
 }
@@ -85,16 +86,9 @@ void bench_vae(const Options& options, at::ScalarType dtype) {
   layers::randomize_parameters(*vae, 3);
   c10::InferenceMode inference;
   at::Tensor latents = Generator(0).randn({1, 4, options.size / 8, options.size / 8});
-  double flops = 0;
-  {
-    bench::FlopCounter counter;
-    vae->decode(latents);
-    flops = counter.flops();
-  }
   double seconds = bench::median_seconds(options.repeats, [&] { vae->decode(latents); });
   auto figure = base_figure(options, "vae_decode");
   figure["seconds"] = seconds;
-  figure["gflop"] = flops / 1e9;
   figure["peak_rss_mib"] = bench::peak_rss_mib();
   print_figure(figure);
 }
