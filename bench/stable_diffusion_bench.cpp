@@ -2,8 +2,8 @@
 // One JSON line per figure. Each case runs in its own process so peak RSS is
 // per case: scripts/bench.sh runs them all.
 //   stable_diffusion_bench --case peak|unet|text|vae|generate --dtype fp32|bf16 --size 512
-#include <CLI/CLI.hpp>
 #include <c10/core/InferenceMode.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdlib>
 
@@ -105,7 +105,8 @@ void bench_generate(const Options& options, at::ScalarType dtype) {
   layers::randomize_parameters(*vae, 3);
   c10::InferenceMode inference;
   auto start = std::chrono::steady_clock::now();
-  at::Tensor context = encoder->forward(at::randint(0, 49407, {2, 77}, at::kLong)).last_hidden_state;
+  at::Tensor context =
+      encoder->forward(at::randint(0, 49407, {2, 77}, at::kLong)).last_hidden_state;
   at::Tensor x = Generator(0).randn({1, 4, options.size / 8, options.size / 8});
   for (int step = 0; step < 2; ++step) {
     at::Tensor out = unet->forward(at::cat({x, x}), at::full({1}, 500.0f), context);

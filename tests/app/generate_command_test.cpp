@@ -40,14 +40,16 @@ TEST(GenerateCommand, SeededPngEqualsTheReferenceImage) {
   DOPPEL_REQUIRE_PATH(golden / "sd1" / "diffusers");
   auto out = temp_folder("doppel_generate_golden") / "euler.png";
   std::string errors;
-  ASSERT_EQ(run_doppel("generate --model " + (golden / "sd1" / "diffusers").string() +
-                           " --prompt " + quote("a photograph of an astronaut riding a horse") +
-                           " --negative " + quote("blurry, low quality") +
-                           " --sampler euler --steps 10 --cfg 7.5 --seed 42 --width 64 --height 64 --dtype fp32"
-                           " --out " +
-                           out.string(),
-                       &errors),
-            0)
+  ASSERT_EQ(
+      run_doppel(
+          "generate --model " + (golden / "sd1" / "diffusers").string() + " --prompt " +
+              quote("a photograph of an astronaut riding a horse") + " --negative " +
+              quote("blurry, low quality") +
+              " --sampler euler --steps 10 --cfg 7.5 --seed 42 --width 64 --height 64 --dtype fp32"
+              " --out " +
+              out.string(),
+          &errors),
+      0)
       << errors;
   Image ours = read_image(out);
   Image reference = read_image(golden / "sd1" / "goldens" / "txt2img" / "euler.png");
@@ -74,15 +76,17 @@ TEST(GenerateCommand, LoraMergedRunEqualsTheReferenceImage) {
   DOPPEL_REQUIRE_PATH(golden / "lora" / "sd1_tiny_lora_kohya.safetensors");
   auto out = temp_folder("doppel_generate_lora") / "lora.png";
   std::string errors;
-  ASSERT_EQ(run_doppel("generate --model " + (golden / "sd1" / "diffusers").string() + " --lora " +
-                           (golden / "lora" / "sd1_tiny_lora_kohya.safetensors").string() +
-                           ":0.7 --prompt " + quote("a photograph of an astronaut riding a horse") +
-                           " --negative " + quote("blurry, low quality") +
-                           " --sampler euler --steps 10 --cfg 7.5 --seed 42 --width 64 --height 64 --dtype fp32"
-                           " --out " +
-                           out.string(),
-                       &errors),
-            0)
+  ASSERT_EQ(
+      run_doppel(
+          "generate --model " + (golden / "sd1" / "diffusers").string() + " --lora " +
+              (golden / "lora" / "sd1_tiny_lora_kohya.safetensors").string() + ":0.7 --prompt " +
+              quote("a photograph of an astronaut riding a horse") + " --negative " +
+              quote("blurry, low quality") +
+              " --sampler euler --steps 10 --cfg 7.5 --seed 42 --width 64 --height 64 --dtype fp32"
+              " --out " +
+              out.string(),
+          &errors),
+      0)
       << errors;
   Image ours = read_image(out);
   Image reference = read_image(golden / "lora" / "txt2img_euler_lora0.7.png");
