@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include <iostream>
+#include <regex>
 
 #include "app/command_registry.hpp"
 #include "doppel/checkpoint/lora.hpp"
@@ -11,8 +12,10 @@
 #include "doppel/core/error.hpp"
 #include "doppel/core/image.hpp"
 #include "doppel/core/log.hpp"
+#include "doppel/core/paths.hpp"
 #include "doppel/core/random.hpp"
 #include "doppel/core/runtime.hpp"
+#include "doppel/diffusion/prompt_parser.hpp"
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
 
 namespace doppel::app {
@@ -28,6 +31,7 @@ struct GenerateOptions {
   std::string out = "doppel.png";
   int64_t seed = -1;
   std::vector<std::string> loras;  // PATH[:WEIGHT]
+  std::string lora_dir;            // where <lora:NAME:WEIGHT> tags look for NAME.safetensors
   GenerationRequest request;
 };
 
@@ -74,8 +78,35 @@ AppliedLoras merge_loras(StableDiffusionCheckpoint& model, const std::vector<std
   return applied;
 }
 
+// A1111's <lora:NAME:WEIGHT> prompt tags: each NAME is looked up in the LoRA
+// folder and merged like --lora; all extra-network tags leave the prompt text.
+void take_lora_tags(GenerateOptions& options) {
+  GenerationRequest& request = options.request;
+  ParsedPrompt parsed = parse_prompt(request.prompt, std::max<int64_t>(request.steps, 1));
+  std::filesystem::path folder = options.lora_dir.empty() ? default_models_dir() / "lora"
+                                                          : std::filesystem::path(options.lora_dir);
+  for (const auto& tag : parsed.loras) {
+    std::filesystem::path path = folder / (tag.name + ".safetensors");
+    if (!std::filesystem::exists(path))
+      throw Error(ErrorCode::kNotFound,
+                  "the prompt asks for <lora:" + tag.name + ">, but " + path.string() +
+                      " does not exist; put the file there or use --lora-dir");
+    if (tag.unet_weight != tag.text_encoder_weight)
+      log_warning("<lora:" + tag.name +
+                  ">: separate text-encoder and UNet weights are merged "
+                  "with the text-encoder weight");
+    options.loras.push_back(path.string() + ":" + std::to_string(tag.text_encoder_weight));
+  }
+  for (const auto& tag : parsed.other_network_tags)
+    log_warning("ignoring the prompt tag " + tag + " (only LoRA tags are supported)");
+  // The same pattern A1111 uses to take extra-network tags out of the text.
+  static const std::regex extra_network_tag(R"(<\w+:[^>]+>)");
+  request.prompt = std::regex_replace(request.prompt, extra_network_tag, "");
+}
+
 int run_generate(GenerateOptions& options) {
   GenerationRequest& request = options.request;
+  take_lora_tags(options);
   request.seed = options.seed < 0 ? random_seed() : static_cast<uint64_t>(options.seed);
   if (!options.init_image.empty()) request.init_image = read_image(options.init_image);
 
@@ -149,6 +180,9 @@ CommandRegistration generate_command{
       command.add_option("--count", r.batch_count, "Number of batches")->capture_default_str();
       command.add_option("--lora", options->loras,
                          "LoRA file to merge, PATH[:WEIGHT] (repeatable)");
+      command.add_option("--lora-dir", options->lora_dir,
+                         "Folder where <lora:NAME:WEIGHT> prompt tags find NAME.safetensors "
+                         "(default: models/lora)");
       command.add_option("--init-image", options->init_image, "Start image (img2img)");
       command.add_option("--strength", r.strength, "img2img denoising strength")
           ->capture_default_str();

@@ -101,6 +101,39 @@ TEST(GenerateCommand, LoraMergedRunEqualsTheReferenceImage) {
             std::string("sd1_tiny_lora_kohya: ").size() + 12);
 }
 
+// <lora:NAME:WEIGHT> in the prompt finds NAME.safetensors in --lora-dir and gives
+// the same image as --lora, with the tag taken out of the encoded text.
+TEST(GenerateCommand, LoraPromptTagsResolveInTheLoraFolder) {
+  auto golden = test::golden_dir();
+  DOPPEL_REQUIRE_PATH(golden / "lora" / "sd1_tiny_lora_kohya.safetensors");
+  auto folder = temp_folder("doppel_generate_lora_tag");
+  std::filesystem::create_directories(folder / "loras");
+  std::filesystem::copy_file(golden / "lora" / "sd1_tiny_lora_kohya.safetensors",
+                             folder / "loras" / "face.safetensors");
+  std::string common = "generate --model " + (golden / "sd1" / "diffusers").string() +
+                       " --lora-dir " + (folder / "loras").string() + " --negative " +
+                       quote("blurry, low quality") +
+                       " --sampler euler --steps 10 --cfg 7.5 --seed 42 --width 64 --height 64"
+                       " --dtype fp32";
+  std::string errors;
+  ASSERT_EQ(run_doppel(common + " --out " + (folder / "tag.png").string() + " --prompt " +
+                           quote("a photograph of an astronaut riding a horse <lora:face:0.7>"),
+                       &errors),
+            0)
+      << errors;
+  Image ours = read_image(folder / "tag.png");
+  Image reference = read_image(golden / "lora" / "txt2img_euler_lora0.7.png");
+  int worst = 0;
+  for (size_t i = 0; i < ours.rgb.size(); ++i)
+    worst = std::max(worst, std::abs(int(ours.rgb[i]) - int(reference.rgb[i])));
+  EXPECT_LE(worst, 1);
+  EXPECT_EQ(run_doppel(common + " --out " + (folder / "missing.png").string() + " --prompt " +
+                           quote("portrait <lora:nobody:1>"),
+                       &errors),
+            1);
+  EXPECT_NE(errors.find("nobody.safetensors"), std::string::npos) << errors;
+}
+
 TEST(GenerateCommand, TinyDemoWritesABatchWithPerImageSeeds) {
   auto folder = temp_folder("doppel_generate_demo");
   std::string errors;
