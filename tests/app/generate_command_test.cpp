@@ -1,6 +1,8 @@
 // Runs the real `doppel generate` binary, as a user would.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 
 #include "doppel/core/atomic_file.hpp"
@@ -18,7 +20,9 @@ std::string quote(const std::string& text) {
 
 // Runs doppel with `arguments`; returns the exit status, stderr into `errors`.
 int run_doppel(const std::string& arguments, std::string* errors = nullptr) {
-  auto log = std::filesystem::temp_directory_path() / "doppel_app_test_stderr.txt";
+  // One log per test process: CTest runs these tests in parallel.
+  auto log = std::filesystem::temp_directory_path() /
+             ("doppel_app_test_stderr_" + std::to_string(::getpid()) + ".txt");
   int status = std::system((std::string(DOPPEL_BINARY) + " --threads 1 " + arguments + " 2> " +
                             log.string() + " > /dev/null")
                                .c_str());
