@@ -96,12 +96,8 @@ at::Tensor run_euler(SamplerRun& run, at::Tensor latents) {
   return latents;
 }
 
-void plan_euler_ancestral(SamplingPlan& plan) {
-  SigmaSchedule schedule = discrete_sigma_schedule(plan, /*karras_timesteps_float32=*/true);
-  plan.timesteps = schedule.timesteps;
-  plan.sigmas = float32_sigmas_with_zero(schedule.sigmas);
-  plan.init_noise_sigma = euler_init_noise_sigma(plan);
-}
+// Euler ancestral walks the same schedule as Euler.
+void plan_euler_ancestral(SamplingPlan& plan) { plan_euler(plan); }
 
 at::Tensor run_euler_ancestral(SamplerRun& run, at::Tensor latents) {
   const SamplingPlan& plan = run.plan();
