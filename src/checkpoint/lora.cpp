@@ -366,4 +366,8 @@ AppliedLoras apply_loras(StableDiffusionCheckpoint& model,
   return applied;
 }
 
+std::map<std::string, std::string> kohya_module_names(StableDiffusionCheckpoint& model) {
+  return lora::kohya_module_names(model);
+}
+
 }  // namespace doppel

@@ -216,4 +216,25 @@ std::optional<Target> TargetIndex::resolve(const std::string& module_name) const
   return target->second;
 }
 
+std::map<std::string, std::string> kohya_module_names(StableDiffusionCheckpoint& model) {
+  std::map<std::string, std::string> names;
+  if (model.unet) {
+    const auto weights = adaptable_weights(*model.unet);
+    for (const auto& [diffusers, ldm] :
+         diffusers_unet_module_paths(model.unet->config(), weights)) {
+      names[std::string(kUNet) + ":" + ldm] = "lora_unet_" + underscored(diffusers);
+    }
+  }
+  // kohya names HF CLIP towers only; OpenCLIP towers would need their packed
+  // q/k/v split, which doppel does not train.
+  if (!model.text_encoders.empty() && model.text_encoders[0].encoder &&
+      !model.text_encoders[0].open_clip) {
+    const std::string prefix = model.text_encoders.size() > 1 ? "lora_te1_" : "lora_te_";
+    for (const auto& item : adaptable_weights(*model.text_encoders[0].encoder)) {
+      names[text_encoder_component(0) + ":" + item.first] = prefix + underscored(item.first);
+    }
+  }
+  return names;
+}
+
 }  // namespace doppel::lora

@@ -38,4 +38,7 @@ class TargetIndex {
   std::map<std::string, std::string> underscored_;  // "<component>:<path with _>" -> dotted key
 };
 
+// See doppel::kohya_module_names (lora.hpp).
+std::map<std::string, std::string> kohya_module_names(StableDiffusionCheckpoint& model);
+
 }  // namespace doppel::lora

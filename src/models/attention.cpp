@@ -62,7 +62,9 @@ at::Tensor multi_head_attention(const at::Tensor& q, const at::Tensor& k, const 
     // bmm, not baddbmm(beta=0): torch 1.13's CPU fallback reads the
     // uninitialised beta input even when beta is 0 (see golden README).
     at::Tensor scores = at::bmm(query_chunk, key_t).mul_(scale);
-    at::Tensor probabilities = at::softmax(scores, -1, at::kFloat).to(out_dtype);
+    // fp32 at least (fp64 stays fp64: the gradient tests run in double).
+    at::Tensor probabilities =
+        at::softmax(scores, -1, at::promote_types(scores.scalar_type(), at::kFloat)).to(out_dtype);
     return at::bmm(probabilities, value);
   };
   at::Tensor out;

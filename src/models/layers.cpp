@@ -37,7 +37,11 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, const at::Tens
 }
 
 at::Tensor LinearImpl::forward(const at::Tensor& x) {
-  return at::linear(x, weight, bias);
+  at::Tensor y = at::linear(x, weight, bias);
+  if (!adapter) return y;
+  const at::ScalarType dtype = x.scalar_type();
+  const at::Tensor hidden = at::linear(x, adapter->down.to(dtype));
+  return y + at::linear(hidden, adapter->up.to(dtype)) * adapter->scale;
 }
 
 GroupNormImpl::GroupNormImpl(int64_t groups_, int64_t channels, double eps_,

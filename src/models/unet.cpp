@@ -4,6 +4,7 @@
 #include <string>
 
 #include "doppel/core/error.hpp"
+#include "doppel/models/gradient_checkpoint.hpp"
 
 namespace doppel {
 
@@ -199,15 +200,24 @@ at::Tensor UNetModelImpl::forward(const at::Tensor& x, const at::Tensor& timeste
   }
   at::Tensor cond = context.defined() ? context.to(device, dtype) : context;
 
+  auto run_block = [&](UNetBlockImpl& block, const at::Tensor& input,
+                       std::vector<int64_t> upsample_size) {
+    if (!gradient_checkpointing_) return block.forward(input, embedding, cond, upsample_size);
+    return run_checkpointed(
+        [&block, upsample_size](const std::vector<at::Tensor>& inputs) {
+          return block.forward(inputs[0], inputs[1], inputs[2], upsample_size);
+        },
+        {input, embedding, cond});
+  };
   std::vector<at::Tensor> skips;
   skips.reserve(block_count);
   at::Tensor h = x.to(device, dtype);
   if (channels_last_) h = h.contiguous(at::MemoryFormat::ChannelsLast);
   for (size_t i = 0; i < block_count; ++i) {
-    h = input_blocks[i]->as<UNetBlockImpl>()->forward(h, embedding, cond);
+    h = run_block(*input_blocks[i]->as<UNetBlockImpl>(), h, {});
     skips.push_back(extra.skip_residuals.empty() ? h : h + extra.skip_residuals[i].to(dtype));
   }
-  h = middle_block->forward(h, embedding, cond);
+  h = run_block(*middle_block, h, {});
   if (extra.middle_residual.defined()) h = h + extra.middle_residual.to(dtype);
   for (const auto& block : *output_blocks) {
     h = at::cat({h, skips.back()}, 1);
@@ -215,7 +225,7 @@ at::Tensor UNetModelImpl::forward(const at::Tensor& x, const at::Tensor& timeste
     // Upsample to the next skip's size: equals 2x except for odd sizes.
     std::vector<int64_t> upsample_size;
     if (!skips.empty()) upsample_size = {skips.back().size(2), skips.back().size(3)};
-    h = block->as<UNetBlockImpl>()->forward(h, embedding, cond, upsample_size);
+    h = run_block(*block->as<UNetBlockImpl>(), h, upsample_size);
   }
   h = out_conv->forward(at::silu(out_norm->forward(h)));
   return h.to(x.scalar_type()).contiguous();

@@ -110,4 +110,10 @@ class AppliedLoras {
 AppliedLoras apply_loras(StableDiffusionCheckpoint& model,
                          const std::vector<std::pair<LoraFile, double>>& loras);
 
+// The kohya-ss module name of every LoRA-adaptable layer of `model`, keyed by
+// "unet:<module path>" (LDM tree; named "lora_unet_<diffusers path>") and
+// "te0:<module path>" for a CLIP text encoder ("lora_te_text_model_..."):
+// the names a LoRA trained here is saved under, as A1111 and ComfyUI expect.
+std::map<std::string, std::string> kohya_module_names(StableDiffusionCheckpoint& model);
+
 }  // namespace doppel

@@ -8,8 +8,20 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <memory>
 
 namespace doppel::layers {
+
+// A low-rank update added to a Linear layer's output, y += scale * up(down(x)):
+// how a LoRA being trained (or tried without merging) rides on a frozen layer.
+// Its tensors are not module parameters, so checkpoint names stay unchanged;
+// they may be fp32 while the layer runs in bf16 (cast per call, gradients
+// flow back to the fp32 values).
+struct LowRankAdapter {
+  at::Tensor down;  // [rank, in]
+  at::Tensor up;    // [out, rank]
+  double scale = 1.0;
+};
 
 class Conv2dImpl : public torch::nn::Module {
  public:
@@ -32,8 +44,9 @@ class LinearImpl : public torch::nn::Module {
   // [..., in] -> [..., out]
   at::Tensor forward(const at::Tensor& x);
 
-  at::Tensor weight;  // [out, in]
-  at::Tensor bias;    // [out] or undefined
+  at::Tensor weight;                        // [out, in]
+  at::Tensor bias;                          // [out] or undefined
+  std::shared_ptr<LowRankAdapter> adapter;  // null: plain linear layer
 };
 TORCH_MODULE(Linear);
 

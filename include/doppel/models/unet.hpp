@@ -43,6 +43,10 @@ class UNetModelImpl : public torch::nn::Module {
   // parameters' layout (values and names unchanged). Faster with oneDNN on some CPUs.
   void set_channels_last(bool enable);
   bool channels_last() const { return channels_last_; }
+  // Training: keep only each block's input for backward and recompute the rest
+  // (about one extra forward pass for a large cut in activation memory).
+  void set_gradient_checkpointing(bool enable) { gradient_checkpointing_ = enable; }
+  bool gradient_checkpointing() const { return gradient_checkpointing_; }
   // Channels of each skip connection, in input_blocks order (ControlNet's zero convs).
   std::vector<int64_t> skip_channels() const { return skip_channels_; }
 
@@ -58,6 +62,7 @@ class UNetModelImpl : public torch::nn::Module {
   UNetConfig config_;
   std::vector<int64_t> skip_channels_;
   bool channels_last_ = false;
+  bool gradient_checkpointing_ = false;
 };
 TORCH_MODULE(UNetModel);
 
