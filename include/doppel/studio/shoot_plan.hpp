@@ -1,0 +1,85 @@
+// Shoot planning: a subject, some style packs and a count become an ordered
+// list of shots, each a generation request plus the recipe (JSON) that makes
+// the same image again. No files are read here: LoRAs are paths the worker
+// merges before generating.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "doppel/diffusion/stable_diffusion_pipeline.hpp"
+#include "doppel/studio/style_pack.hpp"
+
+namespace doppel {
+
+// Seeds stay below 2^32 (AUTOMATIC1111's range, and exact in JavaScript).
+inline constexpr uint64_t kMaxSeed = 0xFFFFFFFFull;
+
+// The person being shot.
+struct ShootSubject {
+  // The rare token the subject's LoRA was trained with ("ohwx"); may be empty
+  // for training-free shoots.
+  std::string trigger_word;
+  std::string class_word = "person";          // "woman", "man", "person", ...
+  std::optional<std::filesystem::path> lora;  // the subject's trained LoRA
+  double lora_weight = 1.0;
+  std::string lora_sha256;  // recorded in the recipe when known (hex)
+};
+
+struct ShootRequest {
+  ShootSubject subject;
+  std::vector<StylePack> styles;  // shot in this order
+  int count_per_style = 4;
+  uint64_t base_seed = 0;                  // shot i gets (base_seed + i) mod 2^32
+  ModelFamily family = ModelFamily::kSd1;  // of the loaded model
+  std::string model_name;                  // recorded in recipes
+  std::string model_hash;
+  std::filesystem::path lora_dir;  // where style LoRAs live; empty: models/lora
+};
+
+// A LoRA to merge for one shot.
+struct ShotLora {
+  std::string role;  // "subject" | "style"
+  std::filesystem::path path;
+  double weight = 1.0;
+  std::string sha256;  // "" when unknown
+};
+
+struct Shot {
+  std::string style_id;
+  int index = 0;                // position in the shoot (0-based)
+  GenerationRequest request;    // one image (batch 1); request.loras describes `loras`
+  std::vector<ShotLora> loras;  // merge these before generating (subject first)
+  nlohmann::json recipe;        // everything needed to make the image again
+};
+
+// "ohwx woman": what replaces {subject} in the templates. Throws
+// kInvalidArgument when the words are empty or carry prompt syntax.
+std::string subject_phrase(const ShootSubject& subject);
+
+// Shots grouped by style (in request order), count_per_style each, so a
+// worker merges each style's LoRAs once; shot i uses seed base_seed + i as
+// A1111's batches do. Throws kInvalidArgument for an empty shoot, a count
+// outside 1-100, a seed above kMaxSeed, or a style made for another family.
+std::vector<Shot> plan_shoot(const ShootRequest& request);
+
+// "Again with this seed": the shot a recipe describes, request identical to
+// the original. Throws kInvalidArgument naming a missing or mistyped field.
+// LoRA paths are taken as written: take recipes from the store, never from a
+// client (which could name another account's LoRA file).
+Shot shot_from_recipe(const nlohmann::json& recipe);
+
+// The k-th (1-based) variation seed of `seed`: a SplitMix64 mix of (seed, k),
+// unrelated to the shoot's seed + i sequence; below 2^32.
+uint64_t variation_seed(uint64_t seed, int k);
+
+// `count` shots with the recipe's settings and seeds variation_seed(seed, k) for
+// k = first .. first + count - 1 ("more variations" continues at the next k);
+// each recipe records "variation_of": the seed it was varied from.
+std::vector<Shot> plan_variations(const nlohmann::json& recipe, int count, int first = 1);
+
+}  // namespace doppel

@@ -1,0 +1,258 @@
+#include "doppel/studio/shoot_plan.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "doppel/core/error.hpp"
+#include "doppel/core/paths.hpp"
+#include "doppel/diffusion/sampler.hpp"
+
+namespace doppel {
+namespace {
+
+constexpr int kRecipeVersion = 1;
+constexpr int kMaxCountPerStyle = 100;
+
+[[noreturn]] void invalid(const std::string& message) {
+  throw Error(ErrorCode::kInvalidArgument, message);
+}
+
+void check_subject_word(const std::string& what, const std::string& word) {
+  if (word.size() > 64) invalid(what + " is longer than 64 characters");
+  for (const char c : word) {
+    // A1111 prompt syntax in a name would change weights or add LoRAs.
+    if (std::string("()[]{}<>:|\\").find(c) != std::string::npos ||
+        static_cast<unsigned char>(c) < 0x20)
+      invalid(what + " '" + word + "' contains '" + std::string(1, c) +
+              "'; use plain words (letters, digits, spaces)");
+  }
+}
+
+ShotLora subject_lora(const ShootSubject& subject) {
+  if (!std::isfinite(subject.lora_weight) || std::abs(subject.lora_weight) > 2.0)
+    invalid("the subject's LoRA weight must be a number from -2 to 2");
+  return {"subject", *subject.lora, subject.lora_weight, subject.lora_sha256};
+}
+
+nlohmann::json lora_json(const ShotLora& lora) {
+  return {{"role", lora.role},
+          {"file", lora.path.string()},
+          {"weight", lora.weight},
+          {"sha256", lora.sha256}};
+}
+
+// The request and recipe of one image from fully resolved settings.
+Shot make_shot(const nlohmann::json& recipe, int index) {
+  Shot shot;
+  shot.index = index;
+  shot.style_id = recipe.at("style").get<std::string>();
+  shot.recipe = recipe;
+  GenerationRequest& request = shot.request;
+  request.prompt = recipe.at("prompt").get<std::string>();
+  request.negative_prompt = recipe.at("negative_prompt").get<std::string>();
+  request.seed = recipe.at("seed").get<uint64_t>();
+  request.sampler = recipe.at("sampler").get<std::string>();
+  request.karras = recipe.at("karras").get<bool>();
+  request.steps = recipe.at("steps").get<int64_t>();
+  request.guidance_scale = recipe.at("guidance").get<double>();
+  request.width = recipe.at("width").get<int64_t>();
+  request.height = recipe.at("height").get<int64_t>();
+  request.clip_skip = recipe.at("clip_skip").get<int>();
+  request.batch_size = 1;
+  request.batch_count = 1;
+  for (const auto& entry : recipe.at("loras")) {
+    ShotLora lora{entry.at("role").get<std::string>(), entry.at("file").get<std::string>(),
+                  entry.at("weight").get<double>(), entry.at("sha256").get<std::string>()};
+    request.loras.push_back({lora.path.stem().string(), lora.weight,
+                             lora.sha256.size() >= 12 ? lora.sha256.substr(0, 12) : ""});
+    shot.loras.push_back(std::move(lora));
+  }
+  return shot;
+}
+
+// Checks a recipe that came from outside (the store, an API client): every
+// field present with the right type, nothing unknown.
+void check_recipe(const nlohmann::json& recipe) {
+  if (!recipe.is_object()) invalid("a recipe must be a JSON object");
+  struct Field {
+    const char* key;
+    bool (nlohmann::json::*is_type)() const noexcept;
+    const char* type;
+    bool required;
+  };
+  const Field fields[] = {
+      {"version", &nlohmann::json::is_number_integer, "an integer", true},
+      {"style", &nlohmann::json::is_string, "a string", true},
+      {"model", &nlohmann::json::is_object, "an object", true},
+      {"subject", &nlohmann::json::is_object, "an object", true},
+      {"prompt", &nlohmann::json::is_string, "a string", true},
+      {"negative_prompt", &nlohmann::json::is_string, "a string", true},
+      {"seed", &nlohmann::json::is_number_unsigned, "a non-negative integer", true},
+      {"sampler", &nlohmann::json::is_string, "a string", true},
+      {"karras", &nlohmann::json::is_boolean, "true or false", true},
+      {"steps", &nlohmann::json::is_number_integer, "an integer", true},
+      {"guidance", &nlohmann::json::is_number, "a number", true},
+      {"width", &nlohmann::json::is_number_integer, "an integer", true},
+      {"height", &nlohmann::json::is_number_integer, "an integer", true},
+      {"clip_skip", &nlohmann::json::is_number_integer, "an integer", true},
+      {"loras", &nlohmann::json::is_array, "a list", true},
+      {"variation_of", &nlohmann::json::is_number_unsigned, "a non-negative integer", false},
+  };
+  for (const auto& [key, value] : recipe.items()) {
+    const bool known = std::any_of(std::begin(fields), std::end(fields),
+                                   [&](const Field& field) { return key == field.key; });
+    if (!known) invalid("recipe: unknown field '" + key + "'");
+  }
+  for (const Field& field : fields) {
+    const auto it = recipe.find(field.key);
+    if (it == recipe.end()) {
+      if (field.required) invalid("recipe: field '" + std::string(field.key) + "' is missing");
+      continue;
+    }
+    if (!((*it).*field.is_type)())
+      invalid("recipe: field '" + std::string(field.key) + "' must be " + field.type);
+  }
+  if (recipe["version"] != kRecipeVersion)
+    invalid("recipe: version " + recipe["version"].dump() +
+            " is not supported (this doppel reads " + std::to_string(kRecipeVersion) + ")");
+  if (recipe["seed"].get<uint64_t>() > kMaxSeed)
+    invalid("recipe: seed must be at most " + std::to_string(kMaxSeed));
+  const SamplerInfo* found = nullptr;
+  try {
+    found = &find_sampler(recipe["sampler"].get<std::string>());
+  } catch (const Error& error) {
+    invalid(std::string("recipe: field 'sampler': ") + error.what());
+  }
+  const SamplerInfo& sampler = *found;
+  if (sampler.name != recipe["sampler"]) invalid("recipe: sampler must be a canonical name");
+  if (recipe["karras"].get<bool>() && !sampler.supports_karras)
+    invalid("recipe: sampler '" + sampler.name + "' has no Karras schedule");
+  for (const char* key : {"width", "height"}) {
+    const int64_t size = recipe[key].get<int64_t>();
+    if (size < 64 || size > 2048 || size % 8 != 0)
+      invalid("recipe: " + std::string(key) + " must be a multiple of 8 from 64 to 2048");
+  }
+  if (recipe["steps"].get<int64_t>() < 1 || recipe["steps"].get<int64_t>() > 150)
+    invalid("recipe: steps must be from 1 to 150");
+  if (const int clip_skip = recipe["clip_skip"].get<int>(); clip_skip < 1 || clip_skip > 4)
+    invalid("recipe: clip_skip must be from 1 to 4");
+  if (!std::isfinite(recipe["guidance"].get<double>()))
+    invalid("recipe: guidance must be a finite number");
+  for (const auto& lora : recipe["loras"]) {
+    const bool valid =
+        lora.is_object() && lora.size() == 4 && lora.contains("role") && lora["role"].is_string() &&
+        lora.contains("file") && lora["file"].is_string() && lora.contains("weight") &&
+        lora["weight"].is_number() && lora.contains("sha256") && lora["sha256"].is_string();
+    if (!valid)
+      invalid("recipe: each entry of 'loras' must be {role, file, weight, sha256}, got " +
+              lora.dump());
+    if (lora["role"] != "subject" && lora["role"] != "style")
+      invalid("recipe: a LoRA's role must be \"subject\" or \"style\", got " + lora["role"].dump());
+    if (const double weight = lora["weight"].get<double>();
+        !std::isfinite(weight) || std::abs(weight) > 2.0)
+      invalid("recipe: a LoRA's weight must be a number from -2 to 2");
+  }
+}
+
+}  // namespace
+
+std::string subject_phrase(const ShootSubject& subject) {
+  check_subject_word("the trigger word", subject.trigger_word);
+  check_subject_word("the class word", subject.class_word);
+  if (subject.class_word.find_first_not_of(' ') == std::string::npos)
+    invalid("the class word is empty; use woman, man, person, girl, boy, ...");
+  if (subject.trigger_word.find_first_not_of(' ') == std::string::npos) return subject.class_word;
+  return subject.trigger_word + " " + subject.class_word;
+}
+
+std::vector<Shot> plan_shoot(const ShootRequest& request) {
+  if (request.styles.empty()) invalid("a shoot needs at least one style");
+  if (request.count_per_style < 1 || request.count_per_style > kMaxCountPerStyle)
+    invalid("images per style must be from 1 to " + std::to_string(kMaxCountPerStyle) + ", got " +
+            std::to_string(request.count_per_style));
+  if (request.base_seed > kMaxSeed) invalid("the seed must be at most " + std::to_string(kMaxSeed));
+  std::set<std::string> seen;
+  for (const StylePack& style : request.styles) {
+    if (!seen.insert(style.id).second)
+      invalid("style '" + style.id + "' is listed twice; raise the count instead");
+    if (style.family != request.family)
+      invalid("style '" + style.id + "' is made for " + model_family_name(style.family) +
+              " models, but the model is " + model_family_name(request.family) +
+              "; choose styles for " + model_family_name(request.family));
+  }
+  const std::string subject = subject_phrase(request.subject);
+  const std::filesystem::path lora_dir =
+      request.lora_dir.empty() ? default_models_dir() / "lora" : request.lora_dir;
+
+  std::vector<Shot> shots;
+  for (const StylePack& style : request.styles) {
+    std::vector<ShotLora> loras;
+    if (request.subject.lora) loras.push_back(subject_lora(request.subject));
+    for (const StyleLora& lora : style.loras)
+      loras.push_back({"style", lora_dir / lora.file, lora.weight, ""});
+    nlohmann::json lora_list = nlohmann::json::array();
+    for (const ShotLora& lora : loras) lora_list.push_back(lora_json(lora));
+
+    for (int i = 0; i < request.count_per_style; ++i) {
+      const auto index = static_cast<uint64_t>(shots.size());
+      nlohmann::json recipe = {
+          {"version", kRecipeVersion},
+          {"style", style.id},
+          {"model",
+           {{"family", model_family_name(request.family)},
+            {"name", request.model_name},
+            {"hash", request.model_hash}}},
+          {"subject",
+           {{"trigger_word", request.subject.trigger_word},
+            {"class_word", request.subject.class_word}}},
+          {"prompt", fill_prompt_template(style.prompt, subject)},
+          {"negative_prompt", style.negative_prompt},
+          {"seed", (request.base_seed + index) & kMaxSeed},
+          {"sampler", style.sampler},
+          {"karras", style.karras},
+          {"steps", style.steps},
+          {"guidance", style.guidance},
+          {"width", style.width},
+          {"height", style.height},
+          {"clip_skip", style.clip_skip},
+          {"loras", lora_list},
+      };
+      shots.push_back(make_shot(recipe, static_cast<int>(index)));
+    }
+  }
+  return shots;
+}
+
+Shot shot_from_recipe(const nlohmann::json& recipe) {
+  check_recipe(recipe);
+  return make_shot(recipe, 0);
+}
+
+uint64_t variation_seed(uint64_t seed, int k) {
+  if (k < 1) invalid("variation numbers start at 1");
+  // SplitMix64 (Steele et al. 2014) finaliser over (seed, k).
+  uint64_t z = (seed ^ (static_cast<uint64_t>(k) << 32)) + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return (z ^ (z >> 31)) & kMaxSeed;
+}
+
+std::vector<Shot> plan_variations(const nlohmann::json& recipe, int count, int first) {
+  check_recipe(recipe);
+  if (count < 1 || count > kMaxCountPerStyle)
+    invalid("variations must be from 1 to " + std::to_string(kMaxCountPerStyle));
+  if (first < 1 || first > 1'000'000)
+    invalid("the first variation number must be from 1 to 1000000");
+  const uint64_t seed = recipe["seed"].get<uint64_t>();
+  std::vector<Shot> shots;
+  for (int k = first; k < first + count; ++k) {
+    nlohmann::json varied = recipe;
+    varied["seed"] = variation_seed(seed, k);
+    varied["variation_of"] = seed;
+    shots.push_back(make_shot(varied, k - first));
+  }
+  return shots;
+}
+
+}  // namespace doppel

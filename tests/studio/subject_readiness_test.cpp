@@ -1,0 +1,137 @@
+// Subject readiness: counts, plain-words rejection summary and the next step.
+#include "doppel/studio/subject_readiness.hpp"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "doppel/core/error.hpp"
+
+namespace doppel {
+namespace {
+
+PhotoVerdict accepted(const std::string& label, double yaw = 0) {
+  PhotoVerdict verdict;
+  verdict.label = label;
+  verdict.accepted = true;
+  verdict.measures.pose.yaw_degrees = yaw;
+  return verdict;
+}
+
+PhotoVerdict rejected(const std::string& label, const std::vector<std::string>& codes) {
+  PhotoVerdict verdict;
+  verdict.label = label;
+  for (const std::string& code : codes)
+    verdict.reasons.push_back({code, "message for " + code, true});
+  verdict.reasons.push_back({"low_quality", "a note only", false});
+  return verdict;
+}
+
+std::vector<PhotoVerdict> accepted_photos(int count, double yaw = 20) {
+  std::vector<PhotoVerdict> verdicts;
+  for (int i = 0; i < count; ++i)
+    verdicts.push_back(accepted("good" + std::to_string(i) + ".jpg", i == 0 ? yaw : 0));
+  return verdicts;
+}
+
+TEST(SubjectReadiness, TooFewPhotosSaysHowManyToAdd) {
+  std::vector<PhotoVerdict> verdicts = accepted_photos(2);
+  verdicts.push_back(rejected("blurry1.jpg", {"blurred"}));
+  verdicts.push_back(rejected("blurry2.jpg", {"blurred", "too_dark"}));
+  verdicts.push_back(rejected("group.jpg", {"multiple_faces"}));
+  const SubjectReadiness readiness = assess_subject_readiness(verdicts);
+  EXPECT_EQ(readiness.level, ReadinessLevel::kNeedsPhotos);
+  EXPECT_EQ(readiness.total, 5);
+  EXPECT_EQ(readiness.accepted, 2);
+  EXPECT_EQ(readiness.rejected, 3);
+  EXPECT_EQ(readiness.photos_needed, 3);
+  EXPECT_EQ(readiness.photos_to_ideal, 8);
+  EXPECT_EQ(readiness.headline,
+            "Add 3 more good photos to start training (at least 5 are needed; 10-20 work best).");
+
+  // Most common reason first; each photo counted once per reason.
+  ASSERT_EQ(readiness.rejection_groups.size(), 3u);
+  EXPECT_EQ(readiness.rejection_groups[0].code, "blurred");
+  EXPECT_EQ(readiness.rejection_groups[0].photos, 2);
+  EXPECT_EQ(readiness.rejection_groups[0].title, "Blurred");
+  EXPECT_EQ(readiness.rejection_groups[1].code, "multiple_faces");  // table order breaks the tie
+  EXPECT_EQ(readiness.rejection_groups[2].code, "too_dark");
+
+  ASSERT_EQ(readiness.rejected_photos.size(), 3u);
+  EXPECT_EQ(readiness.rejected_photos[1].label, "blurry2.jpg");
+  ASSERT_EQ(readiness.rejected_photos[1].reasons.size(), 2u);  // notes are left out
+  EXPECT_EQ(readiness.rejected_photos[1].reasons[1].message, "message for too_dark");
+
+  ASSERT_FALSE(readiness.hints.empty());
+  EXPECT_EQ(readiness.hints[0].find("2 photos were not accepted (Blurred)."), 0u)
+      << readiness.hints[0];
+}
+
+TEST(SubjectReadiness, OneMorePhotoIsSingular) {
+  const SubjectReadiness readiness = assess_subject_readiness(accepted_photos(4));
+  EXPECT_EQ(readiness.photos_needed, 1);
+  EXPECT_EQ(readiness.headline.find("Add 1 more good photo to start"), 0u) << readiness.headline;
+}
+
+TEST(SubjectReadiness, LevelsFollowTheThresholds) {
+  const SubjectReadiness ready = assess_subject_readiness(accepted_photos(6));
+  EXPECT_EQ(ready.level, ReadinessLevel::kReady);
+  EXPECT_EQ(ready.photos_needed, 0);
+  EXPECT_EQ(ready.photos_to_ideal, 4);
+  EXPECT_EQ(ready.headline,
+            "Ready to train with 6 good photos. Adding 4 more (10-20 in all) will improve the "
+            "likeness.");
+  const SubjectReadiness ideal = assess_subject_readiness(accepted_photos(12));
+  EXPECT_EQ(ideal.level, ReadinessLevel::kIdeal);
+  EXPECT_EQ(ideal.headline, "Ready to train with 12 good photos.");
+  EXPECT_TRUE(ideal.hints.empty());
+  const SubjectReadiness many = assess_subject_readiness(accepted_photos(25));
+  EXPECT_EQ(many.level, ReadinessLevel::kIdeal);
+  ASSERT_EQ(many.hints.size(), 1u);
+  EXPECT_NE(many.hints[0].find("20 varied ones are plenty"), std::string::npos);
+
+  ReadinessThresholds strict;
+  strict.minimum_photos = 8;
+  strict.ideal_photos = 15;
+  strict.plenty_photos = 30;
+  EXPECT_EQ(assess_subject_readiness(accepted_photos(6), strict).photos_needed, 2);
+  strict.ideal_photos = 4;
+  EXPECT_THROW(assess_subject_readiness(accepted_photos(6), strict), Error);
+}
+
+TEST(SubjectReadiness, AllFrontalPhotosGetAPoseHint) {
+  const SubjectReadiness frontal = assess_subject_readiness(accepted_photos(10, 3));
+  ASSERT_EQ(frontal.hints.size(), 1u);
+  EXPECT_NE(frontal.hints[0].find("turned a little to the side"), std::string::npos);
+  EXPECT_TRUE(assess_subject_readiness(accepted_photos(10, -25)).hints.empty());
+}
+
+TEST(SubjectReadiness, EmptyAndUnknownReasons) {
+  const SubjectReadiness empty = assess_subject_readiness({});
+  EXPECT_EQ(empty.total, 0);
+  EXPECT_EQ(empty.photos_needed, 5);
+  EXPECT_TRUE(empty.hints.empty());
+
+  PhotoVerdict odd = rejected("odd.jpg", {"future_gate"});
+  const SubjectReadiness readiness = assess_subject_readiness({odd});
+  ASSERT_EQ(readiness.rejection_groups.size(), 1u);
+  EXPECT_EQ(readiness.rejection_groups[0].title, "Not accepted");
+  EXPECT_EQ(readiness.rejection_groups[0].advice, "message for future_gate");
+}
+
+TEST(SubjectReadiness, JsonForTheStudio) {
+  std::vector<PhotoVerdict> verdicts = accepted_photos(5);
+  verdicts.push_back(rejected("dup.jpg", {"duplicate"}));
+  const nlohmann::json json = readiness_to_json(assess_subject_readiness(verdicts));
+  EXPECT_EQ(json["level"], "ready");
+  EXPECT_EQ(json["accepted"], 5);
+  EXPECT_EQ(json["rejected"], 1);
+  EXPECT_EQ(json["rejection_groups"][0]["code"], "duplicate");
+  EXPECT_EQ(json["rejected_photos"][0]["label"], "dup.jpg");
+  EXPECT_EQ(json["rejected_photos"][0]["reasons"][0]["code"], "duplicate");
+  EXPECT_TRUE(json["headline"].is_string());
+  EXPECT_TRUE(json["hints"].is_array());
+}
+
+}  // namespace
+}  // namespace doppel
