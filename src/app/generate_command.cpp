@@ -32,6 +32,8 @@ struct GenerateOptions {
   int64_t seed = -1;
   std::vector<std::string> loras;  // PATH[:WEIGHT]
   std::string lora_dir;            // where <lora:NAME:WEIGHT> tags look for NAME.safetensors
+  std::string vae;                 // replaces the checkpoint's VAE
+  std::string embeddings_dir;      // textual-inversion embeddings named by prompt words
   GenerationRequest request;
 };
 
@@ -104,6 +106,21 @@ void take_lora_tags(GenerateOptions& options) {
   request.prompt = std::regex_replace(request.prompt, extra_network_tag, "");
 }
 
+// A1111 records a separate VAE by file name and the first 10 hex digits of its sha256
+// (for a diffusers vae/ folder: the folder name and its weights file).
+VaeReference describe_vae(const std::filesystem::path& path) {
+  VaeReference vae;
+  vae.name = path.filename().string();
+  if (vae.name.empty()) vae.name = path.parent_path().filename().string();
+  std::filesystem::path weights = path;
+  if (std::filesystem::is_directory(path)) {
+    weights = path / "diffusion_pytorch_model.safetensors";
+    if (!std::filesystem::exists(weights)) return vae;
+  }
+  vae.short_hash = a1111_short_hash(sha256_file_hex(weights));
+  return vae;
+}
+
 int run_generate(GenerateOptions& options) {
   GenerationRequest& request = options.request;
   take_lora_tags(options);
@@ -120,6 +137,7 @@ int run_generate(GenerateOptions& options) {
                  "        For real portraits point it at a checkpoint: doppel generate --model "
                  "v1-5-pruned-emaonly.safetensors --prompt \"...\"\n";
     if (request.width == 512 && request.height == 512) request.width = request.height = 64;
+    if (!options.vae.empty()) log_warning("--vae is ignored with --tiny-demo");
   } else {
     if (options.model.empty())
       throw Error(ErrorCode::kInvalidArgument,
@@ -128,11 +146,13 @@ int run_generate(GenerateOptions& options) {
     ModelLoadOptions load;
     load.path = options.model;
     if (!options.config.empty()) load.config_path = options.config;
+    if (!options.vae.empty()) load.vae_path = options.vae;
     load.dtype = parse_compute_dtype(options.dtype);
     log_info("loading " + options.model);
     model = load_stable_diffusion(load);
     for (const auto& name : model.report.unused) log_debug("unused tensor: " + name);
     model_name = std::filesystem::path(options.model).filename().replace_extension().string();
+    if (!options.vae.empty()) request.vae = describe_vae(options.vae);
   }
   AppliedLoras applied_loras = merge_loras(model, options.loras, request);
   ClipTokenizer tokenizer = options.tokenizer.empty()
@@ -141,6 +161,13 @@ int run_generate(GenerateOptions& options) {
                                        ? ClipTokenizer::from_folder(options.tokenizer)
                                        : ClipTokenizer::from_bpe_file(options.tokenizer));
   StableDiffusionPipeline pipeline(std::move(model), tokenizer, model_name);
+  const std::filesystem::path embeddings = options.embeddings_dir.empty()
+                                               ? default_models_dir() / "embeddings"
+                                               : std::filesystem::path(options.embeddings_dir);
+  if (!options.embeddings_dir.empty() && !std::filesystem::is_directory(embeddings))
+    throw Error(ErrorCode::kNotFound,
+                "--embeddings " + embeddings.string() + " is not a folder of embedding files");
+  pipeline.set_embeddings(TextualInversionLibrary::scan(embeddings));
   auto images = pipeline.generate(request, make_terminal_progress_bar());
   for (size_t i = 0; i < images.size(); ++i) {
     auto path = output_path(options.out, i, images.size(), images[i].seed);
@@ -183,6 +210,11 @@ CommandRegistration generate_command{
       command.add_option("--lora-dir", options->lora_dir,
                          "Folder where <lora:NAME:WEIGHT> prompt tags find NAME.safetensors "
                          "(default: models/lora)");
+      command.add_option("--vae", options->vae,
+                         "VAE file or diffusers vae/ folder replacing the checkpoint's");
+      command.add_option("--embeddings", options->embeddings_dir,
+                         "Folder of textual-inversion embeddings (.safetensors, .pt, .bin) that "
+                         "prompt words name by file stem (default: models/embeddings)");
       command.add_option("--init-image", options->init_image, "Start image (img2img)");
       command.add_option("--strength", r.strength, "img2img denoising strength")
           ->capture_default_str();

@@ -15,12 +15,6 @@ std::string format_number(double value) {
   return buffer;
 }
 
-at::Tensor ids_tensor(const std::vector<std::vector<int64_t>>& chunks) {
-  std::vector<int64_t> flat;
-  for (const auto& chunk : chunks) flat.insert(flat.end(), chunk.begin(), chunk.end());
-  return at::tensor(flat, at::kLong).reshape({static_cast<int64_t>(chunks.size()), -1});
-}
-
 void check_request(const GenerationRequest& request, int64_t factor) {
   auto invalid = [](const std::string& message) {
     throw Error(ErrorCode::kInvalidArgument, message);
@@ -76,47 +70,60 @@ at::Device StableDiffusionPipeline::device() const {
   return model_.unet->parameters().front().device();
 }
 
+ChunkEncoder StableDiffusionPipeline::chunk_encoder(int clip_skip) {
+  std::shared_ptr<ClipTextEncoder> encoder = model_.text_encoders.front().encoder;
+  const int skip = model_.conditioning_clip_skip + clip_skip - 1;
+  const at::Device on = device();
+  return [encoder, skip, on](const at::Tensor& ids, const std::vector<EmbeddingRows>& rows) {
+    const at::Tensor input_ids = ids.to(on);
+    if (rows.empty()) return encoder->skip_layers(encoder->forward(input_ids), skip);
+    // Textual inversion: the embedding's vectors replace the placeholder tokens' rows.
+    at::Tensor embedded = encoder->embed_tokens(input_ids).clone();
+    for (const EmbeddingRows& row : rows)
+      embedded[row.batch].narrow(0, row.position, row.vectors.size(0)).copy_(row.vectors);
+    return encoder->skip_layers(encoder->forward_embedded(input_ids, embedded), skip);
+  };
+}
+
+PromptConditioning StableDiffusionPipeline::condition_prompts(const std::string& prompt,
+                                                              const std::string& negative,
+                                                              int64_t steps, int clip_skip) {
+  c10::InferenceMode inference;
+  const ClipTextEncoder& encoder = *model_.text_encoders.front().encoder;
+  PromptConditioner conditioner(tokenizer_, chunk_encoder(clip_skip), encoder.config().hidden_size,
+                                embeddings_.empty() ? nullptr : &embeddings_);
+  return conditioner.condition(prompt, negative, steps);
+}
+
 at::Tensor StableDiffusionPipeline::encode_prompt(const std::string& text, int clip_skip) {
   return encode_prompt_pair(text, "", clip_skip).second;
 }
 
 std::pair<at::Tensor, at::Tensor> StableDiffusionPipeline::encode_prompt_pair(
     const std::string& prompt, const std::string& negative, int clip_skip) {
-  c10::InferenceMode inference;
-  auto positive_chunks = tokenizer_.encode_chunks(prompt);
-  auto negative_chunks = tokenizer_.encode_chunks(negative);
-  // A1111 pads the shorter prompt with empty chunks so both condition the same length.
-  const auto empty_chunk = tokenizer_.encode_chunks("").front();
-  while (positive_chunks.size() < negative_chunks.size()) positive_chunks.push_back(empty_chunk);
-  while (negative_chunks.size() < positive_chunks.size()) negative_chunks.push_back(empty_chunk);
-
-  ClipTextEncoder& encoder = *model_.text_encoders.front().encoder;
-  const int skip = model_.conditioning_clip_skip + clip_skip - 1;
-  auto encode = [&](const std::vector<std::vector<int64_t>>& chunks) {
-    at::Tensor hidden = encoder.skip_layers(encoder.forward(ids_tensor(chunks).to(device())), skip);
-    // [chunks, 77, D] -> [1, chunks * 77, D]
-    return hidden.reshape({1, -1, hidden.size(-1)});
-  };
-  return {encode(negative_chunks), encode(positive_chunks)};
+  PromptConditioning conditioning = condition_prompts(prompt, negative, 1, clip_skip);
+  return {conditioning.negative.front().hidden,
+          conditioning.positive.front().schedule.front().hidden};
 }
 
 ModelFunction StableDiffusionPipeline::guided_model(const at::Tensor& negative,
                                                     const at::Tensor& positive,
                                                     double guidance_scale) {
+  PromptConditioning conditioning;
+  conditioning.positive.push_back({1.0, {{0, positive}}});
+  conditioning.negative.push_back({0, negative});
+  return guided_model(conditioning, guidance_scale, SamplingPlan{});
+}
+
+ModelFunction StableDiffusionPipeline::guided_model(const PromptConditioning& conditioning,
+                                                    double guidance_scale,
+                                                    const SamplingPlan& plan) {
   UNetModel unet = model_.unet;
-  if (guidance_scale <= 1.0) {
-    return [unet, positive](const at::Tensor& x, const at::Tensor& t) mutable {
-      return unet->forward(x, t, positive.expand({x.size(0), -1, -1}));
-    };
-  }
-  return
-      [unet, negative, positive, guidance_scale](const at::Tensor& x, const at::Tensor& t) mutable {
-        const int64_t n = x.size(0);
-        at::Tensor context = at::cat({negative.expand({n, -1, -1}), positive.expand({n, -1, -1})});
-        at::Tensor both = unet->forward(at::cat({x, x}), t, context);
-        at::Tensor unconditional = both.slice(0, 0, n), conditional = both.slice(0, n);
-        return unconditional + guidance_scale * (conditional - unconditional);
-      };
+  return guided_denoiser(
+      [unet](const at::Tensor& x, const at::Tensor& t, const at::Tensor& context) mutable {
+        return unet->forward(x, t, context);
+      },
+      conditioning, guidance_scale, plan);
 }
 
 at::Tensor StableDiffusionPipeline::decode_latents(const at::Tensor& latents) {
@@ -132,8 +139,8 @@ at::Tensor StableDiffusionPipeline::encode_image(const at::Tensor& image, Genera
   return posterior.sample(noise) * model_.vae->config().scaling_factor;
 }
 
-GenerationParameters StableDiffusionPipeline::describe(const GenerationRequest& request,
-                                                       uint64_t seed) const {
+GenerationParameters StableDiffusionPipeline::describe(
+    const GenerationRequest& request, uint64_t seed, const PromptConditioning& conditioning) const {
   GenerationParameters p;
   p.prompt = request.prompt;
   std::string lora_hashes;
@@ -151,17 +158,31 @@ GenerationParameters StableDiffusionPipeline::describe(const GenerationRequest& 
   p.set("Size", std::to_string(request.width) + "x" + std::to_string(request.height));
   if (!model_.model_hash.empty()) p.set("Model hash", model_.model_hash);
   p.set("Model", model_name_);
+  if (request.vae) {
+    if (!request.vae->short_hash.empty()) p.set("VAE hash", request.vae->short_hash);
+    p.set("VAE", request.vae->name);
+  }
   if (request.init_image) p.set("Denoising strength", format_number(request.strength));
   if (request.clip_skip > 1) p.set("Clip skip", std::to_string(request.clip_skip));
   if (request.eta != 0) p.set("Eta", format_number(request.eta));
+  // A1111 drops ':' and ',' from embedding names here so the list stays parseable.
+  std::string embedding_hashes;
+  for (const auto& [name, hash] : conditioning.embeddings) {
+    if (hash.empty()) continue;
+    std::string clean;
+    for (char c : name)
+      if (c != ':' && c != ',') clean += c;
+    embedding_hashes += (embedding_hashes.empty() ? "" : ", ") + clean + ": " + hash;
+  }
+  if (!embedding_hashes.empty()) p.set("TI hashes", embedding_hashes);
   if (!lora_hashes.empty()) p.set("Lora hashes", lora_hashes);
   p.set("Version", "doppel 0.1.0");
   return p;
 }
 
 GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& request,
-                                                     uint64_t seed, const at::Tensor& negative,
-                                                     const at::Tensor& positive,
+                                                     uint64_t seed,
+                                                     const PromptConditioning& conditioning,
                                                      const ProgressCallback& progress) {
   c10::InferenceMode inference;
   Generator generator(seed);
@@ -187,7 +208,7 @@ GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& re
   } else {
     latents = scale_initial_noise(plan, generator.randn(shape, on_device));
   }
-  latents = sample(plan, guided_model(negative, positive, request.guidance_scale), latents,
+  latents = sample(plan, guided_model(conditioning, request.guidance_scale, plan), latents,
                    generator, progress);
   ProgressTracker decoding(progress, "decoding", 1);
   at::Tensor pixels = decode_latents(latents);
@@ -195,7 +216,7 @@ GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& re
   GeneratedImage result;
   result.image = tensor_to_images(pixels).front();
   result.seed = seed;
-  result.parameters = describe(request, seed);
+  result.parameters = describe(request, seed, conditioning);
   return result;
 }
 
@@ -203,8 +224,8 @@ std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRe
                                                               const ProgressCallback& progress) {
   check_request(request, model_.vae->config().downscale_factor());
   find_sampler(request.sampler);  // unknown names fail before any work
-  auto [negative, positive] =
-      encode_prompt_pair(request.prompt, request.negative_prompt, request.clip_skip);
+  const PromptConditioning conditioning =
+      condition_prompts(request.prompt, request.negative_prompt, request.steps, request.clip_skip);
   const int64_t total = request.batch_size * request.batch_count;
   std::vector<GeneratedImage> images;
   for (int64_t i = 0; i < total; ++i) {
@@ -219,8 +240,8 @@ std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRe
               "image " + std::to_string(i + 1) + "/" + std::to_string(total) + " " + event.stage;
         return progress(copy);
       };
-    images.push_back(generate_one(request, request.seed + static_cast<uint64_t>(i), negative,
-                                  positive, labelled));
+    images.push_back(
+        generate_one(request, request.seed + static_cast<uint64_t>(i), conditioning, labelled));
   }
   return images;
 }

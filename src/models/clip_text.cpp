@@ -197,6 +197,21 @@ at::Tensor checked_input_ids(const at::Tensor& input_ids, const ClipTextConfig& 
   return ids;
 }
 
+// Token embeddings given to forward_embedded: [B, T, C] like the ids, moved to the table's
+// dtype and device (a no-op for embed_tokens' own output).
+at::Tensor checked_token_embeddings(const at::Tensor& token_embeddings, const at::Tensor& ids,
+                                    const at::Tensor& table) {
+  if (!token_embeddings.defined() || token_embeddings.dim() != 3 ||
+      token_embeddings.size(0) != ids.size(0) || token_embeddings.size(1) != ids.size(1) ||
+      token_embeddings.size(2) != table.size(1)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "token embeddings must be [" + std::to_string(ids.size(0)) + ", " +
+                    std::to_string(ids.size(1)) + ", " + std::to_string(table.size(1)) +
+                    "] to match the input ids and the text encoder width");
+  }
+  return token_embeddings.to(table.options());
+}
+
 // The part of forward after the embeddings: both namings run the same blocks.
 template <typename RunBlock>
 ClipTextOutput run_transformer(const at::Tensor& ids, at::Tensor hidden, int64_t block_count,
@@ -324,12 +339,22 @@ at::Tensor ClipTextModelImpl::final_norm(const at::Tensor& hidden) {
   return text_model_->final_layer_norm->forward(hidden);
 }
 
+at::Tensor ClipTextModelImpl::embed_tokens(const at::Tensor& input_ids) {
+  const at::Tensor& table = text_model_->embeddings->token_embedding->weight;
+  return at::embedding(table, checked_input_ids(input_ids, config_, table.device()));
+}
+
 ClipTextOutput ClipTextModelImpl::forward(const at::Tensor& input_ids) {
+  return forward_embedded(input_ids, embed_tokens(input_ids));
+}
+
+ClipTextOutput ClipTextModelImpl::forward_embedded(const at::Tensor& input_ids,
+                                                   const at::Tensor& token_embeddings) {
   const auto& embeddings = *text_model_->embeddings;
-  const at::Tensor ids =
-      checked_input_ids(input_ids, config_, embeddings.token_embedding->weight.device());
+  const at::Tensor& table = embeddings.token_embedding->weight;
+  const at::Tensor ids = checked_input_ids(input_ids, config_, table.device());
   const int64_t length = ids.size(1);
-  const at::Tensor hidden = at::embedding(embeddings.token_embedding->weight, ids) +
+  const at::Tensor hidden = checked_token_embeddings(token_embeddings, ids, table) +
                             embeddings.position_embedding->weight.slice(0, 0, length);
   const auto& blocks = text_model_->encoder->layers_;
   ClipTextOutput output = run_transformer(
@@ -395,11 +420,21 @@ at::Tensor OpenClipTextModelImpl::final_norm(const at::Tensor& hidden) {
   return ln_final_->forward(hidden);
 }
 
+at::Tensor OpenClipTextModelImpl::embed_tokens(const at::Tensor& input_ids) {
+  return at::embedding(token_embedding_,
+                       checked_input_ids(input_ids, config_, token_embedding_.device()));
+}
+
 ClipTextOutput OpenClipTextModelImpl::forward(const at::Tensor& input_ids) {
+  return forward_embedded(input_ids, embed_tokens(input_ids));
+}
+
+ClipTextOutput OpenClipTextModelImpl::forward_embedded(const at::Tensor& input_ids,
+                                                       const at::Tensor& token_embeddings) {
   const at::Tensor ids = checked_input_ids(input_ids, config_, token_embedding_.device());
   const int64_t length = ids.size(1);
-  const at::Tensor hidden =
-      at::embedding(token_embedding_, ids) + positional_embedding_.slice(0, 0, length);
+  const at::Tensor hidden = checked_token_embeddings(token_embeddings, ids, token_embedding_) +
+                            positional_embedding_.slice(0, 0, length);
   ClipTextOutput output = run_transformer(
       ids, hidden, static_cast<int64_t>(blocks_.size()),
       [&](int64_t i, const at::Tensor& x, const at::Tensor& mask) {

@@ -132,6 +132,58 @@ TEST(GenerateCommand, LoraPromptTagsResolveInTheLoraFolder) {
   EXPECT_NE(errors.find("nobody.safetensors"), std::string::npos) << errors;
 }
 
+// --vae swaps in another VAE (here the model's own, as a diffusers vae/ folder, so the
+// pixels must still equal the reference) and A1111's "VAE" / "VAE hash" are recorded;
+// --embeddings resolves a prompt word to its vectors and records "TI hashes".
+TEST(GenerateCommand, VaeAndEmbeddingsAreUsedAndRecorded) {
+  auto golden = test::golden_dir();
+  DOPPEL_REQUIRE_PATH(golden / "sd1" / "diffusers" / "vae");
+  auto folder = temp_folder("doppel_generate_vae_ti");
+  std::string common = "generate --model " + (golden / "sd1" / "diffusers").string() +
+                       " --negative " + quote("blurry, low quality") +
+                       " --sampler euler --steps 10 --cfg 7.5 --seed 42 --width 64 --height 64"
+                       " --dtype fp32";
+  std::string errors;
+  ASSERT_EQ(run_doppel(common + " --vae " + (golden / "sd1" / "diffusers" / "vae").string() +
+                           " --out " + (folder / "vae.png").string() + " --prompt " +
+                           quote("a photograph of an astronaut riding a horse"),
+                       &errors),
+            0)
+      << errors;
+  EXPECT_LE(max_pixel_difference(folder / "vae.png",
+                                 golden / "sd1" / "goldens" / "txt2img" / "euler.png"),
+            1);
+  auto parameters =
+      GenerationParameters::parse(read_png_text(read_file(folder / "vae.png"))[0].second);
+  EXPECT_EQ(parameters.get("VAE").value_or(""), "vae");
+  EXPECT_EQ(parameters.get("VAE hash").value_or("").size(), 10u);
+
+  std::filesystem::create_directories(folder / "embeddings");
+  save_safetensors(folder / "embeddings" / "astro-pilot.safetensors",
+                   {{"emb_params", at::linspace(-1, 1, 64).reshape({2, 32})}});
+  ASSERT_EQ(run_doppel(common + " --embeddings " + (folder / "embeddings").string() + " --out " +
+                           (folder / "ti.png").string() + " --prompt " +
+                           quote("a photograph of an astro-pilot riding a horse"),
+                       &errors),
+            0)
+      << errors;
+  parameters = GenerationParameters::parse(read_png_text(read_file(folder / "ti.png"))[0].second);
+  EXPECT_EQ(parameters.get("TI hashes").value_or("").rfind("astro-pilot: ", 0), 0u);
+  EXPECT_EQ(parameters.get("TI hashes").value_or("").size(),
+            std::string("astro-pilot: ").size() + 12);
+  EXPECT_GT(max_pixel_difference(folder / "ti.png", folder / "vae.png"), 0);
+
+  save_safetensors(folder / "embeddings" / "wide.safetensors",
+                   {{"emb_params", at::zeros({1, 768})}});
+  EXPECT_EQ(run_doppel(common + " --embeddings " + (folder / "embeddings").string() + " --out " +
+                           (folder / "wide.png").string() + " --prompt " + quote("a wide horse"),
+                       &errors),
+            1);
+  EXPECT_NE(errors.find("wide.safetensors"), std::string::npos) << errors;
+  EXPECT_NE(errors.find("768"), std::string::npos) << errors;
+  EXPECT_FALSE(std::filesystem::exists(folder / "wide.png"));
+}
+
 TEST(GenerateCommand, TinyDemoWritesABatchWithPerImageSeeds) {
   auto folder = temp_folder("doppel_generate_demo");
   std::string errors;

@@ -176,6 +176,37 @@ TEST(ClipTextModelTest, RejectsBadInputWithClearErrors) {
                         model->forward(tiny_ids()).last_hidden_state));
 }
 
+// Textual inversion feeds token embeddings in: forward_embedded with the model's own rows is
+// forward bit for bit (both namings); replaced rows change the output; bad shapes are errors.
+TEST(ClipTextModelTest, ForwardEmbeddedTakesTokenEmbeddings) {
+  at::NoGradGuard no_grad;
+  ClipTextModel hf(tiny_config());
+  OpenClipTextModel open_clip(tiny_config());
+  layers::randomize_parameters(*hf, 15);
+  layers::randomize_parameters(*open_clip, 16);
+  for (ClipTextEncoder* encoder :
+       {static_cast<ClipTextEncoder*>(hf.get()), static_cast<ClipTextEncoder*>(open_clip.get())}) {
+    const at::Tensor embedded = encoder->embed_tokens(tiny_ids());
+    ASSERT_EQ(embedded.sizes(), at::IntArrayRef({2, 10, 16}));
+    const ClipTextOutput plain = encoder->forward(tiny_ids());
+    const ClipTextOutput given = encoder->forward_embedded(tiny_ids(), embedded);
+    EXPECT_TRUE(at::equal(plain.last_hidden_state, given.last_hidden_state));
+    EXPECT_TRUE(at::equal(plain.pooled, given.pooled));
+    at::Tensor replaced = embedded.clone();
+    replaced[0][1] = embedded[1][1];  // token 5 -> token 42's vector
+    at::Tensor ids = tiny_ids().clone();
+    ids[0][1] = 42;
+    EXPECT_TRUE(at::equal(encoder->forward_embedded(tiny_ids(), replaced).last_hidden_state,
+                          encoder->forward(ids).last_hidden_state));
+    try {
+      encoder->forward_embedded(tiny_ids(), at::zeros({2, 10, 15}));
+      ADD_FAILURE() << "accepted 15-wide token embeddings";
+    } catch (const Error& error) {
+      EXPECT_EQ(error.code(), ErrorCode::kInvalidArgument);
+    }
+  }
+}
+
 TEST(ClipTextModelTest, ConfigsValidateAndMatchTheReleasedModels) {
   ClipTextConfig bad = tiny_config();
   bad.num_heads = 3;

@@ -35,7 +35,8 @@ struct WeightedText {
   }
 };
 
-// The text in force for sampling steps up to and including `end_step` (1-based).
+// A1111's (end_at_step, text). Sampling uses the text while the 0-based step index is
+// <= end_step, as A1111's reconstruct_cond_batch does (PromptConditioning::at_step).
 struct ScheduledText {
   int64_t end_step = 0;
   std::string text;                  // after scheduling, before attention parsing

@@ -10,11 +10,13 @@
 #include <vector>
 
 #include "doppel/checkpoint/stable_diffusion.hpp"
+#include "doppel/checkpoint/textual_inversion.hpp"
 #include "doppel/core/generation_parameters.hpp"
 #include "doppel/core/image.hpp"
 #include "doppel/core/progress.hpp"
 #include "doppel/core/random.hpp"
 #include "doppel/diffusion/clip_tokenizer.hpp"
+#include "doppel/diffusion/prompt_conditioning.hpp"
 #include "doppel/diffusion/sampler.hpp"
 
 namespace doppel {
@@ -24,6 +26,12 @@ struct LoraReference {
   std::string name;  // file stem, as in <lora:NAME:WEIGHT>
   double multiplier = 1.0;
   std::string short_hash;  // first 12 hex digits of the file's sha256 (A1111 "Lora hashes")
+};
+
+// A VAE file that replaced the checkpoint's (ModelLoadOptions::vae_path), for the metadata.
+struct VaeReference {
+  std::string name;        // file name with extension, as A1111's "VAE"
+  std::string short_hash;  // first 10 hex digits of the file's sha256 ("VAE hash")
 };
 
 struct GenerationRequest {
@@ -47,6 +55,7 @@ struct GenerationRequest {
   // LoRAs already merged into the model by the caller; recorded in the metadata
   // as A1111 does (<lora:NAME:WEIGHT> in the prompt, "Lora hashes").
   std::vector<LoraReference> loras;
+  std::optional<VaeReference> vae;  // recorded as "VAE hash" / "VAE" when set
 };
 
 struct GeneratedImage {
@@ -66,7 +75,15 @@ class StableDiffusionPipeline {
   std::vector<GeneratedImage> generate(const GenerationRequest& request,
                                        const ProgressCallback& progress = {});
 
-  // Prompt -> [1, 77 * chunks, D] conditioning (A1111 75-token chunks).
+  // Textual-inversion embeddings that prompt words may name (A1111's embeddings folder).
+  void set_embeddings(TextualInversionLibrary embeddings) { embeddings_ = std::move(embeddings); }
+
+  // The A1111 prompt language over `steps` steps: AND parts, schedules, emphasis, BREAK and
+  // embeddings; every distinct scheduled text is encoded once.
+  PromptConditioning condition_prompts(const std::string& prompt, const std::string& negative,
+                                       int64_t steps, int clip_skip = 1);
+  // Prompt -> [1, 77 * chunks, D] conditioning (A1111 75-token chunks, emphasis, BREAK,
+  // embeddings; for AND or a schedule, the first part at the first step).
   at::Tensor encode_prompt(const std::string& text, int clip_skip = 1);
   // Encodes prompt and negative prompt to the same number of chunks: {negative, positive}.
   std::pair<at::Tensor, at::Tensor> encode_prompt_pair(const std::string& prompt,
@@ -76,6 +93,10 @@ class StableDiffusionPipeline {
   // ordered [negative, positive] as diffusers does.
   ModelFunction guided_model(const at::Tensor& negative, const at::Tensor& positive,
                              double guidance_scale);
+  // The same for a scheduled, composable conditioning: each model call of `plan` uses
+  // the conditioning of its step (see guided_denoiser).
+  ModelFunction guided_model(const PromptConditioning& conditioning, double guidance_scale,
+                             const SamplingPlan& plan);
   // Latents -> images in [-1, 1] ([N, 3, H, W], fp32); divides by the scaling factor.
   at::Tensor decode_latents(const at::Tensor& latents);
   // Image in [-1, 1] -> scaled latents mean + std * noise (noise drawn from `generator`).
@@ -88,14 +109,17 @@ class StableDiffusionPipeline {
 
  private:
   GeneratedImage generate_one(const GenerationRequest& request, uint64_t seed,
-                              const at::Tensor& negative, const at::Tensor& positive,
+                              const PromptConditioning& conditioning,
                               const ProgressCallback& progress);
-  GenerationParameters describe(const GenerationRequest& request, uint64_t seed) const;
+  GenerationParameters describe(const GenerationRequest& request, uint64_t seed,
+                                const PromptConditioning& conditioning) const;
+  ChunkEncoder chunk_encoder(int clip_skip);
 
   StableDiffusionCheckpoint model_;
   ClipTokenizer tokenizer_;
   SchedulerConfig scheduler_;
   std::string model_name_;
+  TextualInversionLibrary embeddings_;
 };
 
 }  // namespace doppel

@@ -62,6 +62,12 @@ class ClipTextEncoder : public torch::nn::Module {
   // input_ids: [B, T] integer, T <= max_positions. Runs in the parameters'
   // dtype and device (ids are moved there).
   virtual ClipTextOutput forward(const at::Tensor& input_ids) = 0;
+  // The token-embedding rows of input_ids [B, T] -> [B, T, C], before positions are added.
+  virtual at::Tensor embed_tokens(const at::Tensor& input_ids) = 0;
+  // forward() with the token embeddings given ([B, T, C], e.g. with textual-inversion
+  // vectors written into some rows); input_ids still choose the pooling position.
+  virtual ClipTextOutput forward_embedded(const at::Tensor& input_ids,
+                                          const at::Tensor& token_embeddings) = 0;
   // The final layer norm (HF final_layer_norm, open_clip ln_final).
   virtual at::Tensor final_norm(const at::Tensor& hidden) = 0;
   // A1111's "CLIP skip" N: final_norm(hidden_states[-N]); 1 = last layer.
@@ -85,6 +91,9 @@ class ClipTextModelImpl : public ClipTextEncoder {
   // or call layers::randomize_parameters.
   explicit ClipTextModelImpl(const ClipTextConfig& config, const at::TensorOptions& options = {});
   ClipTextOutput forward(const at::Tensor& input_ids) override;
+  at::Tensor embed_tokens(const at::Tensor& input_ids) override;
+  ClipTextOutput forward_embedded(const at::Tensor& input_ids,
+                                  const at::Tensor& token_embeddings) override;
   at::Tensor final_norm(const at::Tensor& hidden) override;
 
  private:
@@ -100,6 +109,9 @@ class OpenClipTextModelImpl : public ClipTextEncoder {
   explicit OpenClipTextModelImpl(const ClipTextConfig& config,
                                  const at::TensorOptions& options = {});
   ClipTextOutput forward(const at::Tensor& input_ids) override;
+  at::Tensor embed_tokens(const at::Tensor& input_ids) override;
+  ClipTextOutput forward_embedded(const at::Tensor& input_ids,
+                                  const at::Tensor& token_embeddings) override;
   at::Tensor final_norm(const at::Tensor& hidden) override;
 
  private:
