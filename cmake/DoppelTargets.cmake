@@ -28,9 +28,10 @@ function(doppel_add_layer name)
   doppel_set_warnings(doppel_${name})
 endfunction()
 
-# doppel_add_test(NAME SOURCES... DEPENDS...): one GoogleTest executable per layer.
+# doppel_add_test(NAME SOURCES... DEPENDS... [TEST_PROPERTIES...]): one GoogleTest executable
+# per layer; TEST_PROPERTIES are extra CTest properties for every discovered test.
 function(doppel_add_test name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPENDS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPENDS;TEST_PROPERTIES" ${ARGN})
   if(NOT ARG_SOURCES)
     return()
   endif()
@@ -43,5 +44,5 @@ function(doppel_add_test name)
   target_precompile_headers(${name} REUSE_FROM doppel_pch)
   doppel_set_warnings(${name})
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
-                       PROPERTIES SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
+                       PROPERTIES SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]" ${ARG_TEST_PROPERTIES})
 endfunction()

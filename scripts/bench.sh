@@ -3,6 +3,7 @@
 # Prints one JSON line per figure; not part of the test suite.
 #   scripts/bench.sh            # everything
 #   scripts/bench.sh sd         # Stable Diffusion 1.5 only
+#   scripts/bench.sh train      # LoRA training steps only
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 what="${1:-all}"
@@ -20,6 +21,14 @@ if [ "$what" = all ] || [ "$what" = sd ]; then
     "$sd" --case vae --dtype "$dtype" --size 512
   done
   "$sd" --case generate --dtype bf16 --size 512
+fi
+if [ "$what" = all ] || [ "$what" = train ]; then
+  for dtype in bf16 fp32; do
+    for size in 512 384; do
+      "$bench/lora_training_bench" --dtype "$dtype" --size "$size"
+      "$bench/lora_training_bench" --dtype "$dtype" --size "$size" --checkpointing
+    done
+  done
 fi
 if [ "$what" = all ] || [ "$what" = face ]; then
   [ -x "$bench/face_intake_bench" ] && "$bench/face_intake_bench"

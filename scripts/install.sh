@@ -12,6 +12,7 @@ apt_packages=(
   libdlib-dev libdlib-data
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libyaml-cpp-dev
   libsqlite3-dev libpq-dev libsodium-dev libcurl4-openssl-dev zlib1g-dev libjpeg-dev libicu-dev
+  postgresql  # the store and queue tests run their PostgreSQL cases on a private server
   libgtest-dev googletest
 )
 missing=()

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The README's main command: install what is missing, build, and start doppel.
-# Until the studio server lands this generates a portrait with a tiny model
-# built in code (no downloads); pass a real checkpoint to use your own.
+# The README's main command: install what is missing, build, and start the doppel studio
+# (JSON API + workers, and the web studio when web/dist is built) on http://127.0.0.1:7860
+# with its data in data/ (gitignored). Without --model the tiny built-in model is used, so it
+# works with no downloads; extra arguments go to `doppel serve`
+# (e.g. --model path/to/model.safetensors --port 8080).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/build.sh" >&2
-exec "$root/build/src/app/doppel" generate --tiny-demo --prompt "a portrait photo of a person" \
-  --out "$root/build/demo.png" "$@"
+web=()
+[ ! -f "$root/web/dist/index.html" ] || web=(--web "$root/web/dist")
+exec "$root/build/src/app/doppel" serve --data "$root/data" "${web[@]}" "$@"

@@ -1,0 +1,95 @@
+// LoRA training step on the full-size SD 1.5 UNet with random weights: rank 16
+// on attention and feed-forward, batch 1, fp32 master adapters, AdamW.
+// One JSON line per figure; run each configuration in its own process
+// (scripts/bench.sh train) so peak RSS is per configuration.
+//   lora_training_bench --dtype bf16|fp32 --size 512 [--checkpointing] [--repeats 2]
+#include <CLI/CLI.hpp>
+
+#include <cstdlib>
+#include <thread>
+
+#include "bench_support.hpp"
+#include "doppel/core/random.hpp"
+#include "doppel/diffusion/noise_schedule.hpp"
+#include "doppel/models/layers.hpp"
+#include "doppel/models/unet.hpp"
+#include "doppel/train/lora_network.hpp"
+#include "doppel/train/lora_trainer.hpp"
+#include "doppel/train/optimizer.hpp"
+
+using namespace doppel;
+
+int main(int argc, char** argv) {
+  std::string dtype_name = "bf16";
+  int64_t size = 512;
+  int64_t rank = 16;
+  int repeats = 2;
+  bool checkpointing = false;
+  CLI::App app("LoRA training step benchmark (SD 1.5 architecture, random weights)");
+  app.add_option("--dtype", dtype_name, "fp32 or bf16");
+  app.add_option("--size", size, "Training resolution in pixels");
+  app.add_option("--rank", rank, "LoRA rank");
+  app.add_option("--repeats", repeats, "Timed steps after one warm-up step");
+  app.add_flag("--checkpointing", checkpointing, "Gradient checkpointing");
+  CLI11_PARSE(app, argc, argv);
+  at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
+  const at::ScalarType dtype = dtype_name == "fp32" ? at::kFloat : at::kBFloat16;
+
+  StableDiffusionCheckpoint model;
+  model.unet = UNetModel(UNetConfig::sd15(), at::TensorOptions().dtype(dtype));
+  layers::randomize_parameters(*model.unet, 1);
+  for (auto& parameter : model.unet->parameters()) parameter.requires_grad_(false);
+  model.unet->set_gradient_checkpointing(checkpointing);
+  LoraNetworkOptions network_options;
+  network_options.rank = rank;
+  network_options.alpha = static_cast<double>(rank);
+  LoraNetwork network(model, network_options);
+  std::vector<at::Tensor> parameters;
+  int64_t adapter_values = 0;
+  for (const auto& [name, parameter] : network.named_parameters()) {
+    parameters.push_back(parameter);
+    adapter_values += parameter.numel();
+  }
+  AdamW optimizer(parameters, AdamWOptions{});
+
+  Generator generator(0);
+  const int64_t latent = size / 8;
+  const at::Tensor latents = generator.randn({1, 4, latent, latent});
+  const at::Tensor context = generator.randn({1, 77, 768});
+  const at::Tensor alphas =
+      make_alphas_cumprod(SchedulerConfig::stable_diffusion(PredictionType::kEpsilon));
+  int64_t step = 0;
+  const double seconds = bench::median_seconds(repeats, [&] {
+    const at::Tensor noise = generator.randn(latents.sizes());
+    const at::Tensor timesteps = at::tensor(std::vector<int64_t>{100 + 97 * (step++ % 9)});
+    lora_training_loss(*model.unet, latents, noise, timesteps, context, alphas,
+                       PredictionType::kEpsilon, 5.0)
+        .backward();
+    optimizer.step(1e-4);
+    optimizer.zero_grad();
+  });
+  const auto peak = bench::measure_machine_peak(at::get_num_threads());
+  const double peak_gflops = dtype == at::kBFloat16 ? peak.bf16_gflops : peak.fp32_gflops;
+  nlohmann::json figure = {{"figure", "lora_training_step"},
+                           {"dtype", dtype_name},
+                           {"size", size},
+                           {"rank", rank},
+                           {"batch", 1},
+                           {"gradient_checkpointing", checkpointing},
+                           {"adapter_parameters", adapter_values},
+                           {"threads", at::get_num_threads()},
+                           {"seconds_per_step", seconds},
+                           {"machine_peak_gflops", peak_gflops},
+                           {"peak_rss_mib", bench::peak_rss_mib()}};
+  if (size == 512) {
+    // Forward at 512, batch 1: 803.25 GFLOP (half the CFG step's 1606.5, see
+    // stable_diffusion_bench); backward computes input gradients only (frozen
+    // weights get none), about as much again. Recomputation is not counted.
+    const double gflop = 2 * 803.25;
+    figure["model_gflop_per_step"] = gflop;
+    figure["achieved_gflops"] = gflop / seconds;
+    figure["fraction_of_peak"] = peak_gflops > 0 ? gflop / seconds / peak_gflops : 0.0;
+  }
+  bench::print_figure(figure);
+  return 0;
+}

@@ -1,0 +1,73 @@
+// The JSON API of the studio (under /api/), served with cpp-httplib: accounts, sessions and
+// API tokens, subjects, photo intake, training, style packs, shoots, images, jobs with
+// server-sent progress events, health, Prometheus metrics and an OpenAPI document built from
+// the same route table the server registers. docs/api.md describes the routes.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace doppel::server {
+
+struct ServerOptions {
+  std::filesystem::path data_dir = "data";        // blobs, the SQLite file, LoRA cache
+  std::string database_url;                       // empty: sqlite:<data_dir>/doppel.db
+  std::optional<std::filesystem::path> key_file;  // encryption at rest when set
+  std::string host = "127.0.0.1";                 // loopback unless asked otherwise
+  int port = 7860;                                // 0: any free port (tests)
+  std::filesystem::path styles_dir;               // empty: default_styles_dir()
+  // The built web studio (web/dist), served at / with index.html for every other page path
+  // (/setup, /subjects/...); empty: no web pages.
+  std::filesystem::path web_dir;
+  // The model the workers run, recorded in shoot recipes. The tiny built-in model shoots
+  // 64x64 images in few steps (a recipe must be runnable by it, so it is adapted here).
+  std::string model_name = "doppel-tiny-demo";
+  bool tiny_model = true;
+  int64_t max_upload_bytes = 20LL * 1024 * 1024;  // one multipart request
+  int64_t max_json_bytes = 256 * 1024;            // any other request body
+  int64_t max_photo_pixels = 40LL * 1000 * 1000;  // per photo, checked before decoding
+  int max_photos_per_upload = 30;
+  int login_attempts = 5;                 // failures per account+IP ...
+  int64_t login_window_ms = 15 * 60'000;  // ... within this window, then 429
+  int64_t session_ms = 30LL * 24 * 3600'000;
+  bool fast_password_hashing = false;  // Argon2id minimum cost (tests only)
+  bool face_analysis = true;           // false: photos stay "pending" (no models)
+  int http_threads = 32;               // event streams may hold all but 4 of them
+  std::ostream* announce = nullptr;    // where the set-up link goes (stdout)
+};
+
+// One registered route, as the OpenAPI document lists it.
+struct RouteInfo {
+  std::string method;  // "GET", "POST", ...
+  std::string path;    // OpenAPI template: "/api/subjects/{subject_id}"
+  std::string summary;
+  bool authenticated = true;
+};
+
+class ApiServer {
+ public:
+  // Opens (and migrates) the store; prints the one-time set-up link when no account exists.
+  explicit ApiServer(ServerOptions options);
+  ~ApiServer();
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // Binds host:port (throws doppel::Error kIo when it cannot) and serves on a background
+  // thread until stop().
+  void start();
+  void stop();
+  int port() const;
+  const std::vector<RouteInfo>& routes() const;
+  // The set-up link printed at start, or "" once an account exists.
+  std::string setup_url() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace doppel::server

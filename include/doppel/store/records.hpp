@@ -1,0 +1,138 @@
+// Plain records stored by the repository. Ids are random 128-bit values written as 32
+// lowercase hex characters; times are milliseconds since the Unix epoch (UTC); fields
+// named *_json hold JSON text; blob references are sha256 hex digests (see blob_store.hpp).
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace doppel::store {
+
+struct Account {
+  std::string id{};
+  std::string email{};  // unique, compared exactly (callers normalise case)
+  std::string display_name{};
+  std::string password_hash{};  // Argon2id string from libsodium's crypto_pwhash_str
+  int64_t created_at = 0;
+};
+
+// A browser session. Only a hash of the cookie token is stored.
+struct Session {
+  std::string id{};
+  std::string account_id{};
+  std::string token_hash{};
+  std::string csrf_secret{};
+  int64_t created_at = 0;
+  int64_t expires_at = 0;
+};
+
+// A bearer token for the API. Only a hash of the token is stored.
+struct ApiToken {
+  std::string id{};
+  std::string account_id{};
+  std::string name{};
+  std::string token_hash{};
+  int64_t created_at = 0;
+  std::optional<int64_t> expires_at{};  // none: valid until deleted
+};
+
+// A person whose likeness doppel learns; owned by one account.
+struct Subject {
+  std::string id{};
+  std::string account_id{};
+  std::string name{};
+  std::string trigger_word{};
+  std::string status = "new";
+  std::optional<std::string> face_profile_blob{};
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+};
+
+struct Photo {
+  std::string id{};
+  std::string account_id{};
+  std::string subject_id{};
+  std::string blob_sha256{};
+  int64_t original_size = 0;        // bytes of the upload
+  std::string verdict = "pending";  // intake verdict: pending / accepted / rejected
+  std::string reasons_json = "[]";
+  std::optional<std::string> crop_blob{};  // the aligned face crop
+  int64_t created_at = 0;
+};
+
+struct LoraVersion {
+  std::string id{};
+  std::string account_id{};
+  std::string subject_id{};
+  std::optional<std::string> blob_sha256{};  // set once training produced the file
+  std::string settings_json = "{}";
+  std::optional<double> validation_likeness{};
+  std::string status = "queued";
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+};
+
+// A batch of generations of one subject in one or more styles.
+struct Shoot {
+  std::string id{};
+  std::string account_id{};
+  std::string subject_id{};
+  std::string styles_json = "[]";
+  int64_t image_count = 0;
+  std::string status = "queued";
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+};
+
+struct Image {
+  std::string id{};
+  std::string account_id{};
+  std::string shoot_id{};
+  std::string blob_sha256{};
+  // How it was made: model hash, prompt, negative prompt, seed, sampler, steps, guidance,
+  // size, LoRAs and weights.
+  std::string recipe_json = "{}";
+  std::optional<double> likeness{};
+  std::optional<double> quality{};
+  bool favourite = false;
+  int64_t created_at = 0;
+};
+
+enum class JobStatus {
+  kQueued,     // waiting (possibly until available_at, after a failed attempt)
+  kRunning,    // leased by a worker
+  kSucceeded,  // completed with a result
+  kDead,       // failed max_attempts times (or permanently): dead-lettered
+  kCancelled,  // cancelled by its owner
+};
+
+const char* job_status_name(JobStatus status);
+// Throws doppel::Error (kInvalidFile) for an unknown name.
+JobStatus parse_job_status(const std::string& name);
+
+// A durable unit of work (see doppel/queue/job_queue.hpp).
+struct Job {
+  std::string id{};
+  std::string account_id{};
+  std::optional<std::string> subject_id{};  // deleting the subject deletes the job
+  std::string kind{};                       // e.g. "train", "shoot"
+  std::string payload_json = "{}";
+  std::optional<std::string> idempotency_key{};
+  JobStatus status = JobStatus::kQueued;
+  int64_t attempts = 0;  // leases handed out so far
+  int64_t max_attempts = 5;
+  int64_t available_at = 0;                  // not leased before this time
+  std::optional<std::string> lease_owner{};  // worker id
+  std::optional<std::string> lease_token{};  // only filled in lease()'s answer
+  std::optional<int64_t> lease_expires_at{};
+  bool cancel_requested = false;
+  double progress = 0.0;  // 0..1
+  std::string progress_message{};
+  std::optional<std::string> result_json{};
+  std::optional<std::string> error{};  // the last failure
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+  std::optional<int64_t> finished_at{};
+};
+
+}  // namespace doppel::store

@@ -1,0 +1,445 @@
+#include "doppel/server/worker.hpp"
+
+#include <unistd.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <sstream>
+
+#include "doppel/checkpoint/lora.hpp"
+#include "doppel/checkpoint/stable_diffusion.hpp"
+#include "doppel/checkpoint/tiny_model.hpp"
+#include "doppel/core/atomic_file.hpp"
+#include "doppel/core/error.hpp"
+#include "doppel/core/log.hpp"
+#include "doppel/diffusion/stable_diffusion_pipeline.hpp"
+#include "doppel/face/face_analyzer.hpp"
+#include "doppel/face/subject_profile.hpp"
+#include "doppel/queue/job_queue.hpp"
+#include "doppel/store/blob_store.hpp"
+#include "doppel/store/database.hpp"
+#include "doppel/store/repository.hpp"
+#include "doppel/studio/portrait_ranking.hpp"
+#include "doppel/studio/shoot_plan.hpp"
+#include "doppel/train/lora_trainer.hpp"
+#include "server/job_payloads.hpp"
+
+namespace doppel::server {
+namespace {
+
+using nlohmann::json;
+
+std::string default_worker_id() {
+  static std::atomic<int> next{0};
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  return std::string(host) + ":" + std::to_string(getpid()) + ":" + std::to_string(next++);
+}
+
+// Renews the lease while a job runs, and tells the job when it was lost or cancelled.
+class LeaseKeeper {
+ public:
+  LeaseKeeper(queue::JobQueue& jobs, std::string job_id, std::string token, int64_t lease_ms)
+      : jobs_(jobs), job_id_(std::move(job_id)), token_(std::move(token)), lease_ms_(lease_ms) {
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~LeaseKeeper() {
+    {
+      std::lock_guard lock(mutex_);
+      finished_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  bool held() const { return state_ == queue::LeaseState::kHeld; }
+  // Progress for the API; false asks the running work to stop (lease lost or cancelled).
+  // Throttled to a few writes a second unless `force`d (stage changes).
+  bool report(double fraction, const std::string& message, bool force = false) {
+    const auto now = std::chrono::steady_clock::now();
+    if (force || now - last_report_ >= std::chrono::milliseconds(250)) {
+      last_report_ = now;
+      try {
+        state_ = jobs_.progress(job_id_, token_, fraction, message);
+      } catch (const Error& error) {
+        log_warning("job " + job_id_ + ": progress not recorded: " + error.what());
+      }
+    }
+    return held();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mutex_);
+    while (!finished_) {
+      wake_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(lease_ms_ / 3, 50)));
+      if (finished_) break;
+      try {
+        state_ = jobs_.heartbeat(job_id_, token_, lease_ms_);
+      } catch (const Error& error) {
+        log_warning("job " + job_id_ + ": heartbeat failed: " + error.what());
+      }
+    }
+  }
+
+  queue::JobQueue& jobs_;
+  std::string job_id_;
+  std::string token_;
+  int64_t lease_ms_;
+  std::atomic<queue::LeaseState> state_{queue::LeaseState::kHeld};
+  std::chrono::steady_clock::time_point last_report_{};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool finished_ = false;
+  std::thread thread_;
+};
+
+// A failure that retrying cannot fix (bad payload, deleted records, unusable files).
+bool permanent(ErrorCode code) {
+  return code == ErrorCode::kInvalidArgument || code == ErrorCode::kInvalidFile ||
+         code == ErrorCode::kNotFound || code == ErrorCode::kUnsupported;
+}
+
+}  // namespace
+
+struct Worker::State {
+  WorkerOptions options;
+  std::shared_ptr<store::Database> database;
+  std::unique_ptr<store::Repository> repository;
+  std::unique_ptr<queue::JobQueue> jobs;
+  std::unique_ptr<store::BlobStore> blobs;
+
+  // Loaded on first use.
+  std::optional<ClipTokenizer> tokenizer;
+  std::unique_ptr<StableDiffusionPipeline> pipeline;
+  StableDiffusionCheckpoint base;  // shares its modules with the pipeline's model
+  std::string model_name;
+  std::string model_hash;
+  std::unique_ptr<FaceAnalyzer> analyzer;
+  bool analyzer_tried = false;
+
+  StableDiffusionCheckpoint load_model() {
+    if (!options.model_path) return make_tiny_stable_diffusion();
+    ModelLoadOptions load;
+    load.path = *options.model_path;
+    return load_stable_diffusion(load);
+  }
+  const ClipTokenizer& clip_tokenizer() {
+    if (!tokenizer) tokenizer = ClipTokenizer::load_default();
+    return *tokenizer;
+  }
+  StableDiffusionPipeline& ensure_pipeline() {
+    if (pipeline) return *pipeline;
+    base = load_model();
+    model_name = options.model_path ? options.model_path->filename().string() : "doppel-tiny-demo";
+    model_hash = base.model_hash;
+    pipeline = std::make_unique<StableDiffusionPipeline>(base, clip_tokenizer(), model_name);
+    return *pipeline;
+  }
+  FaceAnalyzer* face_analyzer() {
+    if (!analyzer_tried && options.face_analysis) {
+      analyzer_tried = true;
+      try {
+        analyzer = std::make_unique<FaceAnalyzer>(FaceAnalyzerOptions{});
+      } catch (const Error& error) {
+        log_warning(std::string("images will not be scored for likeness: ") + error.what());
+      }
+    }
+    return analyzer.get();
+  }
+
+  json run_train(const store::Job& job, LeaseKeeper& lease);
+  std::optional<double> validation_likeness(const store::Subject& subject,
+                                            const TrainPayload& payload, const std::string& lora,
+                                            LeaseKeeper& lease);
+  json run_shoot(const store::Job& job, LeaseKeeper& lease);
+  void run_job(const store::Job& job);
+  // For a train job that ended without a LoRA: "failed" or "cancelled".
+  void set_lora_version_status(const store::Job& job, const std::string& status);
+  std::filesystem::path unpack_lora(const std::string& sha256);
+};
+
+std::filesystem::path Worker::State::unpack_lora(const std::string& sha256) {
+  const std::filesystem::path path = lora_cache_path(options.data_dir, sha256);
+  if (std::filesystem::exists(path)) return path;
+  std::filesystem::create_directories(path.parent_path());
+  write_file_atomically(path, blobs->get(sha256));
+  return path;
+}
+
+// A small validation shoot with the new LoRA, scored against the subject's face profile: the
+// median likeness tells the studio how well this version captured the person.
+std::optional<double> Worker::State::validation_likeness(const store::Subject& subject,
+                                                         const TrainPayload& payload,
+                                                         const std::string& lora,
+                                                         LeaseKeeper& lease) {
+  FaceAnalyzer* analyzer = face_analyzer();
+  if (!analyzer || !subject.face_profile_blob) return std::nullopt;
+  const SubjectProfile profile =
+      SubjectProfile::from_json(json::parse(blobs->get(*subject.face_profile_blob)));
+  StableDiffusionPipeline& generator = ensure_pipeline();
+  std::vector<std::pair<LoraFile, double>> loras;
+  loras.emplace_back(load_lora(unpack_lora(lora)), 1.0);
+  StableDiffusionCheckpoint model = base;
+  AppliedLoras applied = apply_loras(model, loras);
+  GenerationRequest request;
+  request.prompt = "a portrait photo of " + payload.trigger_word + " " + payload.class_word +
+                   ", looking at the camera, natural light";
+  request.negative_prompt = "blurry, deformed, several people";
+  request.width = request.height = payload.resolution;
+  request.steps = options.model_path ? 20 : 8;
+  request.seed = static_cast<uint64_t>(payload.seed);
+  request.batch_count = options.model_path ? 4 : 2;
+  lease.report(0.97, "validating the likeness", true);
+  std::vector<PortraitScore> scores;
+  for (const GeneratedImage& image : generator.generate(request, [&](const ProgressEvent&) {
+         return lease.report(0.97, "validating the likeness");
+       })) {
+    scores.push_back(score_portrait(*analyzer, profile, image.image));
+  }
+  applied.remove();
+  return summarize_likeness(scores).median_likeness;
+}
+
+json Worker::State::run_train(const store::Job& job, LeaseKeeper& lease) {
+  const TrainPayload payload = train_payload_from_json(json::parse(job.payload_json));
+  auto version = repository->get_lora_version(job.account_id, payload.lora_version_id);
+  if (!version) throw Error(ErrorCode::kNotFound, "the LoRA version was deleted");
+  version->status = "training";
+  repository->update_lora_version(job.account_id, *version);
+
+  std::vector<TrainingExample> examples;
+  const std::string caption = default_caption(payload.trigger_word, payload.class_word);
+  for (const store::Photo& photo : repository->list_photos(job.account_id, version->subject_id)) {
+    if (photo.verdict != "accepted" || !photo.crop_blob) continue;
+    examples.push_back({photo.id, decode_image(blobs->get(*photo.crop_blob)), caption});
+  }
+  if (examples.empty())
+    throw Error(ErrorCode::kInvalidArgument, "the subject has no accepted photos to train on");
+
+  LoraTrainingOptions training;
+  training.steps = payload.steps;
+  training.network.rank = payload.rank;
+  training.network.alpha = static_cast<double>(payload.rank);
+  training.resolution = static_cast<int>(payload.resolution);
+  training.seed = static_cast<uint64_t>(payload.seed);
+  training.checkpoint_every = std::max<int64_t>(payload.steps / 10, 10);
+  training.trigger = payload.trigger_word;
+  training.class_word = payload.class_word;
+  training.model_name =
+      options.model_path ? options.model_path->filename().string() : "doppel-tiny-demo";
+  // Resumable: a worker that takes over a killed run continues from its last checkpoint.
+  const std::filesystem::path work = options.data_dir / "work";
+  std::filesystem::create_directories(work);
+  const std::filesystem::path output = work / ("lora-" + version->id + ".safetensors");
+  const bool resume = std::filesystem::exists(training_state_path(output));
+
+  LoraTrainer trainer(load_model(), clip_tokenizer(), std::move(examples), training);
+  const double total_steps = static_cast<double>(payload.steps);
+  trainer.train(output, resume, [&](const ProgressEvent& event) {
+    const double fraction = event.stage == "training" && event.total > 0
+                                ? 0.05 + 0.95 * static_cast<double>(event.step) / total_steps
+                                : 0.0;
+    std::string message =
+        event.stage + " " + std::to_string(event.step) + "/" + std::to_string(event.total);
+    if (event.eta_seconds >= 0)
+      message += ", about " + std::to_string(static_cast<int64_t>(event.eta_seconds)) + " s left";
+    return lease.report(std::min(fraction, 0.99), message);
+  });
+
+  const std::string bytes = read_file(output);
+  if (bytes.empty()) throw Error(ErrorCode::kIo, "training wrote no LoRA file");
+  const std::string sha = blobs->put(bytes);
+  version->blob_sha256 = sha;
+  version->status = "ready";
+  if (auto subject = repository->get_subject(job.account_id, version->subject_id))
+    version->validation_likeness = validation_likeness(*subject, payload, sha, lease);
+  if (!repository->update_lora_version(job.account_id, *version))
+    throw Error(ErrorCode::kNotFound, "the LoRA version was deleted during training");
+  if (auto subject = repository->get_subject(job.account_id, version->subject_id)) {
+    subject->status = "trained";
+    repository->update_subject(job.account_id, *subject);
+  }
+  std::error_code ignored;
+  std::filesystem::remove(output, ignored);
+  std::filesystem::remove(training_state_path(output), ignored);
+  return {{"lora_version_id", version->id}, {"sha256", sha}};
+}
+
+json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
+  const json payload = json::parse(job.payload_json);
+  const std::string shoot_id = payload.at("shoot_id").get<std::string>();
+  json recipe = payload.at("recipe");
+  auto shoot = repository->get_shoot(job.account_id, shoot_id);
+  if (!shoot) throw Error(ErrorCode::kNotFound, "the shoot was deleted");
+
+  StableDiffusionPipeline& generator = ensure_pipeline();
+  if (recipe["model"].is_object()) {
+    recipe["model"]["name"] = model_name;
+    recipe["model"]["hash"] = model_hash;
+  }
+  // Exactly once: an earlier attempt that stored the image but died before completing.
+  for (const store::Image& image : repository->list_images(job.account_id, shoot_id)) {
+    if (json::parse(image.recipe_json, nullptr, false) == recipe)
+      return {{"image_id", image.id}, {"shoot_id", shoot_id}};
+  }
+  Shot shot = shot_from_recipe(recipe);
+
+  // Subject LoRAs are unpacked from the blob store by digest (never a client path).
+  std::vector<std::pair<LoraFile, double>> loras;
+  for (const ShotLora& lora : shot.loras) {
+    const std::filesystem::path path =
+        lora.role == "subject" ? unpack_lora(lora.sha256) : lora.path;
+    loras.emplace_back(load_lora(path), lora.weight);
+  }
+  StableDiffusionCheckpoint model = base;
+  AppliedLoras applied = apply_loras(model, loras);
+  std::vector<GeneratedImage> images =
+      generator.generate(shot.request, [&](const ProgressEvent& event) {
+        const double fraction =
+            event.total > 0 ? static_cast<double>(event.step) / static_cast<double>(event.total)
+                            : 0.0;
+        return lease.report(
+            std::min(0.9 * fraction, 0.9),
+            event.stage + " " + std::to_string(event.step) + "/" + std::to_string(event.total));
+      });
+  applied.remove();
+  if (images.empty()) throw Error(ErrorCode::kInternal, "the pipeline returned no image");
+  const GeneratedImage& generated = images.front();
+
+  store::Image record;
+  record.shoot_id = shoot_id;
+  record.recipe_json = recipe.dump();
+  json score_json = nullptr;
+  auto subject = repository->get_subject(job.account_id, shoot->subject_id);
+  if (FaceAnalyzer* analyzer = face_analyzer(); analyzer && subject && subject->face_profile_blob) {
+    const SubjectProfile profile =
+        SubjectProfile::from_json(json::parse(blobs->get(*subject->face_profile_blob)));
+    const PortraitScore score = score_portrait(*analyzer, profile, generated.image);
+    record.likeness = score.likeness;
+    if (score.has_face) record.quality = score.quality;
+    score_json = portrait_score_to_json(score);
+  }
+  if (!lease.report(0.95, "saving", true))
+    throw Error(ErrorCode::kCancelled, "the job was cancelled or taken over");
+  record.blob_sha256 =
+      blobs->put(encode_png(generated.image, {{"parameters", generated.parameters.to_text()}}));
+  record = repository->add_image(job.account_id, record);
+
+  const auto done = repository->list_images(job.account_id, shoot_id).size();
+  repository->update_shoot_status(
+      job.account_id, shoot_id,
+      static_cast<int64_t>(done) >= shoot->image_count ? "done" : "running");
+  return {{"image_id", record.id}, {"shoot_id", shoot_id}, {"score", score_json}};
+}
+
+void Worker::State::set_lora_version_status(const store::Job& job, const std::string& status) {
+  const auto payload = json::parse(job.payload_json, nullptr, false);
+  if (!payload.is_object() || !payload.value("lora_version_id", json()).is_string()) return;
+  auto version =
+      repository->get_lora_version(job.account_id, payload["lora_version_id"].get<std::string>());
+  if (!version || version->blob_sha256) return;
+  version->status = status;
+  repository->update_lora_version(job.account_id, *version);
+}
+
+void Worker::State::run_job(const store::Job& job) {
+  LeaseKeeper lease(*jobs, job.id, *job.lease_token, options.lease_ms);
+  try {
+    json result;
+    if (job.kind == "train") {
+      result = run_train(job, lease);
+    } else if (job.kind == "shoot") {
+      result = run_shoot(job, lease);
+    } else {
+      throw Error(ErrorCode::kUnsupported, "unknown job kind '" + job.kind + "'");
+    }
+    jobs->complete(job.id, *job.lease_token, result.dump());
+    log_info("job " + job.id + " (" + job.kind + ") done");
+  } catch (const Error& error) {
+    if (error.code() == ErrorCode::kCancelled) {
+      log_info("job " + job.id + " stopped: cancelled, or its lease passed to another worker");
+      const auto now = jobs->get(job.account_id, job.id);
+      if (job.kind == "train" && now && now->status == store::JobStatus::kCancelled)
+        set_lora_version_status(job, "cancelled");
+      return;
+    }
+    log_warning("job " + job.id + " (" + job.kind + ") failed: " + error.what());
+    try {
+      const store::Job after =
+          jobs->fail(job.id, *job.lease_token, error.what(), !permanent(error.code()));
+      if (job.kind == "train" && after.status == store::JobStatus::kDead)
+        set_lora_version_status(job, "failed");
+    } catch (const Error& again) {
+      log_warning("job " + job.id + ": failure not recorded: " + again.what());
+    }
+  } catch (const std::exception& error) {
+    log_warning("job " + job.id + " (" + job.kind + ") failed: " + error.what());
+    try {
+      jobs->fail(job.id, *job.lease_token, error.what(), true);
+    } catch (const Error&) {
+    }
+  }
+}
+
+Worker::Worker(WorkerOptions options) : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  s.options = std::move(options);
+  if (s.options.worker_id.empty()) s.options.worker_id = default_worker_id();
+  std::filesystem::create_directories(s.options.data_dir);
+  s.database = s.options.database_url.empty()
+                   ? store::open_default_database(s.options.data_dir.string())
+                   : store::open_database(s.options.database_url);
+  s.repository = store::make_repository(s.database);
+  s.jobs = queue::make_job_queue(s.database);
+  s.blobs = std::make_unique<store::BlobStore>(
+      store::BlobStore::open(s.options.data_dir, s.options.key_file, true));
+}
+
+Worker::~Worker() = default;
+
+bool Worker::run_once() {
+  State& s = *state_;
+  std::optional<store::Job> job =
+      s.jobs->lease(s.options.worker_id, {"train", "shoot"}, s.options.lease_ms);
+  if (!job) return false;
+  s.run_job(*job);
+  return true;
+}
+
+void Worker::run(const std::atomic<bool>& stop) {
+  while (!stop) {
+    bool worked = false;
+    try {
+      worked = run_once();
+    } catch (const std::exception& error) {
+      // The database went away for a moment: wait and try again rather than die.
+      log_warning(std::string("worker: ") + error.what());
+    }
+    if (!worked) {
+      for (int64_t waited = 0; waited < state_->options.idle_poll_ms && !stop; waited += 50)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+}
+
+WorkerPool::WorkerPool(const WorkerOptions& options, int count) {
+  for (int i = 0; i < count; ++i) {
+    auto worker = std::make_shared<Worker>(options);
+    threads_.emplace_back([this, worker] { worker->run(stop_); });
+  }
+}
+
+WorkerPool::~WorkerPool() {
+  stop();
+}
+
+void WorkerPool::stop() {
+  stop_ = true;
+  for (std::thread& thread : threads_)
+    if (thread.joinable()) thread.join();
+  threads_.clear();
+}
+
+}  // namespace doppel::server

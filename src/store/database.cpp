@@ -1,0 +1,55 @@
+#include "doppel/store/database.hpp"
+
+#include <filesystem>
+
+#include "doppel/core/error.hpp"
+#include "doppel/store/migrations.hpp"
+#include "store/sql_backends.hpp"
+
+namespace doppel::store {
+namespace {
+
+bool starts_with(const std::string& text, std::string_view prefix) {
+  return text.compare(0, prefix.size(), prefix) == 0;
+}
+
+bool ends_with(const std::string& text, std::string_view suffix) {
+  return text.size() >= suffix.size() &&
+         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::unique_ptr<Database> open_sqlite_file(const std::filesystem::path& path) {
+  if (path.empty())
+    throw Error(ErrorCode::kInvalidArgument, "the SQLite database path is empty (use sqlite:PATH)");
+  std::error_code status;
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), status);
+  if (status)
+    throw Error(ErrorCode::kIo, "cannot create the folder " + path.parent_path().string() +
+                                    " for the database: " + status.message());
+  return connect_sqlite(path);
+}
+
+}  // namespace
+
+std::shared_ptr<Database> open_database(const std::string& url) {
+  std::shared_ptr<Database> database;
+  if (starts_with(url, "postgres://") || starts_with(url, "postgresql://")) {
+    database = connect_postgres(url);
+  } else if (starts_with(url, "sqlite:")) {
+    database = open_sqlite_file(url.substr(7));
+  } else if (ends_with(url, ".db") || ends_with(url, ".sqlite") || ends_with(url, ".sqlite3")) {
+    database = open_sqlite_file(url);
+  } else {
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "unknown database '" + url + "': use sqlite:PATH or postgres://user@host:port/database");
+  }
+  migrate(*database);
+  return database;
+}
+
+std::shared_ptr<Database> open_default_database(const std::string& data_dir) {
+  return open_database("sqlite:" + (std::filesystem::path(data_dir) / "doppel.db").string());
+}
+
+}  // namespace doppel::store

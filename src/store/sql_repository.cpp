@@ -1,0 +1,679 @@
+// The repository over SQL. The schema and every statement are dialect-neutral, so SQLite
+// and PostgreSQL share this code; they differ only in their Database back end.
+#include <sodium.h>
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "doppel/core/error.hpp"
+#include "doppel/store/repository.hpp"
+
+namespace doppel::store {
+namespace {
+
+SqlValue optional_value(const std::optional<std::string>& value) {
+  if (value) return *value;
+  return nullptr;
+}
+
+SqlValue optional_value(const std::optional<double>& value) {
+  if (value) return *value;
+  return nullptr;
+}
+
+SqlValue optional_value(const std::optional<int64_t>& value) {
+  if (value) return *value;
+  return nullptr;
+}
+
+void require_json(const std::string& text, const char* field) {
+  if (!nlohmann::json::accept(text))
+    throw Error(ErrorCode::kInvalidArgument,
+                std::string(field) + " is not valid JSON: '" + text.substr(0, 80) + "'");
+}
+
+void require_text(const std::string& text, const char* field) {
+  if (text.empty()) throw Error(ErrorCode::kInvalidArgument, std::string(field) + " is empty");
+}
+
+// --- column lists and row readers (kept next to each other so they cannot drift) ---
+
+constexpr const char* kAccountColumns = "id, email, display_name, password_hash, created_at";
+Account read_account(const SqlRow& row) {
+  return Account{row.text(0), row.text(1), row.text(2), row.text(3), row.integer(4)};
+}
+
+constexpr const char* kSessionColumns =
+    "id, account_id, token_hash, csrf_secret, created_at, expires_at";
+Session read_session(const SqlRow& row) {
+  return Session{row.text(0), row.text(1),    row.text(2),
+                 row.text(3), row.integer(4), row.integer(5)};
+}
+
+constexpr const char* kApiTokenColumns = "id, account_id, name, token_hash, created_at, expires_at";
+ApiToken read_api_token(const SqlRow& row) {
+  return ApiToken{row.text(0), row.text(1),    row.text(2),
+                  row.text(3), row.integer(4), row.optional_integer(5)};
+}
+
+constexpr const char* kSubjectColumns =
+    "id, account_id, name, trigger_word, status, face_profile_blob, created_at, updated_at";
+Subject read_subject(const SqlRow& row) {
+  return Subject{row.text(0), row.text(1),          row.text(2),    row.text(3),
+                 row.text(4), row.optional_text(5), row.integer(6), row.integer(7)};
+}
+
+constexpr const char* kPhotoColumns =
+    "id, account_id, subject_id, blob_sha256, original_size, verdict, reasons_json, crop_blob, "
+    "created_at";
+Photo read_photo(const SqlRow& row) {
+  return Photo{row.text(0), row.text(1), row.text(2),          row.text(3),   row.integer(4),
+               row.text(5), row.text(6), row.optional_text(7), row.integer(8)};
+}
+
+constexpr const char* kLoraColumns =
+    "id, account_id, subject_id, blob_sha256, settings_json, validation_likeness, status, "
+    "created_at, updated_at";
+LoraVersion read_lora(const SqlRow& row) {
+  return LoraVersion{row.text(0),          row.text(1),    row.text(2),
+                     row.optional_text(3), row.text(4),    row.optional_real(5),
+                     row.text(6),          row.integer(7), row.integer(8)};
+}
+
+constexpr const char* kShootColumns =
+    "id, account_id, subject_id, styles_json, image_count, status, created_at, updated_at";
+Shoot read_shoot(const SqlRow& row) {
+  return Shoot{row.text(0),    row.text(1), row.text(2),    row.text(3),
+               row.integer(4), row.text(5), row.integer(6), row.integer(7)};
+}
+
+constexpr const char* kImageColumns =
+    "id, account_id, shoot_id, blob_sha256, recipe_json, likeness, quality, favourite, "
+    "created_at";
+Image read_image(const SqlRow& row) {
+  return Image{row.text(0),          row.text(1),         row.text(2),
+               row.text(3),          row.text(4),         row.optional_real(5),
+               row.optional_real(6), row.integer(7) != 0, row.integer(8)};
+}
+
+template <typename Record, typename Reader>
+std::optional<Record> first(const SqlResult& result, Reader read) {
+  if (result.rows.empty()) return std::nullopt;
+  return read(result.rows.front());
+}
+
+template <typename Record, typename Reader>
+std::vector<Record> all(const SqlResult& result, Reader read) {
+  std::vector<Record> records;
+  records.reserve(result.rows.size());
+  for (const SqlRow& row : result.rows) records.push_back(read(row));
+  return records;
+}
+
+std::string select_from(const char* columns, const char* table, const char* where) {
+  return std::string("SELECT ") + columns + " FROM " + table + " WHERE " + where;
+}
+
+class SqlRepository final : public Repository {
+ public:
+  explicit SqlRepository(std::shared_ptr<Database> database) : database_(std::move(database)) {
+    if (!database_) throw Error(ErrorCode::kInvalidArgument, "make_repository: no database");
+  }
+
+  Database& database() override { return *database_; }
+
+  // --- accounts ---
+
+  Account create_account(const std::string& email, const std::string& display_name,
+                         const std::string& password_hash) override {
+    require_text(email, "account email");
+    require_text(password_hash, "account password hash");
+    Account account{new_random_id(), email, display_name, password_hash, unix_millis_now()};
+    database_->transaction([&] {
+      if (!db().execute("SELECT 1 FROM accounts WHERE email = ?", {email}).rows.empty())
+        throw Error(ErrorCode::kInvalidArgument,
+                    "an account with the email '" + email + "' already exists");
+      db().execute(
+          "INSERT INTO accounts (id, email, display_name, password_hash, created_at) VALUES (?, "
+          "?, ?, ?, ?)",
+          {account.id, account.email, account.display_name, account.password_hash,
+           account.created_at});
+    });
+    return account;
+  }
+
+  std::optional<Account> get_account(const std::string& account_id) override {
+    return first<Account>(
+        db().execute(select_from(kAccountColumns, "accounts", "id = ?"), {account_id}),
+        read_account);
+  }
+
+  std::optional<Account> find_account_by_email(const std::string& email) override {
+    return first<Account>(
+        db().execute(select_from(kAccountColumns, "accounts", "email = ?"), {email}), read_account);
+  }
+
+  int64_t count_accounts() override {
+    return db().execute("SELECT COUNT(*) FROM accounts", {}).rows.at(0).integer(0);
+  }
+
+  bool update_password_hash(const std::string& account_id, const std::string& hash) override {
+    require_text(hash, "password hash");
+    return db().execute("UPDATE accounts SET password_hash = ? WHERE id = ?", {hash, account_id})
+               .affected_rows > 0;
+  }
+
+  Deletion delete_account(const std::string& account_id) override {
+    Deletion deletion;
+    database_->transaction([&] {
+      std::set<std::string> candidates = blobs_of("account_id = ?", account_id);
+      deletion.found =
+          db().execute("DELETE FROM accounts WHERE id = ?", {account_id}).affected_rows > 0;
+      deletion.orphaned_blobs = unreferenced(candidates);
+    });
+    return deletion;
+  }
+
+  // --- sessions and tokens ---
+
+  Session create_session(Session session) override {
+    require_text(session.token_hash, "session token hash");
+    session.id = new_random_id();
+    session.created_at = unix_millis_now();
+    db().execute(
+        "INSERT INTO sessions (id, account_id, token_hash, csrf_secret, created_at, expires_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        {session.id, session.account_id, session.token_hash, session.csrf_secret,
+         session.created_at, session.expires_at});
+    return session;
+  }
+
+  std::optional<Session> find_session(const std::string& token_hash, int64_t now) override {
+    return first<Session>(
+        db().execute(select_from(kSessionColumns, "sessions", "token_hash = ? AND expires_at > ?"),
+                     {token_hash, now}),
+        read_session);
+  }
+
+  bool delete_session(const std::string& account_id, const std::string& session_id) override {
+    return db().execute("DELETE FROM sessions WHERE id = ? AND account_id = ?",
+                        {session_id, account_id})
+               .affected_rows > 0;
+  }
+
+  int64_t delete_expired_sessions(int64_t now) override {
+    return db().execute("DELETE FROM sessions WHERE expires_at <= ?", {now}).affected_rows;
+  }
+
+  ApiToken create_api_token(ApiToken token) override {
+    require_text(token.token_hash, "API token hash");
+    token.id = new_random_id();
+    token.created_at = unix_millis_now();
+    db().execute(
+        "INSERT INTO api_tokens (id, account_id, name, token_hash, created_at, expires_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        {token.id, token.account_id, token.name, token.token_hash, token.created_at,
+         optional_value(token.expires_at)});
+    return token;
+  }
+
+  std::optional<ApiToken> find_api_token(const std::string& token_hash, int64_t now) override {
+    return first<ApiToken>(
+        db().execute(select_from(kApiTokenColumns, "api_tokens",
+                                 "token_hash = ? AND (expires_at IS NULL OR expires_at > ?)"),
+                     {token_hash, now}),
+        read_api_token);
+  }
+
+  std::vector<ApiToken> list_api_tokens(const std::string& account_id) override {
+    return all<ApiToken>(db().execute(select_from(kApiTokenColumns, "api_tokens",
+                                                  "account_id = ? ORDER BY created_at, id"),
+                                      {account_id}),
+                         read_api_token);
+  }
+
+  bool delete_api_token(const std::string& account_id, const std::string& token_id) override {
+    return db().execute("DELETE FROM api_tokens WHERE id = ? AND account_id = ?",
+                        {token_id, account_id})
+               .affected_rows > 0;
+  }
+
+  // --- subjects ---
+
+  Subject create_subject(const std::string& account_id, const std::string& name,
+                         const std::string& trigger_word) override {
+    require_text(name, "subject name");
+    int64_t now = unix_millis_now();
+    Subject subject{new_random_id(), account_id, name, trigger_word, "new", std::nullopt, now, now};
+    database_->transaction([&] {
+      require_account(account_id);
+      db().execute(
+          "INSERT INTO subjects (id, account_id, name, trigger_word, status, face_profile_blob, "
+          "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+          {subject.id, subject.account_id, subject.name, subject.trigger_word, subject.status,
+           nullptr, subject.created_at, subject.updated_at});
+    });
+    return subject;
+  }
+
+  std::optional<Subject> get_subject(const std::string& account_id,
+                                     const std::string& subject_id) override {
+    return first<Subject>(
+        db().execute(select_from(kSubjectColumns, "subjects", "id = ? AND account_id = ?"),
+                     {subject_id, account_id}),
+        read_subject);
+  }
+
+  std::vector<Subject> list_subjects(const std::string& account_id) override {
+    return all<Subject>(db().execute(select_from(kSubjectColumns, "subjects",
+                                                 "account_id = ? ORDER BY created_at, id"),
+                                     {account_id}),
+                        read_subject);
+  }
+
+  bool update_subject(const std::string& account_id, const Subject& subject) override {
+    require_text(subject.name, "subject name");
+    return db().execute(
+                   "UPDATE subjects SET name = ?, trigger_word = ?, status = ?, "
+                   "face_profile_blob = ?, updated_at = ? WHERE id = ? AND account_id = ?",
+                   {subject.name, subject.trigger_word, subject.status,
+                    optional_value(subject.face_profile_blob), unix_millis_now(), subject.id,
+                    account_id})
+               .affected_rows > 0;
+  }
+
+  Deletion delete_subject(const std::string& account_id, const std::string& subject_id) override {
+    Deletion deletion;
+    database_->transaction([&] {
+      if (!get_subject(account_id, subject_id)) return;
+      std::set<std::string> candidates = blobs_of_subject(subject_id);
+      // Children go through ON DELETE CASCADE (photos, LoRA versions, shoots -> images, jobs).
+      deletion.found = db().execute("DELETE FROM subjects WHERE id = ? AND account_id = ?",
+                                    {subject_id, account_id})
+                           .affected_rows > 0;
+      deletion.orphaned_blobs = unreferenced(candidates);
+    });
+    return deletion;
+  }
+
+  // --- photos ---
+
+  Photo add_photo(const std::string& account_id, Photo photo) override {
+    require_text(photo.blob_sha256, "photo blob");
+    require_json(photo.reasons_json, "photo reasons_json");
+    photo.id = new_random_id();
+    photo.account_id = account_id;
+    photo.created_at = unix_millis_now();
+    database_->transaction([&] {
+      require_subject(account_id, photo.subject_id);
+      db().execute(
+          "INSERT INTO photos (id, account_id, subject_id, blob_sha256, original_size, verdict, "
+          "reasons_json, crop_blob, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          {photo.id, photo.account_id, photo.subject_id, photo.blob_sha256, photo.original_size,
+           photo.verdict, photo.reasons_json, optional_value(photo.crop_blob), photo.created_at});
+    });
+    return photo;
+  }
+
+  std::optional<Photo> get_photo(const std::string& account_id,
+                                 const std::string& photo_id) override {
+    return first<Photo>(
+        db().execute(select_from(kPhotoColumns, "photos", "id = ? AND account_id = ?"),
+                     {photo_id, account_id}),
+        read_photo);
+  }
+
+  std::vector<Photo> list_photos(const std::string& account_id,
+                                 const std::string& subject_id) override {
+    return all<Photo>(
+        db().execute(select_from(kPhotoColumns, "photos",
+                                 "subject_id = ? AND account_id = ? ORDER BY created_at, id"),
+                     {subject_id, account_id}),
+        read_photo);
+  }
+
+  bool update_photo_verdict(const std::string& account_id, const std::string& photo_id,
+                            const std::string& verdict, const std::string& reasons_json,
+                            const std::optional<std::string>& crop_blob) override {
+    require_json(reasons_json, "photo reasons_json");
+    return db().execute(
+                   "UPDATE photos SET verdict = ?, reasons_json = ?, crop_blob = ? WHERE id = ? "
+                   "AND account_id = ?",
+                   {verdict, reasons_json, optional_value(crop_blob), photo_id, account_id})
+               .affected_rows > 0;
+  }
+
+  Deletion delete_photo(const std::string& account_id, const std::string& photo_id) override {
+    return delete_owned("photos", "SELECT blob_sha256, crop_blob FROM photos", account_id,
+                        photo_id);
+  }
+
+  // --- LoRA versions ---
+
+  LoraVersion add_lora_version(const std::string& account_id, LoraVersion version) override {
+    require_json(version.settings_json, "LoRA settings_json");
+    version.id = new_random_id();
+    version.account_id = account_id;
+    version.created_at = version.updated_at = unix_millis_now();
+    database_->transaction([&] {
+      require_subject(account_id, version.subject_id);
+      db().execute(
+          "INSERT INTO lora_versions (id, account_id, subject_id, blob_sha256, settings_json, "
+          "validation_likeness, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+          "?)",
+          {version.id, version.account_id, version.subject_id, optional_value(version.blob_sha256),
+           version.settings_json, optional_value(version.validation_likeness), version.status,
+           version.created_at, version.updated_at});
+    });
+    return version;
+  }
+
+  std::optional<LoraVersion> get_lora_version(const std::string& account_id,
+                                              const std::string& version_id) override {
+    return first<LoraVersion>(
+        db().execute(select_from(kLoraColumns, "lora_versions", "id = ? AND account_id = ?"),
+                     {version_id, account_id}),
+        read_lora);
+  }
+
+  std::vector<LoraVersion> list_lora_versions(const std::string& account_id,
+                                              const std::string& subject_id) override {
+    return all<LoraVersion>(
+        db().execute(select_from(kLoraColumns, "lora_versions",
+                                 "subject_id = ? AND account_id = ? ORDER BY created_at, id"),
+                     {subject_id, account_id}),
+        read_lora);
+  }
+
+  bool update_lora_version(const std::string& account_id, const LoraVersion& version) override {
+    require_json(version.settings_json, "LoRA settings_json");
+    // The old file may become unreferenced; that is for the caller's blob GC, not an error.
+    return db().execute(
+                   "UPDATE lora_versions SET blob_sha256 = ?, settings_json = ?, "
+                   "validation_likeness = ?, status = ?, updated_at = ? WHERE id = ? AND "
+                   "account_id = ?",
+                   {optional_value(version.blob_sha256), version.settings_json,
+                    optional_value(version.validation_likeness), version.status, unix_millis_now(),
+                    version.id, account_id})
+               .affected_rows > 0;
+  }
+
+  Deletion delete_lora_version(const std::string& account_id,
+                               const std::string& version_id) override {
+    return delete_owned("lora_versions", "SELECT blob_sha256 FROM lora_versions", account_id,
+                        version_id);
+  }
+
+  // --- shoots ---
+
+  Shoot create_shoot(const std::string& account_id, Shoot shoot) override {
+    require_json(shoot.styles_json, "shoot styles_json");
+    if (shoot.image_count < 0)
+      throw Error(ErrorCode::kInvalidArgument, "a shoot cannot have a negative image count");
+    shoot.id = new_random_id();
+    shoot.account_id = account_id;
+    shoot.created_at = shoot.updated_at = unix_millis_now();
+    database_->transaction([&] {
+      require_subject(account_id, shoot.subject_id);
+      db().execute(
+          "INSERT INTO shoots (id, account_id, subject_id, styles_json, image_count, status, "
+          "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+          {shoot.id, shoot.account_id, shoot.subject_id, shoot.styles_json, shoot.image_count,
+           shoot.status, shoot.created_at, shoot.updated_at});
+    });
+    return shoot;
+  }
+
+  std::optional<Shoot> get_shoot(const std::string& account_id,
+                                 const std::string& shoot_id) override {
+    return first<Shoot>(
+        db().execute(select_from(kShootColumns, "shoots", "id = ? AND account_id = ?"),
+                     {shoot_id, account_id}),
+        read_shoot);
+  }
+
+  std::vector<Shoot> list_shoots(const std::string& account_id,
+                                 const std::string& subject_id) override {
+    if (subject_id.empty())
+      return all<Shoot>(db().execute(select_from(kShootColumns, "shoots",
+                                                 "account_id = ? ORDER BY created_at DESC, id"),
+                                     {account_id}),
+                        read_shoot);
+    return all<Shoot>(
+        db().execute(select_from(kShootColumns, "shoots",
+                                 "subject_id = ? AND account_id = ? ORDER BY created_at DESC, id"),
+                     {subject_id, account_id}),
+        read_shoot);
+  }
+
+  bool update_shoot_status(const std::string& account_id, const std::string& shoot_id,
+                           const std::string& status) override {
+    return db().execute(
+                   "UPDATE shoots SET status = ?, updated_at = ? WHERE id = ? AND "
+                   "account_id = ?",
+                   {status, unix_millis_now(), shoot_id, account_id})
+               .affected_rows > 0;
+  }
+
+  Deletion delete_shoot(const std::string& account_id, const std::string& shoot_id) override {
+    return delete_owned("shoots",
+                        "SELECT images.blob_sha256 FROM images JOIN shoots ON images.shoot_id = "
+                        "shoots.id",
+                        account_id, shoot_id, "shoots.");
+  }
+
+  // --- images ---
+
+  Image add_image(const std::string& account_id, Image image) override {
+    require_text(image.blob_sha256, "image blob");
+    require_json(image.recipe_json, "image recipe_json");
+    image.id = new_random_id();
+    image.account_id = account_id;
+    image.created_at = unix_millis_now();
+    database_->transaction([&] {
+      if (!get_shoot(account_id, image.shoot_id))
+        throw Error(ErrorCode::kNotFound, "shoot " + image.shoot_id + " not found");
+      db().execute(
+          "INSERT INTO images (id, account_id, shoot_id, blob_sha256, recipe_json, likeness, "
+          "quality, favourite, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          {image.id, image.account_id, image.shoot_id, image.blob_sha256, image.recipe_json,
+           optional_value(image.likeness), optional_value(image.quality),
+           int64_t{image.favourite ? 1 : 0}, image.created_at});
+    });
+    return image;
+  }
+
+  std::optional<Image> get_image(const std::string& account_id,
+                                 const std::string& image_id) override {
+    return first<Image>(
+        db().execute(select_from(kImageColumns, "images", "id = ? AND account_id = ?"),
+                     {image_id, account_id}),
+        read_image);
+  }
+
+  std::vector<Image> list_images(const std::string& account_id,
+                                 const std::string& shoot_id) override {
+    // NULL scores sort last on both back ends via the IS NULL keys.
+    return all<Image>(
+        db().execute(select_from(kImageColumns, "images",
+                                 "shoot_id = ? AND account_id = ? ORDER BY favourite DESC, "
+                                 "likeness IS NULL, likeness DESC, quality IS NULL, quality "
+                                 "DESC, created_at, id"),
+                     {shoot_id, account_id}),
+        read_image);
+  }
+
+  bool set_image_favourite(const std::string& account_id, const std::string& image_id,
+                           bool favourite) override {
+    return db().execute("UPDATE images SET favourite = ? WHERE id = ? AND account_id = ?",
+                        {int64_t{favourite ? 1 : 0}, image_id, account_id})
+               .affected_rows > 0;
+  }
+
+  bool set_image_scores(const std::string& account_id, const std::string& image_id,
+                        std::optional<double> likeness, std::optional<double> quality) override {
+    return db().execute(
+                   "UPDATE images SET likeness = ?, quality = ? WHERE id = ? AND account_id = ?",
+                   {optional_value(likeness), optional_value(quality), image_id, account_id})
+               .affected_rows > 0;
+  }
+
+  Deletion delete_image(const std::string& account_id, const std::string& image_id) override {
+    return delete_owned("images", "SELECT blob_sha256 FROM images", account_id, image_id);
+  }
+
+  std::vector<std::string> referenced_blobs() override {
+    SqlResult result = db().execute(
+        "SELECT face_profile_blob FROM subjects WHERE face_profile_blob IS NOT NULL "
+        "UNION SELECT blob_sha256 FROM photos "
+        "UNION SELECT crop_blob FROM photos WHERE crop_blob IS NOT NULL "
+        "UNION SELECT blob_sha256 FROM lora_versions WHERE blob_sha256 IS NOT NULL "
+        "UNION SELECT blob_sha256 FROM images",
+        {});
+    std::vector<std::string> hashes;
+    for (const SqlRow& row : result.rows) hashes.push_back(row.text(0));
+    std::sort(hashes.begin(), hashes.end());
+    return hashes;
+  }
+
+ private:
+  Database& db() { return *database_; }
+
+  void require_account(const std::string& account_id) {
+    if (db().execute("SELECT 1 FROM accounts WHERE id = ?", {account_id}).rows.empty())
+      throw Error(ErrorCode::kNotFound, "account " + account_id + " not found");
+  }
+
+  void require_subject(const std::string& account_id, const std::string& subject_id) {
+    if (db().execute("SELECT 1 FROM subjects WHERE id = ? AND account_id = ?",
+                     {subject_id, account_id})
+            .rows.empty())
+      throw Error(ErrorCode::kNotFound, "subject " + subject_id + " not found");
+  }
+
+  static void collect(const SqlResult& result, std::set<std::string>& hashes) {
+    for (const SqlRow& row : result.rows)
+      for (size_t column = 0; column < row.size(); ++column)
+        if (!row.is_null(column)) hashes.insert(row.text(column));
+  }
+
+  // Blob digests referenced by rows matching `filter` (e.g. "account_id = ?") in every table.
+  std::set<std::string> blobs_of(const std::string& filter, const std::string& value) {
+    std::set<std::string> hashes;
+    collect(db().execute("SELECT face_profile_blob FROM subjects WHERE " + filter, {value}),
+            hashes);
+    collect(db().execute("SELECT blob_sha256, crop_blob FROM photos WHERE " + filter, {value}),
+            hashes);
+    collect(db().execute("SELECT blob_sha256 FROM lora_versions WHERE " + filter, {value}), hashes);
+    collect(db().execute("SELECT blob_sha256 FROM images WHERE " + filter, {value}), hashes);
+    return hashes;
+  }
+
+  std::set<std::string> blobs_of_subject(const std::string& subject_id) {
+    std::set<std::string> hashes;
+    collect(db().execute("SELECT face_profile_blob FROM subjects WHERE id = ?", {subject_id}),
+            hashes);
+    collect(db().execute("SELECT blob_sha256, crop_blob FROM photos WHERE subject_id = ?",
+                         {subject_id}),
+            hashes);
+    collect(
+        db().execute("SELECT blob_sha256 FROM lora_versions WHERE subject_id = ?", {subject_id}),
+        hashes);
+    collect(db().execute("SELECT images.blob_sha256 FROM images JOIN shoots ON images.shoot_id "
+                         "= shoots.id WHERE shoots.subject_id = ?",
+                         {subject_id}),
+            hashes);
+    return hashes;
+  }
+
+  // The candidates that no row references any more (content-addressed blobs are shared
+  // between rows and even accounts, so a file is removed only when its last user goes).
+  std::vector<std::string> unreferenced(const std::set<std::string>& candidates) {
+    std::vector<std::string> orphans;
+    for (const std::string& hash : candidates) {
+      SqlResult result = db().execute(
+          "SELECT 1 FROM subjects WHERE face_profile_blob = ? "
+          "UNION ALL SELECT 1 FROM photos WHERE blob_sha256 = ? OR crop_blob = ? "
+          "UNION ALL SELECT 1 FROM lora_versions WHERE blob_sha256 = ? "
+          "UNION ALL SELECT 1 FROM images WHERE blob_sha256 = ?",
+          {hash, hash, hash, hash, hash});
+      if (result.rows.empty()) orphans.push_back(hash);
+    }
+    return orphans;
+  }
+
+  // Deletes one owned row (and its cascade); `blob_query` selects the blobs it references,
+  // filtered here by id and account (`prefix` qualifies the columns in a join).
+  Deletion delete_owned(const std::string& table, const std::string& blob_query,
+                        const std::string& account_id, const std::string& id,
+                        const std::string& prefix = "") {
+    Deletion deletion;
+    database_->transaction([&] {
+      std::set<std::string> candidates;
+      collect(
+          db().execute(blob_query + " WHERE " + prefix + "id = ? AND " + prefix + "account_id = ?",
+                       {id, account_id}),
+          candidates);
+      deletion.found = db().execute("DELETE FROM " + table + " WHERE id = ? AND account_id = ?",
+                                    {id, account_id})
+                           .affected_rows > 0;
+      deletion.orphaned_blobs = unreferenced(candidates);
+    });
+    return deletion;
+  }
+
+  std::shared_ptr<Database> database_;
+};
+
+}  // namespace
+
+const char* job_status_name(JobStatus status) {
+  switch (status) {
+    case JobStatus::kQueued:
+      return "queued";
+    case JobStatus::kRunning:
+      return "running";
+    case JobStatus::kSucceeded:
+      return "succeeded";
+    case JobStatus::kDead:
+      return "dead";
+    case JobStatus::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+JobStatus parse_job_status(const std::string& name) {
+  for (JobStatus status : {JobStatus::kQueued, JobStatus::kRunning, JobStatus::kSucceeded,
+                           JobStatus::kDead, JobStatus::kCancelled})
+    if (name == job_status_name(status)) return status;
+  throw Error(ErrorCode::kInvalidFile, "unknown job status '" + name + "' in the database");
+}
+
+std::unique_ptr<Repository> make_repository(std::shared_ptr<Database> database) {
+  return std::make_unique<SqlRepository>(std::move(database));
+}
+
+std::unique_ptr<Repository> open_repository(const std::string& url) {
+  return make_repository(open_database(url));
+}
+
+std::string new_random_id() {
+  if (sodium_init() < 0)
+    throw Error(ErrorCode::kInternal, "libsodium failed to initialise (no entropy source?)");
+  unsigned char bytes[16];
+  randombytes_buf(bytes, sizeof bytes);
+  char hex[sizeof bytes * 2 + 1];
+  sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
+  return std::string(hex, sizeof bytes * 2);
+}
+
+int64_t unix_millis_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace doppel::store
