@@ -52,4 +52,31 @@ std::shared_ptr<Database> open_default_database(const std::string& data_dir) {
   return open_database("sqlite:" + (std::filesystem::path(data_dir) / "doppel.db").string());
 }
 
+void run_nested_transaction(int& depth, const std::function<void()>& work,
+                            const std::function<void()>& begin, const std::function<void()>& commit,
+                            const std::function<void()>& rollback) {
+  if (depth > 0) {
+    ++depth;
+    try {
+      work();
+    } catch (...) {
+      --depth;
+      throw;
+    }
+    --depth;
+    return;
+  }
+  begin();
+  depth = 1;
+  try {
+    work();
+    depth = 0;
+    commit();
+  } catch (...) {
+    depth = 0;
+    rollback();
+    throw;
+  }
+}
+
 }  // namespace doppel::store

@@ -130,31 +130,12 @@ class PostgresDatabase final : public Database {
 
   void transaction(const std::function<void()>& work) override {
     std::lock_guard lock(mutex_);
-    if (depth_ > 0) {
-      ++depth_;
-      try {
-        work();
-      } catch (...) {
-        --depth_;
-        throw;
-      }
-      --depth_;
-      return;
-    }
-    execute("BEGIN", {});
-    depth_ = 1;
-    try {
-      work();
-      depth_ = 0;
-      execute("COMMIT", {});
-    } catch (...) {
-      depth_ = 0;
-      if (PQtransactionStatus(connection_) != PQTRANS_IDLE) {
-        PGresult* rollback = PQexec(connection_, "ROLLBACK");
-        PQclear(rollback);
-      }
-      throw;
-    }
+    run_nested_transaction(
+        depth_, work, [&] { execute("BEGIN", {}); }, [&] { execute("COMMIT", {}); },
+        [&] {
+          if (PQtransactionStatus(connection_) != PQTRANS_IDLE)
+            PQclear(PQexec(connection_, "ROLLBACK"));
+        });
   }
 
  private:

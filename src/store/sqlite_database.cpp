@@ -104,29 +104,12 @@ class SqliteDatabase final : public Database {
 
   void transaction(const std::function<void()>& work) override {
     std::lock_guard lock(mutex_);
-    if (depth_ > 0) {
-      ++depth_;
-      try {
-        work();
-      } catch (...) {
-        --depth_;
-        throw;
-      }
-      --depth_;
-      return;
-    }
-    execute("BEGIN IMMEDIATE", {});
-    depth_ = 1;
-    try {
-      work();
-      depth_ = 0;
-      execute("COMMIT", {});
-    } catch (...) {
-      depth_ = 0;
-      if (!sqlite3_get_autocommit(connection_))
-        sqlite3_exec(connection_, "ROLLBACK", nullptr, nullptr, nullptr);
-      throw;
-    }
+    run_nested_transaction(
+        depth_, work, [&] { execute("BEGIN IMMEDIATE", {}); }, [&] { execute("COMMIT", {}); },
+        [&] {
+          if (!sqlite3_get_autocommit(connection_))
+            sqlite3_exec(connection_, "ROLLBACK", nullptr, nullptr, nullptr);
+        });
   }
 
  private:
