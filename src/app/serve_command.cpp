@@ -51,7 +51,6 @@ server::WorkerOptions worker_options(const ServeOptions& options) {
   worker.data_dir = options.data;
   worker.database_url = options.database;
   if (!options.key_file.empty()) worker.key_file = options.key_file;
-  if (!options.model.empty()) worker.model_path = options.model;
   worker.face_analysis = !options.no_face_check;
   worker.lease_ms = static_cast<int64_t>(options.lease_seconds) * 1000;
   return worker;
@@ -59,9 +58,9 @@ server::WorkerOptions worker_options(const ServeOptions& options) {
 
 void announce_model(const ServeOptions& options) {
   if (options.model.empty()) {
-    std::cerr << "doppel: no --model given: using the tiny built-in model (random weights, "
-                 "64x64 images) so the studio works out of the box; pass --model PATH for real "
-                 "portraits\n";
+    std::cerr << "doppel: no --model given: shooting with the default model of the models "
+                 "registry, at first the tiny built-in one (random weights, 64x64 images) so the "
+                 "studio works out of the box; pass --model PATH for real portraits\n";
   }
 }
 
@@ -74,10 +73,7 @@ int run_serve(const ServeOptions& options) {
   server_options.host = options.host;
   server_options.port = options.port;
   if (!options.key_file.empty()) server_options.key_file = options.key_file;
-  server_options.tiny_model = options.model.empty();
-  server_options.model_name = options.model.empty()
-                                  ? "doppel-tiny-demo"
-                                  : std::filesystem::path(options.model).filename().string();
+  if (!options.model.empty()) server_options.model_path = options.model;
   server_options.face_analysis = !options.no_face_check;
   if (!options.web.empty()) server_options.web_dir = options.web;
   server::ApiServer api(server_options);
@@ -94,7 +90,6 @@ int run_serve(const ServeOptions& options) {
 
 int run_worker(const ServeOptions& options) {
   const sigset_t signals = block_shutdown_signals();
-  announce_model(options);
   server::WorkerPool workers(worker_options(options), std::max(1, options.workers));
   std::cout << "doppel: " << std::max(1, options.workers) << " worker(s) waiting for jobs"
             << std::endl;
@@ -110,8 +105,6 @@ void add_common(CLI::App& command, ServeOptions& options) {
                      "sqlite:PATH or postgres://... (default: sqlite in the data folder)");
   command.add_option("--workers", options.workers, "Worker threads running jobs")
       ->capture_default_str();
-  command.add_option("--model", options.model,
-                     "Stable Diffusion checkpoint (default: the tiny built-in model)");
   command.add_option("--key-file", options.key_file,
                      "Encrypt blobs at rest with this key file (outside the data folder)");
   command
@@ -129,12 +122,18 @@ CommandRegistration serve_command{
       auto options = std::make_shared<ServeOptions>();
       add_common(command, *options);
       command.add_option("--host", options->host, "Address to listen on")->capture_default_str();
+      command.add_option("--model", options->model,
+                         "Stable Diffusion checkpoint or diffusers folder to register and make "
+                         "the default model (default: keep the registry's default, at first the "
+                         "tiny built-in model)");
       command.add_option("--port", options->port, "Port to listen on")->capture_default_str();
       command.add_option("--web", options->web,
                          "The built web studio folder (web/dist) to serve at /");
       return [options]() { return run_serve(*options); };
     }};
 
+// Workers load the model each job names (the server's default when it was queued), so they
+// take no --model: the model's path must be readable on their machine too.
 CommandRegistration worker_command{
     "worker", "Run workers only (other machines sharing the database)", [](CLI::App& command) {
       auto options = std::make_shared<ServeOptions>();

@@ -165,7 +165,49 @@ TextEncoderSlot load_text_encoder(const TensorSource& canonical, const std::stri
   return slot;
 }
 
+// The config source of a model: the one asked for, a diffusers folder's own configs, or an
+// A1111-style sidecar beside a single file; none means the family defaults.
+std::optional<ModelSidecar> model_sidecar(const fs::path& path,
+                                          const std::optional<fs::path>& config_path,
+                                          ModelLayout layout) {
+  if (config_path) return read_model_config(*config_path);
+  if (layout == ModelLayout::kDiffusers) return read_diffusers_configs(path);
+  if (auto found = find_sidecar(path)) return read_model_config(*found);
+  return std::nullopt;
+}
+
+// The text encoders a family needs, with their canonical prefixes and names for messages.
+std::vector<std::pair<const char*, const char*>> family_text_encoders(ModelFamily family) {
+  switch (family) {
+    case ModelFamily::kSd1:
+      return {{kSd1TextEncoderPrefix, "text encoder"}};
+    case ModelFamily::kSd2:
+      return {{kSd2TextEncoderPrefix, "text encoder"}};
+    case ModelFamily::kSdxl:
+      return {{kSdxlTextEncoderPrefix, "first text encoder (CLIP-L)"},
+              {kSdxlTextEncoder2Prefix, "second text encoder (OpenCLIP-G)"}};
+  }
+  return {};
+}
+
 }  // namespace
+
+ModelInspection inspect_stable_diffusion(const fs::path& path,
+                                         const std::optional<fs::path>& config_path) {
+  if (!fs::exists(path)) throw Error(ErrorCode::kNotFound, "model not found: " + path.string());
+  ModelInspection inspection;
+  const TensorSource canonical = open_checkpoint_tensors(path, &inspection.layout);
+  const ModelDetection detection = detect_model(canonical);
+  inspection.family = detection.family;
+  inspection.inpainting = detection.inpainting;
+  require_component(canonical, kVaePrefix, "VAE", "; the file holds only part of a model");
+  for (const auto& [prefix, what] : family_text_encoders(detection.family))
+    require_component(canonical, prefix, what, "; the file holds only part of a model");
+  const std::optional<ModelSidecar> sidecar = model_sidecar(path, config_path, inspection.layout);
+  inspection.config_origin = sidecar ? sidecar->origin : "family defaults";
+  inspection.prediction_type = resolve_prediction_type(sidecar ? &*sidecar : nullptr, detection);
+  return inspection;
+}
 
 TensorSource open_checkpoint_tensors(const fs::path& path, ModelLayout* layout) {
   TensorSource canonical;
@@ -246,14 +288,8 @@ StableDiffusionCheckpoint load_stable_diffusion(const ModelLoadOptions& options)
   result.family = detection.family;
   result.inpainting = detection.inpainting;
 
-  std::optional<ModelSidecar> sidecar;
-  if (options.config_path) {
-    sidecar = read_model_config(*options.config_path);
-  } else if (result.layout == ModelLayout::kDiffusers) {
-    sidecar = read_diffusers_configs(options.path);
-  } else if (auto found = find_sidecar(options.path)) {
-    sidecar = read_model_config(*found);
-  }
+  const std::optional<ModelSidecar> sidecar =
+      model_sidecar(options.path, options.config_path, result.layout);
   const ModelSidecar* config = sidecar ? &*sidecar : nullptr;
   result.config_origin = config ? config->origin : "family defaults";
   result.prediction_type = resolve_prediction_type(config, detection);

@@ -32,7 +32,9 @@
 #include "server/auth.hpp"
 #include "server/http_support.hpp"
 #include "server/job_payloads.hpp"
+#include "server/model_registry.hpp"
 #include "server/subject_intake.hpp"
+#include "server/zip_archive.hpp"
 
 namespace doppel::server {
 namespace {
@@ -181,6 +183,35 @@ json job_json(const store::Job& job) {
           {"finished_at", job.finished_at ? json(*job.finished_at) : json(nullptr)}};
 }
 
+json model_json(const store::Model& model) {
+  return {{"id", model.id},
+          {"name", model.name},
+          {"path", model.path},
+          {"family", model.family},
+          {"prediction", model.prediction},
+          {"builtin", model.builtin},
+          {"default", model.is_default},
+          {"added_at", model.builtin ? json(nullptr) : json(model.added_at)}};
+}
+
+// A file name for a zip entry: lowercase letters, digits, '_' and '-', at most 40 of them.
+std::string sanitised_file_part(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    const char lower = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const bool keep = (lower >= 'a' && lower <= 'z') || (lower >= '0' && lower <= '9') ||
+                      lower == '_' || lower == '-';
+    if (keep) {
+      out.push_back(lower);
+    } else if (!out.empty() && out.back() != '-') {
+      out.push_back('-');
+    }
+    if (out.size() >= 40) break;
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out.empty() ? "image" : out;
+}
+
 bool job_finished(const store::Job& job) {
   return job.status == store::JobStatus::kSucceeded || job.status == store::JobStatus::kDead ||
          job.status == store::JobStatus::kCancelled;
@@ -256,6 +287,7 @@ const std::map<std::string, std::string>& request_fields() {
        "subject_id:string!,styles:strings!,count:integer,seed:integer,lora_version_id:string,"
        "class_word:string,idempotency_key:string"},
       {"PUT /api/images/{image_id}/favourite", "favourite:boolean!"},
+      {"POST /api/models", "path:string!,name:string"},
       {"POST /api/images/{image_id}/again", "idempotency_key:string"},
       {"POST /api/images/{image_id}/variations",
        "count:integer,first:integer,idempotency_key:string"},
@@ -338,8 +370,14 @@ struct ApiServer::State {
   void remove_blobs(const store::Deletion& deletion);
   store::Shoot create_shoot_with_jobs(Call& call, const store::Subject& subject,
                                       const std::vector<Shot>& shots,
-                                      const std::optional<std::string>& idempotency_key);
-  std::vector<Shot> adapt_to_model(std::vector<Shot> shots) const;
+                                      const std::optional<std::string>& idempotency_key,
+                                      const std::string& model_path);
+  std::vector<Shot> adapt_to_model(std::vector<Shot> shots, const store::Model& model) const;
+  std::string model_id(Call& call, size_t index);
+  std::string model_path_of_recipe(const json& recipe);
+  // Adds the model; nullopt when its path was registered meanwhile (by another request).
+  std::optional<store::Model> add_model_record(const store::Model& model);
+  void make_startup_model_default(const std::filesystem::path& path);
 
   // --- handlers ---
   void setup_status(Call& call);
@@ -370,6 +408,12 @@ struct ApiServer::State {
   void get_shoot(Call& call);
   void delete_shoot(Call& call);
   void shoot_images(Call& call);
+  void shoot_zip(Call& call);
+  void account_storage(Call& call);
+  void list_models(Call& call);
+  void add_model(Call& call);
+  void set_default_model(Call& call);
+  void delete_model(Call& call);
   void subject_images(Call& call);
   void get_image(Call& call);
   void image_png(Call& call);
@@ -418,6 +462,8 @@ void ApiServer::State::register_routes() {
       member(&S::get_account));
   add("DELETE", "/api/account", "Delete the account and everything it owns", true, "json",
       member(&S::delete_account));
+  add("GET", "/api/account/storage", "Storage the account's photos, images and LoRAs take", true,
+      "", member(&S::account_storage));
   add("POST", "/api/accounts", "Create another account (for a family member)", true, "json",
       member(&S::create_account));
   add("GET", "/api/tokens", "List API tokens", true, "", member(&S::list_tokens));
@@ -457,6 +503,8 @@ void ApiServer::State::register_routes() {
       member(&S::delete_shoot));
   add("GET", "/api/shoots/{shoot_id}/images", "A shoot's images, best first", true, "",
       member(&S::shoot_images));
+  add("GET", "/api/shoots/{shoot_id}/zip", "Download a shoot's PNGs, best first, as one zip", true,
+      "", member(&S::shoot_zip));
   add("GET", "/api/images/{image_id}", "Get an image's record and recipe", true, "",
       member(&S::get_image));
   add("GET", "/api/images/{image_id}/png", "Download the PNG (A1111 parameters inside)", true, "",
@@ -468,6 +516,14 @@ void ApiServer::State::register_routes() {
       member(&S::again));
   add("POST", "/api/images/{image_id}/variations", "Shoot variations of an image", true, "json",
       member(&S::variations));
+  add("GET", "/api/models", "The installation's models (the tiny built-in one included)", true, "",
+      member(&S::list_models));
+  add("POST", "/api/models", "Register a Stable Diffusion model on the server's disk", true, "json",
+      member(&S::add_model));
+  add("PUT", "/api/models/{model_id}/default", "Make a model the default for new shoots", true, "",
+      member(&S::set_default_model));
+  add("DELETE", "/api/models/{model_id}", "Remove a model (not the built-in or default one)", true,
+      "", member(&S::delete_model));
   add("GET", "/api/jobs", "List jobs, newest first (optional ?status=, ?limit= up to 1000)", true,
       "", member(&S::list_jobs));
   add("GET", "/api/jobs/{job_id}", "Get a job", true, "", member(&S::get_job));
@@ -570,10 +626,13 @@ json ApiServer::State::openapi() const {
     static const std::regex parameter(R"(\{([a-z_]+)\})");
     for (auto it = std::sregex_iterator(route.info.path.begin(), route.info.path.end(), parameter);
          it != std::sregex_iterator(); ++it) {
+      // Record ids are 32 hex digits; the built-in model's id is "builtin".
+      const std::string pattern =
+          (*it)[1].str() == "model_id" ? "^([0-9a-f]{32}|builtin)$" : "^[0-9a-f]{32}$";
       parameters.push_back({{"name", (*it)[1].str()},
                             {"in", "path"},
                             {"required", true},
-                            {"schema", {{"type", "string"}, {"pattern", "^[0-9a-f]{32}$"}}}});
+                            {"schema", {{"type", "string"}, {"pattern", pattern}}}});
     }
     if (!parameters.empty()) operation["parameters"] = parameters;
     if (route.body == "json") {
@@ -952,10 +1011,14 @@ void ApiServer::State::train(Call& call) {
   store::Subject subject = subject_of(call, 1);
   json body = parse_json_body(call.request, options.max_json_bytes);
   allow_only(body, {"steps", "rank", "class_word", "seed", "idempotency_key"});
+  // Trained on the model that is the default now; the job names it.
+  const store::Model model = repository->default_model();
+  const TrainingDefaults defaults = training_defaults(model);
   TrainPayload payload;
-  payload.steps = integer_field(body, "steps", 1, 5000, options.tiny_model ? 20 : 400);
-  payload.rank = integer_field(body, "rank", 1, 128, options.tiny_model ? 4 : 16);
-  payload.resolution = options.tiny_model ? 64 : 512;
+  payload.steps = integer_field(body, "steps", 1, 5000, defaults.steps);
+  payload.rank = integer_field(body, "rank", 1, 128, defaults.rank);
+  payload.resolution = defaults.resolution;
+  payload.model_path = model.path;
   payload.seed = integer_field(body, "seed", 0, kMaxSeed, 0);
   payload.class_word = check_class_word(string_field(body, "class_word", false, 40));
   payload.trigger_word = subject.trigger_word;
@@ -1027,21 +1090,47 @@ void ApiServer::State::list_styles(Call& call) {
   send_json(call.response, 200, {{"styles", list}});
 }
 
-std::vector<Shot> ApiServer::State::adapt_to_model(std::vector<Shot> shots) const {
-  if (!options.tiny_model) return shots;
-  // The tiny model makes 64x64 images; its recipes say so, so they stay reproducible.
+std::vector<Shot> ApiServer::State::adapt_to_model(std::vector<Shot> shots,
+                                                   const store::Model& model) const {
   for (Shot& shot : shots) {
-    shot.recipe["width"] = 64;
-    shot.recipe["height"] = 64;
-    shot.recipe["steps"] = std::min<int64_t>(shot.recipe["steps"].get<int64_t>(), 8);
+    // The recipe names its model's file, so "again" runs on the same model later.
+    shot.recipe["model"]["path"] = model.path;
+    if (model.builtin) {
+      // The tiny model makes 64x64 images; its recipes say so, so they stay reproducible.
+      shot.recipe["width"] = 64;
+      shot.recipe["height"] = 64;
+      shot.recipe["steps"] = std::min<int64_t>(shot.recipe["steps"].get<int64_t>(), 8);
+    }
     shot = shot_from_recipe(shot.recipe);
   }
   return shots;
 }
 
+std::string ApiServer::State::model_id(Call& call, size_t index) {
+  std::string value = call.request.matches[index];
+  if (value != store::kBuiltinModelId && !is_record_id(value)) not_found("model");
+  return value;
+}
+
+std::string ApiServer::State::model_path_of_recipe(const json& recipe) {
+  const json model = recipe.value("model", json::object());
+  if (!model.contains("path")) {
+    // Recipes from before the models registry name only the model: the tiny one by its name,
+    // any other was the server's --model of the time, the default now.
+    return model.value("name", "") == "doppel-tiny-demo" ? "" : repository->default_model().path;
+  }
+  const std::string path = model["path"].is_string() ? model["path"].get<std::string>() : "";
+  if (!path.empty() && !repository->find_model_by_path(path))
+    throw HttpError(409, "conflict",
+                    "the model this image was made with (" + path +
+                        ") is no longer registered; register it again (POST /api/models) to "
+                        "shoot this recipe again");
+  return path;
+}
+
 store::Shoot ApiServer::State::create_shoot_with_jobs(
     Call& call, const store::Subject& subject, const std::vector<Shot>& shots,
-    const std::optional<std::string>& idempotency_key) {
+    const std::optional<std::string>& idempotency_key, const std::string& model_path) {
   json style_ids = json::array();
   for (const Shot& shot : shots) {
     if (std::find(style_ids.begin(), style_ids.end(), shot.style_id) == style_ids.end())
@@ -1057,7 +1146,9 @@ store::Shoot ApiServer::State::create_shoot_with_jobs(
     queue::NewJob job;
     job.kind = "shoot";
     job.subject_id = subject.id;
-    job.payload_json = json{{"shoot_id", shoot.id}, {"recipe", shots[i].recipe}}.dump();
+    job.payload_json =
+        json{{"shoot_id", shoot.id}, {"recipe", shots[i].recipe}, {"model_path", model_path}}
+            .dump();
     if (idempotency_key)
       job.idempotency_key = "shoot:" + *idempotency_key + ":" + std::to_string(i);
     const store::Job queued = jobs->enqueue(call.account_id(), job);
@@ -1097,11 +1188,20 @@ void ApiServer::State::create_shoot(Call& call) {
   request.count_per_style = static_cast<int>(integer_field(body, "count", 1, 20, 4));
   request.base_seed = static_cast<uint64_t>(integer_field(
       body, "seed", 0, kMaxSeed, static_cast<int64_t>(std::random_device{}() & kMaxSeed)));
-  request.model_name = options.model_name;
+  // Shot on the model that is the default now; the jobs name it.
+  const store::Model model = repository->default_model();
+  request.family = parse_model_family(model.family);
+  request.model_name = model.name;
   request.subject.trigger_word = subject->trigger_word;
   request.subject.class_word = check_class_word(string_field(body, "class_word", false, 40));
 
-  // The subject's LoRA: the one asked for, else the newest trained one (none: training-free).
+  // The subject's LoRA: the one asked for, else the newest one trained on this model (none:
+  // training-free). LoRAs from before the models registry do not say their model.
+  const auto trained_on_model = [&](const store::LoraVersion& version) {
+    const json settings = parse_stored_json(version.settings_json);
+    const json path = settings.is_object() ? settings.value("model_path", json()) : json();
+    return !path.is_string() || path.get<std::string>() == model.path;
+  };
   std::optional<store::LoraVersion> lora;
   if (const auto id = string_field(body, "lora_version_id", false, 64)) {
     if (!is_record_id(*id)) not_found("LoRA");
@@ -1109,9 +1209,17 @@ void ApiServer::State::create_shoot(Call& call) {
     if (!lora || lora->subject_id != subject->id) not_found("LoRA");
     if (!lora->blob_sha256)
       throw HttpError(409, "not_ready", "this LoRA version has not finished training");
+    if (!trained_on_model(*lora))
+      throw HttpError(409, "conflict",
+                      "this LoRA version was trained on another model than the default one (" +
+                          model.name +
+                          "); make its model the default (PUT /api/models/{model_id}/default) "
+                          "or train the subject again");
   } else {
     for (const auto& version : repository->list_lora_versions(call.account_id(), subject->id)) {
-      if (version.blob_sha256 && (!lora || version.created_at >= lora->created_at)) lora = version;
+      if (version.blob_sha256 && trained_on_model(version) &&
+          (!lora || version.created_at >= lora->created_at))
+        lora = version;
     }
   }
   if (lora) {
@@ -1123,9 +1231,9 @@ void ApiServer::State::create_shoot(Call& call) {
         request.subject.class_word = settings["class_word"].get<std::string>();
     }
   }
-  const std::vector<Shot> shots = adapt_to_model(plan_shoot(request));
+  const std::vector<Shot> shots = adapt_to_model(plan_shoot(request), model);
   const store::Shoot shoot = create_shoot_with_jobs(
-      call, *subject, shots, string_field(body, "idempotency_key", false, 100));
+      call, *subject, shots, string_field(body, "idempotency_key", false, 100), model.path);
   send_json(call.response, 202, shoot_json(shoot));
 }
 
@@ -1184,6 +1292,91 @@ void ApiServer::State::shoot_images(Call& call) {
   send_json(call.response, 200, {{"images", list}});
 }
 
+void ApiServer::State::shoot_zip(Call& call) {
+  const auto shoot = repository->get_shoot(call.account_id(), call.id(1, "shoot"));
+  if (!shoot) not_found("shoot");
+  const std::vector<store::Image> images = repository->list_images(call.account_id(), shoot->id);
+  if (images.empty())
+    throw HttpError(409, "not_ready",
+                    "this shoot has no images yet; download it once some are done");
+  // Best first, named by rank, style and id: "01-business_headshot-<image id>.png".
+  struct Entry {
+    std::string name;
+    std::string sha256;
+    int64_t created_at = 0;
+  };
+  auto entries = std::make_shared<std::vector<Entry>>();
+  const size_t digits = std::max<size_t>(2, std::to_string(images.size()).size());
+  uint64_t name_bytes = 0;
+  uint64_t data_bytes = 0;  // on disk, so never less than the PNGs themselves
+  for (size_t i = 0; i < images.size(); ++i) {
+    const json recipe = parse_stored_json(images[i].recipe_json);
+    const json style = recipe.is_object() ? recipe.value("style", json()) : json();
+    std::string rank = std::to_string(i + 1);
+    rank.insert(0, digits - rank.size(), '0');
+    Entry entry{rank + "-" +
+                    sanitised_file_part(style.is_string() ? style.get<std::string>() : "") + "-" +
+                    images[i].id + ".png",
+                images[i].blob_sha256, images[i].created_at};
+    name_bytes += entry.name.size();
+    data_bytes += blobs->size_on_disk(entry.sha256);
+    entries->push_back(std::move(entry));
+  }
+  // The answer streams, so whatever would not fit must be refused before it starts.
+  if (entries->size() > kMaxZipFiles ||
+      stored_zip_size(entries->size(), name_bytes, data_bytes) > kMaxZipBytes)
+    throw HttpError(413, "too_large",
+                    "the shoot's " + std::to_string(entries->size()) +
+                        " images come to more than a zip file can hold (4 GiB, 65534 files); "
+                        "download them one by one (GET /api/images/{image_id}/png)");
+  call.response.set_header("Content-Disposition",
+                           "attachment; filename=\"doppel-shoot-" + shoot->id + ".zip\"");
+  call.response.set_header("X-Content-Type-Options", "nosniff");
+  call.response.set_chunked_content_provider(
+      "application/zip", [this, entries](size_t, httplib::DataSink& sink) {
+        try {
+          ZipWriter zip(
+              [&sink](std::string_view bytes) { return sink.write(bytes.data(), bytes.size()); });
+          for (const Entry& entry : *entries) {
+            std::string png;
+            try {
+              png = blobs->get(entry.sha256);
+            } catch (const Error& error) {
+              if (error.code() != ErrorCode::kNotFound) throw;
+              continue;  // the image was deleted while the zip was being sent
+            }
+            if (stopping || !zip.add(entry.name, png, entry.created_at)) return false;
+          }
+          if (!zip.finish()) return false;
+          sink.done();
+          return true;
+        } catch (const std::exception& error) {
+          log_error(std::string("zip download stopped: ") + error.what());
+          return false;  // the client sees a cut-off download, never a zip with a bad file
+        }
+      });
+}
+
+void ApiServer::State::account_storage(Call& call) {
+  const store::StorageUse use = repository->storage_use(call.account_id());
+  std::map<std::string, uint64_t> sizes;  // every blob once, whatever kinds it is in
+  auto kind = [&](const store::BlobUse& kind_use) {
+    uint64_t bytes = 0;
+    for (const std::string& digest : kind_use.blobs) {
+      auto [it, added] = sizes.try_emplace(digest, 0);
+      if (added) it->second = blobs->size_on_disk(digest);
+      bytes += it->second;
+    }
+    return json{{"count", kind_use.records}, {"bytes", bytes}};
+  };
+  json answer = {
+      {"photos", kind(use.photos)}, {"images", kind(use.images)}, {"loras", kind(use.loras)}};
+  uint64_t total = 0;
+  for (const auto& [digest, size] : sizes) total += size;
+  answer["total_bytes"] = total;
+  send_json(call.response, 200, answer);
+}
+
 void ApiServer::State::subject_images(Call& call) {
   const store::Subject subject = subject_of(call, 1);
   std::vector<store::Image> images;
@@ -1238,9 +1431,11 @@ void ApiServer::State::again(Call& call) {
       shoot ? repository->get_subject(call.account_id(), shoot->subject_id) : std::nullopt;
   if (!subject) not_found("image");
   // The recipe comes from the store (never from the client), so its LoRA paths are ours.
-  const Shot shot = shot_from_recipe(parse_stored_json(image->recipe_json));
+  const json recipe = parse_stored_json(image->recipe_json);
+  const Shot shot = shot_from_recipe(recipe);
   const store::Shoot again_shoot = create_shoot_with_jobs(
-      call, *subject, {shot}, string_field(body, "idempotency_key", false, 100));
+      call, *subject, {shot}, string_field(body, "idempotency_key", false, 100),
+      model_path_of_recipe(recipe));
   send_json(call.response, 202, shoot_json(again_shoot));
 }
 
@@ -1255,11 +1450,78 @@ void ApiServer::State::variations(Call& call) {
   const auto subject =
       shoot ? repository->get_subject(call.account_id(), shoot->subject_id) : std::nullopt;
   if (!subject) not_found("image");
-  const std::vector<Shot> shots =
-      plan_variations(parse_stored_json(image->recipe_json), count, first);
+  const json recipe = parse_stored_json(image->recipe_json);
+  const std::vector<Shot> shots = plan_variations(recipe, count, first);
   const store::Shoot variation_shoot = create_shoot_with_jobs(
-      call, *subject, shots, string_field(body, "idempotency_key", false, 100));
+      call, *subject, shots, string_field(body, "idempotency_key", false, 100),
+      model_path_of_recipe(recipe));
   send_json(call.response, 202, shoot_json(variation_shoot));
+}
+
+// ---------------------------------------------------------------------------------------
+// Models (installation-wide: any signed-in account may list, add, choose and remove them)
+
+std::optional<store::Model> ApiServer::State::add_model_record(const store::Model& model) {
+  try {
+    return repository->add_model(model);
+  } catch (const Error&) {
+    if (repository->find_model_by_path(model.path)) return std::nullopt;  // registered meanwhile
+    throw;
+  }
+}
+
+void ApiServer::State::list_models(Call& call) {
+  json list = json::array();
+  for (const store::Model& model : repository->list_models()) list.push_back(model_json(model));
+  send_json(call.response, 200, {{"models", list}});
+}
+
+void ApiServer::State::add_model(Call& call) {
+  json body = parse_json_body(call.request, options.max_json_bytes);
+  allow_only(body, {"path", "name"});
+  const std::string given = *string_field(body, "path", true, 4096);
+  if (given.find_first_not_of(' ') == std::string::npos)
+    bad_request(
+        "field 'path' must name a .safetensors checkpoint or a diffusers folder on the server");
+  std::optional<std::string> name;
+  if (body.contains("name")) name = check_name(string_field(body, "name", false, 100));
+  const std::string path = normalise_model_path(given);
+  const auto registered = [&]() -> HttpError {
+    const auto existing = repository->find_model_by_path(path);
+    return HttpError(
+        409, "conflict",
+        "the model " + path + " is registered already" +
+            (existing ? " as '" + existing->name + "' (id " + existing->id + ")" : "") +
+            "; GET /api/models lists the models");
+  };
+  if (repository->find_model_by_path(path)) throw registered();
+  const auto model = add_model_record(inspect_model_for_registry(path, name));
+  if (!model) throw registered();
+  send_json(call.response, 201, model_json(*model));
+}
+
+void ApiServer::State::set_default_model(Call& call) {
+  const std::string id = model_id(call, 1);
+  if (!repository->set_default_model(id)) not_found("model");
+  send_json(call.response, 200, model_json(*repository->get_model(id)));
+}
+
+void ApiServer::State::delete_model(Call& call) {
+  const std::string id = model_id(call, 1);
+  const auto model = repository->get_model(id);
+  if (!model) not_found("model");
+  if (model->builtin) bad_request("the built-in model is part of doppel and cannot be removed");
+  const std::string make_another_default =
+      "; make another model the default first (PUT /api/models/{model_id}/default), then "
+      "remove this one";
+  if (model->is_default)
+    throw HttpError(409, "conflict", "this model is the default one" + make_another_default);
+  if (!repository->delete_model(id)) {
+    if (!repository->get_model(id)) not_found("model");
+    throw HttpError(409, "conflict",
+                    "this model became the default meanwhile" + make_another_default);
+  }
+  send_json(call.response, 200, {{"deleted", true}});
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1382,6 +1644,17 @@ void ApiServer::State::account_events(Call& call) {
   });
 }
 
+void ApiServer::State::make_startup_model_default(const std::filesystem::path& given) {
+  const std::string path = normalise_model_path(given.string());
+  auto model = repository->find_model_by_path(path);
+  if (!model) {
+    model = add_model_record(inspect_model_for_registry(path, std::nullopt));
+    if (!model) model = repository->find_model_by_path(path);
+    if (!model) throw Error(ErrorCode::kInternal, "the model " + path + " vanished on registering");
+  }
+  repository->set_default_model(model->id);
+}
+
 // ---------------------------------------------------------------------------------------
 
 ApiServer::ApiServer(ServerOptions options) : state_(std::make_unique<State>(std::move(options))) {
@@ -1398,6 +1671,10 @@ ApiServer::ApiServer(ServerOptions options) : state_(std::make_unique<State>(std
       load_style_packs(s.options.styles_dir.empty() ? default_styles_dir() : s.options.styles_dir);
   s.intake = std::make_unique<SubjectIntake>(*s.repository, *s.blobs, s.options.face_analysis,
                                              s.options.max_photo_pixels);
+  if (s.options.model_path) s.make_startup_model_default(*s.options.model_path);
+  const store::Model model = s.repository->default_model();
+  log_info("default model: " + model.name +
+           (model.builtin ? " (built in)" : " (" + model.path + ")"));
   // Files a crash left between writing a blob and committing its row (or deleting a row and
   // its files); an hour's grace spares uploads still on their way.
   const auto removed = store::remove_unreferenced_blobs(*s.repository, *s.blobs, 3600'000);
@@ -1446,7 +1723,9 @@ ApiServer::ApiServer(ServerOptions options) : state_(std::make_unique<State>(std
       [](const httplib::Request&, httplib::Response& response, std::exception_ptr) {
         send_error(response, 500, "internal", "the server failed to answer");
       });
-  s.http.set_logger([&s](const httplib::Request&, const httplib::Response& response) {
+  // Counted before the response is written (a logger runs after it), so a client that got an
+  // answer always finds it in /metrics.
+  s.http.set_post_routing_handler([&s](const httplib::Request&, httplib::Response& response) {
     std::lock_guard lock(s.metrics_mutex);
     ++s.responses[response.status];
   });

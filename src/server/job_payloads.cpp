@@ -6,12 +6,14 @@
 namespace doppel::server {
 
 nlohmann::json train_payload_settings(const TrainPayload& payload) {
-  return {{"trigger_word", payload.trigger_word},
-          {"class_word", payload.class_word},
-          {"steps", payload.steps},
-          {"rank", payload.rank},
-          {"resolution", payload.resolution},
-          {"seed", payload.seed}};
+  nlohmann::json settings = {{"trigger_word", payload.trigger_word},
+                             {"class_word", payload.class_word},
+                             {"steps", payload.steps},
+                             {"rank", payload.rank},
+                             {"resolution", payload.resolution},
+                             {"seed", payload.seed}};
+  if (payload.model_path) settings["model_path"] = *payload.model_path;
+  return settings;
 }
 
 nlohmann::json train_payload_to_json(const TrainPayload& payload) {
@@ -30,11 +32,26 @@ TrainPayload train_payload_from_json(const nlohmann::json& json) {
     payload.rank = json.at("rank").get<int64_t>();
     payload.resolution = json.at("resolution").get<int64_t>();
     payload.seed = json.at("seed").get<int64_t>();
+    payload.model_path = payload_model_path(json);
     return payload;
   } catch (const nlohmann::json::exception& error) {
     throw Error(ErrorCode::kInvalidArgument,
                 std::string("malformed train job payload: ") + error.what());
   }
+}
+
+std::optional<std::string> payload_model_path(const nlohmann::json& payload) {
+  if (!payload.is_object() || !payload.contains("model_path")) return std::nullopt;
+  if (!payload["model_path"].is_string())
+    throw Error(ErrorCode::kInvalidArgument, "malformed job payload: 'model_path' is no string");
+  return payload["model_path"].get<std::string>();
+}
+
+std::string model_display_name(const std::string& model_path) {
+  if (model_path.empty()) return "doppel-tiny-demo";
+  std::filesystem::path path = std::filesystem::path(model_path).lexically_normal();
+  if (!path.has_filename()) path = path.parent_path();  // "models/sd15/" -> "models/sd15"
+  return std::filesystem::is_directory(path) ? path.filename().string() : path.stem().string();
 }
 
 std::filesystem::path lora_cache_path(const std::filesystem::path& data_dir,

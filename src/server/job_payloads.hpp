@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 namespace doppel::server {
@@ -18,6 +19,9 @@ struct TrainPayload {
   int64_t rank = 16;
   int64_t resolution = 512;
   int64_t seed = 0;
+  // The base model to train on ("" for the tiny built-in one); none in jobs queued before
+  // the models registry, which run on the current default model.
+  std::optional<std::string> model_path;
 };
 
 nlohmann::json train_payload_to_json(const TrainPayload& payload);
@@ -25,6 +29,14 @@ nlohmann::json train_payload_to_json(const TrainPayload& payload);
 TrainPayload train_payload_from_json(const nlohmann::json& json);
 // The training settings recorded on the LoRA version (everything but its id).
 nlohmann::json train_payload_settings(const TrainPayload& payload);
+
+// The model a job payload (train or shoot) names in "model_path": "" for the tiny built-in
+// model, none when the payload predates the models registry.
+std::optional<std::string> payload_model_path(const nlohmann::json& payload);
+
+// The name a model goes by in image metadata (A1111's "Model:") and LoRA metadata: the file's
+// stem or the diffusers folder's name, "doppel-tiny-demo" for the built-in model ("").
+std::string model_display_name(const std::string& model_path);
 
 // Where workers unpack a LoRA blob for merging: <data>/loras/<sha256>.safetensors. Shoot
 // recipes name this path; a worker only ever writes the blob with that digest there.

@@ -110,31 +110,42 @@ struct Worker::State {
   std::unique_ptr<queue::JobQueue> jobs;
   std::unique_ptr<store::BlobStore> blobs;
 
-  // Loaded on first use.
+  // Loaded on first use. The model of the last job stays loaded for the next one; a job that
+  // names another model replaces it.
   std::optional<ClipTokenizer> tokenizer;
   std::unique_ptr<StableDiffusionPipeline> pipeline;
   StableDiffusionCheckpoint base;  // shares its modules with the pipeline's model
-  std::string model_name;
+  std::string loaded_model_path;   // of `pipeline`; "" is the tiny built-in model
   std::string model_hash;
   std::unique_ptr<FaceAnalyzer> analyzer;
   bool analyzer_tried = false;
 
-  StableDiffusionCheckpoint load_model() {
-    if (!options.model_path) return make_tiny_stable_diffusion();
+  // "" is the tiny built-in model; any other path was checked when it was registered.
+  static StableDiffusionCheckpoint load_model(const std::string& path) {
+    if (path.empty()) return make_tiny_stable_diffusion();
     ModelLoadOptions load;
-    load.path = *options.model_path;
+    load.path = path;
     return load_stable_diffusion(load);
+  }
+  // The model a job names; jobs queued before the models registry run on the default one.
+  std::string model_path_of(const json& payload) {
+    if (auto path = payload_model_path(payload)) return *path;
+    return repository->default_model().path;
   }
   const ClipTokenizer& clip_tokenizer() {
     if (!tokenizer) tokenizer = ClipTokenizer::load_default();
     return *tokenizer;
   }
-  StableDiffusionPipeline& ensure_pipeline() {
-    if (pipeline) return *pipeline;
-    base = load_model();
-    model_name = options.model_path ? options.model_path->filename().string() : "doppel-tiny-demo";
+  StableDiffusionPipeline& pipeline_for(const std::string& model_path) {
+    if (pipeline && loaded_model_path == model_path) return *pipeline;
+    // Let go of the old weights before loading new ones (two real models may not fit).
+    pipeline.reset();
+    base = StableDiffusionCheckpoint{};
+    base = load_model(model_path);
+    loaded_model_path = model_path;
     model_hash = base.model_hash;
-    pipeline = std::make_unique<StableDiffusionPipeline>(base, clip_tokenizer(), model_name);
+    pipeline = std::make_unique<StableDiffusionPipeline>(base, clip_tokenizer(),
+                                                         model_display_name(model_path));
     return *pipeline;
   }
   FaceAnalyzer* face_analyzer() {
@@ -151,7 +162,8 @@ struct Worker::State {
 
   json run_train(const store::Job& job, LeaseKeeper& lease);
   std::optional<double> validation_likeness(const store::Subject& subject,
-                                            const TrainPayload& payload, const std::string& lora,
+                                            const TrainPayload& payload,
+                                            const std::string& model_path, const std::string& lora,
                                             LeaseKeeper& lease);
   json run_shoot(const store::Job& job, LeaseKeeper& lease);
   void run_job(const store::Job& job);
@@ -172,13 +184,14 @@ std::filesystem::path Worker::State::unpack_lora(const std::string& sha256) {
 // median likeness tells the studio how well this version captured the person.
 std::optional<double> Worker::State::validation_likeness(const store::Subject& subject,
                                                          const TrainPayload& payload,
+                                                         const std::string& model_path,
                                                          const std::string& lora,
                                                          LeaseKeeper& lease) {
   FaceAnalyzer* analyzer = face_analyzer();
   if (!analyzer || !subject.face_profile_blob) return std::nullopt;
   const SubjectProfile profile =
       SubjectProfile::from_json(json::parse(blobs->get(*subject.face_profile_blob)));
-  StableDiffusionPipeline& generator = ensure_pipeline();
+  StableDiffusionPipeline& generator = pipeline_for(model_path);
   std::vector<std::pair<LoraFile, double>> loras;
   loras.emplace_back(load_lora(unpack_lora(lora)), 1.0);
   StableDiffusionCheckpoint model = base;
@@ -188,9 +201,10 @@ std::optional<double> Worker::State::validation_likeness(const store::Subject& s
                    ", looking at the camera, natural light";
   request.negative_prompt = "blurry, deformed, several people";
   request.width = request.height = payload.resolution;
-  request.steps = options.model_path ? 20 : 8;
+  const bool tiny = model_path.empty();
+  request.steps = tiny ? 8 : 20;
   request.seed = static_cast<uint64_t>(payload.seed);
-  request.batch_count = options.model_path ? 4 : 2;
+  request.batch_count = tiny ? 2 : 4;
   lease.report(0.97, "validating the likeness", true);
   std::vector<PortraitScore> scores;
   for (const GeneratedImage& image : generator.generate(request, [&](const ProgressEvent&) {
@@ -204,6 +218,7 @@ std::optional<double> Worker::State::validation_likeness(const store::Subject& s
 
 json Worker::State::run_train(const store::Job& job, LeaseKeeper& lease) {
   const TrainPayload payload = train_payload_from_json(json::parse(job.payload_json));
+  const std::string model_path = payload.model_path.value_or(repository->default_model().path);
   auto version = repository->get_lora_version(job.account_id, payload.lora_version_id);
   if (!version) throw Error(ErrorCode::kNotFound, "the LoRA version was deleted");
   version->status = "training";
@@ -227,15 +242,14 @@ json Worker::State::run_train(const store::Job& job, LeaseKeeper& lease) {
   training.checkpoint_every = std::max<int64_t>(payload.steps / 10, 10);
   training.trigger = payload.trigger_word;
   training.class_word = payload.class_word;
-  training.model_name =
-      options.model_path ? options.model_path->filename().string() : "doppel-tiny-demo";
+  training.model_name = model_display_name(model_path);
   // Resumable: a worker that takes over a killed run continues from its last checkpoint.
   const std::filesystem::path work = options.data_dir / "work";
   std::filesystem::create_directories(work);
   const std::filesystem::path output = work / ("lora-" + version->id + ".safetensors");
   const bool resume = std::filesystem::exists(training_state_path(output));
 
-  LoraTrainer trainer(load_model(), clip_tokenizer(), std::move(examples), training);
+  LoraTrainer trainer(load_model(model_path), clip_tokenizer(), std::move(examples), training);
   const double total_steps = static_cast<double>(payload.steps);
   trainer.train(output, resume, [&](const ProgressEvent& event) {
     const double fraction = event.stage == "training" && event.total > 0
@@ -254,7 +268,7 @@ json Worker::State::run_train(const store::Job& job, LeaseKeeper& lease) {
   version->blob_sha256 = sha;
   version->status = "ready";
   if (auto subject = repository->get_subject(job.account_id, version->subject_id))
-    version->validation_likeness = validation_likeness(*subject, payload, sha, lease);
+    version->validation_likeness = validation_likeness(*subject, payload, model_path, sha, lease);
   if (!repository->update_lora_version(job.account_id, *version))
     throw Error(ErrorCode::kNotFound, "the LoRA version was deleted during training");
   if (auto subject = repository->get_subject(job.account_id, version->subject_id)) {
@@ -274,11 +288,9 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   auto shoot = repository->get_shoot(job.account_id, shoot_id);
   if (!shoot) throw Error(ErrorCode::kNotFound, "the shoot was deleted");
 
-  StableDiffusionPipeline& generator = ensure_pipeline();
-  if (recipe["model"].is_object()) {
-    recipe["model"]["name"] = model_name;
-    recipe["model"]["hash"] = model_hash;
-  }
+  StableDiffusionPipeline& generator = pipeline_for(model_path_of(payload));
+  // The recipe keeps the name the model was registered under; the hash is of what was loaded.
+  if (recipe["model"].is_object()) recipe["model"]["hash"] = model_hash;
   // Exactly once: an earlier attempt that stored the image but died before completing.
   for (const store::Image& image : repository->list_images(job.account_id, shoot_id)) {
     if (json::parse(image.recipe_json, nullptr, false) == recipe)

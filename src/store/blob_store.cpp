@@ -244,6 +244,12 @@ bool BlobStore::exists(const std::string& sha256) const {
   return std::filesystem::is_regular_file(path_of(sha256));
 }
 
+uint64_t BlobStore::size_on_disk(const std::string& sha256) const {
+  std::error_code status;
+  const uintmax_t size = std::filesystem::file_size(path_of(sha256), status);
+  return status ? 0 : static_cast<uint64_t>(size);
+}
+
 bool BlobStore::remove(const std::string& sha256) {
   std::filesystem::path path = path_of(sha256);
   std::error_code status;

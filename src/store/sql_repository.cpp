@@ -98,6 +98,13 @@ Image read_image(const SqlRow& row) {
                row.optional_real(6), row.integer(7) != 0, row.integer(8)};
 }
 
+constexpr const char* kModelColumns =
+    "id, name, path, family, prediction, builtin, is_default, added_at";
+Model read_model(const SqlRow& row) {
+  return Model{row.text(0), row.text(1),         row.text(2),         row.text(3),
+               row.text(4), row.integer(5) != 0, row.integer(6) != 0, row.integer(7)};
+}
+
 template <typename Record, typename Reader>
 std::optional<Record> first(const SqlResult& result, Reader read) {
   if (result.rows.empty()) return std::nullopt;
@@ -524,6 +531,91 @@ class SqlRepository final : public Repository {
     return delete_owned("images", "SELECT blob_sha256 FROM images", account_id, image_id);
   }
 
+  // --- models ---
+
+  std::vector<Model> list_models() override {
+    return all<Model>(db().execute(std::string("SELECT ") + kModelColumns +
+                                       " FROM models ORDER BY builtin DESC, added_at, id",
+                                   {}),
+                      read_model);
+  }
+
+  std::optional<Model> get_model(const std::string& model_id) override {
+    return first<Model>(db().execute(select_from(kModelColumns, "models", "id = ?"), {model_id}),
+                        read_model);
+  }
+
+  std::optional<Model> find_model_by_path(const std::string& path) override {
+    return first<Model>(db().execute(select_from(kModelColumns, "models", "path = ?"), {path}),
+                        read_model);
+  }
+
+  Model default_model() override {
+    auto model = first<Model>(
+        db().execute(select_from(kModelColumns, "models", "is_default = 1"), {}), read_model);
+    if (!model) model = get_model(kBuiltinModelId);
+    if (!model)
+      throw Error(ErrorCode::kInternal, "the models table has lost its built-in model row");
+    return *model;
+  }
+
+  Model add_model(Model model) override {
+    require_text(model.path, "model path");
+    require_text(model.name, "model name");
+    model.id = new_random_id();
+    model.builtin = false;
+    model.is_default = false;
+    model.added_at = unix_millis_now();
+    database_->transaction([&] {
+      if (find_model_by_path(model.path))
+        throw Error(ErrorCode::kInvalidArgument,
+                    "the model " + model.path + " is registered already");
+      db().execute(
+          "INSERT INTO models (id, name, path, family, prediction, builtin, is_default, "
+          "added_at) VALUES (?, ?, ?, ?, ?, 0, 0, ?)",
+          {model.id, model.name, model.path, model.family, model.prediction, model.added_at});
+    });
+    return model;
+  }
+
+  bool set_default_model(const std::string& model_id) override {
+    bool found = false;
+    database_->transaction([&] {
+      // Locks the built-in row first, so concurrent changes of the default queue up here on
+      // PostgreSQL and each then sees the other's result (SQLite's write lock already does).
+      db().execute("UPDATE models SET builtin = builtin WHERE id = ?", {kBuiltinModelId});
+      if (!get_model(model_id)) return;
+      db().execute("UPDATE models SET is_default = 0 WHERE is_default = 1 AND id <> ?", {model_id});
+      db().execute("UPDATE models SET is_default = 1 WHERE id = ?", {model_id});
+      found = true;
+    });
+    return found;
+  }
+
+  bool delete_model(const std::string& model_id) override {
+    return db().execute("DELETE FROM models WHERE id = ? AND builtin = 0 AND is_default = 0",
+                        {model_id})
+               .affected_rows > 0;
+  }
+
+  // --- storage ---
+
+  StorageUse storage_use(const std::string& account_id) override {
+    StorageUse use;
+    use.photos = blob_use("SELECT COUNT(*) FROM photos WHERE account_id = ?",
+                          "SELECT blob_sha256 FROM photos WHERE account_id = ? UNION SELECT "
+                          "crop_blob FROM photos WHERE account_id = ? AND crop_blob IS NOT NULL",
+                          account_id, 2);
+    use.images =
+        blob_use("SELECT COUNT(*) FROM images WHERE account_id = ?",
+                 "SELECT DISTINCT blob_sha256 FROM images WHERE account_id = ?", account_id, 1);
+    use.loras = blob_use("SELECT COUNT(*) FROM lora_versions WHERE account_id = ?",
+                         "SELECT DISTINCT blob_sha256 FROM lora_versions WHERE account_id = ? "
+                         "AND blob_sha256 IS NOT NULL",
+                         account_id, 1);
+    return use;
+  }
+
   std::vector<std::string> referenced_blobs() override {
     SqlResult result = db().execute(
         "SELECT face_profile_blob FROM subjects WHERE face_profile_blob IS NOT NULL "
@@ -551,6 +643,19 @@ class SqlRepository final : public Repository {
                      {subject_id, account_id})
             .rows.empty())
       throw Error(ErrorCode::kNotFound, "subject " + subject_id + " not found");
+  }
+
+  // A record count and the distinct digests of `blobs_query`, both filtered by the account
+  // (`blobs_query` takes the account id `placeholders` times).
+  BlobUse blob_use(const char* count_query, const char* blobs_query, const std::string& account_id,
+                   int placeholders) {
+    BlobUse use;
+    use.records = db().execute(count_query, {account_id}).rows.at(0).integer(0);
+    const std::vector<SqlValue> parameters(static_cast<size_t>(placeholders), account_id);
+    std::set<std::string> hashes;
+    collect(db().execute(blobs_query, parameters), hashes);
+    use.blobs.assign(hashes.begin(), hashes.end());
+    return use;
   }
 
   static void collect(const SqlResult& result, std::set<std::string>& hashes) {

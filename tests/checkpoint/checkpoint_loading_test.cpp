@@ -305,6 +305,37 @@ TEST_F(CheckpointLoading, FilesThatAreNotModels) {
   EXPECT_EQ(error.code(), ErrorCode::kInvalidFile);
 }
 
+TEST_F(CheckpointLoading, InspectionTellsWhatAModelIsFromItsHeadersAndConfig) {
+  const fs::path path = write("inspected.safetensors", tiny_sd1_tensors());
+  ModelInspection inspection = inspect_stable_diffusion(path);
+  EXPECT_EQ(inspection.family, ModelFamily::kSd1);
+  EXPECT_EQ(inspection.layout, ModelLayout::kSingleFile);
+  EXPECT_FALSE(inspection.inpainting);
+  EXPECT_EQ(inspection.prediction_type, "epsilon");
+  EXPECT_EQ(inspection.config_origin, "family defaults");
+  // The same sidecar lookup as loading.
+  write_text("inspected.json", R"({"prediction_type": "v_prediction"})");
+  inspection = inspect_stable_diffusion(path);
+  EXPECT_EQ(inspection.prediction_type, "v_prediction");
+  EXPECT_EQ(inspection.config_origin, (folder_ / "inspected.json").string());
+
+  // What loading would refuse, inspection refuses alike.
+  Tensors no_text = tiny_sd1_tensors();
+  for (auto it = no_text.begin(); it != no_text.end();)
+    it = it->first.rfind(kSd1TextEncoderPrefix, 0) == 0 ? no_text.erase(it) : std::next(it);
+  Error error = error_of([&] { inspect_stable_diffusion(write("no_text.safetensors", no_text)); });
+  EXPECT_EQ(error.code(), ErrorCode::kNotFound);
+  EXPECT_NE(std::string(error.what()).find("text encoder"), std::string::npos) << error.what();
+  error = error_of([&] {
+    inspect_stable_diffusion(write("other.safetensors", {{"weight", at::ones({3})}}));
+  });
+  EXPECT_EQ(error.code(), ErrorCode::kInvalidFile);
+  error = error_of([&] { inspect_stable_diffusion(write_text("m.ckpt", "PK")); });
+  EXPECT_EQ(error.code(), ErrorCode::kUnsupported);
+  error = error_of([&] { inspect_stable_diffusion(folder_ / "absent.safetensors"); });
+  EXPECT_EQ(error.code(), ErrorCode::kNotFound);
+}
+
 TEST_F(CheckpointLoading, TruncatedFileIsRejected) {
   const std::string bytes = serialize_safetensors(tiny_sd1_tensors());
   for (size_t keep : {size_t{6}, bytes.size() / 2, bytes.size() - 1}) {

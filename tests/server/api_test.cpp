@@ -8,6 +8,7 @@
 
 #include "doppel/store/blob_store.hpp"
 #include "server/server_test_support.hpp"
+#include "server/zip_test_support.hpp"
 
 namespace doppel::test {
 namespace {
@@ -276,6 +277,7 @@ TEST(ServerApi, AnotherAccountsIdsAreNotFoundOnEveryRoute) {
   int checked = 0;
   for (const server::RouteInfo& route : server.server().routes()) {
     if (route.path.find('{') == std::string::npos) continue;
+    if (route.path.rfind("/api/models/", 0) == 0) continue;  // shared by every account
     const std::string path = fill_path(route.path, ids, "");
     std::string body = "{}";
     if (route.path.find("favourite") != std::string::npos) body = R"({"favourite": true})";
@@ -298,6 +300,110 @@ TEST(ServerApi, AnotherAccountsIdsAreNotFoundOnEveryRoute) {
   EXPECT_EQ(alice.get("/api/subjects/" + ids.at("subject_id")).body["name"], "Ada");
   EXPECT_EQ(alice.get("/api/images/" + ids.at("image_id")).body["favourite"], false);
   EXPECT_EQ(alice.get("/api/tokens").body["tokens"].size(), 2u);
+}
+
+TEST(ServerApi, ShootZipHoldsEveryPngBestFirstAsTheImageRoutesServeThem) {
+  TestServer server;
+  ApiClient alice = first_account(server);
+  ApiClient bob = another_account(server, alice);
+  const std::string subject = alice.post("/api/subjects", {{"name", "Ada"}}).body["id"];
+  const Answer shoot = alice.post(
+      "/api/shoots",
+      {{"subject_id", subject}, {"styles", {"anime", "film_noir"}}, {"count", 2}, {"seed", 11}});
+  ASSERT_EQ(shoot.status, 202) << shoot.raw;
+  const std::string shoot_path = "/api/shoots/" + shoot.body["id"].get<std::string>();
+  const Answer empty = alice.get(shoot_path + "/zip");
+  EXPECT_EQ(empty.status, 409);
+  EXPECT_EQ(empty.error_code(), "not_ready");
+  server::Worker worker(server.worker_options());
+  EXPECT_EQ(run_all_jobs(worker), 4);
+  // A favourite goes first, whatever its scores.
+  const json unranked = alice.get(shoot_path + "/images").body["images"];
+  ASSERT_EQ(unranked.size(), 4u);
+  const std::string favourite = unranked[3]["id"];
+  ASSERT_EQ(alice.put("/api/images/" + favourite + "/favourite", {{"favourite", true}}).status,
+            200);
+  const json images = alice.get(shoot_path + "/images").body["images"];
+  ASSERT_EQ(images[0]["id"], favourite);
+
+  const Answer zip = alice.get(shoot_path + "/zip");
+  ASSERT_EQ(zip.status, 200) << zip.raw.substr(0, 200);
+  std::map<std::string, std::string> headers(zip.headers.begin(), zip.headers.end());
+  EXPECT_EQ(headers["Content-Type"], "application/zip");
+  EXPECT_EQ(headers["Content-Disposition"], "attachment; filename=\"doppel-shoot-" +
+                                                shoot.body["id"].get<std::string>() + ".zip\"");
+  const std::vector<ReadEntry> entries = read_zip(zip.raw);
+  ASSERT_EQ(entries.size(), images.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const std::string id = images[i]["id"];
+    const std::string style = images[i]["recipe"]["style"];
+    EXPECT_EQ(entries[i].name, "0" + std::to_string(i + 1) + "-" + style + "-" + id + ".png");
+    EXPECT_EQ(entries[i].data, alice.get("/api/images/" + id + "/png").raw) << id;
+    EXPECT_EQ(entries[i].crc, zlib_crc(entries[i].data));
+  }
+  // Another account's shoot is not found, exactly like one that never existed.
+  const Answer stolen = bob.get(shoot_path + "/zip");
+  EXPECT_EQ(stolen.status, 404);
+  EXPECT_EQ(stolen.error_code(), "not_found");
+  EXPECT_EQ(alice.get("/api/shoots/" + std::string(32, 'e') + "/zip").status, 404);
+  EXPECT_EQ(alice.get("/api/shoots/not-an-id/zip").status, 404);
+}
+
+TEST(ServerApi, AccountStorageCountsEveryBlobOncePerKind) {
+  TestServer server;
+  ApiClient alice = first_account(server);
+  ApiClient bob = another_account(server, alice);
+  const json nothing = {{"count", 0}, {"bytes", 0}};
+  EXPECT_EQ(
+      alice.get("/api/account/storage").body,
+      (json{{"photos", nothing}, {"images", nothing}, {"loras", nothing}, {"total_bytes", 0}}));
+
+  // Three photo records, two distinct files: the same upload in two subjects is one blob.
+  const std::string png_a = synthetic_png(32, 24, 90);
+  const std::string png_b = synthetic_png(40, 30, 20);
+  const std::string ada = alice.post("/api/subjects", {{"name", "Ada"}}).body["id"];
+  const std::string grace = alice.post("/api/subjects", {{"name", "Grace"}}).body["id"];
+  ASSERT_EQ(
+      alice
+          .upload("/api/subjects/" + ada + "/photos", {{"photos", png_a, "a.png", "image/png"},
+                                                       {"photos", png_b, "b.png", "image/png"}})
+          .status,
+      201);
+  ASSERT_EQ(
+      alice.upload("/api/subjects/" + grace + "/photos", {{"photos", png_a, "a.png", "image/png"}})
+          .status,
+      201);
+  const Answer shoot = alice.post(
+      "/api/shoots", {{"subject_id", ada}, {"styles", {"anime"}}, {"count", 2}, {"seed", 3}});
+  ASSERT_EQ(shoot.status, 202) << shoot.raw;
+  server::Worker worker(server.worker_options());
+  EXPECT_EQ(run_all_jobs(worker), 2);
+  const json images =
+      alice.get("/api/shoots/" + shoot.body["id"].get<std::string>() + "/images").body["images"];
+  ASSERT_EQ(images.size(), 2u);
+  uint64_t image_bytes = 0;
+  for (const json& image : images)
+    image_bytes += alice.get(image["png_url"].get<std::string>()).raw.size();
+  // Two LoRA versions, one of them finished (written behind the API).
+  auto repository = server.repository();
+  const auto account = repository->find_account_by_email("ada@example.com");
+  store::BlobStore blobs = store::BlobStore::open(server.data_dir());
+  store::LoraVersion version;
+  version.subject_id = ada;
+  repository->add_lora_version(account->id, version);
+  version.blob_sha256 = blobs.put("not really a LoRA");
+  version.status = "ready";
+  repository->add_lora_version(account->id, version);
+
+  const Answer storage = alice.get("/api/account/storage");
+  ASSERT_EQ(storage.status, 200) << storage.raw;
+  EXPECT_EQ(storage.body["photos"], (json{{"count", 3}, {"bytes", png_a.size() + png_b.size()}}));
+  EXPECT_EQ(storage.body["images"], (json{{"count", 2}, {"bytes", image_bytes}}));
+  EXPECT_EQ(storage.body["loras"], (json{{"count", 2}, {"bytes", 17}}));
+  EXPECT_EQ(storage.body["total_bytes"], png_a.size() + png_b.size() + image_bytes + 17);
+  // Only the account's own records count.
+  EXPECT_EQ(bob.get("/api/account/storage").body["total_bytes"], 0);
+  EXPECT_EQ(ApiClient(server, {}).get("/api/account/storage").status, 401);
 }
 
 TEST(ServerApi, CookieSessionsNeedTheCsrfHeaderForChanges) {

@@ -418,6 +418,102 @@ TEST_P(RepositoryTest, DeletingSingleRowsReportsTheirBlobs) {
   EXPECT_EQ(count("SELECT COUNT(*) FROM images"), 0);
 }
 
+TEST_P(RepositoryTest, ModelsRegistryKeepsExactlyOneDefault) {
+  const std::vector<Model> fresh = repository_->list_models();
+  ASSERT_EQ(fresh.size(), 1u);
+  EXPECT_EQ(fresh[0].id, kBuiltinModelId);
+  EXPECT_EQ(fresh[0].name, "doppel-tiny-demo");
+  EXPECT_EQ(fresh[0].path, "");
+  EXPECT_TRUE(fresh[0].builtin);
+  EXPECT_TRUE(fresh[0].is_default);
+  EXPECT_EQ(repository_->default_model().id, kBuiltinModelId);
+
+  Model sd15 = repository_->add_model({"", "sd15", "/models/sd15.safetensors", "sd1", "epsilon"});
+  Model sd21 = repository_->add_model({"", "sd21", "/models/sd21", "sd2", "v_prediction"});
+  EXPECT_EQ(sd15.id.size(), 32u);
+  EXPECT_FALSE(sd15.is_default);
+  EXPECT_GT(sd15.added_at, 0);
+  EXPECT_THROW(repository_->add_model({"", "again", "/models/sd15.safetensors"}), Error);
+  EXPECT_THROW(repository_->add_model({"", "no path", ""}), Error);
+  EXPECT_EQ(repository_->find_model_by_path("/models/sd21")->prediction, "v_prediction");
+  EXPECT_FALSE(repository_->find_model_by_path("/models/none").has_value());
+
+  ASSERT_TRUE(repository_->set_default_model(sd21.id));
+  ASSERT_TRUE(repository_->set_default_model(sd15.id));
+  EXPECT_FALSE(repository_->set_default_model(std::string(32, 'f')));
+  EXPECT_EQ(count("SELECT COUNT(*) FROM models WHERE is_default = 1"), 1);
+  EXPECT_EQ(repository_->default_model().id, sd15.id);
+  // The database itself refuses a second default.
+  EXPECT_THROW(database_->execute("UPDATE models SET is_default = 1 WHERE id = ?", {sd21.id}),
+               Error);
+
+  EXPECT_FALSE(repository_->delete_model(sd15.id));  // the default
+  EXPECT_FALSE(repository_->delete_model(kBuiltinModelId));
+  EXPECT_TRUE(repository_->delete_model(sd21.id));
+  ASSERT_TRUE(repository_->set_default_model(kBuiltinModelId));
+  EXPECT_TRUE(repository_->delete_model(sd15.id));
+  EXPECT_EQ(repository_->list_models().size(), 1u);
+}
+
+TEST_P(RepositoryTest, ConcurrentDefaultChangesLeaveOneDefault) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i)
+    ids.push_back(repository_
+                      ->add_model({"", "m" + std::to_string(i),
+                                   "/models/m" + std::to_string(i) + ".safetensors"})
+                      .id);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto own = make_repository(open_database(url_));  // one connection per thread
+      for (int round = 0; round < 10; ++round) {
+        try {
+          own->set_default_model(ids[static_cast<size_t>((t + round) % 4)]);
+        } catch (const Error&) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM models WHERE is_default = 1"), 1);
+}
+
+TEST_P(RepositoryTest, StorageUseListsEachKindsRecordsAndDistinctBlobs) {
+  Account owner = account("owner@example.com");
+  Account other = account("other@example.com");
+  Subject subject = repository_->create_subject(owner.id, "Me", "ohwx");
+  Subject second = repository_->create_subject(owner.id, "Sis", "ohwx");
+  repository_->add_photo(owner.id,
+                         {"", "", subject.id, digest("p1"), 1, "accepted", "[]", digest("c1")});
+  repository_->add_photo(owner.id, {"", "", second.id, digest("p1"), 1});  // the same upload
+  repository_->add_photo(owner.id, {"", "", second.id, digest("p2"), 1});
+  Shoot shoot = repository_->create_shoot(owner.id, {"", "", subject.id, "[]", 2});
+  repository_->add_image(owner.id, {"", "", shoot.id, digest("i1")});
+  repository_->add_image(owner.id, {"", "", shoot.id, digest("i1")});  // "again", same bytes
+  repository_->add_lora_version(owner.id, {"", "", subject.id, digest("l1")});
+  repository_->add_lora_version(owner.id, {"", "", subject.id, std::nullopt});  // training
+  Subject theirs = repository_->create_subject(other.id, "Them", "ohwx");
+  repository_->add_photo(other.id, {"", "", theirs.id, digest("theirs"), 1});
+
+  const StorageUse use = repository_->storage_use(owner.id);
+  EXPECT_EQ(use.photos.records, 3);
+  std::vector<std::string> photo_blobs = {digest("c1"), digest("p1"), digest("p2")};
+  std::sort(photo_blobs.begin(), photo_blobs.end());  // uploads and crops, each once
+  EXPECT_EQ(use.photos.blobs, photo_blobs);
+  EXPECT_EQ(use.images.records, 2);
+  EXPECT_EQ(use.images.blobs, std::vector<std::string>{digest("i1")});
+  EXPECT_EQ(use.loras.records, 2);
+  EXPECT_EQ(use.loras.blobs, std::vector<std::string>{digest("l1")});
+  const StorageUse theirs_use = repository_->storage_use(other.id);
+  EXPECT_EQ(theirs_use.photos.records, 1);
+  EXPECT_EQ(theirs_use.photos.blobs, std::vector<std::string>{digest("theirs")});
+  EXPECT_EQ(theirs_use.images.records, 0);
+  EXPECT_TRUE(repository_->storage_use(std::string(32, '0')).photos.blobs.empty());
+}
+
 TEST_P(RepositoryTest, UnknownDatabaseUrlsAreRejected) {
   EXPECT_THROW(open_database("mysql://localhost/x"), Error);
   EXPECT_THROW(open_database("sqlite:"), Error);

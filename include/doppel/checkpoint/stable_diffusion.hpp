@@ -73,6 +73,25 @@ struct StableDiffusionCheckpoint {
 // kUnsupported (pickle .ckpt, other architectures).
 StableDiffusionCheckpoint load_stable_diffusion(const ModelLoadOptions& options);
 
+// What a model is, read from tensor headers and config files only (no weights
+// are loaded): for checking a model before anything loads it.
+struct ModelInspection {
+  ModelFamily family = ModelFamily::kSd1;
+  ModelLayout layout = ModelLayout::kSingleFile;
+  bool inpainting = false;
+  std::string prediction_type;  // "epsilon" | "v_prediction"
+  std::string config_origin;    // the config read, or "family defaults"
+};
+
+// Recognises the model at `path` as load_stable_diffusion would (same config
+// lookup) and checks that its UNet, VAE and text encoder(s) are all there.
+// Throws what load_stable_diffusion throws for the same problems: kNotFound
+// (no file, a missing component), kInvalidFile (not a model, damaged),
+// kUnsupported (pickle files, other architectures).
+ModelInspection inspect_stable_diffusion(
+    const std::filesystem::path& path,
+    const std::optional<std::filesystem::path>& config_path = std::nullopt);
+
 // The tensors of a checkpoint (single file or diffusers folder) under canonical
 // names (kUNetPrefix, kVaePrefix, text-encoder prefixes of the family).
 TensorSource open_checkpoint_tensors(const std::filesystem::path& path,

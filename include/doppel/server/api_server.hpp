@@ -1,7 +1,8 @@
 // The JSON API of the studio (under /api/), served with cpp-httplib: accounts, sessions and
-// API tokens, subjects, photo intake, training, style packs, shoots, images, jobs with
-// server-sent progress events, health, Prometheus metrics and an OpenAPI document built from
-// the same route table the server registers. docs/api.md describes the routes.
+// API tokens, subjects, photo intake, training, style packs, shoots (and their zip download),
+// images, storage use, the models registry, jobs with server-sent progress events, health,
+// Prometheus metrics and an OpenAPI document built from the same route table the server
+// registers. docs/api.md describes the routes.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -23,10 +24,10 @@ struct ServerOptions {
   // The built web studio (web/dist), served at / with index.html for every other page path
   // (/setup, /subjects/...); empty: no web pages.
   std::filesystem::path web_dir;
-  // The model the workers run, recorded in shoot recipes. The tiny built-in model shoots
-  // 64x64 images in few steps (a recipe must be runnable by it, so it is adapted here).
-  std::string model_name = "doppel-tiny-demo";
-  bool tiny_model = true;
+  // Registered in the models registry (if it is not yet) and made the default model at start
+  // (`doppel serve --model`). Shoots and trainings run on the model that is the default when
+  // they are queued; none here keeps whatever the registry has (at first the tiny built-in).
+  std::optional<std::filesystem::path> model_path;
   int64_t max_upload_bytes = 20LL * 1024 * 1024;  // one multipart request
   int64_t max_json_bytes = 256 * 1024;            // any other request body
   int64_t max_photo_pixels = 40LL * 1000 * 1000;  // per photo, checked before decoding

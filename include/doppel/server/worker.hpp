@@ -1,7 +1,8 @@
 // Workers: lease queued jobs and run them. "train" turns a subject's accepted photo crops into
 // a LoRA (blob + LoRA version record); "shoot" generates one planned image, scores its
-// likeness against the subject's face profile and stores it with its recipe. A worker that
-// dies loses nothing: its lease expires and another worker redoes the job.
+// likeness against the subject's face profile and stores it with its recipe. Each job names
+// its model's path ("" for the tiny built-in model). A worker that dies loses nothing: its
+// lease expires and another worker redoes the job.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -18,9 +19,10 @@ struct WorkerOptions {
   std::filesystem::path data_dir = "data";
   std::string database_url;  // empty: sqlite:<data_dir>/doppel.db
   std::optional<std::filesystem::path> key_file;
-  std::optional<std::filesystem::path> model_path;  // none: the tiny built-in model
-  std::string worker_id;                            // empty: host:pid:thread
-  int64_t lease_ms = 60'000;                        // renewed by heartbeats while running
+  // No model here: every job names the model it runs on (the default model when it was
+  // queued, see the models registry), loaded on first use and kept until a job names another.
+  std::string worker_id;      // empty: host:pid:thread
+  int64_t lease_ms = 60'000;  // renewed by heartbeats while running
   int64_t idle_poll_ms = 500;
   bool face_analysis = true;  // false: images are stored unscored
 };

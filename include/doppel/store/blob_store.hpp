@@ -62,6 +62,9 @@ class BlobStore {
 
   bool exists(const std::string& sha256) const;
 
+  // Bytes on disk of one blob (with any encryption overhead); 0 when it is not there.
+  uint64_t size_on_disk(const std::string& sha256) const;
+
   // Deletes a blob; false when it was not there.
   bool remove(const std::string& sha256);
 

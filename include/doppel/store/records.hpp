@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace doppel::store {
 
@@ -96,6 +97,34 @@ struct Image {
   std::optional<double> quality{};
   bool favourite = false;
   int64_t created_at = 0;
+};
+
+// A Stable Diffusion model of the installation (shared by every account, not owned). The
+// built-in tiny model is the row with id kBuiltinModelId and an empty path.
+struct Model {
+  std::string id{};
+  std::string name{};
+  std::string path{};                  // absolute; "" for the built-in model
+  std::string family = "sd1";          // "sd1", "sd2", "sdxl"
+  std::string prediction = "epsilon";  // "epsilon" | "v_prediction"
+  bool builtin = false;
+  bool is_default = false;  // exactly one model is the default
+  int64_t added_at = 0;     // 0 for the built-in model
+};
+
+inline constexpr const char* kBuiltinModelId = "builtin";
+
+// One kind of an account's records and the distinct blobs they reference.
+struct BlobUse {
+  int64_t records = 0;
+  std::vector<std::string> blobs;  // sha256 digests, each once
+};
+
+// What an account's photos (uploads and face crops), images and LoRA versions reference.
+struct StorageUse {
+  BlobUse photos;
+  BlobUse images;
+  BlobUse loras;
 };
 
 enum class JobStatus {

@@ -114,6 +114,26 @@ class Repository {
                                 std::optional<double> likeness, std::optional<double> quality) = 0;
   virtual Deletion delete_image(const std::string& account_id, const std::string& image_id) = 0;
 
+  // --- models (installation-wide: not owned by any account) ---
+  // Every registered model: the built-in one first, then oldest first.
+  virtual std::vector<Model> list_models() = 0;
+  virtual std::optional<Model> get_model(const std::string& model_id) = 0;
+  virtual std::optional<Model> find_model_by_path(const std::string& path) = 0;
+  // The one default model (the built-in one unless another was made the default).
+  virtual Model default_model() = 0;
+  // Fills id and added_at; the new model is neither built in nor the default. Throws
+  // kInvalidArgument for an empty path or name, or a path that is registered already.
+  virtual Model add_model(Model model) = 0;
+  // Makes the model the only default; false when there is no such model.
+  virtual bool set_default_model(const std::string& model_id) = 0;
+  // Removes a model that is neither built in nor the default; false otherwise.
+  virtual bool delete_model(const std::string& model_id) = 0;
+
+  // --- storage ---
+  // The account's photos, images and LoRA versions with the blobs they reference (sizes are
+  // the blob store's to tell).
+  virtual StorageUse storage_use(const std::string& account_id) = 0;
+
   // --- blobs ---
   // Every blob digest some row references (for garbage-collecting files a crash left behind).
   virtual std::vector<std::string> referenced_blobs() = 0;

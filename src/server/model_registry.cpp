@@ -1,0 +1,70 @@
+#include "server/model_registry.hpp"
+
+#include <filesystem>
+
+#include "doppel/checkpoint/stable_diffusion.hpp"
+#include "doppel/core/error.hpp"
+#include "server/job_payloads.hpp"
+
+namespace doppel::server {
+namespace {
+
+constexpr const char* kWhatToRegister =
+    "register a Stable Diffusion 1.x or 2.x model: a .safetensors checkpoint or a diffusers "
+    "folder (with unet/, vae/, text_encoder/) that the server can read";
+
+[[noreturn]] void refuse(const std::string& path, const std::string& problem) {
+  throw Error(ErrorCode::kInvalidArgument,
+              "cannot use " + path + ": " + problem + "; " + std::string(kWhatToRegister));
+}
+
+}  // namespace
+
+std::string normalise_model_path(const std::string& path) {
+  std::error_code status;
+  std::filesystem::path absolute = std::filesystem::absolute(path, status);
+  if (status) absolute = path;
+  std::string text = absolute.lexically_normal().string();
+  while (text.size() > 1 && text.back() == '/') text.pop_back();  // "sd15/" and "sd15" alike
+  return text;
+}
+
+store::Model inspect_model_for_registry(const std::string& path,
+                                        const std::optional<std::string>& name) {
+  std::error_code status;
+  const auto type = std::filesystem::status(path, status).type();
+  if (type == std::filesystem::file_type::not_found || type == std::filesystem::file_type::none)
+    refuse(path,
+           "there is no file or folder at this path on the server (check the spelling; a "
+           "relative path is taken from the folder doppel serve runs in)");
+  if (type != std::filesystem::file_type::regular && type != std::filesystem::file_type::directory)
+    refuse(path, "it is neither a file nor a folder");
+  ModelInspection inspection;
+  try {
+    inspection = inspect_stable_diffusion(path);
+  } catch (const Error& error) {
+    refuse(path, std::string("it is not a Stable Diffusion model the studio can load (") +
+                     error.what() + ")");
+  }
+  if (inspection.family == ModelFamily::kSdxl)
+    refuse(path, "it is an SDXL model, and the studio generates with SD 1.x and 2.x models only");
+  if (inspection.inpainting)
+    refuse(path,
+           "it is an inpainting model (9-channel UNet), which cannot shoot portraits from "
+           "text alone");
+  store::Model model;
+  model.path = path;
+  model.name = name.value_or(model_display_name(path));
+  model.family = model_family_name(inspection.family);
+  model.prediction = inspection.prediction_type;
+  return model;
+}
+
+TrainingDefaults training_defaults(const store::Model& model) {
+  if (model.builtin) return {20, 4, 64};  // the tiny model makes 64x64 images in a blink
+  // SD 2.x v-prediction models (768-v) were trained at 768 pixels, the others at 512.
+  const bool sd2_768 = model.family == "sd2" && model.prediction == "v_prediction";
+  return {400, 16, sd2_768 ? 768 : 512};
+}
+
+}  // namespace doppel::server

@@ -1,0 +1,32 @@
+// The installation's models as the studio uses them: what registering a path checks, and
+// what the default model decides for the jobs queued while it is the default.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "doppel/store/records.hpp"
+
+namespace doppel::server {
+
+// The absolute, normalised form of a path given by a client or --model (so one file
+// registers once however it is written): "models/../sd15.safetensors" -> "/work/sd15.safetensors".
+std::string normalise_model_path(const std::string& path);
+
+// A record for the model at `path` (normalised), after checking from its headers and config
+// files (no weights are loaded) that it is a Stable Diffusion model the studio can shoot
+// with. `name` defaults to model_display_name(path). Throws doppel::Error (kInvalidArgument)
+// with a message that says what is wrong and what to do: nothing there, not a model, only part
+// of one, a pickle file, an SDXL or inpainting model.
+store::Model inspect_model_for_registry(const std::string& path,
+                                        const std::optional<std::string>& name);
+
+// Training settings where a request gives none, and the resolution it trains at.
+struct TrainingDefaults {
+  int64_t steps = 400;
+  int64_t rank = 16;
+  int64_t resolution = 512;
+};
+TrainingDefaults training_defaults(const store::Model& model);
+
+}  // namespace doppel::server
