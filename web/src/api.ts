@@ -1,0 +1,243 @@
+// The studio's JSON API (docs/api.md): typed calls, the CSRF header, uploads with progress and
+// one server-sent event stream of job changes shared by every screen.
+
+export interface Account {
+  id: string;
+  email: string;
+  display_name: string;
+}
+export interface Subject {
+  id: string;
+  name: string;
+  trigger_word: string;
+  status: string;
+  has_face_profile: boolean;
+  created_at: number;
+}
+export interface PhotoReason {
+  code: string;
+  message: string;
+  rejects: boolean;
+}
+export interface Photo {
+  id: string;
+  subject_id: string;
+  size: number;
+  verdict: "accepted" | "rejected" | "pending";
+  reasons: PhotoReason[] | null;
+  has_crop: boolean;
+  created_at: number;
+}
+export interface Readiness {
+  level: "needs_photos" | "ready" | "ideal";
+  total: number;
+  accepted: number;
+  rejected: number;
+  photos_needed: number;
+  photos_to_ideal: number;
+  headline: string;
+  hints: string[];
+}
+export interface Job {
+  id: string;
+  kind: string;
+  status: "queued" | "running" | "succeeded" | "dead" | "cancelled";
+  subject_id: string | null;
+  progress: number;
+  progress_message: string;
+  result: Record<string, unknown> | null;
+  error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+export interface LoraVersion {
+  id: string;
+  subject_id: string;
+  status: string;
+  validation_likeness: number | null;
+  created_at: number;
+}
+export interface StylePack {
+  id: string;
+  name: string;
+  name_zh: string;
+  description: string;
+  description_zh: string;
+  tags: string[];
+}
+export interface Shoot {
+  id: string;
+  subject_id: string;
+  styles: string[];
+  image_count: number;
+  images_done?: number;
+  progress?: number;
+  status: string;
+  created_at: number;
+}
+export interface Recipe {
+  style?: string;
+  prompt?: string;
+  negative_prompt?: string;
+  seed?: number;
+  steps?: number;
+  guidance?: number;
+  sampler?: string;
+  width?: number;
+  height?: number;
+  model?: { name?: string; hash?: string };
+  [key: string]: unknown;
+}
+export interface Image {
+  id: string;
+  shoot_id: string;
+  recipe: Recipe;
+  likeness: number | null;
+  likeness_label: string | null;
+  quality: number | null;
+  favourite: boolean;
+  png_url: string;
+  created_at: number;
+}
+export interface Model {
+  id: string;
+  name: string;
+  path: string;
+  family: string;
+  prediction: string;
+  builtin: boolean;
+  default: boolean;
+}
+export interface StorageKind {
+  count: number;
+  bytes: number;
+}
+export interface Storage {
+  photos: StorageKind;
+  images: StorageKind;
+  loras: StorageKind;
+  total_bytes: number;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function csrfToken(): string {
+  const match = document.cookie.match(/(?:^|;\s*)doppel_csrf=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+let onUnauthorized: () => void = () => {};
+// Called when any request answers 401 (the session ended): the app shows the sign-in page.
+export function setUnauthorizedHandler(handler: () => void): void {
+  onUnauthorized = handler;
+}
+
+async function errorFrom(response: Response): Promise<ApiError> {
+  try {
+    const body = await response.json();
+    return new ApiError(response.status, body.error?.code ?? "error", body.error?.message ?? "");
+  } catch {
+    return new ApiError(response.status, "error", `${response.status} ${response.statusText}`);
+  }
+}
+
+export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+    });
+  } catch {
+    throw new ApiError(0, "offline", "");
+  }
+  if (!response.ok) {
+    const error = await errorFrom(response);
+    if (response.status === 401 && !path.startsWith("/api/sessions")) onUnauthorized();
+    throw error;
+  }
+  return (await response.json()) as T;
+}
+
+export interface UploadResult {
+  added: Photo[];
+  photos: Photo[];
+  readiness: Readiness;
+}
+
+// Multipart upload with byte progress (fetch cannot report upload progress).
+export function uploadPhotos(
+  subjectId: string,
+  files: File[],
+  onProgress: (fraction: number) => void,
+): Promise<UploadResult> {
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    for (const file of files) form.append("photos", file, file.name);
+    const request = new XMLHttpRequest();
+    request.open("POST", `/api/subjects/${subjectId}/photos`);
+    request.setRequestHeader("X-CSRF-Token", csrfToken());
+    request.setRequestHeader("Accept", "application/json");
+    request.upload.onprogress = (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    };
+    request.onerror = () => reject(new ApiError(0, "offline", ""));
+    request.onload = () => {
+      let body: { error?: { code?: string; message?: string } } & Partial<UploadResult> = {};
+      try {
+        body = JSON.parse(request.responseText);
+      } catch {
+        /* the status tells the rest */
+      }
+      if (request.status >= 200 && request.status < 300) {
+        resolve(body as UploadResult);
+      } else {
+        if (request.status === 401) onUnauthorized();
+        reject(
+          new ApiError(request.status, body.error?.code ?? "error", body.error?.message ?? ""),
+        );
+      }
+    };
+    request.send(form);
+  });
+}
+
+type JobListener = (job: Job) => void;
+const jobListeners = new Set<JobListener>();
+let jobStream: EventSource | null = null;
+
+// Every change of the account's jobs, from GET /api/events (one stream for the whole page;
+// the browser reconnects it by itself). Returns the function that stops listening.
+export function onJob(listener: JobListener): () => void {
+  jobListeners.add(listener);
+  if (!jobStream) {
+    jobStream = new EventSource("/api/events");
+    jobStream.addEventListener("job", (event) => {
+      const job = JSON.parse((event as MessageEvent).data) as Job;
+      for (const each of [...jobListeners]) each(job);
+    });
+  }
+  return () => jobListeners.delete(listener);
+}
+
+export function closeJobStream(): void {
+  jobStream?.close();
+  jobStream = null;
+}
+
+export function isFinished(job: Job): boolean {
+  return job.status === "succeeded" || job.status === "dead" || job.status === "cancelled";
+}

@@ -1,0 +1,392 @@
+// A person's portraits, best likeness first, filling in live while shoots run: likeness badge,
+// full-size view with the recipe, download (one or the whole shoot as a zip), favourite,
+// delete and "more like this".
+
+import { api, Image, isFinished, onJob, Shoot, StylePack, Subject } from "../api";
+import { h, replaceChildren } from "../dom";
+import { language, likenessLabelText, localized, t } from "../i18n";
+import { icon, IconName } from "../icons";
+import type { Cleanup } from "../main";
+import {
+  confirmDialog,
+  errorBox,
+  errorMessage,
+  loadingBox,
+  pageHeading,
+  progressBar,
+  toast,
+  whileBusy,
+} from "../ui";
+
+interface GalleryState {
+  subject: Subject;
+  images: Image[];
+  shoots: Shoot[];
+  styles: Map<string, StylePack>;
+  waiting: number; // portraits of running shoots not made yet: placeholders hold their place
+}
+
+function styleName(state: GalleryState, id: string | undefined): string {
+  const style = id ? state.styles.get(id) : undefined;
+  return style ? localized(style.name, style.name_zh) : (id ?? "");
+}
+
+function likenessBadge(image: Image): HTMLElement {
+  const known = image.likeness !== null;
+  return h(
+    "span",
+    {
+      class: `likeness-badge ${known ? `likeness-${(image.likeness_label ?? "").replace(/ /g, "-")}` : "likeness-unknown"}`,
+    },
+    known
+      ? t("likenessBadge", {
+          score: Math.round(image.likeness!),
+          label: likenessLabelText(image.likeness_label),
+        })
+      : t("likenessUnknown"),
+  );
+}
+
+function downloadName(image: Image): string {
+  return `doppel-${image.recipe.style ?? "portrait"}-${image.recipe.seed ?? image.id}.png`;
+}
+
+function recipeList(state: GalleryState, image: Image): HTMLElement {
+  const recipe = image.recipe;
+  const row = (label: string, value: unknown) =>
+    value === undefined || value === null || value === ""
+      ? null
+      : h("div", {}, h("dt", {}, label), h("dd", {}, String(value)));
+  return h(
+    "dl",
+    { class: "recipe" },
+    row(t("recipeStyle"), styleName(state, recipe.style)),
+    row(t("recipePrompt"), recipe.prompt),
+    row(t("recipeNegative"), recipe.negative_prompt),
+    row(
+      t("recipeSettings"),
+      [
+        recipe.sampler,
+        recipe.steps !== undefined ? `${recipe.steps} steps` : null,
+        recipe.guidance !== undefined ? `CFG ${recipe.guidance}` : null,
+        recipe.seed !== undefined ? `seed ${recipe.seed}` : null,
+        recipe.width ? `${recipe.width}×${recipe.height}` : null,
+      ]
+        .filter(Boolean)
+        .join(" · "),
+    ),
+    row(t("recipeModel"), recipe.model?.name),
+  );
+}
+
+export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup {
+  const focusShoot = new URLSearchParams(location.search).get("shoot");
+  const heading = h("div", { class: "heading-slot" }, loadingBox());
+  const progressArea = h("div", { class: "shoot-progress-list", "aria-live": "polite" });
+  const grid = h("ul", { class: "image-grid" });
+  const shootList = h("div", { class: "shoot-list" });
+  let state: GalleryState | null = null;
+  main.append(heading, progressArea, grid, shootList);
+
+  // Favourite, download, more like this, delete: icons on a card, icons with words in the
+  // full-size view.
+  function actions(image: Image, into: HTMLElement, labelled: boolean, onChange: () => void) {
+    const control = <K extends "button" | "a">(
+      tag: K,
+      name: IconName,
+      label: string,
+      attributes: Record<string, string> = {},
+      filled = false,
+    ) =>
+      h(
+        tag,
+        {
+          ...(tag === "button" ? { type: "button" } : {}),
+          ...attributes,
+          class: `${labelled ? "button secondary small" : "icon-button"} ${attributes.class ?? ""}`,
+          title: label,
+          "aria-label": labelled ? null : label,
+        },
+        icon(name, filled),
+        labelled ? h("span", {}, label) : null,
+      );
+    const favouriteLabel = image.favourite ? t("unfavourite") : t("favourite");
+    const favourite = control(
+      "button",
+      "star",
+      favouriteLabel,
+      {
+        class: "favourite",
+        "aria-pressed": image.favourite ? "true" : "false",
+      },
+      image.favourite,
+    ) as HTMLButtonElement;
+    favourite.addEventListener("click", () =>
+      whileBusy(favourite, async () => {
+        await api("PUT", `/api/images/${image.id}/favourite`, { favourite: !image.favourite });
+        image.favourite = !image.favourite;
+        onChange();
+      }),
+    );
+    const more = control("button", "sparkle", t("moreLikeThis")) as HTMLButtonElement;
+    more.addEventListener("click", () =>
+      whileBusy(more, async () => {
+        await api("POST", `/api/images/${image.id}/variations`, { count: 4 });
+        toast(t("variationsQueued"));
+        await refresh();
+      }),
+    );
+    const remove = control("button", "trash", t("deleteImage"));
+    remove.addEventListener("click", async () => {
+      if ((await confirmDialog(`${t("deleteImage")}?`, t("delete"))) === null) return;
+      try {
+        await api("DELETE", `/api/images/${image.id}`);
+        document.querySelector<HTMLDialogElement>("dialog.viewer")?.close();
+        await refresh();
+      } catch (error) {
+        toast(errorMessage(error), "error");
+      }
+    });
+    const download = control("a", "download", t("download"), {
+      href: image.png_url,
+      download: downloadName(image),
+    });
+    replaceChildren(into, favourite, download, more, remove);
+  }
+
+  function openViewer(image: Image): void {
+    if (!state) return;
+    const buttons = h("div", { class: "viewer-actions" });
+    const dialog = h(
+      "dialog",
+      { class: "viewer", "aria-label": styleName(state, image.recipe.style) },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "icon-button viewer-close",
+          "aria-label": t("close"),
+          onclick: () => dialog.close(),
+        },
+        icon("close"),
+      ),
+      h("img", {
+        src: image.png_url,
+        alt: t("imageAlt", {
+          style: styleName(state, image.recipe.style),
+          score: image.likeness === null ? "—" : Math.round(image.likeness),
+        }),
+      }),
+      h(
+        "div",
+        { class: "viewer-side" },
+        likenessBadge(image),
+        buttons,
+        h("h2", {}, t("recipe")),
+        recipeList(state, image),
+      ),
+    );
+    const redraw = () => {
+      actions(image, buttons, true, redraw);
+      drawImages();
+    };
+    actions(image, buttons, true, redraw);
+    dialog.addEventListener("close", () => dialog.remove());
+    dialog.addEventListener("click", (event) => {
+      if (event.target === dialog) dialog.close();
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+  }
+
+  function imageCard(image: Image): HTMLElement {
+    const width = Number(image.recipe.width) || 1;
+    const height = Number(image.recipe.height) || 1;
+    const buttons = h("div", { class: "card-actions" });
+    actions(image, buttons, false, drawImages);
+    return h(
+      "li",
+      { class: "image-card", "data-image-id": image.id },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "image-open",
+          style: `aspect-ratio:${width}/${height}`,
+          onclick: () => openViewer(image),
+        },
+        h("img", {
+          src: image.png_url,
+          alt: t("imageAlt", {
+            style: styleName(state!, image.recipe.style),
+            score: image.likeness === null ? "—" : Math.round(image.likeness),
+          }),
+          loading: "lazy",
+          decoding: "async",
+        }),
+      ),
+      h(
+        "div",
+        { class: "image-meta" },
+        likenessBadge(image),
+        h("span", { class: "muted" }, styleName(state!, image.recipe.style)),
+      ),
+      buttons,
+    );
+  }
+
+  function drawImages(): void {
+    if (!state) return;
+    const ranked = [...state.images].sort((a, b) => {
+      if (a.favourite !== b.favourite) return a.favourite ? -1 : 1;
+      return 0; // otherwise the server's order: best likeness first
+    });
+    const placeholders = Array.from({ length: state.waiting }, () =>
+      h(
+        "li",
+        { class: "image-card placeholder", "aria-hidden": "true" },
+        h("div", { class: "image-open" }),
+        h("div", { class: "image-meta" }, h("span", { class: "muted" }, t("beingMade"))),
+      ),
+    );
+    replaceChildren(
+      grid,
+      ...(ranked.length || placeholders.length
+        ? [...ranked.map(imageCard), ...placeholders]
+        : [h("li", { class: "empty" }, t("galleryEmpty"))]),
+    );
+  }
+
+  function drawShoots(details: Shoot[]): void {
+    if (!state) return;
+    const active = details.filter(
+      (shoot) =>
+        shoot.id === focusShoot ||
+        ((shoot.images_done ?? 0) < shoot.image_count && shoot.status !== "incomplete"),
+    );
+    replaceChildren(
+      progressArea,
+      ...active.map((shoot) => {
+        const done = shoot.images_done ?? 0;
+        const label =
+          done >= shoot.image_count
+            ? t("shootFinished", { total: shoot.image_count })
+            : shoot.status === "incomplete"
+              ? t("shootIncomplete", { done, total: shoot.image_count })
+              : t("shootProgress", { done, total: shoot.image_count });
+        return h(
+          "div",
+          { class: "card shoot-progress", "data-shoot-id": shoot.id },
+          h(
+            "p",
+            { class: "shoot-styles" },
+            shoot.styles.map((id) => styleName(state!, id)).join(", "),
+          ),
+          progressBar(Math.max(shoot.progress ?? 0, done / Math.max(1, shoot.image_count)), label),
+        );
+      }),
+    );
+    replaceChildren(
+      shootList,
+      state.shoots.length ? h("h2", {}, t("shoots")) : null,
+      h(
+        "ul",
+        { class: "shoots" },
+        ...state.shoots.map((shoot) =>
+          h(
+            "li",
+            {},
+            h(
+              "span",
+              {},
+              t("shootOf", {
+                styles: shoot.styles.map((id) => styleName(state!, id)).join(", "),
+                count: shoot.image_count,
+              }),
+            ),
+            " ",
+            h(
+              "span",
+              { class: "muted" },
+              new Date(shoot.created_at).toLocaleString(language === "zh" ? "zh-CN" : "en"),
+            ),
+            " ",
+            h(
+              "a",
+              {
+                href: `/api/shoots/${shoot.id}/zip`,
+                download: `doppel-shoot-${shoot.id}.zip`,
+                class: "button secondary small",
+              },
+              t("downloadZip"),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
+  async function refresh(): Promise<void> {
+    const [subject, { images }, { shoots }, styleList] = await Promise.all([
+      api<Subject>("GET", `/api/subjects/${subjectId}`),
+      api<{ images: Image[] }>("GET", `/api/subjects/${subjectId}/images`),
+      api<{ shoots: Shoot[] }>("GET", `/api/shoots?subject_id=${subjectId}`),
+      state ? Promise.resolve(null) : api<{ styles: StylePack[] }>("GET", "/api/styles"),
+    ]);
+    const styles = styleList
+      ? new Map(styleList.styles.map((style) => [style.id, style]))
+      : state!.styles;
+    const firstDraw = !state;
+    state = {
+      waiting: state?.waiting ?? 0,
+      subject,
+      images,
+      shoots: [...shoots].sort((a, b) => b.created_at - a.created_at),
+      styles,
+    };
+    if (firstDraw) {
+      replaceChildren(
+        heading,
+        pageHeading(t("galleryTitle", { name: subject.name }), t("galleryIntro"), {
+          href: `/subjects/${subjectId}`,
+          label: t("backTo", { name: subject.name }),
+        }),
+        h("a", { class: "button primary", href: `/subjects/${subjectId}/shoot` }, t("shootAction")),
+      );
+    }
+    // Progress of the shoots still running (and the one just started).
+    const recent = state.shoots.slice(0, 10);
+    const details = await Promise.all(
+      recent.map((shoot) => api<Shoot>("GET", `/api/shoots/${shoot.id}`)),
+    );
+    state.waiting = details
+      .filter((shoot) => shoot.status !== "incomplete")
+      .reduce((sum, shoot) => sum + Math.max(0, shoot.image_count - (shoot.images_done ?? 0)), 0);
+    drawShoots(details);
+    drawImages();
+  }
+
+  // Job events arrive in bursts; one refresh per burst.
+  let pending: number | undefined;
+  const stop = onJob((job) => {
+    if (job.kind !== "shoot" || job.subject_id !== subjectId) return;
+    if (pending !== undefined) return;
+    pending = window.setTimeout(
+      () => {
+        pending = undefined;
+        void refresh().catch(() => {});
+      },
+      isFinished(job) ? 100 : 700,
+    );
+  });
+  refresh().catch((error) =>
+    replaceChildren(
+      heading,
+      errorBox(error, () => location.reload()),
+    ),
+  );
+  return () => {
+    stop();
+    if (pending !== undefined) clearTimeout(pending);
+  };
+}

@@ -1,0 +1,119 @@
+// The style picker: cards with each style's name, description and (once this person has one)
+// their best portrait in it; how many per style; then the shoot starts and the gallery shows it.
+
+import { api, Image, Shoot, StylePack, Subject } from "../api";
+import { h, replaceChildren } from "../dom";
+import { localized, t } from "../i18n";
+import { navigate } from "../main";
+import { errorBox, loadingBox, pageHeading, whileBusy } from "../ui";
+
+function styleCard(
+  style: StylePack,
+  sample: Image | undefined,
+  toggle: (id: string, button: HTMLButtonElement) => void,
+): HTMLElement {
+  const name = localized(style.name, style.name_zh);
+  const button = h(
+    "button",
+    {
+      type: "button",
+      class: "style-card",
+      "aria-pressed": "false",
+      "data-style-id": style.id,
+    },
+    h(
+      "span",
+      { class: "style-sample" },
+      sample
+        ? h("img", { src: sample.png_url, alt: t("sample", { style: name }), loading: "lazy" })
+        : h("span", { class: "no-sample" }, t("noSample")),
+    ),
+    h("span", { class: "style-name" }, name),
+    h("span", { class: "style-description" }, localized(style.description, style.description_zh)),
+    h("span", { class: "style-check", "aria-hidden": "true" }, "✓"),
+  );
+  button.addEventListener("click", () => toggle(style.id, button));
+  return button;
+}
+
+export function renderShoot(main: HTMLElement, [subjectId]: string[]): void {
+  const body = h("div", {}, loadingBox());
+  main.append(body);
+  const selected = new Set<string>();
+
+  async function load(): Promise<void> {
+    try {
+      const [subject, { styles }, { images }] = await Promise.all([
+        api<Subject>("GET", `/api/subjects/${subjectId}`),
+        api<{ styles: StylePack[] }>("GET", "/api/styles"),
+        api<{ images: Image[] }>("GET", `/api/subjects/${subjectId}/images`),
+      ]);
+      const samples = new Map<string, Image>();
+      for (const image of images) {
+        const style = image.recipe.style;
+        if (style && !samples.has(style)) samples.set(style, image); // best first already
+      }
+      const count = h(
+        "select",
+        { id: "count-per-style", name: "count" },
+        ...[1, 2, 3, 4, 6, 8].map((n) => h("option", { value: n, selected: n === 2 }, String(n))),
+      );
+      const start = h(
+        "button",
+        { type: "button", class: "primary", disabled: true },
+        t("startShootNone"),
+      );
+      const updateStart = () => {
+        const total = selected.size * Number(count.value);
+        start.disabled = total === 0;
+        start.textContent = total === 0 ? t("startShootNone") : t("startShoot", { count: total });
+      };
+      count.addEventListener("change", updateStart);
+      const toggle = (id: string, button: HTMLButtonElement) => {
+        if (selected.has(id)) selected.delete(id);
+        else selected.add(id);
+        button.setAttribute("aria-pressed", selected.has(id) ? "true" : "false");
+        updateStart();
+      };
+      start.addEventListener("click", () =>
+        whileBusy(start, async () => {
+          const shoot = await api<Shoot>("POST", "/api/shoots", {
+            subject_id: subjectId,
+            styles: [...selected],
+            count: Number(count.value),
+          });
+          navigate(`/subjects/${subjectId}/gallery?shoot=${shoot.id}`);
+        }),
+      );
+      replaceChildren(
+        body,
+        pageHeading(t("shootTitle"), t("shootIntro", { name: subject.name }), {
+          href: `/subjects/${subjectId}`,
+          label: t("backTo", { name: subject.name }),
+        }),
+        h(
+          "div",
+          { class: "shoot-bar card" },
+          h("label", { for: "count-per-style" }, t("perStyle")),
+          count,
+          start,
+        ),
+        h(
+          "section",
+          { "aria-label": t("chooseStyles") },
+          h(
+            "div",
+            { class: "style-grid" },
+            ...styles.map((style) => styleCard(style, samples.get(style.id), toggle)),
+          ),
+        ),
+      );
+    } catch (error) {
+      replaceChildren(
+        body,
+        errorBox(error, () => void load()),
+      );
+    }
+  }
+  void load();
+}
