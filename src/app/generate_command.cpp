@@ -34,8 +34,25 @@ struct GenerateOptions {
   std::string lora_dir;            // where <lora:NAME:WEIGHT> tags look for NAME.safetensors
   std::string vae;                 // replaces the checkpoint's VAE
   std::string embeddings_dir;      // textual-inversion embeddings named by prompt words
+  std::string hires;               // SCALE:STRENGTH[:STEPS]
+  std::string hires_upscaler = "Latent";
   GenerationRequest request;
 };
+
+// "--hires 2:0.6" or "2:0.6:15" -> a hires fix; the pipeline checks the ranges.
+HiresFix parse_hires(const std::string& text, const std::string& upscaler) {
+  static const std::regex form(R"(^([0-9]*\.?[0-9]+):([0-9]*\.?[0-9]+)(?::([0-9]+))?$)");
+  std::smatch match;
+  if (!std::regex_match(text, match, form))
+    throw Error(ErrorCode::kInvalidArgument,
+                "--hires takes SCALE:STRENGTH[:STEPS], e.g. --hires 2:0.6 (got '" + text + "')");
+  HiresFix hires;
+  hires.scale = std::stod(match[1]);
+  hires.denoising_strength = std::stod(match[2]);
+  if (match[3].matched) hires.steps = std::stoll(match[3]);
+  hires.upscaler = upscaler;
+  return hires;
+}
 
 // out.png for one image; out-<n>-<seed>.png for several; a folder gets <n>-<seed>.png.
 std::filesystem::path output_path(const std::filesystem::path& out, size_t index, size_t total,
@@ -126,6 +143,7 @@ int run_generate(GenerateOptions& options) {
   take_lora_tags(options);
   request.seed = options.seed < 0 ? random_seed() : static_cast<uint64_t>(options.seed);
   if (!options.init_image.empty()) request.init_image = read_image(options.init_image);
+  if (!options.hires.empty()) request.hires = parse_hires(options.hires, options.hires_upscaler);
 
   StableDiffusionCheckpoint model;
   std::string model_name;
@@ -219,6 +237,13 @@ CommandRegistration generate_command{
       command.add_option("--strength", r.strength, "img2img denoising strength")
           ->capture_default_str();
       command.add_option("--clip-skip", r.clip_skip, "CLIP skip (A1111)")->capture_default_str();
+      command.add_option("--hires", options->hires,
+                         "Hires fix SCALE:STRENGTH[:STEPS]: sample at --width x --height, "
+                         "upscale by SCALE, denoise again (e.g. 2:0.6)");
+      command
+          .add_option("--hires-upscaler", options->hires_upscaler,
+                      "Latent, Latent (nearest), Latent (bicubic), Lanczos or Nearest")
+          ->capture_default_str();
       command.add_option("--dtype", options->dtype, "Compute dtype: fp32, bf16 or auto")
           ->capture_default_str();
       command.add_option("--out", options->out, "Output PNG (or folder)")->capture_default_str();

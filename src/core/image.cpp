@@ -440,14 +440,17 @@ std::vector<Image> tensor_to_images(const at::Tensor& batch) {
   return images;
 }
 
-Image resize_image(const Image& image, int width, int height) {
+Image resize_image(const Image& image, int width, int height, ResizeFilter filter) {
   if (width <= 0 || height <= 0)
     throw Error(ErrorCode::kInvalidArgument, "resize to an empty size");
   cv::Mat source(image.height, image.width, CV_8UC3, const_cast<uint8_t*>(image.rgb.data()));
   cv::Mat target;
   bool shrinking = int64_t(width) * height < int64_t(image.width) * image.height;
-  cv::resize(source, target, cv::Size(width, height), 0, 0,
-             shrinking ? cv::INTER_AREA : cv::INTER_CUBIC);
+  const int interpolation = filter == ResizeFilter::kLanczos   ? cv::INTER_LANCZOS4
+                            : filter == ResizeFilter::kNearest ? cv::INTER_NEAREST
+                            : shrinking                        ? cv::INTER_AREA
+                                                               : cv::INTER_CUBIC;
+  cv::resize(source, target, cv::Size(width, height), 0, 0, interpolation);
   Image result;
   result.width = width;
   result.height = height;

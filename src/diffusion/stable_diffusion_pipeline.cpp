@@ -3,6 +3,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <cstdio>
+#include <optional>
 
 #include "doppel/core/error.hpp"
 
@@ -13,6 +14,27 @@ std::string format_number(double value) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%g", value);
   return buffer;
+}
+
+// A1111's latent upscalers (torch.nn.functional.interpolate modes, antialias off).
+std::optional<std::string> latent_upscale_mode(const std::string& name) {
+  if (name == "Latent") return "bilinear";
+  if (name == "Latent (nearest)") return "nearest";
+  if (name == "Latent (bicubic)") return "bicubic";
+  return std::nullopt;
+}
+
+std::optional<ResizeFilter> image_upscale_filter(const std::string& name) {
+  if (name == "Lanczos") return ResizeFilter::kLanczos;
+  if (name == "Nearest") return ResizeFilter::kNearest;
+  return std::nullopt;
+}
+
+at::Tensor upscale_latents(const at::Tensor& latents, const std::string& mode, int64_t height,
+                           int64_t width) {
+  if (mode == "nearest") return at::upsample_nearest2d(latents, {height, width});
+  if (mode == "bicubic") return at::upsample_bicubic2d(latents, {height, width}, false);
+  return at::upsample_bilinear2d(latents, {height, width}, false);
 }
 
 void check_request(const GenerationRequest& request, int64_t factor) {
@@ -38,9 +60,50 @@ void check_request(const GenerationRequest& request, int64_t factor) {
     invalid("CLIP skip must be between 1 and 12 (got " + std::to_string(request.clip_skip) + ")");
   if (request.init_image && !(request.strength > 0 && request.strength <= 1))
     invalid("img2img strength must be in (0, 1] (got " + format_number(request.strength) + ")");
+  if (const auto& hires = request.hires) {
+    if (request.init_image)
+      invalid("hires fix is for text-to-image; for img2img ask for the larger size directly");
+    if (!(hires->scale >= 1 && hires->scale <= 4))
+      invalid("hires fix scale must be between 1 and 4 (got " + format_number(hires->scale) + ")");
+    if (!(hires->denoising_strength > 0 && hires->denoising_strength <= 1))
+      invalid("hires fix denoising strength must be in (0, 1] (got " +
+              format_number(hires->denoising_strength) + ")");
+    if (hires->steps < 0 || hires->steps > 1000)
+      invalid("hires fix steps must be between 0 (= the sampling steps) and 1000");
+    if (!latent_upscale_mode(hires->upscaler) && !image_upscale_filter(hires->upscaler))
+      invalid("unknown hires fix upscaler '" + hires->upscaler +
+              "'; use Latent, Latent (nearest), Latent (bicubic), Lanczos or Nearest");
+    for (int64_t size : {request.width, request.height})
+      if (hires_size(size, hires->scale, factor) > 8192)
+        invalid("hires fix would make an image larger than 8192 pixels; lower the scale");
+  }
+}
+
+// Reports one pass's "sampling" events as part of a single stage over both passes of a
+// hires fix: steps counted from `offset` of `total`, time from `elapsed_before`.
+ProgressCallback as_part_of(const ProgressCallback& progress, int64_t offset, int64_t total,
+                            const double& elapsed_before, double& elapsed_now) {
+  if (!progress) return {};
+  return [&, offset, total, progress](const ProgressEvent& event) {
+    if (event.stage != "sampling") return progress(event);
+    if (offset > 0 && event.step == 0) return true;  // the first pass already said "offset"
+    ProgressEvent combined = event;
+    combined.step = offset + event.step;
+    combined.total = total;
+    combined.elapsed_seconds = elapsed_before + event.elapsed_seconds;
+    elapsed_now = combined.elapsed_seconds;
+    combined.eta_seconds = combined.step > 0 ? combined.elapsed_seconds / combined.step *
+                                                   static_cast<double>(total - combined.step)
+                                             : -1;
+    return progress(combined);
+  };
 }
 
 }  // namespace
+
+int64_t hires_size(int64_t size, double scale, int64_t factor) {
+  return static_cast<int64_t>(static_cast<double>(size) * scale) / factor * factor;
+}
 
 StableDiffusionPipeline::StableDiffusionPipeline(StableDiffusionCheckpoint model,
                                                  const ClipTokenizer& tokenizer,
@@ -163,6 +226,12 @@ GenerationParameters StableDiffusionPipeline::describe(
     p.set("VAE", request.vae->name);
   }
   if (request.init_image) p.set("Denoising strength", format_number(request.strength));
+  if (const auto& hires = request.hires) {
+    p.set("Denoising strength", format_number(hires->denoising_strength));
+    p.set("Hires upscale", format_number(hires->scale));
+    if (hires->steps > 0) p.set("Hires steps", std::to_string(hires->steps));
+    p.set("Hires upscaler", hires->upscaler);
+  }
   if (request.clip_skip > 1) p.set("Clip skip", std::to_string(request.clip_skip));
   if (request.eta != 0) p.set("Eta", format_number(request.eta));
   // A1111 drops ':' and ',' from embedding names here so the list stays parseable.
@@ -180,9 +249,50 @@ GenerationParameters StableDiffusionPipeline::describe(
   return p;
 }
 
+namespace {
+
+SamplingPlan hires_sampling_plan(const GenerationRequest& request,
+                                 const SchedulerConfig& scheduler) {
+  SamplerOptions options;
+  options.karras = request.karras;
+  options.eta = request.eta;
+  const int64_t steps = request.hires->steps > 0 ? request.hires->steps : request.steps;
+  return make_sampling_plan(request.sampler, scheduler, steps, options)
+      .truncated_for_strength(request.hires->denoising_strength);
+}
+
+}  // namespace
+
+at::Tensor StableDiffusionPipeline::hires_pass(const GenerationRequest& request, uint64_t seed,
+                                               const PromptConditioning& conditioning,
+                                               const at::Tensor& latents,
+                                               const ProgressCallback& progress) {
+  const HiresFix& hires = *request.hires;
+  const int64_t factor = model_.vae->config().downscale_factor();
+  const int64_t width = hires_size(request.width, hires.scale, factor);
+  const int64_t height = hires_size(request.height, hires.scale, factor);
+  const SamplingPlan plan = hires_sampling_plan(request, scheduler_);
+  // A1111 draws the second pass's noise from the image's seed again.
+  Generator generator(seed);
+  at::Tensor upscaled;
+  if (const auto mode = latent_upscale_mode(hires.upscaler)) {
+    upscaled = upscale_latents(latents, *mode, height / factor, width / factor);
+  } else {
+    const Image first = tensor_to_images(decode_latents(latents)).front();
+    const Image resized = resize_image(first, static_cast<int>(width), static_cast<int>(height),
+                                       *image_upscale_filter(hires.upscaler));
+    upscaled = encode_image(images_to_tensor({resized}), generator);
+  }
+  const at::Tensor noise =
+      generator.randn(upscaled.sizes().vec(), at::TensorOptions().device(device()));
+  return sample(plan, guided_model(conditioning, request.guidance_scale, plan),
+                add_noise(plan, upscaled, noise), generator, progress);
+}
+
 GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& request,
                                                      uint64_t seed,
                                                      const PromptConditioning& conditioning,
+                                                     const PromptConditioning* hires_conditioning,
                                                      const ProgressCallback& progress) {
   c10::InferenceMode inference;
   Generator generator(seed);
@@ -208,8 +318,21 @@ GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& re
   } else {
     latents = scale_initial_noise(plan, generator.randn(shape, on_device));
   }
-  latents = sample(plan, guided_model(conditioning, request.guidance_scale, plan), latents,
-                   generator, progress);
+  if (request.hires) {
+    // Both passes show as one sampling stage, as one job.
+    const int64_t first_calls = plan.model_calls();
+    const int64_t all_calls = first_calls + hires_sampling_plan(request, scheduler_).model_calls();
+    const double none = 0;
+    double after_first = 0;
+    double after_second = 0;
+    latents = sample(plan, guided_model(conditioning, request.guidance_scale, plan), latents,
+                     generator, as_part_of(progress, 0, all_calls, none, after_first));
+    latents = hires_pass(request, seed, *hires_conditioning, latents,
+                         as_part_of(progress, first_calls, all_calls, after_first, after_second));
+  } else {
+    latents = sample(plan, guided_model(conditioning, request.guidance_scale, plan), latents,
+                     generator, progress);
+  }
   ProgressTracker decoding(progress, "decoding", 1);
   at::Tensor pixels = decode_latents(latents);
   decoding.advance(1);
@@ -226,6 +349,13 @@ std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRe
   find_sampler(request.sampler);  // unknown names fail before any work
   const PromptConditioning conditioning =
       condition_prompts(request.prompt, request.negative_prompt, request.steps, request.clip_skip);
+  // Prompt schedules ([from:to:when]) follow the second pass's own step count.
+  std::optional<PromptConditioning> hires_conditioning;
+  if (request.hires && request.hires->steps > 0 && request.hires->steps != request.steps)
+    hires_conditioning = condition_prompts(request.prompt, request.negative_prompt,
+                                           request.hires->steps, request.clip_skip);
+  const PromptConditioning* second_pass =
+      request.hires ? (hires_conditioning ? &*hires_conditioning : &conditioning) : nullptr;
   const int64_t total = request.batch_size * request.batch_count;
   std::vector<GeneratedImage> images;
   for (int64_t i = 0; i < total; ++i) {
@@ -240,8 +370,8 @@ std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRe
               "image " + std::to_string(i + 1) + "/" + std::to_string(total) + " " + event.stage;
         return progress(copy);
       };
-    images.push_back(
-        generate_one(request, request.seed + static_cast<uint64_t>(i), conditioning, labelled));
+    images.push_back(generate_one(request, request.seed + static_cast<uint64_t>(i), conditioning,
+                                  second_pass, labelled));
   }
   return images;
 }

@@ -198,6 +198,30 @@ TEST(GenerateCommand, TinyDemoWritesABatchWithPerImageSeeds) {
   EXPECT_NE(errors.find("checkpoint"), std::string::npos);  // says how to use a real model
 }
 
+TEST(GenerateCommand, HiresFixMakesTheLargerImageAndSaysSoInItsMetadata) {
+  auto folder = temp_folder("doppel_generate_hires");
+  const auto out = folder / "hires.png";
+  std::string errors;
+  ASSERT_EQ(run_doppel("generate --tiny-demo --prompt portrait --steps 4 --seed 3 --hires 2:0.5:3 "
+                       "--hires-upscaler Lanczos --out " +
+                           out.string(),
+                       &errors),
+            0)
+      << errors;
+  const Image image = read_image(out);
+  EXPECT_EQ(image.width, 128);
+  const GenerationParameters parameters =
+      GenerationParameters::parse(read_png_text(read_file(out)).at(0).second);
+  EXPECT_EQ(parameters.get("Size").value(), "64x64");
+  EXPECT_EQ(parameters.get("Hires upscale").value(), "2");
+  EXPECT_EQ(parameters.get("Hires steps").value(), "3");
+  EXPECT_EQ(parameters.get("Hires upscaler").value(), "Lanczos");
+  EXPECT_EQ(
+      run_doppel("generate --tiny-demo --prompt p --hires 2x --out " + out.string() + "x", &errors),
+      1);
+  EXPECT_NE(errors.find("SCALE:STRENGTH"), std::string::npos) << errors;
+}
+
 TEST(GenerateCommand, BadInputGivesAClearErrorAndNoFile) {
   auto folder = temp_folder("doppel_generate_bad");
   auto out = folder / "x.png";

@@ -2,7 +2,11 @@
 // (golden/sd1, golden/sd2), plus behaviour on the tiny model built in code.
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
 
+#include <c10/core/InferenceMode.h>
+
 #include <gtest/gtest.h>
+
+#include <set>
 
 #include "doppel/checkpoint/tiny_model.hpp"
 #include "doppel/core/error.hpp"
@@ -226,6 +230,134 @@ TEST(StableDiffusionPipeline, NanDuringSamplingIsANumericalError) {
   }
   StableDiffusionPipeline pipeline(std::move(model), test_tokenizer(), "nan");
   EXPECT_EQ(code_of([&] { pipeline.generate(tiny_request()); }), ErrorCode::kNumerical);
+}
+
+GenerationRequest tiny_hires_request(double strength) {
+  GenerationRequest request = tiny_request();
+  request.sampler = "ddim";
+  request.steps = 10;
+  request.hires = HiresFix{};
+  request.hires->scale = 2;
+  request.hires->denoising_strength = strength;
+  return request;
+}
+
+TEST(HiresFix, SizesFollowA1111Rounding) {
+  EXPECT_EQ(hires_size(512, 2), 1024);
+  EXPECT_EQ(hires_size(512, 1.5), 768);
+  EXPECT_EQ(hires_size(500, 1.3), 648);  // int(650) down to a multiple of 8
+  EXPECT_EQ(hires_size(64, 1), 64);
+}
+
+TEST(HiresFix, MakesTheLargerImageAndRecordsItAsA1111Does) {
+  auto pipeline = tiny_pipeline();
+  GeneratedImage image = pipeline.generate(tiny_hires_request(0.6)).front();
+  EXPECT_EQ(image.image.width, 128);
+  EXPECT_EQ(image.image.height, 128);
+  const GenerationParameters& p = image.parameters;
+  EXPECT_EQ(p.get("Size").value(), "64x64");  // A1111 records the first pass's size
+  EXPECT_EQ(p.get("Denoising strength").value(), "0.6");
+  EXPECT_EQ(p.get("Hires upscale").value(), "2");
+  EXPECT_EQ(p.get("Hires upscaler").value(), "Latent");
+  EXPECT_FALSE(p.get("Hires steps").has_value());  // 0: the sampling steps
+  // Reproducible from the seed alone, as every image is.
+  EXPECT_EQ(pipeline.generate(tiny_hires_request(0.6)).front().image.rgb, image.image.rgb);
+}
+
+// The whole algorithm, spelled out with the pipeline's public pieces: the first pass as
+// txt2img, its latents upscaled bilinearly, then img2img at the strength with noise drawn from
+// the image's seed again (A1111's order).
+TEST(HiresFix, IsTheFirstPassUpscaledInLatentSpaceThenDenoisedFromTheSameSeed) {
+  auto pipeline = tiny_pipeline();
+  const GenerationRequest request = tiny_hires_request(0.5);
+  const Image made = pipeline.generate(request).front().image;
+
+  c10::InferenceMode inference;
+  const PromptConditioning conditioning =
+      pipeline.condition_prompts(request.prompt, request.negative_prompt, request.steps);
+  const int64_t factor = pipeline.model().vae->config().downscale_factor();
+  const int64_t channels = pipeline.model().unet->config().out_channels;
+  const auto on_device = at::TensorOptions().device(pipeline.device());
+  const SamplingPlan first = make_sampling_plan("ddim", pipeline.scheduler_config(), 10);
+  Generator generator(request.seed);
+  at::Tensor latents = scale_initial_noise(
+      first, generator.randn({1, channels, 64 / factor, 64 / factor}, on_device));
+  latents = sample(first, pipeline.guided_model(conditioning, 7.0, first), latents, generator);
+  const at::Tensor upscaled = at::upsample_bilinear2d(latents, {128 / factor, 128 / factor}, false);
+  const SamplingPlan second = first.truncated_for_strength(0.5);
+  Generator again(request.seed);
+  const at::Tensor noise = again.randn(upscaled.sizes().vec(), on_device);
+  latents = sample(second, pipeline.guided_model(conditioning, 7.0, second),
+                   add_noise(second, upscaled, noise), again);
+  EXPECT_EQ(made.rgb, tensor_to_images(pipeline.decode_latents(latents)).front().rgb);
+}
+
+TEST(HiresFix, EveryUpscalerMakesItsOwnLargerImage) {
+  auto pipeline = tiny_pipeline();
+  std::set<std::vector<uint8_t>> different;
+  for (const std::string upscaler :
+       {"Latent", "Latent (nearest)", "Latent (bicubic)", "Lanczos", "Nearest"}) {
+    GenerationRequest request = tiny_hires_request(0.5);
+    request.steps = 4;
+    request.hires->upscaler = upscaler;
+    const GeneratedImage image = pipeline.generate(request).front();
+    EXPECT_EQ(image.image.width, 128) << upscaler;
+    EXPECT_EQ(image.parameters.get("Hires upscaler").value(), upscaler);
+    different.insert(image.image.rgb);
+  }
+  EXPECT_EQ(different.size(), 5u);
+}
+
+TEST(HiresFix, ProgressIsOneSamplingStageOverBothPasses) {
+  auto pipeline = tiny_pipeline();
+  GenerationRequest request = tiny_hires_request(0.5);
+  request.hires->steps = 6;  // second pass: 6 steps at strength 0.5 -> 3 model calls
+  std::vector<ProgressEvent> sampling;
+  pipeline.generate(request, [&](const ProgressEvent& event) {
+    if (event.stage == "sampling") sampling.push_back(event);
+    return true;
+  });
+  // One event as sampling starts, then one per model call: 10 + 3, counted as one stage.
+  ASSERT_EQ(sampling.size(), 14u);
+  for (size_t i = 0; i < sampling.size(); ++i) {
+    EXPECT_EQ(sampling[i].step, static_cast<int64_t>(i));
+    EXPECT_EQ(sampling[i].total, 13);
+    if (i > 0) {
+      EXPECT_GE(sampling[i].elapsed_seconds, sampling[i - 1].elapsed_seconds);
+    }
+  }
+  EXPECT_EQ(pipeline.generate(request).front().parameters.get("Hires steps").value(), "6");
+}
+
+TEST(HiresFix, RejectsWhatItCannotDoWithClearErrors) {
+  auto pipeline = tiny_pipeline();
+  auto message = [&](auto change) {
+    GenerationRequest request = tiny_hires_request(0.5);
+    change(request);
+    try {
+      pipeline.generate(request);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      return std::string(e.what());
+    }
+    ADD_FAILURE() << "expected an error";
+    return std::string();
+  };
+  EXPECT_NE(message([](auto& r) { r.hires->scale = 5; }).find("between 1 and 4"),
+            std::string::npos);
+  EXPECT_NE(message([](auto& r) { r.hires->denoising_strength = 0; }).find("(0, 1]"),
+            std::string::npos);
+  EXPECT_NE(message([](auto& r) { r.hires->upscaler = "ESRGAN"; }).find("Lanczos"),
+            std::string::npos);
+  EXPECT_NE(message([](auto& r) {
+              r.init_image = Image{64, 64, std::vector<uint8_t>(12288, 0)};
+            }).find("text-to-image"),
+            std::string::npos);
+  EXPECT_NE(message([](auto& r) {
+              r.width = 4096;
+              r.hires->scale = 3;
+            }).find("8192"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -61,7 +61,9 @@ PngTextChunks read_png_text(std::string_view png_bytes, const std::string& label
 at::Tensor images_to_tensor(const std::vector<Image>& images);
 std::vector<Image> tensor_to_images(const at::Tensor& batch);
 
-// Resizes with area averaging when shrinking and bicubic when enlarging.
-Image resize_image(const Image& image, int width, int height);
+// How resize_image interpolates; kAuto: area averaging when shrinking, bicubic when enlarging.
+enum class ResizeFilter { kAuto, kLanczos, kNearest };
+Image resize_image(const Image& image, int width, int height,
+                   ResizeFilter filter = ResizeFilter::kAuto);
 
 }  // namespace doppel

@@ -34,6 +34,17 @@ struct VaeReference {
   std::string short_hash;  // first 10 hex digits of the file's sha256 ("VAE hash")
 };
 
+// AUTOMATIC1111's "hires fix": sample at the request's size, upscale, then denoise again at the
+// larger size, so a big image keeps the composition the model draws well at its native size.
+struct HiresFix {
+  double scale = 2.0;               // final size = size * scale, down to a multiple of 8; 1-4
+  double denoising_strength = 0.7;  // of the second pass, in (0, 1]
+  int64_t steps = 0;                // second-pass steps; 0 = the request's steps (A1111)
+  // "Latent" (bilinear), "Latent (nearest)", "Latent (bicubic)": resize the latents;
+  // "Lanczos", "Nearest": decode, resize the image, encode again. A1111's names.
+  std::string upscaler = "Latent";
+};
+
 struct GenerationRequest {
   std::string prompt;
   std::string negative_prompt;
@@ -56,7 +67,12 @@ struct GenerationRequest {
   // as A1111 does (<lora:NAME:WEIGHT> in the prompt, "Lora hashes").
   std::vector<LoraReference> loras;
   std::optional<VaeReference> vae;  // recorded as "VAE hash" / "VAE" when set
+  std::optional<HiresFix> hires;    // text-to-image only
 };
+
+// The size a hires fix makes from `size` (A1111: int(size * scale), then down to a multiple of
+// the VAE's downscale factor).
+int64_t hires_size(int64_t size, double scale, int64_t factor = 8);
 
 struct GeneratedImage {
   Image image;
@@ -110,7 +126,12 @@ class StableDiffusionPipeline {
  private:
   GeneratedImage generate_one(const GenerationRequest& request, uint64_t seed,
                               const PromptConditioning& conditioning,
+                              const PromptConditioning* hires_conditioning,
                               const ProgressCallback& progress);
+  // The hires fix's second pass from the first pass's latents (seeded again from `seed`).
+  at::Tensor hires_pass(const GenerationRequest& request, uint64_t seed,
+                        const PromptConditioning& conditioning, const at::Tensor& latents,
+                        const ProgressCallback& progress);
   GenerationParameters describe(const GenerationRequest& request, uint64_t seed,
                                 const PromptConditioning& conditioning) const;
   ChunkEncoder chunk_encoder(int clip_skip);
