@@ -1,7 +1,8 @@
-// Full-size SD 1.5 with random weights (speed does not depend on weight values).
+// Full-size SD 1.5 or SDXL with random weights (speed does not depend on weight values).
 // One JSON line per figure. Each case runs in its own process so peak RSS is
 // per case: scripts/bench.sh runs them all.
 //   stable_diffusion_bench --case peak|unet|text|vae|generate --dtype fp32|bf16 --size 512
+//                          [--family sd15|sdxl]
 #include <c10/core/InferenceMode.h>
 #include <CLI/CLI.hpp>
 
@@ -21,6 +22,7 @@ using doppel::bench::print_figure;
 namespace {
 
 struct Options {
+  std::string family = "sd15";
   std::string test_case = "unet";
   std::string dtype = "bf16";
   int64_t size = 512;
@@ -31,6 +33,7 @@ struct Options {
 nlohmann::json base_figure(const Options& options, const std::string& name) {
   const char* capability = std::getenv("ATEN_CPU_CAPABILITY");
   return {{"figure", name},
+          {"family", options.family},
           {"dtype", options.dtype},
           {"size", options.size},
           {"threads", at::get_num_threads()},
@@ -39,8 +42,13 @@ nlohmann::json base_figure(const Options& options, const std::string& name) {
 }
 
 // One sampling step with classifier-free guidance = one UNet call on batch 2.
+UNetConfig unet_config(const Options& options) {
+  return options.family == "sdxl" ? UNetConfig::sdxl() : UNetConfig::sd15();
+}
+
 void bench_unet(const Options& options, at::ScalarType dtype) {
-  UNetModel unet(UNetConfig::sd15(), at::TensorOptions().dtype(dtype));
+  const UNetConfig config = unet_config(options);
+  UNetModel unet(config, at::TensorOptions().dtype(dtype));
   layers::randomize_parameters(*unet, 1);
   unet->set_channels_last(options.channels_last);
   c10::InferenceMode inference;
@@ -48,13 +56,17 @@ void bench_unet(const Options& options, at::ScalarType dtype) {
   const int64_t latent = options.size / 8;
   at::Tensor x = generator.randn({2, 4, latent, latent});
   at::Tensor t = at::full({1}, 500.0f);
-  at::Tensor context = generator.randn({2, 77, 768}).to(dtype);
+  at::Tensor context = generator.randn({2, 77, config.context_dim}).to(dtype);
+  UNetExtraInputs extra;  // SDXL: pooled text + size embeddings
+  if (config.adm_in_channels > 0)
+    extra.vector_conditioning = generator.randn({2, config.adm_in_channels});
   // ATen's RecordFunction hooks get no inputs in Debian's libtorch 1.13 (an
   // internal assert), so FLOPs are not counted here: the SD1.5 UNet at 512x512,
   // batch 2, is 1606.5 GFLOP (convolutions, linear layers and attention
   // matmuls; the engine issue's count). Other sizes report no fraction.
-  const double flops = options.size == 512 ? 1606.5e9 : 0.0;
-  double seconds = bench::median_seconds(options.repeats, [&] { unet->forward(x, t, context); });
+  const double flops = options.size == 512 && options.family == "sd15" ? 1606.5e9 : 0.0;
+  double seconds =
+      bench::median_seconds(options.repeats, [&] { unet->forward(x, t, context, extra); });
   auto peak = bench::measure_machine_peak(at::get_num_threads());
   double peak_gflops = dtype == at::kBFloat16 ? peak.bf16_gflops : peak.fp32_gflops;
   auto figure = base_figure(options, "unet_step_cfg_batch2");
@@ -72,9 +84,18 @@ void bench_unet(const Options& options, at::ScalarType dtype) {
 void bench_text(const Options& options, at::ScalarType dtype) {
   ClipTextModel encoder(ClipTextConfig::vit_l14(), at::TensorOptions().dtype(dtype));
   layers::randomize_parameters(*encoder, 2);
+  OpenClipTextModel second{nullptr};  // SDXL's OpenCLIP-G
+  if (options.family == "sdxl") {
+    second =
+        OpenClipTextModel(ClipTextConfig::open_clip_vit_bigg14(), at::TensorOptions().dtype(dtype));
+    layers::randomize_parameters(*second, 4);
+  }
   c10::InferenceMode inference;
   at::Tensor ids = at::randint(0, 49407, {2, 77}, at::kLong);  // prompt + negative
-  double seconds = bench::median_seconds(options.repeats, [&] { encoder->forward(ids); });
+  double seconds = bench::median_seconds(options.repeats, [&] {
+    encoder->forward(ids);
+    if (second) second->forward(ids);
+  });
   auto figure = base_figure(options, "text_encode_prompt_and_negative");
   figure["seconds"] = seconds;
   figure["peak_rss_mib"] = bench::peak_rss_mib();
@@ -98,7 +119,8 @@ void bench_vae(const Options& options, at::ScalarType dtype) {
 void bench_generate(const Options& options, at::ScalarType dtype) {
   auto tensor_options = at::TensorOptions().dtype(dtype);
   ClipTextModel encoder(ClipTextConfig::vit_l14(), tensor_options);
-  UNetModel unet(UNetConfig::sd15(), tensor_options);
+  const UNetConfig config = unet_config(options);
+  UNetModel unet(config, tensor_options);
   AutoencoderKL vae(VaeConfig::sd(), tensor_options);
   layers::randomize_parameters(*encoder, 2);
   layers::randomize_parameters(*unet, 1);
@@ -107,9 +129,16 @@ void bench_generate(const Options& options, at::ScalarType dtype) {
   auto start = std::chrono::steady_clock::now();
   at::Tensor context =
       encoder->forward(at::randint(0, 49407, {2, 77}, at::kLong)).last_hidden_state;
+  // SDXL's second encoder is not resident here: the UNet and VAE dominate the peak.
+  if (config.context_dim != context.size(2))
+    context = at::cat(
+        {context, at::zeros({2, 77, config.context_dim - context.size(2)}, context.options())}, -1);
+  UNetExtraInputs extra;
+  if (config.adm_in_channels > 0)
+    extra.vector_conditioning = Generator(1).randn({2, config.adm_in_channels});
   at::Tensor x = Generator(0).randn({1, 4, options.size / 8, options.size / 8});
   for (int step = 0; step < 2; ++step) {
-    at::Tensor out = unet->forward(at::cat({x, x}), at::full({1}, 500.0f), context);
+    at::Tensor out = unet->forward(at::cat({x, x}), at::full({1}, 500.0f), context, extra);
     x = x - 0.1 * out.slice(0, 0, 1);
   }
   vae->decode(x / 0.18215);
@@ -124,7 +153,9 @@ void bench_generate(const Options& options, at::ScalarType dtype) {
 
 int main(int argc, char** argv) {
   Options options;
-  CLI::App app{"Stable Diffusion 1.5 benchmark (random weights)"};
+  CLI::App app{"Stable Diffusion 1.5 / SDXL benchmark (random weights)"};
+  app.add_option("--family", options.family, "sd15 or sdxl")
+      ->check(CLI::IsMember({"sd15", "sdxl"}));
   app.add_option("--case", options.test_case, "peak, unet, text, vae or generate");
   app.add_option("--dtype", options.dtype, "fp32 or bf16");
   app.add_option("--size", options.size, "image side in pixels");

@@ -3,6 +3,7 @@
 # Prints one JSON line per figure; not part of the test suite.
 #   scripts/bench.sh            # everything
 #   scripts/bench.sh sd         # Stable Diffusion 1.5 only
+#   scripts/bench.sh sdxl       # SDXL only (about 15 minutes on 2 cores)
 #   scripts/bench.sh train      # LoRA training steps only
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +22,13 @@ if [ "$what" = all ] || [ "$what" = sd ]; then
     "$sd" --case vae --dtype "$dtype" --size 512
   done
   "$sd" --case generate --dtype bf16 --size 512
+fi
+if [ "$what" = all ] || [ "$what" = sdxl ]; then
+  sd="$bench/stable_diffusion_bench --family sdxl --repeats 1"
+  for size in 1024 768; do $sd --case unet --dtype bf16 --size "$size"; done
+  $sd --case text --dtype bf16
+  $sd --case vae --dtype bf16 --size 1024
+  $sd --case generate --dtype bf16 --size 1024
 fi
 if [ "$what" = all ] || [ "$what" = train ]; then
   for dtype in bf16 fp32; do

@@ -36,6 +36,10 @@ struct GenerateOptions {
   std::string embeddings_dir;      // textual-inversion embeddings named by prompt words
   std::string hires;               // SCALE:STRENGTH[:STEPS]
   std::string hires_upscaler = "Latent";
+  std::string mask;      // inpaint mask image
+  std::string outpaint;  // LEFT,TOP,RIGHT,BOTTOM pixels
+  InpaintOptions inpaint;
+  bool size_given = false;  // --width or --height on the command line
   GenerationRequest request;
 };
 
@@ -52,6 +56,49 @@ HiresFix parse_hires(const std::string& text, const std::string& upscaler) {
   if (match[3].matched) hires.steps = std::stoll(match[3]);
   hires.upscaler = upscaler;
   return hires;
+}
+
+// "--outpaint 0,0,128,0": pixels to add on the left, top, right and bottom.
+OutpaintMargins parse_outpaint(const std::string& text) {
+  static const std::regex form(R"(^([0-9]+),([0-9]+),([0-9]+),([0-9]+)$)");
+  std::smatch match;
+  if (!std::regex_match(text, match, form))
+    throw Error(ErrorCode::kInvalidArgument,
+                "--outpaint takes LEFT,TOP,RIGHT,BOTTOM in pixels, e.g. --outpaint 0,0,128,0 "
+                "(got '" +
+                    text + "')");
+  auto value = [&](int i) {
+    return static_cast<int>(std::min<int64_t>(std::stoll(match[i]), 1 << 20));
+  };
+  return {value(1), value(2), value(3), value(4)};
+}
+
+// --mask / --outpaint: the init image and mask of an inpaint; an outpaint also sets the size.
+void prepare_inpaint(GenerateOptions& options) {
+  GenerationRequest& request = options.request;
+  if (options.mask.empty() && options.outpaint.empty()) return;
+  if (!request.init_image)
+    throw Error(ErrorCode::kInvalidArgument,
+                std::string(options.mask.empty() ? "--outpaint" : "--mask") +
+                    " needs --init-image, the picture to paint into");
+  if (!options.mask.empty() && !options.outpaint.empty())
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "use either --mask (repaint part of the image) or --outpaint (extend it), not both");
+  InpaintOptions inpaint = options.inpaint;
+  if (!options.mask.empty()) {
+    inpaint.mask = read_image(options.mask);
+  } else {
+    const OutpaintCanvas canvas =
+        make_outpaint_canvas(*request.init_image, parse_outpaint(options.outpaint));
+    request.init_image = canvas.image;
+    request.width = canvas.image.width;
+    request.height = canvas.image.height;
+    inpaint.mask = mask_to_image(canvas.mask);
+    log_info("outpainting to " + std::to_string(request.width) + "x" +
+             std::to_string(request.height));
+  }
+  request.inpaint = inpaint;
 }
 
 // out.png for one image; out-<n>-<seed>.png for several; a folder gets <n>-<seed>.png.
@@ -144,6 +191,7 @@ int run_generate(GenerateOptions& options) {
   request.seed = options.seed < 0 ? random_seed() : static_cast<uint64_t>(options.seed);
   if (!options.init_image.empty()) request.init_image = read_image(options.init_image);
   if (!options.hires.empty()) request.hires = parse_hires(options.hires, options.hires_upscaler);
+  prepare_inpaint(options);
 
   StableDiffusionCheckpoint model;
   std::string model_name;
@@ -170,6 +218,10 @@ int run_generate(GenerateOptions& options) {
     model = load_stable_diffusion(load);
     for (const auto& name : model.report.unused) log_debug("unused tensor: " + name);
     model_name = std::filesystem::path(options.model).filename().replace_extension().string();
+    if (model.family == ModelFamily::kSdxl && !options.size_given && options.outpaint.empty()) {
+      request.width = request.height = 1024;  // SDXL's native size; 512 draws poorly
+      log_info("SDXL model: generating at 1024x1024 (--width/--height to change)");
+    }
     if (!options.vae.empty()) request.vae = describe_vae(options.vae);
   }
   AppliedLoras applied_loras = merge_loras(model, options.loras, request);
@@ -209,10 +261,12 @@ CommandRegistration generate_command{
                          "diffusers folder or .yaml/.json with the model's configs");
       command.add_option("--prompt", r.prompt, "What to draw")->required();
       command.add_option("--negative", r.negative_prompt, "What to avoid");
-      command.add_option("--width", r.width, "Width in pixels (multiple of 8)")
-          ->capture_default_str();
-      command.add_option("--height", r.height, "Height in pixels (multiple of 8)")
-          ->capture_default_str();
+      CLI::Option* width =
+          command.add_option("--width", r.width, "Width in pixels (multiple of 8; SDXL: 1024)")
+              ->capture_default_str();
+      CLI::Option* height =
+          command.add_option("--height", r.height, "Height in pixels (multiple of 8; SDXL: 1024)")
+              ->capture_default_str();
       command.add_option("--steps", r.steps, "Sampling steps")->capture_default_str();
       command.add_option("--cfg", r.guidance_scale, "Guidance (CFG) scale")->capture_default_str();
       std::string sampler_help = "Sampler:";
@@ -236,6 +290,19 @@ CommandRegistration generate_command{
       command.add_option("--init-image", options->init_image, "Start image (img2img)");
       command.add_option("--strength", r.strength, "img2img denoising strength")
           ->capture_default_str();
+      command.add_option("--mask", options->mask,
+                         "Inpaint: mask image for --init-image, white = repaint, black = keep");
+      command.add_option("--mask-blur", options->inpaint.mask_blur, "Inpaint mask blur, pixels")
+          ->capture_default_str();
+      command.add_flag("--only-masked", options->inpaint.only_masked,
+                       "Inpaint only the masked area at full resolution, then paste it back");
+      command
+          .add_option("--only-masked-padding", options->inpaint.only_masked_padding,
+                      "Pixels around the mask included with --only-masked")
+          ->capture_default_str();
+      command.add_option("--outpaint", options->outpaint,
+                         "Extend --init-image by LEFT,TOP,RIGHT,BOTTOM pixels and paint the new "
+                         "area (try --strength 0.8 to 1)");
       command.add_option("--clip-skip", r.clip_skip, "CLIP skip (A1111)")->capture_default_str();
       command.add_option("--hires", options->hires,
                          "Hires fix SCALE:STRENGTH[:STEPS]: sample at --width x --height, "
@@ -247,7 +314,10 @@ CommandRegistration generate_command{
       command.add_option("--dtype", options->dtype, "Compute dtype: fp32, bf16 or auto")
           ->capture_default_str();
       command.add_option("--out", options->out, "Output PNG (or folder)")->capture_default_str();
-      return [options] { return run_generate(*options); };
+      return [options, width, height] {
+        options->size_given = width->count() + height->count() > 0;
+        return run_generate(*options);
+      };
     }};
 
 }  // namespace

@@ -16,11 +16,16 @@ struct PromptConditioner::ScheduledGroup {
 
 const at::Tensor& PromptConditioning::at_step(const std::vector<ScheduledConditioning>& schedule,
                                               int64_t step) {
+  return entry_at_step(schedule, step).hidden;
+}
+
+const ScheduledConditioning& PromptConditioning::entry_at_step(
+    const std::vector<ScheduledConditioning>& schedule, int64_t step) {
   if (schedule.empty())
     throw Error(ErrorCode::kInternal, "a prompt conditioning schedule is empty");
   for (const ScheduledConditioning& entry : schedule)
-    if (step <= entry.end_step) return entry.hidden;
-  return schedule.back().hidden;
+    if (step <= entry.end_step) return entry;
+  return schedule.back();
 }
 
 PromptConditioner::PromptConditioner(const ClipTokenizer& tokenizer, ChunkEncoder encoder,
@@ -151,7 +156,7 @@ std::vector<TokenChunk> PromptConditioner::tokenize(const std::vector<WeightedTe
   return chunks;
 }
 
-at::Tensor PromptConditioner::encode(const std::vector<TokenChunk>& chunks) {
+EncodedChunks PromptConditioner::encode(const std::vector<TokenChunk>& chunks) {
   std::vector<int64_t> flat;
   std::vector<EmbeddingRows> rows;
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -249,7 +254,8 @@ PromptConditioning PromptConditioner::condition(std::string_view prompt, std::st
   // same batch (as doppel has always padded the shorter of prompt and negative).
   const TokenChunk empty_chunk = tokenize({WeightedText{"", 1.0}}).front();
   // Texts that tokenize alike (" x" and "x") share one encoder call.
-  std::map<std::string, at::Tensor> raw, by_tokens;
+  std::map<std::string, at::Tensor> raw, pooled;
+  std::map<std::string, EncodedChunks> by_tokens;
   for (auto& [text, chunks] : tokens) {
     chunks.resize(chunk_count, empty_chunk);
     std::string key;
@@ -261,7 +267,9 @@ PromptConditioning PromptConditioner::condition(std::string_view prompt, std::st
     }
     auto cached = by_tokens.find(key);
     if (cached == by_tokens.end()) cached = by_tokens.emplace(key, encode(chunks)).first;
-    raw[text] = cached->second;
+    raw[text] = cached->second.hidden;
+    // A1111 conditions SDXL on the first window's pooled embedding, unweighted.
+    if (cached->second.pooled.defined()) pooled[text] = cached->second.pooled.narrow(0, 0, 1);
   }
 
   PromptConditioning result;
@@ -270,7 +278,8 @@ PromptConditioning PromptConditioner::condition(std::string_view prompt, std::st
     weight_group(groups[g], weighted, raw, tokens);
     std::vector<ScheduledConditioning> schedule;
     for (const auto& [end_step, text] : groups[g].entries)
-      schedule.push_back({end_step, weighted.at(text)});
+      schedule.push_back(
+          {end_step, weighted.at(text), pooled.count(text) ? pooled.at(text) : at::Tensor()});
     if (g + 1 < groups.size())
       result.positive.push_back({weights[g], std::move(schedule)});
     else
@@ -306,18 +315,27 @@ ModelFunction guided_denoiser(DenoiserFunction denoiser, const PromptConditionin
         call_steps->empty() ? 0 : (*call_steps)[std::min(call, call_steps->size() - 1)];
     const int64_t n = x.size(0);
     if (positive_only) {
-      const at::Tensor& positive =
-          PromptConditioning::at_step(conditioning.positive.front().schedule, step);
-      return denoiser(x, t, positive.expand({n, -1, -1}));
+      const ScheduledConditioning& positive =
+          PromptConditioning::entry_at_step(conditioning.positive.front().schedule, step);
+      return denoiser(x, t, positive.hidden.expand({n, -1, -1}),
+                      positive.pooled.defined() ? positive.pooled.expand({n, -1}) : at::Tensor());
     }
     // One UNet batch: [negative, part 1, ..., part k], each n latents.
-    std::vector<at::Tensor> contexts = {
-        PromptConditioning::at_step(conditioning.negative, step).expand({n, -1, -1})};
+    std::vector<const ScheduledConditioning*> entries = {
+        &PromptConditioning::entry_at_step(conditioning.negative, step)};
     for (const ConditioningPart& part : conditioning.positive)
-      contexts.push_back(PromptConditioning::at_step(part.schedule, step).expand({n, -1, -1}));
+      entries.push_back(&PromptConditioning::entry_at_step(part.schedule, step));
+    std::vector<at::Tensor> contexts, pooled;
+    for (const ScheduledConditioning* entry : entries) {
+      contexts.push_back(entry->hidden.expand({n, -1, -1}));
+      if (entry->pooled.defined()) pooled.push_back(entry->pooled.expand({n, -1}));
+    }
+    if (!pooled.empty() && pooled.size() != entries.size())
+      throw Error(ErrorCode::kInternal, "pooled embeddings are missing for some prompts");
     const auto batches = static_cast<int64_t>(contexts.size());
     const at::Tensor output =
-        denoiser(at::cat(std::vector<at::Tensor>(contexts.size(), x)), t, at::cat(contexts));
+        denoiser(at::cat(std::vector<at::Tensor>(contexts.size(), x)), t, at::cat(contexts),
+                 pooled.empty() ? at::Tensor() : at::cat(pooled));
     const at::Tensor unconditional = output.slice(0, 0, n);
     at::Tensor guided = unconditional;
     for (int64_t k = 1; k < batches; ++k) {

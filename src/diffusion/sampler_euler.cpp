@@ -97,7 +97,9 @@ at::Tensor run_euler(SamplerRun& run, at::Tensor latents) {
 }
 
 // Euler ancestral walks the same schedule as Euler.
-void plan_euler_ancestral(SamplingPlan& plan) { plan_euler(plan); }
+void plan_euler_ancestral(SamplingPlan& plan) {
+  plan_euler(plan);
+}
 
 at::Tensor run_euler_ancestral(SamplerRun& run, at::Tensor latents) {
   const SamplingPlan& plan = run.plan();

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "doppel/core/error.hpp"
+#include "doppel/core/log.hpp"
 
 namespace doppel {
 namespace {
@@ -37,7 +38,7 @@ at::Tensor upscale_latents(const at::Tensor& latents, const std::string& mode, i
   return at::upsample_bilinear2d(latents, {height, width}, false);
 }
 
-void check_request(const GenerationRequest& request, int64_t factor) {
+void check_request(const GenerationRequest& request, int64_t factor, bool inpainting_model) {
   auto invalid = [](const std::string& message) {
     throw Error(ErrorCode::kInvalidArgument, message);
   };
@@ -60,9 +61,13 @@ void check_request(const GenerationRequest& request, int64_t factor) {
     invalid("CLIP skip must be between 1 and 12 (got " + std::to_string(request.clip_skip) + ")");
   if (request.init_image && !(request.strength > 0 && request.strength <= 1))
     invalid("img2img strength must be in (0, 1] (got " + format_number(request.strength) + ")");
+  if (request.inpaint && !request.init_image)
+    invalid("inpainting needs the image to paint into (an init image) as well as the mask");
   if (const auto& hires = request.hires) {
     if (request.init_image)
       invalid("hires fix is for text-to-image; for img2img ask for the larger size directly");
+    if (inpainting_model)
+      invalid("hires fix needs an ordinary checkpoint; this one is an inpainting model");
     if (!(hires->scale >= 1 && hires->scale <= 4))
       invalid("hires fix scale must be between 1 and 4 (got " + format_number(hires->scale) + ")");
     if (!(hires->denoising_strength > 0 && hires->denoising_strength <= 1))
@@ -109,14 +114,8 @@ StableDiffusionPipeline::StableDiffusionPipeline(StableDiffusionCheckpoint model
                                                  const ClipTokenizer& tokenizer,
                                                  std::string model_name)
     : model_(std::move(model)), tokenizer_(tokenizer), model_name_(std::move(model_name)) {
-  if (model_.family == ModelFamily::kSdxl)
-    throw Error(ErrorCode::kUnsupported,
-                "SDXL checkpoints are recognised, but this version of doppel generates with "
-                "SD 1.x and 2.x models only; choose an SD 1.5 or 2.1 checkpoint");
-  if (model_.inpainting)
-    throw Error(ErrorCode::kUnsupported,
-                "this is an inpainting checkpoint (9-channel UNet); text-to-image needs an "
-                "ordinary SD 1.x/2.x checkpoint");
+  if (model_.family == ModelFamily::kSdxl && model_.text_encoders.size() != 2)
+    throw Error(ErrorCode::kInvalidFile, "an SDXL model needs both of its text encoders");
   if (model_.text_encoders.empty())
     throw Error(ErrorCode::kInvalidFile, "the model has no text encoder");
   const TextEncoderSlot& slot = model_.text_encoders.front();
@@ -134,6 +133,7 @@ at::Device StableDiffusionPipeline::device() const {
 }
 
 ChunkEncoder StableDiffusionPipeline::chunk_encoder(int clip_skip) {
+  if (model_.family == ModelFamily::kSdxl) return sdxl_chunk_encoder(clip_skip);
   std::shared_ptr<ClipTextEncoder> encoder = model_.text_encoders.front().encoder;
   const int skip = model_.conditioning_clip_skip + clip_skip - 1;
   const at::Device on = device();
@@ -148,14 +148,60 @@ ChunkEncoder StableDiffusionPipeline::chunk_encoder(int clip_skip) {
   };
 }
 
+ChunkEncoder StableDiffusionPipeline::sdxl_chunk_encoder(int clip_skip) {
+  if (clip_skip > 1)
+    log_warning(
+        "CLIP skip is ignored for SDXL models (both encoders use their penultimate "
+        "layer, as A1111 does by default)");
+  std::shared_ptr<ClipTextEncoder> clip_l = model_.text_encoders[0].encoder;
+  std::shared_ptr<ClipTextEncoder> clip_g = model_.text_encoders[1].encoder;
+  const int64_t end_of_text = tokenizer_.eos_id();
+  const int64_t pad = model_.text_encoders[1].pad_token_id;
+  const at::Device on = device();
+  return [clip_l, clip_g, end_of_text, pad, on](
+             const at::Tensor& ids, const std::vector<EmbeddingRows>& rows) -> EncodedChunks {
+    if (!rows.empty())
+      throw Error(ErrorCode::kUnsupported,
+                  "textual-inversion embeddings are not supported with SDXL models yet; remove "
+                  "the embedding's name from the prompt");
+    // The OpenCLIP tokenizer pads with its own token after the first end-of-text (A1111
+    // rewrites the padding the same way).
+    at::Tensor padded = ids.to(at::kCPU, at::kLong).clone();
+    auto tokens = padded.accessor<int64_t, 2>();
+    for (int64_t b = 0; b < padded.size(0); ++b) {
+      bool ended = false;
+      for (int64_t p = 0; p < padded.size(1); ++p) {
+        if (ended) tokens[b][p] = pad;
+        ended = ended || tokens[b][p] == end_of_text;
+      }
+    }
+    const at::Tensor first = ClipTextEncoder::penultimate(clip_l->forward(ids.to(on)));
+    const ClipTextOutput second = clip_g->forward(padded.to(on));
+    return {at::cat({first, ClipTextEncoder::penultimate(second).to(first.scalar_type())}, -1),
+            second.text_embeds};
+  };
+}
+
 PromptConditioning StableDiffusionPipeline::condition_prompts(const std::string& prompt,
                                                               const std::string& negative,
                                                               int64_t steps, int clip_skip) {
   c10::InferenceMode inference;
-  const ClipTextEncoder& encoder = *model_.text_encoders.front().encoder;
-  PromptConditioner conditioner(tokenizer_, chunk_encoder(clip_skip), encoder.config().hidden_size,
+  int64_t width = 0;
+  for (const TextEncoderSlot& slot : model_.text_encoders) {
+    width += slot.encoder->config().hidden_size;
+    if (model_.family != ModelFamily::kSdxl) break;  // SDXL concatenates both encoders
+  }
+  PromptConditioner conditioner(tokenizer_, chunk_encoder(clip_skip), width,
                                 embeddings_.empty() ? nullptr : &embeddings_);
-  return conditioner.condition(prompt, negative, steps);
+  PromptConditioning conditioning = conditioner.condition(prompt, negative, steps);
+  // SDXL conditions an empty negative prompt on zeros (diffusers' force_zeros_for_empty_prompt;
+  // A1111 likewise).
+  if (model_.family == ModelFamily::kSdxl && negative.empty())
+    for (ScheduledConditioning& entry : conditioning.negative) {
+      entry.hidden = at::zeros_like(entry.hidden);
+      entry.pooled = at::zeros_like(entry.pooled);
+    }
+  return conditioning;
 }
 
 at::Tensor StableDiffusionPipeline::encode_prompt(const std::string& text, int clip_skip) {
@@ -171,20 +217,49 @@ std::pair<at::Tensor, at::Tensor> StableDiffusionPipeline::encode_prompt_pair(
 
 ModelFunction StableDiffusionPipeline::guided_model(const at::Tensor& negative,
                                                     const at::Tensor& positive,
-                                                    double guidance_scale) {
+                                                    double guidance_scale,
+                                                    const UNetConditioning& extra) {
   PromptConditioning conditioning;
-  conditioning.positive.push_back({1.0, {{0, positive}}});
-  conditioning.negative.push_back({0, negative});
-  return guided_model(conditioning, guidance_scale, SamplingPlan{});
+  conditioning.positive.push_back({1.0, {{0, positive, {}}}});
+  conditioning.negative.push_back({0, negative, {}});
+  return guided_model(conditioning, guidance_scale, SamplingPlan{}, extra);
 }
 
 ModelFunction StableDiffusionPipeline::guided_model(const PromptConditioning& conditioning,
-                                                    double guidance_scale,
-                                                    const SamplingPlan& plan) {
+                                                    double guidance_scale, const SamplingPlan& plan,
+                                                    const UNetConditioning& extra) {
   UNetModel unet = model_.unet;
+  if (model_.inpainting && !extra.image_conditioning.defined())
+    throw Error(ErrorCode::kInvalidArgument,
+                "an inpainting model needs its image conditioning (mask and masked image)");
+  const int64_t factor = model_.vae->config().downscale_factor();
   return guided_denoiser(
-      [unet](const at::Tensor& x, const at::Tensor& t, const at::Tensor& context) mutable {
-        return unet->forward(x, t, context);
+      [unet, extra, factor](const at::Tensor& x, const at::Tensor& t, const at::Tensor& context,
+                            const at::Tensor& pooled) mutable {
+        at::Tensor input = x;
+        if (extra.image_conditioning.defined()) {
+          // diffusers' order: cat([latents, mask, masked-image latents]) for every CFG row.
+          input = at::cat({x, extra.image_conditioning.to(x.device(), x.scalar_type())
+                                  .expand({x.size(0), -1, -1, -1})},
+                          1);
+        }
+        UNetExtraInputs inputs;
+        if (unet->config().adm_in_channels > 0) {
+          if (!pooled.defined())
+            throw Error(ErrorCode::kInvalidArgument,
+                        "an SDXL UNet needs pooled text embeddings (condition_prompts)");
+          const double height = static_cast<double>(x.size(2) * factor);
+          const double width = static_cast<double>(x.size(3) * factor);
+          const at::Tensor time_ids =
+              extra.sdxl_time_ids.defined()
+                  ? extra.sdxl_time_ids.to(at::kFloat)
+                  : at::tensor({height, width, 0.0, 0.0, height, width}, at::kFloat)
+                        .reshape({1, 6});
+          inputs.vector_conditioning =
+              sdxl_vector_conditioning(pooled, time_ids.to(pooled.device()).expand({x.size(0), 6}),
+                                       unet->config().addition_time_embed_dim);
+        }
+        return unet->forward(input, t, context, inputs);
       },
       conditioning, guidance_scale, plan);
 }
@@ -200,6 +275,18 @@ at::Tensor StableDiffusionPipeline::encode_image(const at::Tensor& image, Genera
   at::Tensor noise =
       generator.randn(posterior.mean.sizes(), at::TensorOptions().device(posterior.mean.device()));
   return posterior.sample(noise) * model_.vae->config().scaling_factor;
+}
+
+at::Tensor StableDiffusionPipeline::inpainting_conditioning(const at::Tensor& image,
+                                                            const at::Tensor& mask,
+                                                            Generator& generator) {
+  c10::InferenceMode inference;
+  const at::Tensor repaint = (mask >= 0.5).to(at::kFloat);
+  const at::Tensor masked_image = image.to(at::kFloat) * (1 - repaint);
+  const at::Tensor latents = encode_image(masked_image, generator);
+  const at::Tensor small_mask =
+      at::upsample_nearest2d(repaint, {latents.size(2), latents.size(3)}).to(latents.device());
+  return at::cat({small_mask, latents}, 1);
 }
 
 GenerationParameters StableDiffusionPipeline::describe(
@@ -226,6 +313,13 @@ GenerationParameters StableDiffusionPipeline::describe(
     p.set("VAE", request.vae->name);
   }
   if (request.init_image) p.set("Denoising strength", format_number(request.strength));
+  if (const auto& inpaint = request.inpaint) {
+    p.set("Mask blur", std::to_string(inpaint->mask_blur));
+    if (inpaint->only_masked) {
+      p.set("Inpaint area", "Only masked");
+      p.set("Masked area padding", std::to_string(inpaint->only_masked_padding));
+    }
+  }
   if (const auto& hires = request.hires) {
     p.set("Denoising strength", format_number(hires->denoising_strength));
     p.set("Hires upscale", format_number(hires->scale));
@@ -289,34 +383,75 @@ at::Tensor StableDiffusionPipeline::hires_pass(const GenerationRequest& request,
                 add_noise(plan, upscaled, noise), generator, progress);
 }
 
+at::Tensor StableDiffusionPipeline::initial_latents(const GenerationRequest& request,
+                                                    const SamplingPlan& plan,
+                                                    const InpaintPlan* inpaint,
+                                                    Generator& generator, at::Tensor* clean_latents,
+                                                    at::Tensor* image_conditioning) {
+  const int64_t factor = model_.vae->config().downscale_factor();
+  const std::vector<int64_t> shape = {1, model_.unet->config().out_channels,
+                                      request.height / factor, request.width / factor};
+  const auto on_device = at::TensorOptions().device(device());
+  at::Tensor pixels;  // [1, 3, H, W] in [-1, 1]: the picture img2img and inpainting start from
+  if (inpaint) {
+    pixels = images_to_tensor({inpaint->image});
+  } else if (const auto& init = request.init_image) {
+    pixels = images_to_tensor({init->width == request.width && init->height == request.height
+                                   ? *init
+                                   : resize_image(*init, static_cast<int>(request.width),
+                                                  static_cast<int>(request.height))});
+  }
+  // diffusers' order of draws: the init image's posterior sample, the noise, then an
+  // inpainting model's masked-image sample. Its inpainting pipeline starts from pure noise at
+  // full strength, where an inpainting model needs no clean latents at all.
+  const bool from_pure_noise = inpaint && request.strength >= 1;
+  at::Tensor latents;
+  if (!pixels.defined() || (from_pure_noise && model_.inpainting)) {
+    latents = scale_initial_noise(plan, generator.randn(shape, on_device));
+  } else {
+    *clean_latents = encode_image(pixels, generator);
+    const at::Tensor noise = generator.randn(shape, on_device);
+    latents =
+        from_pure_noise ? scale_initial_noise(plan, noise) : add_noise(plan, *clean_latents, noise);
+  }
+  if (model_.inpainting) {
+    // Without a mask everything is to be painted, from a blank picture (A1111's txt2img
+    // conditioning of inpainting models).
+    const at::Tensor mask =
+        inpaint ? mask_to_tensor(inpaint->mask) : at::ones({1, 1, request.height, request.width});
+    *image_conditioning = inpainting_conditioning(
+        pixels.defined() ? pixels : at::zeros({1, 3, request.height, request.width}), mask,
+        generator);
+  }
+  return latents;
+}
+
 GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& request,
                                                      uint64_t seed,
                                                      const PromptConditioning& conditioning,
                                                      const PromptConditioning* hires_conditioning,
+                                                     const InpaintPlan* inpaint,
                                                      const ProgressCallback& progress) {
   c10::InferenceMode inference;
   Generator generator(seed);
-  const int64_t factor = model_.vae->config().downscale_factor();
-  const std::vector<int64_t> shape = {1, model_.unet->config().out_channels,
-                                      request.height / factor, request.width / factor};
   SamplerOptions options;
   options.karras = request.karras;
   options.eta = request.eta;
   SamplingPlan plan = make_sampling_plan(request.sampler, scheduler_, request.steps, options);
-  const auto on_device = at::TensorOptions().device(device());
-  at::Tensor latents;
-  if (request.init_image) {
-    // diffusers' order of draws: posterior sample, then the noise added at t_start.
-    plan = plan.truncated_for_strength(request.strength);
-    Image resized =
-        request.init_image->width == request.width && request.init_image->height == request.height
-            ? *request.init_image
-            : resize_image(*request.init_image, static_cast<int>(request.width),
-                           static_cast<int>(request.height));
-    at::Tensor clean = encode_image(images_to_tensor({resized}), generator);
-    latents = add_noise(plan, clean, generator.randn(shape, on_device));
-  } else {
-    latents = scale_initial_noise(plan, generator.randn(shape, on_device));
+  if (request.init_image) plan = plan.truncated_for_strength(request.strength);
+  at::Tensor clean_latents;
+  at::Tensor image_conditioning;
+  at::Tensor latents =
+      initial_latents(request, plan, inpaint, generator, &clean_latents, &image_conditioning);
+  UNetConditioning extra;
+  extra.image_conditioning = image_conditioning;
+  ModelFunction model = guided_model(conditioning, request.guidance_scale, plan, extra);
+  // An ordinary checkpoint inpaints by keeping the unmasked latents at every step; an
+  // inpainting model sees the masked image itself (diffusers does not blend for it).
+  at::Tensor repaint;
+  if (inpaint && !model_.inpainting) {
+    repaint = latent_repaint_mask(inpaint->mask, latents.size(2), latents.size(3)).to(device());
+    model = keep_unmasked_latents(std::move(model), plan, clean_latents, repaint);
   }
   if (request.hires) {
     // Both passes show as one sampling stage, as one job.
@@ -325,19 +460,22 @@ GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& re
     const double none = 0;
     double after_first = 0;
     double after_second = 0;
-    latents = sample(plan, guided_model(conditioning, request.guidance_scale, plan), latents,
-                     generator, as_part_of(progress, 0, all_calls, none, after_first));
+    latents = sample(plan, model, latents, generator,
+                     as_part_of(progress, 0, all_calls, none, after_first));
     latents = hires_pass(request, seed, *hires_conditioning, latents,
                          as_part_of(progress, first_calls, all_calls, after_first, after_second));
   } else {
-    latents = sample(plan, guided_model(conditioning, request.guidance_scale, plan), latents,
-                     generator, progress);
+    latents = sample(plan, model, latents, generator, progress);
   }
+  if (repaint.defined()) latents = latents * repaint + clean_latents * (1 - repaint);
   ProgressTracker decoding(progress, "decoding", 1);
   at::Tensor pixels = decode_latents(latents);
   decoding.advance(1);
   GeneratedImage result;
   result.image = tensor_to_images(pixels).front();
+  if (inpaint)
+    result.image =
+        composite_inpainted(inpaint->original, result.image, inpaint->overlay, inpaint->region);
   result.seed = seed;
   result.parameters = describe(request, seed, conditioning);
   return result;
@@ -345,7 +483,7 @@ GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& re
 
 std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRequest& request,
                                                               const ProgressCallback& progress) {
-  check_request(request, model_.vae->config().downscale_factor());
+  check_request(request, model_.vae->config().downscale_factor(), model_.inpainting);
   find_sampler(request.sampler);  // unknown names fail before any work
   const PromptConditioning conditioning =
       condition_prompts(request.prompt, request.negative_prompt, request.steps, request.clip_skip);
@@ -356,6 +494,10 @@ std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRe
                                            request.hires->steps, request.clip_skip);
   const PromptConditioning* second_pass =
       request.hires ? (hires_conditioning ? &*hires_conditioning : &conditioning) : nullptr;
+  std::optional<InpaintPlan> inpaint;
+  if (request.inpaint)
+    inpaint = plan_inpaint(*request.init_image, *request.inpaint, static_cast<int>(request.width),
+                           static_cast<int>(request.height));
   const int64_t total = request.batch_size * request.batch_count;
   std::vector<GeneratedImage> images;
   for (int64_t i = 0; i < total; ++i) {
@@ -371,7 +513,7 @@ std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRe
         return progress(copy);
       };
     images.push_back(generate_one(request, request.seed + static_cast<uint64_t>(i), conditioning,
-                                  second_pass, labelled));
+                                  second_pass, inpaint ? &*inpaint : nullptr, labelled));
   }
   return images;
 }

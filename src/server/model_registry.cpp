@@ -47,7 +47,9 @@ store::Model inspect_model_for_registry(const std::string& path,
                      error.what() + ")");
   }
   if (inspection.family == ModelFamily::kSdxl)
-    refuse(path, "it is an SDXL model, and the studio generates with SD 1.x and 2.x models only");
+    refuse(path,
+           "it is an SDXL model: `doppel generate` can use it, but the studio trains each "
+           "person's LoRA on SD 1.x and 2.x models only");
   if (inspection.inpainting)
     refuse(path,
            "it is an inpainting model (9-channel UNet), which cannot shoot portraits from "

@@ -222,6 +222,83 @@ TEST(GenerateCommand, HiresFixMakesTheLargerImageAndSaysSoInItsMetadata) {
   EXPECT_NE(errors.find("SCALE:STRENGTH"), std::string::npos) << errors;
 }
 
+TEST(GenerateCommand, InpaintAndOutpaintKeepWhatTheMaskKeeps) {
+  auto folder = temp_folder("doppel_generate_inpaint");
+  Image init;
+  init.width = init.height = 64;
+  for (int i = 0; i < 64 * 64; ++i) init.rgb.insert(init.rgb.end(), {90, uint8_t(i % 64 * 4), 30});
+  Image mask = init;
+  for (int y = 0; y < 64; ++y)
+    for (int x = 0; x < 64; ++x) {
+      const uint8_t value = x >= 32 && y >= 32 ? 255 : 0;
+      std::fill_n(&mask.rgb[(size_t(y) * 64 + x) * 3], 3, value);
+    }
+  write_png(folder / "init.png", init);
+  write_png(folder / "mask.png", mask);
+  const auto out = folder / "inpainted.png";
+  std::string errors;
+  ASSERT_EQ(run_doppel("generate --tiny-demo --prompt portrait --steps 3 --seed 2 --init-image " +
+                           (folder / "init.png").string() + " --mask " +
+                           (folder / "mask.png").string() + " --mask-blur 2 --out " + out.string(),
+                       &errors),
+            0)
+      << errors;
+  const Image inpainted = read_image(out);
+  EXPECT_TRUE(std::equal(inpainted.rgb.begin(), inpainted.rgb.begin() + 64 * 20 * 3,
+                         init.rgb.begin()));  // the top rows are outside the mask
+  EXPECT_NE(inpainted.rgb, init.rgb);
+  const GenerationParameters parameters =
+      GenerationParameters::parse(read_png_text(read_file(out)).at(0).second);
+  EXPECT_EQ(parameters.get("Mask blur").value(), "2");
+
+  const auto wider = folder / "outpainted.png";
+  ASSERT_EQ(run_doppel(
+                "generate --tiny-demo --prompt portrait --steps 3 --strength 1 --init-image " +
+                    (folder / "init.png").string() + " --outpaint 0,0,30,0 --out " + wider.string(),
+                &errors),
+            0)
+      << errors;
+  const Image outpainted = read_image(wider);
+  EXPECT_EQ(outpainted.width, 96);  // 64 + 30, grown to a multiple of 8
+  EXPECT_EQ(outpainted.height, 64);
+  EXPECT_TRUE(std::equal(outpainted.rgb.begin(), outpainted.rgb.begin() + 30 * 3,
+                         init.rgb.begin()));  // the original's left part is untouched
+
+  EXPECT_EQ(run_doppel("generate --tiny-demo --prompt p --mask " + (folder / "mask.png").string() +
+                           " --out " + (folder / "x.png").string(),
+                       &errors),
+            1);
+  EXPECT_NE(errors.find("--init-image"), std::string::npos) << errors;
+  EXPECT_EQ(
+      run_doppel("generate --tiny-demo --prompt p --init-image " + (folder / "init.png").string() +
+                     " --outpaint 1,2 --out " + (folder / "x.png").string(),
+                 &errors),
+      1);
+  EXPECT_NE(errors.find("LEFT,TOP,RIGHT,BOTTOM"), std::string::npos) << errors;
+  EXPECT_FALSE(std::filesystem::exists(folder / "x.png"));
+}
+
+TEST(GenerateCommand, SdxlCheckpointGenerates) {
+  const auto sdxl = test::golden_dir() / "sdxl";
+  DOPPEL_REQUIRE_PATH(sdxl / "sdxl_tiny_single_file_fp16.safetensors");
+  auto folder = temp_folder("doppel_generate_sdxl");
+  const auto out = folder / "sdxl.png";
+  std::string errors;
+  ASSERT_EQ(
+      run_doppel("generate --model " + (sdxl / "sdxl_tiny_single_file_fp16.safetensors").string() +
+                     " --config " + (sdxl / "diffusers").string() + " --tokenizer " +
+                     (test::golden_dir() / "tokenizer" / "bpe_simple_vocab_16e6.txt.gz").string() +
+                     " --prompt \"a portrait\" --width 64 --height 64 --steps 3 --seed 4 --out " +
+                     out.string(),
+                 &errors),
+      0)
+      << errors;
+  EXPECT_EQ(read_image(out).width, 64);
+  const GenerationParameters parameters =
+      GenerationParameters::parse(read_png_text(read_file(out)).at(0).second);
+  EXPECT_EQ(parameters.get("Model").value(), "sdxl_tiny_single_file_fp16");
+}
+
 TEST(GenerateCommand, BadInputGivesAClearErrorAndNoFile) {
   auto folder = temp_folder("doppel_generate_bad");
   auto out = folder / "x.png";

@@ -167,7 +167,8 @@ TEST(PromptConditioning, EmphasisMultipliesTokensAndRestoresTheMean) {
   // The negative prompt has no weights: exactly the encoder's output.
   FakeEncoder reference;
   at::Tensor empty =
-      reference.function()(at::tensor(tokenizer.encode_chunks("").front()).reshape({1, 77}), {});
+      reference.function()(at::tensor(tokenizer.encode_chunks("").front()).reshape({1, 77}), {})
+          .hidden;
   EXPECT_TRUE(at::equal(result.negative[0].hidden, empty.reshape({1, 77, 3})));
 }
 
@@ -178,8 +179,11 @@ TEST(PromptConditioning, UnweightedPromptsAreTheEncoderOutputBitForBit) {
   PromptConditioning result = conditioner.condition("a photo of a cat", "blurry", 10);
   ASSERT_EQ(encoder.calls, 2);
   FakeEncoder reference;
-  auto direct = reference.function()(
-      at::tensor(tokenizer.encode_chunks("a photo of a cat").front()).reshape({1, 77}), {});
+  at::Tensor direct =
+      reference
+          .function()(
+              at::tensor(tokenizer.encode_chunks("a photo of a cat").front()).reshape({1, 77}), {})
+          .hidden;
   EXPECT_TRUE(at::equal(result.positive[0].schedule[0].hidden, direct.reshape({1, 77, 3})));
 }
 
@@ -288,7 +292,8 @@ TEST(PromptConditioning, EmbeddingOfTheWrongWidthIsAClearError) {
 // A denoiser whose output for each batch item is the context's value at token 1 (the
 // first prompt token), so guidance arithmetic can be checked by hand.
 DenoiserFunction first_token_denoiser(std::vector<at::Tensor>* contexts = nullptr) {
-  return [contexts](const at::Tensor& x, const at::Tensor&, const at::Tensor& context) {
+  return [contexts](const at::Tensor& x, const at::Tensor&, const at::Tensor& context,
+                    const at::Tensor&) {
     if (contexts) contexts->push_back(context.clone());
     return at::zeros_like(x) + context.select(1, 1).select(1, 0).reshape({-1, 1, 1, 1});
   };

@@ -12,6 +12,7 @@
 #include "server/job_payloads.hpp"
 #include "server/model_registry.hpp"
 #include "server/server_test_support.hpp"
+#include "support/shared_data.hpp"
 
 namespace doppel::test {
 namespace {
@@ -167,6 +168,18 @@ TEST(ServerModels, RegisteringRunsTheModelDetectionAndSaysWhatIsWrong) {
     EXPECT_EQ(models[1]["id"], model["id"]);
     EXPECT_EQ(models[2]["name"], "Bob's portraits");
   }
+}
+
+// SDXL generates from the command line, but the studio trains LoRAs on SD 1.x/2.x only.
+TEST(ServerModels, SdxlModelsAreRefusedWithTheReason) {
+  const fs::path sdxl = test::golden_dir() / "sdxl" / "diffusers";
+  DOPPEL_REQUIRE_PATH(sdxl);
+  TestServer server;
+  ApiClient alice = first_account(server);
+  const Answer answer = alice.post("/api/models", {{"path", sdxl.string()}});
+  EXPECT_EQ(answer.status, 400);
+  EXPECT_NE(message_of(answer).find("SDXL"), std::string::npos) << answer.raw;
+  EXPECT_NE(message_of(answer).find("doppel generate"), std::string::npos) << answer.raw;
 }
 
 TEST(ServerModels, ShootsRunOnTheDefaultModelOfTheirQueueingTimeAndWorkersLoadIt) {

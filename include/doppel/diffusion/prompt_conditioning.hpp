@@ -37,15 +37,24 @@ struct EmbeddingRows {
   at::Tensor vectors;  // [n, D]
 };
 
+// What the text encoder(s) make of a batch of windows.
+struct EncodedChunks {
+  EncodedChunks(at::Tensor hidden_states, at::Tensor pooled_embeds = {})
+      : hidden(std::move(hidden_states)), pooled(std::move(pooled_embeds)) {}
+  at::Tensor hidden;  // [B, 77, D]
+  at::Tensor pooled;  // [B, P] pooled text embedding (SDXL), or undefined
+};
+
 // The text encoder as conditioning sees it: ids [B, 77] -> hidden states [B, 77, D]
 // (after the model's CLIP-skip layer choice), with textual-inversion rows applied.
 using ChunkEncoder =
-    std::function<at::Tensor(const at::Tensor& ids, const std::vector<EmbeddingRows>& rows)>;
+    std::function<EncodedChunks(const at::Tensor& ids, const std::vector<EmbeddingRows>& rows)>;
 
 // The conditioning in force up to and including 0-based sampling step `end_step`.
 struct ScheduledConditioning {
   int64_t end_step = 0;
   at::Tensor hidden;  // [1, 77 * chunks, D]
+  at::Tensor pooled;  // [1, P]: the first window's pooled embedding (SDXL, as A1111), or undefined
 };
 
 // One composable part (`a cat AND a dog:0.5`) with its schedule.
@@ -63,6 +72,9 @@ struct PromptConditioning {
   // the last. So `[a:b:3]` conditions steps 0..3 on "a", as A1111 does.
   static const at::Tensor& at_step(const std::vector<ScheduledConditioning>& schedule,
                                    int64_t step);
+  // The same entry, with its pooled embedding.
+  static const ScheduledConditioning& entry_at_step(
+      const std::vector<ScheduledConditioning>& schedule, int64_t step);
 };
 
 class PromptConditioner {
@@ -87,7 +99,7 @@ class PromptConditioner {
 
  private:
   struct ScheduledGroup;
-  at::Tensor encode(const std::vector<TokenChunk>& chunks);
+  EncodedChunks encode(const std::vector<TokenChunk>& chunks);
   void weight_group(const ScheduledGroup& group, std::map<std::string, at::Tensor>& weighted,
                     const std::map<std::string, at::Tensor>& raw,
                     const std::map<std::string, std::vector<TokenChunk>>& tokens) const;
@@ -103,9 +115,11 @@ class PromptConditioner {
   int64_t encoder_calls_ = 0;
 };
 
-// The UNet as guidance sees it: (latents [B, C, H, W], timestep, context [B, T, D]).
-using DenoiserFunction = std::function<at::Tensor(
-    const at::Tensor& model_input, const at::Tensor& timestep, const at::Tensor& context)>;
+// The UNet as guidance sees it: (latents [B, C, H, W], timestep, context [B, T, D], pooled
+// text embeddings [B, P] row for row with the context, or undefined).
+using DenoiserFunction =
+    std::function<at::Tensor(const at::Tensor& model_input, const at::Tensor& timestep,
+                             const at::Tensor& context, const at::Tensor& pooled)>;
 
 // Classifier-free guidance with composable parts, A1111's combine_denoised:
 // uncond + sum_i w_i * g * (cond_i - uncond), one UNet batch [negative, part_1..part_n].

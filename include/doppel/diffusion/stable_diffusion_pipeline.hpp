@@ -1,4 +1,4 @@
-// Text-to-image and image-to-image with a loaded Stable Diffusion 1.x/2.x model:
+// Text-to-image, image-to-image and inpainting with a loaded Stable Diffusion 1.x/2.x/XL model:
 // prompt conditioning, classifier-free guidance around the UNet, a sampler from
 // the registry, VAE encode/decode, and AUTOMATIC1111 metadata for every image.
 #pragma once
@@ -16,6 +16,7 @@
 #include "doppel/core/progress.hpp"
 #include "doppel/core/random.hpp"
 #include "doppel/diffusion/clip_tokenizer.hpp"
+#include "doppel/diffusion/inpainting.hpp"
 #include "doppel/diffusion/prompt_conditioning.hpp"
 #include "doppel/diffusion/sampler.hpp"
 
@@ -66,13 +67,22 @@ struct GenerationRequest {
   // LoRAs already merged into the model by the caller; recorded in the metadata
   // as A1111 does (<lora:NAME:WEIGHT> in the prompt, "Lora hashes").
   std::vector<LoraReference> loras;
-  std::optional<VaeReference> vae;  // recorded as "VAE hash" / "VAE" when set
-  std::optional<HiresFix> hires;    // text-to-image only
+  std::optional<VaeReference> vae;        // recorded as "VAE hash" / "VAE" when set
+  std::optional<HiresFix> hires;          // text-to-image only
+  std::optional<InpaintOptions> inpaint;  // needs init_image
 };
 
 // The size a hires fix makes from `size` (A1111: int(size * scale), then down to a multiple of
 // the VAE's downscale factor).
 int64_t hires_size(int64_t size, double scale, int64_t factor = 8);
+
+// What the UNet is given besides latents, timestep and text; every field is optional.
+struct UNetConditioning {
+  at::Tensor image_conditioning;  // inpainting models: see inpainting_conditioning()
+  // SDXL's size conditioning [1, 6]: original height, width, crop top, left, target height,
+  // width. Default: the image's size with no crop, as A1111 and diffusers use.
+  at::Tensor sdxl_time_ids;
+};
 
 struct GeneratedImage {
   Image image;
@@ -107,16 +117,22 @@ class StableDiffusionPipeline {
                                                        int clip_skip = 1);
   // The guided denoiser over the UNet: uncond + g * (cond - uncond), CFG batch
   // ordered [negative, positive] as diffusers does.
+  // (SDXL needs pooled embeddings: use the PromptConditioning form.)
   ModelFunction guided_model(const at::Tensor& negative, const at::Tensor& positive,
-                             double guidance_scale);
+                             double guidance_scale, const UNetConditioning& extra = {});
   // The same for a scheduled, composable conditioning: each model call of `plan` uses
   // the conditioning of its step (see guided_denoiser).
   ModelFunction guided_model(const PromptConditioning& conditioning, double guidance_scale,
-                             const SamplingPlan& plan);
+                             const SamplingPlan& plan, const UNetConditioning& extra = {});
   // Latents -> images in [-1, 1] ([N, 3, H, W], fp32); divides by the scaling factor.
   at::Tensor decode_latents(const at::Tensor& latents);
   // Image in [-1, 1] -> scaled latents mean + std * noise (noise drawn from `generator`).
   at::Tensor encode_image(const at::Tensor& image, Generator& generator);
+  // What a 9-channel inpainting UNet sees besides the latents: [mask at latent size (binarised
+  // at 0.5, nearest), latents of the image with the masked part blanked] = [1, 5, h, w].
+  // `image` [1, 3, H, W] in [-1, 1], `mask` [1, 1, H, W] in [0, 1] (1 = repaint); one draw.
+  at::Tensor inpainting_conditioning(const at::Tensor& image, const at::Tensor& mask,
+                                     Generator& generator);
 
   const StableDiffusionCheckpoint& model() const { return model_; }
   const SchedulerConfig& scheduler_config() const { return scheduler_; }
@@ -127,7 +143,12 @@ class StableDiffusionPipeline {
   GeneratedImage generate_one(const GenerationRequest& request, uint64_t seed,
                               const PromptConditioning& conditioning,
                               const PromptConditioning* hires_conditioning,
-                              const ProgressCallback& progress);
+                              const InpaintPlan* inpaint, const ProgressCallback& progress);
+  // The initial latents (and, for an inpainting model, its image conditioning) of one image,
+  // drawing from `generator` in diffusers' order.
+  at::Tensor initial_latents(const GenerationRequest& request, const SamplingPlan& plan,
+                             const InpaintPlan* inpaint, Generator& generator,
+                             at::Tensor* clean_latents, at::Tensor* image_conditioning);
   // The hires fix's second pass from the first pass's latents (seeded again from `seed`).
   at::Tensor hires_pass(const GenerationRequest& request, uint64_t seed,
                         const PromptConditioning& conditioning, const at::Tensor& latents,
@@ -135,6 +156,7 @@ class StableDiffusionPipeline {
   GenerationParameters describe(const GenerationRequest& request, uint64_t seed,
                                 const PromptConditioning& conditioning) const;
   ChunkEncoder chunk_encoder(int clip_skip);
+  ChunkEncoder sdxl_chunk_encoder(int clip_skip);
 
   StableDiffusionCheckpoint model_;
   ClipTokenizer tokenizer_;
