@@ -189,6 +189,27 @@ ModelFunction StableDiffusionPipeline::guided_model(const PromptConditioning& co
       conditioning, guidance_scale, plan);
 }
 
+ModelFunction StableDiffusionPipeline::guided_model(const PromptConditioning& conditioning,
+                                                    double guidance_scale, const SamplingPlan& plan,
+                                                    const ControlGuidance& controls) {
+  if (controls.empty()) return guided_model(conditioning, guidance_scale, plan);
+  UNetModel unet = model_.unet;
+  // guided_denoiser makes one UNet call per model call, so calls map to steps as its do.
+  auto call_steps = std::make_shared<const std::vector<int64_t>>(steps_of_model_calls(plan));
+  auto calls = std::make_shared<size_t>(0);
+  const double steps = static_cast<double>(std::max<int64_t>(plan.steps, 1));
+  return guided_denoiser(
+      [unet, controls, call_steps, calls, steps](const at::Tensor& x, const at::Tensor& t,
+                                                 const at::Tensor& context) mutable {
+        const size_t call = (*calls)++;
+        const int64_t step =
+            call_steps->empty() ? 0 : (*call_steps)[std::min(call, call_steps->size() - 1)];
+        const double fraction = static_cast<double>(step) / steps;
+        return unet->forward(x, t, context, controls.residuals(x, t, context, fraction));
+      },
+      conditioning, guidance_scale, plan);
+}
+
 at::Tensor StableDiffusionPipeline::decode_latents(const at::Tensor& latents) {
   c10::InferenceMode inference;
   return model_.vae->decode(latents / model_.vae->config().scaling_factor);
@@ -245,6 +266,7 @@ GenerationParameters StableDiffusionPipeline::describe(
   }
   if (!embedding_hashes.empty()) p.set("TI hashes", embedding_hashes);
   if (!lora_hashes.empty()) p.set("Lora hashes", lora_hashes);
+  describe_controls(request.controls, p);
   p.set("Version", "doppel 0.1.0");
   return p;
 }
@@ -285,7 +307,8 @@ at::Tensor StableDiffusionPipeline::hires_pass(const GenerationRequest& request,
   }
   const at::Tensor noise =
       generator.randn(upscaled.sizes().vec(), at::TensorOptions().device(device()));
-  return sample(plan, guided_model(conditioning, request.guidance_scale, plan),
+  const ControlGuidance controls(request.controls, width, height, device());
+  return sample(plan, guided_model(conditioning, request.guidance_scale, plan, controls),
                 add_noise(plan, upscaled, noise), generator, progress);
 }
 
@@ -318,6 +341,7 @@ GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& re
   } else {
     latents = scale_initial_noise(plan, generator.randn(shape, on_device));
   }
+  const ControlGuidance controls(request.controls, request.width, request.height, device());
   if (request.hires) {
     // Both passes show as one sampling stage, as one job.
     const int64_t first_calls = plan.model_calls();
@@ -325,13 +349,13 @@ GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& re
     const double none = 0;
     double after_first = 0;
     double after_second = 0;
-    latents = sample(plan, guided_model(conditioning, request.guidance_scale, plan), latents,
-                     generator, as_part_of(progress, 0, all_calls, none, after_first));
+    latents = sample(plan, guided_model(conditioning, request.guidance_scale, plan, controls),
+                     latents, generator, as_part_of(progress, 0, all_calls, none, after_first));
     latents = hires_pass(request, seed, *hires_conditioning, latents,
                          as_part_of(progress, first_calls, all_calls, after_first, after_second));
   } else {
-    latents = sample(plan, guided_model(conditioning, request.guidance_scale, plan), latents,
-                     generator, progress);
+    latents = sample(plan, guided_model(conditioning, request.guidance_scale, plan, controls),
+                     latents, generator, progress);
   }
   ProgressTracker decoding(progress, "decoding", 1);
   at::Tensor pixels = decode_latents(latents);
@@ -346,6 +370,7 @@ GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& re
 std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRequest& request,
                                                               const ProgressCallback& progress) {
   check_request(request, model_.vae->config().downscale_factor());
+  check_controls(request.controls, model_.unet->config());
   find_sampler(request.sampler);  // unknown names fail before any work
   const PromptConditioning conditioning =
       condition_prompts(request.prompt, request.negative_prompt, request.steps, request.clip_skip);

@@ -16,6 +16,7 @@
 #include "doppel/core/progress.hpp"
 #include "doppel/core/random.hpp"
 #include "doppel/diffusion/clip_tokenizer.hpp"
+#include "doppel/diffusion/control_guidance.hpp"
 #include "doppel/diffusion/prompt_conditioning.hpp"
 #include "doppel/diffusion/sampler.hpp"
 
@@ -68,6 +69,9 @@ struct GenerationRequest {
   std::vector<LoraReference> loras;
   std::optional<VaeReference> vae;  // recorded as "VAE hash" / "VAE" when set
   std::optional<HiresFix> hires;    // text-to-image only
+  // ControlNets steering every UNet call (residuals summed); their images are resized to the
+  // size of each pass (the hires pass too) and recorded as A1111's "ControlNet N".
+  std::vector<ControlInput> controls;
 };
 
 // The size a hires fix makes from `size` (A1111: int(size * scale), then down to a multiple of
@@ -113,6 +117,10 @@ class StableDiffusionPipeline {
   // the conditioning of its step (see guided_denoiser).
   ModelFunction guided_model(const PromptConditioning& conditioning, double guidance_scale,
                              const SamplingPlan& plan);
+  // The same with ControlNets: each UNet call gets the residuals of the controls active at
+  // its step (controls' images already at the pass's size).
+  ModelFunction guided_model(const PromptConditioning& conditioning, double guidance_scale,
+                             const SamplingPlan& plan, const ControlGuidance& controls);
   // Latents -> images in [-1, 1] ([N, 3, H, W], fp32); divides by the scaling factor.
   at::Tensor decode_latents(const at::Tensor& latents);
   // Image in [-1, 1] -> scaled latents mean + std * noise (noise drawn from `generator`).
