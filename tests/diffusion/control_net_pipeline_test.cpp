@@ -52,8 +52,14 @@ TEST(ControlNetPipelineGolden, DdimWithControlNetMatchesReference) {
   control.model = load_control_net(load).model;
   control.image = read_image(test::golden_dir() / "controlnet" / "goldens" / "control_image.png");
   control.scale = 0.8;
-  // The PNG is the reference's control image: pixel / 255 exactly.
-  EXPECT_TRUE(at::equal(control_image_tensor(control.image), golden.tensor("control_image")));
+  // The PNG holds the reference's control image to within its 8-bit rounding.
+  const double image_rounding =
+      (control_image_tensor(control.image) - golden.tensor("control_image"))
+          .abs()
+          .max()
+          .item<double>();
+  EXPECT_LE(image_rounding, 0.5 / 255 + 1e-7);
+  std::printf("[ parity   ] control image PNG vs reference tensor: max abs %.3g\n", image_rounding);
 
   const PromptConditioning conditioning = pipeline.condition_prompts(kPrompt, kNegative, 10);
   const SamplingPlan plan = make_sampling_plan("ddim", pipeline.scheduler_config(), 10);
