@@ -22,6 +22,7 @@ if [ "$what" = all ] || [ "$what" = sd ]; then
     "$sd" --case vae --dtype "$dtype" --size 512
   done
   "$sd" --case generate --dtype bf16 --size 512
+  "$bench/control_net_bench" --dtype bf16 --size 512
 fi
 if [ "$what" = all ] || [ "$what" = sdxl ]; then
   sd="$bench/stable_diffusion_bench --family sdxl --repeats 1"

@@ -2,9 +2,11 @@
 #include <CLI/CLI.hpp>
 
 #include <iostream>
+#include <optional>
 #include <regex>
 
 #include "app/command_registry.hpp"
+#include "doppel/checkpoint/control_net.hpp"
 #include "doppel/checkpoint/lora.hpp"
 #include "doppel/checkpoint/model_hash.hpp"
 #include "doppel/checkpoint/stable_diffusion.hpp"
@@ -15,8 +17,10 @@
 #include "doppel/core/paths.hpp"
 #include "doppel/core/random.hpp"
 #include "doppel/core/runtime.hpp"
+#include "doppel/diffusion/control_preprocessors.hpp"
 #include "doppel/diffusion/prompt_parser.hpp"
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
+#include "doppel/face/face_pose_map.hpp"
 
 namespace doppel::app {
 namespace {
@@ -39,7 +43,9 @@ struct GenerateOptions {
   std::string mask;      // inpaint mask image
   std::string outpaint;  // LEFT,TOP,RIGHT,BOTTOM pixels
   InpaintOptions inpaint;
-  bool size_given = false;  // --width or --height on the command line
+  bool size_given = false;                         // --width or --height on the command line
+  std::vector<std::string> controls;               // PATH:IMAGE[:SCALE[:START:END]]
+  std::vector<std::string> control_preprocessors;  // canny | face_pose | none, per --control
   GenerationRequest request;
 };
 
@@ -185,6 +191,96 @@ VaeReference describe_vae(const std::filesystem::path& path) {
   return vae;
 }
 
+struct ControlSpec {
+  std::filesystem::path model;
+  std::filesystem::path image;
+  double scale = 1.0;
+  double start = 0.0;
+  double end = 1.0;
+};
+
+// "PATH:IMAGE", "PATH:IMAGE:SCALE" or "PATH:IMAGE:SCALE:START:END"; the pipeline checks ranges.
+ControlSpec parse_control_spec(const std::string& text) {
+  std::vector<std::string> parts;
+  for (size_t start = 0;;) {
+    const size_t colon = text.find(':', start);
+    parts.push_back(text.substr(start, colon - start));
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  auto number = [](const std::string& part) -> std::optional<double> {
+    try {
+      size_t used = 0;
+      const double value = std::stod(part, &used);
+      if (used == part.size()) return value;
+    } catch (const std::exception&) {
+    }
+    return std::nullopt;
+  };
+  ControlSpec spec;
+  std::vector<double> numbers;
+  while (parts.size() > 2 && numbers.size() < 3) {
+    const auto value = number(parts.back());
+    if (!value) break;
+    numbers.insert(numbers.begin(), *value);
+    parts.pop_back();
+  }
+  if (parts.size() != 2 || parts[0].empty() || parts[1].empty() || numbers.size() == 2)
+    throw Error(ErrorCode::kInvalidArgument,
+                "--control takes CONTROLNET:IMAGE[:WEIGHT[:START:END]], e.g. --control "
+                "canny.safetensors:edges.png:0.8:0:1 (got '" +
+                    text + "')");
+  spec.model = parts[0];
+  spec.image = parts[1];
+  if (!numbers.empty()) spec.scale = numbers[0];
+  if (numbers.size() == 3) {
+    spec.start = numbers[1];
+    spec.end = numbers[2];
+  }
+  return spec;
+}
+
+// The control image after its preprocessor (A1111 "module"): canny, face_pose or none.
+Image preprocess_control_image(const Image& image, const std::string& preprocessor) {
+  if (preprocessor == "none") return image;
+  if (preprocessor == "canny") return canny_edge_map(image);
+  if (preprocessor == "face_pose") {
+    FaceDetector detector(default_landmark_model_path());
+    return face_pose_map(image, detector);
+  }
+  throw Error(ErrorCode::kInvalidArgument, "unknown --control-preprocessor '" + preprocessor +
+                                               "'; use canny, face_pose or none");
+}
+
+// Loads every --control for the pipeline's model and adds it to the request.
+void add_controls(const GenerateOptions& options, const StableDiffusionPipeline& pipeline,
+                  GenerationRequest& request) {
+  if (options.control_preprocessors.size() > options.controls.size())
+    throw Error(ErrorCode::kInvalidArgument,
+                "more --control-preprocessor options than --control options; the i-th "
+                "preprocessor applies to the i-th --control");
+  for (size_t i = 0; i < options.controls.size(); ++i) {
+    const ControlSpec spec = parse_control_spec(options.controls[i]);
+    ControlInput control;
+    control.preprocessor =
+        i < options.control_preprocessors.size() ? options.control_preprocessors[i] : "none";
+    control.image = preprocess_control_image(read_image(spec.image), control.preprocessor);
+    ControlNetLoadOptions load;
+    load.path = spec.model;
+    load.base = pipeline.model().unet->config();
+    load.dtype = pipeline.compute_dtype();
+    load.device = pipeline.device();
+    log_info("loading ControlNet " + spec.model.string());
+    LoadedControlNet loaded = load_control_net(load);
+    control.model = loaded.model;
+    control.model_name = loaded.name + " [" + loaded.short_hash + "]";
+    control.scale = spec.scale;
+    control.guidance_start = spec.start;
+    control.guidance_end = spec.end;
+    request.controls.push_back(std::move(control));
+  }
+}
+
 int run_generate(GenerateOptions& options) {
   GenerationRequest& request = options.request;
   take_lora_tags(options);
@@ -238,6 +334,7 @@ int run_generate(GenerateOptions& options) {
     throw Error(ErrorCode::kNotFound,
                 "--embeddings " + embeddings.string() + " is not a folder of embedding files");
   pipeline.set_embeddings(TextualInversionLibrary::scan(embeddings));
+  add_controls(options, pipeline, request);
   auto images = pipeline.generate(request, make_terminal_progress_bar());
   for (size_t i = 0; i < images.size(); ++i) {
     auto path = output_path(options.out, i, images.size(), images[i].seed);
@@ -311,6 +408,13 @@ CommandRegistration generate_command{
           .add_option("--hires-upscaler", options->hires_upscaler,
                       "Latent, Latent (nearest), Latent (bicubic), Lanczos or Nearest")
           ->capture_default_str();
+      command.add_option("--control", options->controls,
+                         "ControlNet CONTROLNET:IMAGE[:WEIGHT[:START:END]] (repeatable): a "
+                         "ControlNet file or diffusers folder, its control image, conditioning "
+                         "weight (1) and the fraction of steps it applies to (0:1)");
+      command.add_option("--control-preprocessor", options->control_preprocessors,
+                         "canny, face_pose or none (repeatable; the i-th applies to the i-th "
+                         "--control; default none)");
       command.add_option("--dtype", options->dtype, "Compute dtype: fp32, bf16 or auto")
           ->capture_default_str();
       command.add_option("--out", options->out, "Output PNG (or folder)")->capture_default_str();

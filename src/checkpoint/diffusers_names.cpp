@@ -250,4 +250,42 @@ void canonicalize_vae_attention_shapes(TensorSource& source, const std::string& 
   }
 }
 
+std::optional<std::string> diffusers_control_net_name_to_ldm(const std::string& name,
+                                                             const DiffusersUNetLayout& layout,
+                                                             int64_t hint_blocks) {
+  const Tokens tokens = split(name);
+  const std::string& first = tokens[0];
+  if (first == "controlnet_cond_embedding" && tokens.size() >= 3) {
+    // LDM's input_hint_block is an nn.Sequential with a SiLU after each conv: convs sit at
+    // even positions, conv_in first and conv_out last.
+    if (tokens[1] == "conv_in") return join({"input_hint_block", "0"}, tokens, 2);
+    if (tokens[1] == "conv_out") {
+      return join({"input_hint_block", std::to_string(2 * hint_blocks + 2)}, tokens, 2);
+    }
+    if (tokens[1] == "blocks" && tokens.size() >= 4) {
+      if (auto index = parse_index(tokens[2]))
+        return join({"input_hint_block", std::to_string(2 * *index + 2)}, tokens, 3);
+    }
+    return std::nullopt;
+  }
+  if (first == "controlnet_down_blocks" && tokens.size() >= 3) {
+    if (!parse_index(tokens[1])) return std::nullopt;
+    return join({"zero_convs", tokens[1], "0"}, tokens, 2);
+  }
+  if (first == "controlnet_mid_block") return join({"middle_block_out", "0"}, tokens, 1);
+  return diffusers_unet_name_to_ldm(name, layout);
+}
+
+TensorSource diffusers_control_net_to_canonical(const TensorSource& control_net,
+                                                const std::string& prefix) {
+  const DiffusersUNetLayout layout = diffusers_unet_layout(control_net.names());
+  int64_t hint_blocks = 0;
+  for (const auto& name : control_net.names("controlnet_cond_embedding.blocks.")) {
+    if (auto index = parse_index(split(name)[2])) hint_blocks = std::max(hint_blocks, *index + 1);
+  }
+  return control_net.renamed([&](const std::string& name) -> std::optional<std::string> {
+    return prefix + diffusers_control_net_name_to_ldm(name, layout, hint_blocks).value_or(name);
+  });
+}
+
 }  // namespace doppel

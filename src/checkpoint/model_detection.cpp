@@ -107,13 +107,12 @@ ModelDetection detect_model(const TensorSource& canonical) {
   return detection;
 }
 
-UNetConfig infer_unet_config(const TensorSource& source, const std::string& prefix,
-                             const UNetConfig& defaults) {
+UNetConfig infer_unet_encoder_config(const TensorSource& source, const std::string& prefix,
+                                     const UNetConfig& defaults) {
   UNetConfig config = defaults;
   const auto& conv_in = required_shape(source, prefix + "input_blocks.0.0.weight");
   config.model_channels = conv_in.at(0);
   config.in_channels = conv_in.at(1);
-  config.out_channels = required_shape(source, prefix + "out.2.weight").at(0);
   const auto& time_embed = required_shape(source, prefix + "time_embed.0.weight");
   if (time_embed != std::vector<int64_t>{config.model_channels * 4, config.model_channels}) {
     throw Error(ErrorCode::kUnsupported,
@@ -167,6 +166,28 @@ UNetConfig infer_unet_config(const TensorSource& source, const std::string& pref
   config.transformer_depth_middle = source.has_prefix(prefix + "middle_block.1.transformer_blocks.")
                                         ? transformer_depth_at("middle_block.1")
                                         : 0;
+  if (auto to_k = first_name_containing(source, prefix, ".attn2.to_k.weight")) {
+    config.context_dim = source.info(*to_k).shape.at(1);
+  }
+  if (auto proj_in = first_name_containing(source, prefix, ".proj_in.weight")) {
+    config.use_linear_projection = source.info(*proj_in).shape.size() == 2;
+  }
+  config.adm_in_channels = source.contains(prefix + "label_emb.0.0.weight")
+                               ? source.info(prefix + "label_emb.0.0.weight").shape.at(1)
+                               : 0;
+  config.validate();
+  return config;
+}
+
+UNetConfig infer_unet_config(const TensorSource& source, const std::string& prefix,
+                             const UNetConfig& defaults) {
+  required_shape(source, prefix + "input_blocks.0.0.weight");
+  const int64_t out_channels = required_shape(source, prefix + "out.2.weight").at(0);
+  UNetConfig config = infer_unet_encoder_config(source, prefix, defaults);
+  config.out_channels = out_channels;
+  auto transformer_depth_at = [&](const std::string& block) {
+    return count_children(source, prefix + block + ".transformer_blocks.");
+  };
 
   // The up path must mirror the down path (LDM's default transformer_depth_output).
   int64_t output_index = 0;
@@ -182,16 +203,6 @@ UNetConfig infer_unet_config(const TensorSource& source, const std::string& pref
       }
     }
   }
-
-  if (auto to_k = first_name_containing(source, prefix, ".attn2.to_k.weight")) {
-    config.context_dim = source.info(*to_k).shape.at(1);
-  }
-  if (auto proj_in = first_name_containing(source, prefix, ".proj_in.weight")) {
-    config.use_linear_projection = source.info(*proj_in).shape.size() == 2;
-  }
-  config.adm_in_channels = source.contains(prefix + "label_emb.0.0.weight")
-                               ? source.info(prefix + "label_emb.0.0.weight").shape.at(1)
-                               : 0;
   config.validate();
   return config;
 }

@@ -233,9 +233,15 @@ ModelFunction StableDiffusionPipeline::guided_model(const PromptConditioning& co
     throw Error(ErrorCode::kInvalidArgument,
                 "an inpainting model needs its image conditioning (mask and masked image)");
   const int64_t factor = model_.vae->config().downscale_factor();
+  // ControlNets follow the steps: guided_denoiser makes one UNet call per model call, so
+  // calls map to steps as its own do.
+  auto call_steps = std::make_shared<const std::vector<int64_t>>(steps_of_model_calls(plan));
+  auto calls = std::make_shared<size_t>(0);
+  const double steps = static_cast<double>(std::max<int64_t>(plan.steps, 1));
   return guided_denoiser(
-      [unet, extra, factor](const at::Tensor& x, const at::Tensor& t, const at::Tensor& context,
-                            const at::Tensor& pooled) mutable {
+      [unet, extra, factor, call_steps, calls, steps](const at::Tensor& x, const at::Tensor& t,
+                                                      const at::Tensor& context,
+                                                      const at::Tensor& pooled) mutable {
         at::Tensor input = x;
         if (extra.image_conditioning.defined()) {
           // diffusers' order: cat([latents, mask, masked-image latents]) for every CFG row.
@@ -244,6 +250,12 @@ ModelFunction StableDiffusionPipeline::guided_model(const PromptConditioning& co
                           1);
         }
         UNetExtraInputs inputs;
+        if (!extra.controls.empty()) {
+          const size_t call = (*calls)++;
+          const int64_t step =
+              call_steps->empty() ? 0 : (*call_steps)[std::min(call, call_steps->size() - 1)];
+          inputs = extra.controls.residuals(input, t, context, static_cast<double>(step) / steps);
+        }
         if (unet->config().adm_in_channels > 0) {
           if (!pooled.defined())
             throw Error(ErrorCode::kInvalidArgument,
@@ -339,6 +351,7 @@ GenerationParameters StableDiffusionPipeline::describe(
   }
   if (!embedding_hashes.empty()) p.set("TI hashes", embedding_hashes);
   if (!lora_hashes.empty()) p.set("Lora hashes", lora_hashes);
+  describe_controls(request.controls, p);
   p.set("Version", "doppel 0.1.0");
   return p;
 }
@@ -379,7 +392,9 @@ at::Tensor StableDiffusionPipeline::hires_pass(const GenerationRequest& request,
   }
   const at::Tensor noise =
       generator.randn(upscaled.sizes().vec(), at::TensorOptions().device(device()));
-  return sample(plan, guided_model(conditioning, request.guidance_scale, plan),
+  UNetConditioning extra;
+  extra.controls = ControlGuidance(request.controls, width, height, device());
+  return sample(plan, guided_model(conditioning, request.guidance_scale, plan, extra),
                 add_noise(plan, upscaled, noise), generator, progress);
 }
 
@@ -445,6 +460,7 @@ GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& re
       initial_latents(request, plan, inpaint, generator, &clean_latents, &image_conditioning);
   UNetConditioning extra;
   extra.image_conditioning = image_conditioning;
+  extra.controls = ControlGuidance(request.controls, request.width, request.height, device());
   ModelFunction model = guided_model(conditioning, request.guidance_scale, plan, extra);
   // An ordinary checkpoint inpaints by keeping the unmasked latents at every step; an
   // inpainting model sees the masked image itself (diffusers does not blend for it).
@@ -484,6 +500,7 @@ GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& re
 std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRequest& request,
                                                               const ProgressCallback& progress) {
   check_request(request, model_.vae->config().downscale_factor(), model_.inpainting);
+  check_controls(request.controls, model_.unet->config());
   find_sampler(request.sampler);  // unknown names fail before any work
   const PromptConditioning conditioning =
       condition_prompts(request.prompt, request.negative_prompt, request.steps, request.clip_skip);

@@ -299,6 +299,80 @@ TEST(GenerateCommand, SdxlCheckpointGenerates) {
   EXPECT_EQ(parameters.get("Model").value(), "sdxl_tiny_single_file_fp16");
 }
 
+// --control steers the run, weight 0 changes nothing, and the PNG records it. (Parity with the
+// reference ControlNet pipeline is tested in the diffusion layer: its golden run starts from
+// saved noise of no stated seed.)
+TEST(GenerateCommand, ControlNetSteersTheImageAndIsRecorded) {
+  auto golden = test::golden_dir();
+  DOPPEL_REQUIRE_PATH(golden / "sd1" / "diffusers");
+  DOPPEL_REQUIRE_PATH(golden / "controlnet" / "controlnet_tiny_ldm_single_file_fp16.safetensors");
+  auto folder = temp_folder("doppel_generate_controlnet");
+  const auto out = folder / "control.png";
+  const std::string control =
+      (golden / "controlnet" / "controlnet_tiny_ldm_single_file_fp16.safetensors").string() + ":" +
+      (golden / "controlnet" / "goldens" / "control_image.png").string();
+  const std::string common =
+      "generate --model " + (golden / "sd1" / "diffusers").string() + " --prompt " +
+      quote("a photograph of an astronaut riding a horse") + " --negative " +
+      quote("blurry, low quality") +
+      " --sampler ddim --steps 10 --cfg 7.5 --seed 42 --width 64 --height 64 --dtype fp32";
+  std::string errors;
+  ASSERT_EQ(run_doppel(common + " --control " + control + ":0.8 --out " + out.string(), &errors), 0)
+      << errors;
+  const auto plain = folder / "plain.png";
+  ASSERT_EQ(run_doppel(common + " --out " + plain.string(), &errors), 0) << errors;
+  EXPECT_GT(max_pixel_difference(out, plain), 8);
+  const auto unweighted = folder / "weight0.png";
+  ASSERT_EQ(
+      run_doppel(common + " --control " + control + ":0 --out " + unweighted.string(), &errors), 0)
+      << errors;
+  EXPECT_EQ(max_pixel_difference(unweighted, plain), 0);
+  const GenerationParameters parameters =
+      GenerationParameters::parse(read_png_text(read_file(out)).at(0).second);
+  const std::string recorded = parameters.get("ControlNet 0").value_or("");
+  EXPECT_EQ(recorded.rfind("Module: none, Model: controlnet_tiny_ldm_single_file_fp16 [", 0), 0u)
+      << recorded;
+  EXPECT_NE(recorded.find("Weight: 0.8, Resize Mode: Just Resize, Guidance Start: 0, Guidance "
+                          "End: 1"),
+            std::string::npos)
+      << recorded;
+
+  // Two ControlNets, the second through canny over part of the steps.
+  const auto both = folder / "both.png";
+  ASSERT_EQ(run_doppel(common + " --control " + control + ":0.5 --control " + control +
+                           ":0.7:0.2:0.8 --control-preprocessor none --control-preprocessor "
+                           "canny --out " +
+                           both.string(),
+                       &errors),
+            0)
+      << errors;
+  const GenerationParameters two =
+      GenerationParameters::parse(read_png_text(read_file(both)).at(0).second);
+  EXPECT_NE(two.get("ControlNet 1").value_or("").find("Module: canny"), std::string::npos);
+  EXPECT_NE(two.get("ControlNet 1").value_or("").find("Guidance Start: 0.2, Guidance End: 0.8"),
+            std::string::npos);
+
+  // Bad specs and files say what is wrong and write nothing.
+  const auto bad = folder / "bad.png";
+  EXPECT_EQ(
+      run_doppel(common + " --control " + control + ":0.5:0.2 --out " + bad.string(), &errors), 1);
+  EXPECT_NE(errors.find("CONTROLNET:IMAGE"), std::string::npos) << errors;
+  EXPECT_EQ(
+      run_doppel(common + " --control " +
+                     (golden / "sd1" / "sd1_tiny_single_file_fp16.safetensors").string() + ":" +
+                     (golden / "controlnet" / "goldens" / "control_image.png").string() +
+                     " --out " + bad.string(),
+                 &errors),
+      1);
+  EXPECT_NE(errors.find("not a ControlNet"), std::string::npos) << errors;
+  EXPECT_EQ(run_doppel(common + " --control " + control + " --control-preprocessor sketch --out " +
+                           bad.string(),
+                       &errors),
+            1);
+  EXPECT_NE(errors.find("canny, face_pose or none"), std::string::npos) << errors;
+  EXPECT_FALSE(std::filesystem::exists(bad));
+}
+
 TEST(GenerateCommand, BadInputGivesAClearErrorAndNoFile) {
   auto folder = temp_folder("doppel_generate_bad");
   auto out = folder / "x.png";

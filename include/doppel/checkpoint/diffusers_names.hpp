@@ -46,4 +46,18 @@ TensorSource diffusers_vae_to_canonical(const TensorSource& vae, const std::stri
 // [C, C, 1, 1] so they load into the LDM module.
 void canonicalize_vae_attention_shapes(TensorSource& source, const std::string& prefix);
 
+// ControlNet: "controlnet_cond_embedding.blocks.3.weight" -> "input_hint_block.8.weight"
+// (conv_in -> .0, blocks.i -> .(2i+2), conv_out -> .(2 * hint_blocks + 2)),
+// "controlnet_down_blocks.4.bias" -> "zero_convs.4.0.bias", "controlnet_mid_block.weight"
+// -> "middle_block_out.0.weight"; the encoder names as for the UNet. nullopt for unknown names.
+std::optional<std::string> diffusers_control_net_name_to_ldm(const std::string& name,
+                                                             const DiffusersUNetLayout& layout,
+                                                             int64_t hint_blocks);
+
+// A diffusers ControlNetModel source renamed to LDM names under `prefix`
+// (e.g. "control_model."); unknown names are kept under the prefix. Throws kInvalidFile
+// when it has no UNet encoder (no down_blocks.0.resnets.*).
+TensorSource diffusers_control_net_to_canonical(const TensorSource& control_net,
+                                                const std::string& prefix);
+
 }  // namespace doppel

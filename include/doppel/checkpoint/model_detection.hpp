@@ -49,6 +49,11 @@ ModelDetection detect_model(const TensorSource& canonical);
 UNetConfig infer_unet_config(const TensorSource& source, const std::string& prefix,
                              const UNetConfig& defaults);
 
+// The same for the encoder half only (input_blocks, middle_block, time_embed), as a
+// ControlNet has it; out_channels stays as in `defaults`.
+UNetConfig infer_unet_encoder_config(const TensorSource& source, const std::string& prefix,
+                                     const UNetConfig& defaults);
+
 // The VAE architecture from shapes under `prefix`; norm groups and scaling
 // factor from `defaults`.
 VaeConfig infer_vae_config(const TensorSource& source, const std::string& prefix,

@@ -12,4 +12,8 @@ std::string sha256_file_hex(const std::filesystem::path& path);
 // (the "sha256" hash, not the legacy 8-digit hash of 64 KiB at offset 1 MiB).
 std::string a1111_short_hash(const std::string& sha256_hex);
 
+// A1111's legacy 8-digit hash (sha256 of the 64 KiB at offset 1 MiB; of nothing for smaller
+// files), which the ControlNet extension still shows as "model_name [hash]".
+std::string a1111_legacy_model_hash(const std::filesystem::path& path);
+
 }  // namespace doppel

@@ -16,6 +16,7 @@
 #include "doppel/core/progress.hpp"
 #include "doppel/core/random.hpp"
 #include "doppel/diffusion/clip_tokenizer.hpp"
+#include "doppel/diffusion/control_guidance.hpp"
 #include "doppel/diffusion/inpainting.hpp"
 #include "doppel/diffusion/prompt_conditioning.hpp"
 #include "doppel/diffusion/sampler.hpp"
@@ -70,6 +71,9 @@ struct GenerationRequest {
   std::optional<VaeReference> vae;        // recorded as "VAE hash" / "VAE" when set
   std::optional<HiresFix> hires;          // text-to-image only
   std::optional<InpaintOptions> inpaint;  // needs init_image
+  // ControlNets steering every UNet call (residuals summed); their images are resized to the
+  // size of each pass (the hires pass too) and recorded as A1111's "ControlNet N".
+  std::vector<ControlInput> controls;
 };
 
 // The size a hires fix makes from `size` (A1111: int(size * scale), then down to a multiple of
@@ -82,6 +86,7 @@ struct UNetConditioning {
   // SDXL's size conditioning [1, 6]: original height, width, crop top, left, target height,
   // width. Default: the image's size with no crop, as A1111 and diffusers use.
   at::Tensor sdxl_time_ids;
+  ControlGuidance controls;  // ControlNets, their images at the pass's size
 };
 
 struct GeneratedImage {
