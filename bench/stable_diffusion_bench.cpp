@@ -13,6 +13,7 @@
 #include "doppel/core/runtime.hpp"
 #include "doppel/models/clip_text.hpp"
 #include "doppel/models/layers.hpp"
+#include "doppel/models/tiny_autoencoder.hpp"
 #include "doppel/models/unet.hpp"
 #include "doppel/models/vae.hpp"
 
@@ -114,6 +115,19 @@ void bench_vae(const Options& options, at::ScalarType dtype) {
   print_figure(figure);
 }
 
+// TAESD's decoder, which live previews use instead of the VAE.
+void bench_taesd(const Options& options, at::ScalarType dtype) {
+  TinyAutoencoderDecoder decoder(TinyAutoencoderConfig{}, at::TensorOptions().dtype(dtype));
+  layers::randomize_parameters(*decoder, 5);
+  c10::InferenceMode inference;
+  at::Tensor latents = Generator(0).randn({1, 4, options.size / 8, options.size / 8});
+  double seconds = bench::median_seconds(options.repeats, [&] { decoder->forward(latents); });
+  auto figure = base_figure(options, "taesd_decode");
+  figure["seconds"] = seconds;
+  figure["peak_rss_mib"] = bench::peak_rss_mib();
+  print_figure(figure);
+}
+
 // Peak memory of a whole generation: all three models resident, text encode,
 // two CFG steps and a decode (more steps do not raise the peak).
 void bench_generate(const Options& options, at::ScalarType dtype) {
@@ -156,7 +170,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Stable Diffusion 1.5 / SDXL benchmark (random weights)"};
   app.add_option("--family", options.family, "sd15 or sdxl")
       ->check(CLI::IsMember({"sd15", "sdxl"}));
-  app.add_option("--case", options.test_case, "peak, unet, text, vae or generate");
+  app.add_option("--case", options.test_case, "peak, unet, text, vae, taesd or generate");
   app.add_option("--dtype", options.dtype, "fp32 or bf16");
   app.add_option("--size", options.size, "image side in pixels");
   app.add_option("--repeats", options.repeats, "timed runs after a warm-up (median)");
@@ -176,6 +190,8 @@ int main(int argc, char** argv) {
     bench_text(options, dtype);
   } else if (options.test_case == "vae") {
     bench_vae(options, dtype);
+  } else if (options.test_case == "taesd") {
+    bench_taesd(options, dtype);
   } else if (options.test_case == "generate") {
     bench_generate(options, dtype);
   } else {

@@ -20,6 +20,7 @@ if [ "$what" = all ] || [ "$what" = sd ]; then
     for size in 512 256; do "$sd" --case unet --dtype "$dtype" --size "$size"; done
     "$sd" --case text --dtype "$dtype"
     "$sd" --case vae --dtype "$dtype" --size 512
+    "$sd" --case taesd --dtype "$dtype" --size 512
   done
   "$sd" --case generate --dtype bf16 --size 512
   "$bench/control_net_bench" --dtype bf16 --size 512

@@ -10,6 +10,7 @@
 #include "doppel/checkpoint/lora.hpp"
 #include "doppel/checkpoint/model_hash.hpp"
 #include "doppel/checkpoint/stable_diffusion.hpp"
+#include "doppel/checkpoint/taesd.hpp"
 #include "doppel/checkpoint/tiny_model.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/image.hpp"
@@ -46,6 +47,9 @@ struct GenerateOptions {
   bool size_given = false;                         // --width or --height on the command line
   std::vector<std::string> controls;               // PATH:IMAGE[:SCALE[:START:END]]
   std::vector<std::string> control_preprocessors;  // canny | face_pose | none, per --control
+  std::string taesd;                               // TAESD decoder for live previews
+  std::string preview;         // where the preview PNG goes (default: next to --out)
+  int64_t preview_every = 10;  // A1111's "live preview every N sampling steps"
   GenerationRequest request;
 };
 
@@ -105,6 +109,32 @@ void prepare_inpaint(GenerateOptions& options) {
              std::to_string(request.height));
   }
   request.inpaint = inpaint;
+}
+
+// --taesd: the prediction of every N-th step, decoded by TAESD, rewritten (atomically) to one
+// PNG that an image viewer can keep open. A failed preview write never stops the generation.
+void set_live_preview(const GenerateOptions& options, StableDiffusionPipeline& pipeline) {
+  if (options.preview_every < 1)
+    throw Error(ErrorCode::kInvalidArgument, "--preview-every must be at least 1");
+  std::filesystem::path target = options.preview;
+  if (target.empty()) {
+    const std::filesystem::path out = options.out;
+    target = std::filesystem::is_directory(out)
+                 ? out / "preview.png"
+                 : out.parent_path() / (out.stem().string() + "-preview.png");
+  }
+  LivePreview preview;
+  preview.decoder = load_taesd_decoder(options.taesd);
+  preview.every_steps = options.preview_every;
+  preview.show = [target](const Image& image, int64_t, int64_t) {
+    try {
+      write_png(target, image);
+    } catch (const std::exception& error) {
+      log_warning(std::string("live preview not written: ") + error.what());
+    }
+  };
+  pipeline.set_live_preview(std::move(preview));
+  log_info("live preview: " + target.string());
 }
 
 // out.png for one image; out-<n>-<seed>.png for several; a folder gets <n>-<seed>.png.
@@ -335,6 +365,7 @@ int run_generate(GenerateOptions& options) {
                 "--embeddings " + embeddings.string() + " is not a folder of embedding files");
   pipeline.set_embeddings(TextualInversionLibrary::scan(embeddings));
   add_controls(options, pipeline, request);
+  if (!options.taesd.empty()) set_live_preview(options, pipeline);
   auto images = pipeline.generate(request, make_terminal_progress_bar());
   for (size_t i = 0; i < images.size(); ++i) {
     auto path = output_path(options.out, i, images.size(), images[i].seed);
@@ -415,6 +446,12 @@ CommandRegistration generate_command{
       command.add_option("--control-preprocessor", options->control_preprocessors,
                          "canny, face_pose or none (repeatable; the i-th applies to the i-th "
                          "--control; default none)");
+      command.add_option("--taesd", options->taesd,
+                         "TAESD decoder (taesd_decoder.safetensors) for a live preview image");
+      command.add_option("--preview", options->preview,
+                         "Live preview PNG (default: <out>-preview.png)");
+      command.add_option("--preview-every", options->preview_every, "Preview every N steps")
+          ->capture_default_str();
       command.add_option("--dtype", options->dtype, "Compute dtype: fp32, bf16 or auto")
           ->capture_default_str();
       command.add_option("--out", options->out, "Output PNG (or folder)")->capture_default_str();

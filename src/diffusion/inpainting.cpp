@@ -257,38 +257,12 @@ at::Tensor latent_repaint_mask(const Mask& mask, int64_t latent_height, int64_t 
 
 ModelFunction keep_unmasked_latents(ModelFunction model, const SamplingPlan& plan,
                                     at::Tensor clean_latents, at::Tensor repaint_mask) {
-  // Every sampler hands the network input in the form alpha * x0 + sigma * eps: the sigma
-  // samplers as x / sqrt(s^2 + 1) with their own s, the others at alphas_cumprod[t].
-  struct Level {
-    float timestep;
-    double alpha;
-    double sigma;
-  };
-  std::vector<Level> levels;
-  for (size_t j = 0; j < plan.timesteps.size(); ++j) {
-    Level level{static_cast<float>(plan.timesteps[j]), 0, 0};
-    if (!plan.sigmas.empty()) {
-      const double s = plan.sigmas.at(j);
-      level.alpha = 1.0 / std::sqrt(s * s + 1.0);
-      level.sigma = s * level.alpha;
-    } else {
-      const double cumulative =
-          plan.alphas_cumprod[static_cast<int64_t>(std::llround(plan.timesteps[j]))].item<double>();
-      level.alpha = std::sqrt(cumulative);
-      level.sigma = std::sqrt(1.0 - cumulative);
-    }
-    levels.push_back(level);
-  }
   const bool v_prediction = plan.config.prediction_type == PredictionType::kVPrediction;
-  return [model = std::move(model), levels = std::move(levels), clean = std::move(clean_latents),
+  return [model = std::move(model), plan, clean = std::move(clean_latents),
           repaint = std::move(repaint_mask),
           v_prediction](const at::Tensor& input, const at::Tensor& timestep) {
     at::Tensor output = model(input, timestep);
-    const float t = timestep.reshape({-1})[0].item<float>();
-    const Level& level =
-        *std::min_element(levels.begin(), levels.end(), [t](const Level& a, const Level& b) {
-          return std::abs(a.timestep - t) < std::abs(b.timestep - t);
-        });
+    const NoiseLevel level = noise_level_at(plan, timestep.reshape({-1})[0].item<double>());
     if (level.sigma <= 0) return output;
     const at::Tensor x0 = clean.to(input.device(), input.scalar_type());
     // The output that would predict exactly the original latents.

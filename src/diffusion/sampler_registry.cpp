@@ -410,4 +410,33 @@ float SamplerRun::alpha_cumprod(int64_t timestep) const {
 }
 
 }  // namespace sampling
+NoiseLevel noise_level_at(const SamplingPlan& plan, double timestep) {
+  if (plan.timesteps.empty()) throw Error(ErrorCode::kInternal, "the sampling plan is empty");
+  size_t nearest = 0;
+  for (size_t j = 1; j < plan.timesteps.size(); ++j)
+    if (std::abs(plan.timesteps[j] - timestep) < std::abs(plan.timesteps[nearest] - timestep))
+      nearest = j;
+  NoiseLevel level;
+  if (!plan.sigmas.empty()) {
+    const double s = plan.sigmas.at(nearest);
+    level.alpha = 1.0 / std::sqrt(s * s + 1.0);
+    level.sigma = s * level.alpha;
+  } else {
+    const double cumulative =
+        plan.alphas_cumprod[static_cast<int64_t>(std::llround(plan.timesteps[nearest]))]
+            .item<double>();
+    level.alpha = std::sqrt(cumulative);
+    level.sigma = std::sqrt(1.0 - cumulative);
+  }
+  return level;
+}
+
+at::Tensor predicted_clean_latents(const SamplingPlan& plan, const at::Tensor& input,
+                                   const at::Tensor& output, double timestep) {
+  const NoiseLevel level = noise_level_at(plan, timestep);
+  if (plan.config.prediction_type == PredictionType::kVPrediction)
+    return input * level.alpha - output * level.sigma;
+  return (input - output * level.sigma) / level.alpha;
+}
+
 }  // namespace doppel

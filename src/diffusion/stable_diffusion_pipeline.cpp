@@ -289,6 +289,24 @@ at::Tensor StableDiffusionPipeline::encode_image(const at::Tensor& image, Genera
   return posterior.sample(noise) * model_.vae->config().scaling_factor;
 }
 
+ModelFunction StableDiffusionPipeline::with_live_preview(ModelFunction model,
+                                                         const SamplingPlan& plan) const {
+  if (!preview_.decoder || !preview_.show || preview_.every_steps < 1) return model;
+  auto calls = std::make_shared<int64_t>(0);
+  return [model = std::move(model), plan, calls, preview = preview_](
+             const at::Tensor& input, const at::Tensor& timestep) mutable {
+    at::Tensor output = model(input, timestep);
+    const int64_t call = ++*calls;
+    const int64_t total = plan.model_calls();
+    if (call % preview.every_steps == 0 || call == total) {
+      const at::Tensor clean =
+          predicted_clean_latents(plan, input, output, timestep.reshape({-1})[0].item<double>());
+      preview.show(tensor_to_images(preview.decoder->forward(clean)).front(), call, total);
+    }
+    return output;
+  };
+}
+
 at::Tensor StableDiffusionPipeline::inpainting_conditioning(const at::Tensor& image,
                                                             const at::Tensor& mask,
                                                             Generator& generator) {
@@ -394,8 +412,10 @@ at::Tensor StableDiffusionPipeline::hires_pass(const GenerationRequest& request,
       generator.randn(upscaled.sizes().vec(), at::TensorOptions().device(device()));
   UNetConditioning extra;
   extra.controls = ControlGuidance(request.controls, width, height, device());
-  return sample(plan, guided_model(conditioning, request.guidance_scale, plan, extra),
-                add_noise(plan, upscaled, noise), generator, progress);
+  return sample(
+      plan,
+      with_live_preview(guided_model(conditioning, request.guidance_scale, plan, extra), plan),
+      add_noise(plan, upscaled, noise), generator, progress);
 }
 
 at::Tensor StableDiffusionPipeline::initial_latents(const GenerationRequest& request,
@@ -469,6 +489,7 @@ GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& re
     repaint = latent_repaint_mask(inpaint->mask, latents.size(2), latents.size(3)).to(device());
     model = keep_unmasked_latents(std::move(model), plan, clean_latents, repaint);
   }
+  model = with_live_preview(std::move(model), plan);
   if (request.hires) {
     // Both passes show as one sampling stage, as one job.
     const int64_t first_calls = plan.model_calls();

@@ -3,7 +3,9 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
+#include <map>
 
 #include "doppel/core/atomic_file.hpp"
 #include "doppel/core/generation_parameters.hpp"
@@ -371,6 +373,46 @@ TEST(GenerateCommand, ControlNetSteersTheImageAndIsRecorded) {
             1);
   EXPECT_NE(errors.find("canny, face_pose or none"), std::string::npos) << errors;
   EXPECT_FALSE(std::filesystem::exists(bad));
+}
+
+// A TAESD decoder file with random weights, under taesd_decoder.safetensors' names.
+void write_random_taesd(const std::filesystem::path& path) {
+  std::map<std::string, at::Tensor> tensors;
+  auto conv = [&](const std::string& name, int64_t out, int64_t in, bool bias) {
+    tensors[name + ".weight"] = at::randn({out, in, 3, 3}) / std::sqrt(in * 9.0);
+    if (bias) tensors[name + ".bias"] = at::zeros({out});
+  };
+  conv("1", 64, 4, true);
+  for (int block : {3, 4, 5, 8, 9, 10, 13, 14, 15, 18})
+    for (int index : {0, 2, 4})
+      conv(std::to_string(block) + ".conv." + std::to_string(index), 64, 64, true);
+  for (int plain : {7, 12, 17}) conv(std::to_string(plain), 64, 64, false);
+  conv("19", 3, 64, true);
+  save_safetensors(path, tensors);
+}
+
+TEST(GenerateCommand, TaesdWritesALivePreviewBesideTheImage) {
+  auto folder = temp_folder("doppel_generate_preview");
+  write_random_taesd(folder / "taesd_decoder.safetensors");
+  const auto out = folder / "portrait.png";
+  std::string errors;
+  ASSERT_EQ(
+      run_doppel("generate --tiny-demo --prompt portrait --steps 4 --preview-every 2 --taesd " +
+                     (folder / "taesd_decoder.safetensors").string() + " --out " + out.string(),
+                 &errors),
+      0)
+      << errors;
+  const Image preview = read_image(folder / "portrait-preview.png");
+  EXPECT_EQ(preview.width, 64);
+  EXPECT_EQ(read_image(out).width, 64);
+  save_safetensors(folder / "other.safetensors", {{"lora_unet_x.alpha", at::ones({})}});
+  EXPECT_EQ(run_doppel("generate --tiny-demo --prompt p --taesd " +
+                           (folder / "other.safetensors").string() + " --out " +
+                           (folder / "x.png").string(),
+                       &errors),
+            1);
+  EXPECT_NE(errors.find("not a TAESD decoder"), std::string::npos) << errors;
+  EXPECT_FALSE(std::filesystem::exists(folder / "x.png"));
 }
 
 TEST(GenerateCommand, BadInputGivesAClearErrorAndNoFile) {

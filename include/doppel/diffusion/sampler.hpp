@@ -74,6 +74,20 @@ at::Tensor scale_initial_noise(const SamplingPlan& plan, const at::Tensor& noise
 at::Tensor add_noise(const SamplingPlan& plan, const at::Tensor& clean_latents,
                      const at::Tensor& noise);
 
+// How the network input of a model call mixes clean latents and noise: every sampler hands the
+// network alpha * x0 + sigma * eps (the sigma samplers as x / sqrt(s^2 + 1) with their own s,
+// the others at alphas_cumprod[t]).
+struct NoiseLevel {
+  double alpha = 1.0;
+  double sigma = 0.0;
+};
+// The level of the plan's model call at `timestep` (the nearest of plan.timesteps).
+NoiseLevel noise_level_at(const SamplingPlan& plan, double timestep);
+// The clean latents the network `output` (epsilon or v, per the plan's config) predicts for
+// `input` at `timestep`: what A1111 blends for inpainting and decodes for live previews.
+at::Tensor predicted_clean_latents(const SamplingPlan& plan, const at::Tensor& input,
+                                   const at::Tensor& output, double timestep);
+
 // Runs the plan's sampler from `latents` (already noised: scale_initial_noise
 // or add_noise) and returns the denoised latents. Per-step noise is drawn from
 // `generator` in diffusers' order. Throws kNumerical when latents become

@@ -20,6 +20,7 @@
 #include "doppel/diffusion/inpainting.hpp"
 #include "doppel/diffusion/prompt_conditioning.hpp"
 #include "doppel/diffusion/sampler.hpp"
+#include "doppel/models/tiny_autoencoder.hpp"
 
 namespace doppel {
 
@@ -89,6 +90,14 @@ struct UNetConditioning {
   ControlGuidance controls;  // ControlNets, their images at the pass's size
 };
 
+// A1111's live preview: every `every_steps` model calls (and at the last), the clean latents
+// the model predicts are decoded with TAESD and shown. Previews never change the result.
+struct LivePreview {
+  TinyAutoencoderDecoder decoder{nullptr};
+  int64_t every_steps = 10;
+  std::function<void(const Image& preview, int64_t call, int64_t calls)> show;
+};
+
 struct GeneratedImage {
   Image image;
   uint64_t seed = 0;
@@ -108,6 +117,8 @@ class StableDiffusionPipeline {
 
   // Textual-inversion embeddings that prompt words may name (A1111's embeddings folder).
   void set_embeddings(TextualInversionLibrary embeddings) { embeddings_ = std::move(embeddings); }
+  // Live previews during sampling (an empty decoder turns them off).
+  void set_live_preview(LivePreview preview) { preview_ = std::move(preview); }
 
   // The A1111 prompt language over `steps` steps: AND parts, schedules, emphasis, BREAK and
   // embeddings; every distinct scheduled text is encoded once.
@@ -158,6 +169,8 @@ class StableDiffusionPipeline {
   at::Tensor hires_pass(const GenerationRequest& request, uint64_t seed,
                         const PromptConditioning& conditioning, const at::Tensor& latents,
                         const ProgressCallback& progress);
+  // `model` showing live previews of its predictions over `plan` (unchanged without preview).
+  ModelFunction with_live_preview(ModelFunction model, const SamplingPlan& plan) const;
   GenerationParameters describe(const GenerationRequest& request, uint64_t seed,
                                 const PromptConditioning& conditioning) const;
   ChunkEncoder chunk_encoder(int clip_skip);
@@ -168,6 +181,7 @@ class StableDiffusionPipeline {
   SchedulerConfig scheduler_;
   std::string model_name_;
   TextualInversionLibrary embeddings_;
+  LivePreview preview_;
 };
 
 }  // namespace doppel
