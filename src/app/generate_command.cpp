@@ -47,6 +47,7 @@ struct GenerateOptions {
   bool size_given = false;                         // --width or --height on the command line
   std::vector<std::string> controls;               // PATH:IMAGE[:SCALE[:START:END]]
   std::vector<std::string> control_preprocessors;  // canny | face_pose | none, per --control
+  std::string vae_tiling = "auto";                 // auto | on | off
   std::string taesd;                               // TAESD decoder for live previews
   std::string preview;         // where the preview PNG goes (default: next to --out)
   int64_t preview_every = 10;  // A1111's "live preview every N sampling steps"
@@ -318,6 +319,7 @@ int run_generate(GenerateOptions& options) {
   if (!options.init_image.empty()) request.init_image = read_image(options.init_image);
   if (!options.hires.empty()) request.hires = parse_hires(options.hires, options.hires_upscaler);
   prepare_inpaint(options);
+  if (options.vae_tiling != "auto") request.tiled_vae = options.vae_tiling == "on";
 
   StableDiffusionCheckpoint model;
   std::string model_name;
@@ -446,6 +448,11 @@ CommandRegistration generate_command{
       command.add_option("--control-preprocessor", options->control_preprocessors,
                          "canny, face_pose or none (repeatable; the i-th applies to the i-th "
                          "--control; default none)");
+      command
+          .add_option("--vae-tiling", options->vae_tiling,
+                      "Decode/encode in tiles: auto (above 1024x1024 pixels), on or off")
+          ->check(CLI::IsMember({"auto", "on", "off"}))
+          ->capture_default_str();
       command.add_option("--taesd", options->taesd,
                          "TAESD decoder (taesd_decoder.safetensors) for a live preview image");
       command.add_option("--preview", options->preview,

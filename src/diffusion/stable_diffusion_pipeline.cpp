@@ -61,6 +61,9 @@ void check_request(const GenerationRequest& request, int64_t factor, bool inpain
     invalid("CLIP skip must be between 1 and 12 (got " + std::to_string(request.clip_skip) + ")");
   if (request.init_image && !(request.strength > 0 && request.strength <= 1))
     invalid("img2img strength must be in (0, 1] (got " + format_number(request.strength) + ")");
+  if (request.vae_tiling.tile_size < 4 || request.vae_tiling.overlap < 0 ||
+      request.vae_tiling.overlap >= request.vae_tiling.tile_size)
+    invalid("VAE tiles must be at least 4 latent pixels and overlap by less than their size");
   if (request.inpaint && !request.init_image)
     invalid("inpainting needs the image to paint into (an init image) as well as the mask");
   if (const auto& hires = request.hires) {
@@ -276,17 +279,28 @@ ModelFunction StableDiffusionPipeline::guided_model(const PromptConditioning& co
       conditioning, guidance_scale, plan);
 }
 
-at::Tensor StableDiffusionPipeline::decode_latents(const at::Tensor& latents) {
+at::Tensor StableDiffusionPipeline::decode_latents(const at::Tensor& latents,
+                                                   const VaeTiling* tiling) {
   c10::InferenceMode inference;
-  return model_.vae->decode(latents / model_.vae->config().scaling_factor);
+  const at::Tensor unscaled = latents / model_.vae->config().scaling_factor;
+  return tiling ? model_.vae->decode_tiled(unscaled, *tiling) : model_.vae->decode(unscaled);
 }
 
-at::Tensor StableDiffusionPipeline::encode_image(const at::Tensor& image, Generator& generator) {
+at::Tensor StableDiffusionPipeline::encode_image(const at::Tensor& image, Generator& generator,
+                                                 const VaeTiling* tiling) {
   c10::InferenceMode inference;
-  LatentDistribution posterior = model_.vae->encode(image.to(device()));
+  const at::Tensor pixels = image.to(device());
+  LatentDistribution posterior =
+      tiling ? model_.vae->encode_tiled(pixels, *tiling) : model_.vae->encode(pixels);
   at::Tensor noise =
       generator.randn(posterior.mean.sizes(), at::TensorOptions().device(posterior.mean.device()));
   return posterior.sample(noise) * model_.vae->config().scaling_factor;
+}
+
+const VaeTiling* StableDiffusionPipeline::tiling_for(const GenerationRequest& request,
+                                                     int64_t width, int64_t height) const {
+  const bool tiled = request.tiled_vae.value_or(width * height > kWholeVaePixels);
+  return tiled ? &request.vae_tiling : nullptr;
 }
 
 ModelFunction StableDiffusionPipeline::with_live_preview(ModelFunction model,
@@ -309,11 +323,12 @@ ModelFunction StableDiffusionPipeline::with_live_preview(ModelFunction model,
 
 at::Tensor StableDiffusionPipeline::inpainting_conditioning(const at::Tensor& image,
                                                             const at::Tensor& mask,
-                                                            Generator& generator) {
+                                                            Generator& generator,
+                                                            const VaeTiling* tiling) {
   c10::InferenceMode inference;
   const at::Tensor repaint = (mask >= 0.5).to(at::kFloat);
   const at::Tensor masked_image = image.to(at::kFloat) * (1 - repaint);
-  const at::Tensor latents = encode_image(masked_image, generator);
+  const at::Tensor latents = encode_image(masked_image, generator, tiling);
   const at::Tensor small_mask =
       at::upsample_nearest2d(repaint, {latents.size(2), latents.size(3)}).to(latents.device());
   return at::cat({small_mask, latents}, 1);
@@ -403,10 +418,13 @@ at::Tensor StableDiffusionPipeline::hires_pass(const GenerationRequest& request,
   if (const auto mode = latent_upscale_mode(hires.upscaler)) {
     upscaled = upscale_latents(latents, *mode, height / factor, width / factor);
   } else {
-    const Image first = tensor_to_images(decode_latents(latents)).front();
+    const Image first = tensor_to_images(decode_latents(latents, tiling_for(request, request.width,
+                                                                            request.height)))
+                            .front();
     const Image resized = resize_image(first, static_cast<int>(width), static_cast<int>(height),
                                        *image_upscale_filter(hires.upscaler));
-    upscaled = encode_image(images_to_tensor({resized}), generator);
+    upscaled =
+        encode_image(images_to_tensor({resized}), generator, tiling_for(request, width, height));
   }
   const at::Tensor noise =
       generator.randn(upscaled.sizes().vec(), at::TensorOptions().device(device()));
@@ -427,6 +445,7 @@ at::Tensor StableDiffusionPipeline::initial_latents(const GenerationRequest& req
   const std::vector<int64_t> shape = {1, model_.unet->config().out_channels,
                                       request.height / factor, request.width / factor};
   const auto on_device = at::TensorOptions().device(device());
+  const VaeTiling* tiling = tiling_for(request, request.width, request.height);
   at::Tensor pixels;  // [1, 3, H, W] in [-1, 1]: the picture img2img and inpainting start from
   if (inpaint) {
     pixels = images_to_tensor({inpaint->image});
@@ -444,7 +463,7 @@ at::Tensor StableDiffusionPipeline::initial_latents(const GenerationRequest& req
   if (!pixels.defined() || (from_pure_noise && model_.inpainting)) {
     latents = scale_initial_noise(plan, generator.randn(shape, on_device));
   } else {
-    *clean_latents = encode_image(pixels, generator);
+    *clean_latents = encode_image(pixels, generator, tiling);
     const at::Tensor noise = generator.randn(shape, on_device);
     latents =
         from_pure_noise ? scale_initial_noise(plan, noise) : add_noise(plan, *clean_latents, noise);
@@ -456,7 +475,7 @@ at::Tensor StableDiffusionPipeline::initial_latents(const GenerationRequest& req
         inpaint ? mask_to_tensor(inpaint->mask) : at::ones({1, 1, request.height, request.width});
     *image_conditioning = inpainting_conditioning(
         pixels.defined() ? pixels : at::zeros({1, 3, request.height, request.width}), mask,
-        generator);
+        generator, tiling);
   }
   return latents;
 }
@@ -506,7 +525,9 @@ GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& re
   }
   if (repaint.defined()) latents = latents * repaint + clean_latents * (1 - repaint);
   ProgressTracker decoding(progress, "decoding", 1);
-  at::Tensor pixels = decode_latents(latents);
+  const int64_t factor = model_.vae->config().downscale_factor();
+  at::Tensor pixels = decode_latents(
+      latents, tiling_for(request, latents.size(3) * factor, latents.size(2) * factor));
   decoding.advance(1);
   GeneratedImage result;
   result.image = tensor_to_images(pixels).front();

@@ -222,6 +222,34 @@ TEST(StableDiffusionPipeline, LongPromptsAreChunkedNotRejected) {
   EXPECT_EQ(negative.sizes(), positive.sizes());  // the negative is padded with empty chunks
 }
 
+// Tiled VAE decode/encode: automatic only above kWholeVaePixels; forced tiles give the same
+// size and a close picture; one tile covering everything is the whole decode exactly.
+TEST(StableDiffusionPipeline, TiledVaeIsUsedWhenAskedAndStaysClose) {
+  auto pipeline = tiny_pipeline();
+  GenerationRequest request = tiny_request();
+  request.width = 128;
+  request.height = 64;
+  const Image whole = pipeline.generate(request).front().image;
+  request.tiled_vae = true;
+  request.vae_tiling = {8, 4};  // 16x8 latents: several tiles
+  const Image tiled = pipeline.generate(request).front().image;
+  ASSERT_EQ(tiled.width, 128);
+  EXPECT_NE(tiled.rgb, whole.rgb);
+  double difference = 0;
+  for (size_t i = 0; i < whole.rgb.size(); ++i)
+    difference += std::abs(double(tiled.rgb[i]) - double(whole.rgb[i]));
+  EXPECT_LT(difference / whole.rgb.size(), 40.0);  // same picture, tile context differs
+  request.vae_tiling = {16, 4};                    // one tile covers the 16x8 latents
+  EXPECT_EQ(pipeline.generate(request).front().image.rgb, whole.rgb);
+  // img2img encodes through the tiles too.
+  request.vae_tiling = {8, 4};
+  request.init_image = whole;
+  request.strength = 0.5;
+  EXPECT_EQ(pipeline.generate(request).front().image.width, 128);
+  request.vae_tiling = {8, 8};
+  EXPECT_THROW(pipeline.generate(request), Error);
+}
+
 TEST(StableDiffusionPipeline, NanDuringSamplingIsANumericalError) {
   StableDiffusionCheckpoint model = make_tiny_stable_diffusion(7);
   {

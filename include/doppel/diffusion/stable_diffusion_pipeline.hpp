@@ -72,10 +72,17 @@ struct GenerationRequest {
   std::optional<VaeReference> vae;        // recorded as "VAE hash" / "VAE" when set
   std::optional<HiresFix> hires;          // text-to-image only
   std::optional<InpaintOptions> inpaint;  // needs init_image
+  // VAE decode and encode in blended tiles: unset = automatic (tiles above kWholeVaePixels,
+  // so large images fit in memory), true = always, false = never.
+  std::optional<bool> tiled_vae;
+  VaeTiling vae_tiling;
   // ControlNets steering every UNet call (residuals summed); their images are resized to the
   // size of each pass (the hires pass too) and recorded as A1111's "ControlNet N".
   std::vector<ControlInput> controls;
 };
+
+// The largest image (in pixels) the VAE decodes and encodes whole when tiling is automatic.
+inline constexpr int64_t kWholeVaePixels = 1024 * 1024;
 
 // The size a hires fix makes from `size` (A1111: int(size * scale), then down to a multiple of
 // the VAE's downscale factor).
@@ -140,15 +147,17 @@ class StableDiffusionPipeline {
   // the conditioning of its step (see guided_denoiser).
   ModelFunction guided_model(const PromptConditioning& conditioning, double guidance_scale,
                              const SamplingPlan& plan, const UNetConditioning& extra = {});
-  // Latents -> images in [-1, 1] ([N, 3, H, W], fp32); divides by the scaling factor.
-  at::Tensor decode_latents(const at::Tensor& latents);
+  // Latents -> images in [-1, 1] ([N, 3, H, W], fp32); divides by the scaling factor. With
+  // `tiling`, in blended tiles.
+  at::Tensor decode_latents(const at::Tensor& latents, const VaeTiling* tiling = nullptr);
   // Image in [-1, 1] -> scaled latents mean + std * noise (noise drawn from `generator`).
-  at::Tensor encode_image(const at::Tensor& image, Generator& generator);
+  at::Tensor encode_image(const at::Tensor& image, Generator& generator,
+                          const VaeTiling* tiling = nullptr);
   // What a 9-channel inpainting UNet sees besides the latents: [mask at latent size (binarised
   // at 0.5, nearest), latents of the image with the masked part blanked] = [1, 5, h, w].
   // `image` [1, 3, H, W] in [-1, 1], `mask` [1, 1, H, W] in [0, 1] (1 = repaint); one draw.
   at::Tensor inpainting_conditioning(const at::Tensor& image, const at::Tensor& mask,
-                                     Generator& generator);
+                                     Generator& generator, const VaeTiling* tiling = nullptr);
 
   const StableDiffusionCheckpoint& model() const { return model_; }
   const SchedulerConfig& scheduler_config() const { return scheduler_; }
@@ -169,6 +178,9 @@ class StableDiffusionPipeline {
   at::Tensor hires_pass(const GenerationRequest& request, uint64_t seed,
                         const PromptConditioning& conditioning, const at::Tensor& latents,
                         const ProgressCallback& progress);
+  // The request's tiling for an image of width x height, or null to process it whole.
+  const VaeTiling* tiling_for(const GenerationRequest& request, int64_t width,
+                              int64_t height) const;
   // `model` showing live previews of its predictions over `plan` (unchanged without preview).
   ModelFunction with_live_preview(ModelFunction model, const SamplingPlan& plan) const;
   GenerationParameters describe(const GenerationRequest& request, uint64_t seed,
