@@ -136,12 +136,17 @@ int64_t TextualInversionEmbedding::vector_count() const {
 }
 
 at::Tensor TextualInversionEmbedding::vectors_for_width(int64_t width) const {
-  if (!vectors.defined())
+  if (!vectors.defined()) {
+    const at::Tensor& clip_l = per_encoder.at("clip_l");
+    const at::Tensor& clip_g = per_encoder.at("clip_g");
+    // SDXL conditions on both encoders side by side, so its embedding is too.
+    if (clip_l.size(0) == clip_g.size(0) && clip_l.size(1) + clip_g.size(1) == width)
+      return at::cat({clip_l, clip_g}, 1);
     throw Error(ErrorCode::kInvalidArgument,
                 "embedding " + file + " is an SDXL embedding (clip_l " +
-                    std::to_string(per_encoder.at("clip_l").size(1)) + " + clip_g " +
-                    std::to_string(per_encoder.at("clip_g").size(1)) +
-                    " wide); this model's text encoder is " + std::to_string(width) + " wide");
+                    std::to_string(clip_l.size(1)) + " + clip_g " + std::to_string(clip_g.size(1)) +
+                    " wide); this model's text encoders are " + std::to_string(width) + " wide");
+  }
   if (vectors.size(1) != width)
     throw Error(ErrorCode::kInvalidArgument,
                 "embedding " + file + " has vectors " + std::to_string(vectors.size(1)) +

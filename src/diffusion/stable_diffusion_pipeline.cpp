@@ -163,10 +163,6 @@ ChunkEncoder StableDiffusionPipeline::sdxl_chunk_encoder(int clip_skip) {
   const at::Device on = device();
   return [clip_l, clip_g, end_of_text, pad, on](
              const at::Tensor& ids, const std::vector<EmbeddingRows>& rows) -> EncodedChunks {
-    if (!rows.empty())
-      throw Error(ErrorCode::kUnsupported,
-                  "textual-inversion embeddings are not supported with SDXL models yet; remove "
-                  "the embedding's name from the prompt");
     // The OpenCLIP tokenizer pads with its own token after the first end-of-text (A1111
     // rewrites the padding the same way).
     at::Tensor padded = ids.to(at::kCPU, at::kLong).clone();
@@ -178,8 +174,30 @@ ChunkEncoder StableDiffusionPipeline::sdxl_chunk_encoder(int clip_skip) {
         ended = ended || tokens[b][p] == end_of_text;
       }
     }
-    const at::Tensor first = ClipTextEncoder::penultimate(clip_l->forward(ids.to(on)));
-    const ClipTextOutput second = clip_g->forward(padded.to(on));
+    const at::Tensor ids_l = ids.to(on);
+    const at::Tensor ids_g = padded.to(on);
+    at::Tensor first;
+    ClipTextOutput second;
+    if (rows.empty()) {
+      first = ClipTextEncoder::penultimate(clip_l->forward(ids_l));
+      second = clip_g->forward(ids_g);
+    } else {
+      // Textual inversion: each row holds [CLIP-L vector, OpenCLIP-G vector] side by side.
+      at::Tensor embedded_l = clip_l->embed_tokens(ids_l).clone();
+      at::Tensor embedded_g = clip_g->embed_tokens(ids_g).clone();
+      const int64_t width_l = embedded_l.size(2);
+      for (const EmbeddingRows& row : rows) {
+        const int64_t count = row.vectors.size(0);
+        embedded_l[row.batch]
+            .narrow(0, row.position, count)
+            .copy_(row.vectors.narrow(1, 0, width_l));
+        embedded_g[row.batch]
+            .narrow(0, row.position, count)
+            .copy_(row.vectors.narrow(1, width_l, row.vectors.size(1) - width_l));
+      }
+      first = ClipTextEncoder::penultimate(clip_l->forward_embedded(ids_l, embedded_l));
+      second = clip_g->forward_embedded(ids_g, embedded_g);
+    }
     return {at::cat({first, ClipTextEncoder::penultimate(second).to(first.scalar_type())}, -1),
             second.text_embeds};
   };

@@ -142,5 +142,34 @@ TEST(SdxlPipeline, GeneratesWithEverySamplerFamilyAndRecordsTheRecipe) {
   EXPECT_THROW(model(at::zeros({1, 4, 8, 8}), at::full({1}, 500.0f)), Error);
 }
 
+// An SDXL embedding holding the word "cat"'s token rows of both encoders conditions like "cat".
+TEST(SdxlPipeline, TextualInversionReplacesBothEncodersRows) {
+  DOPPEL_REQUIRE_PATH(sdxl_dir() / "diffusers");
+  StableDiffusionPipeline pipeline = load_sdxl("diffusers");
+  const ClipTokenizer tokenizer = ClipTokenizer::from_bpe_file(test::golden_dir() / "tokenizer" /
+                                                               "bpe_simple_vocab_16e6.txt.gz");
+  TextualInversionEmbedding kitty;
+  kitty.name = "kitty";
+  kitty.file = "kitty.safetensors";
+  kitty.short_hash = "0123456789ab";
+  {
+    c10::InferenceMode inference;
+    const at::Tensor cat = at::tensor({tokenizer.token_id("cat</w>")}).reshape({1, 1});
+    for (size_t i = 0; i < 2; ++i)
+      kitty.per_encoder[i == 0 ? "clip_l" : "clip_g"] =
+          pipeline.model().text_encoders[i].encoder->embed_tokens(cat).reshape({1, -1}).clone();
+  }
+  TextualInversionLibrary library;
+  library.add(kitty);
+  pipeline.set_embeddings(library);
+  const PromptConditioning embedded = pipeline.condition_prompts("a kitty on a sofa", "", 1);
+  const PromptConditioning worded = pipeline.condition_prompts("a cat on a sofa", "", 1);
+  const ScheduledConditioning& a = embedded.positive.front().schedule.front();
+  const ScheduledConditioning& b = worded.positive.front().schedule.front();
+  EXPECT_LT((a.hidden - b.hidden).abs().max().item<double>(), 1e-6);
+  EXPECT_LT((a.pooled - b.pooled).abs().max().item<double>(), 1e-6);
+  EXPECT_EQ(embedded.embeddings.at("kitty"), "0123456789ab");
+}
+
 }  // namespace
 }  // namespace doppel

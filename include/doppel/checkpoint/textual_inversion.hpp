@@ -24,8 +24,8 @@ struct TextualInversionEmbedding {
   std::string short_hash;  // first 12 hex digits of the file's sha256 (A1111 "TI hashes")
 
   int64_t vector_count() const;
-  // The vectors for a text encoder `width` wide; throws kInvalidArgument naming the file
-  // and both sizes when they differ (or when it is an SDXL file).
+  // The vectors for a text encoder `width` wide (SDXL files: [clip_l, clip_g] side by side, for
+  // both encoders' width); throws kInvalidArgument naming the file and both sizes otherwise.
   at::Tensor vectors_for_width(int64_t width) const;
 };
 
