@@ -13,9 +13,12 @@
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "doppel/models/layers.hpp"
+#include "support/error_code.hpp"
 
 namespace doppel {
 namespace {
+
+using test::code_of;
 
 namespace fs = std::filesystem;
 
@@ -38,16 +41,6 @@ std::map<std::string, at::Tensor> state_of(torch::nn::Module& module, const std:
     tensors[prefix + name] = item.value().detach().clone();
   }
   return tensors;
-}
-
-ErrorCode code_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  ADD_FAILURE() << "expected doppel::Error";
-  return ErrorCode::kInternal;
 }
 
 TEST(TinyAutoencoderDecoder, HasTaesdsNamesAndDecodesToEightTimesTheLatents) {

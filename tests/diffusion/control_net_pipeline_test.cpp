@@ -12,21 +12,20 @@
 #include "doppel/diffusion/control_guidance.hpp"
 #include "doppel/diffusion/control_preprocessors.hpp"
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
+#include "support/error_code.hpp"
 #include "support/shared_data.hpp"
+#include "support/test_tokenizer.hpp"
 
 namespace doppel {
 namespace {
+
+using test::code_of;
+using test::test_tokenizer;
 
 namespace fs = std::filesystem;
 
 const char* kPrompt = "a photograph of an astronaut riding a horse";
 const char* kNegative = "blurry, low quality";
-
-ClipTokenizer test_tokenizer() {
-  auto vocabulary = test::golden_dir() / "tokenizer" / "bpe_simple_vocab_16e6.txt.gz";
-  return fs::exists(vocabulary) ? ClipTokenizer::from_bpe_file(vocabulary)
-                                : ClipTokenizer::load_default();
-}
 
 double relative_difference(const at::Tensor& actual, const at::Tensor& expected) {
   return (actual.to(at::kFloat) - expected).abs().max().item<double>() /
@@ -234,16 +233,6 @@ TEST(ControlNetPipeline, HiresFixAndImg2ImgRunWithControls) {
   request.init_image = gradient_image(64, 64);
   request.strength = 0.5;
   EXPECT_EQ(pipeline.generate(request).front().image.width, 64);
-}
-
-ErrorCode code_of(const std::function<void()>& action, std::string* message = nullptr) {
-  try {
-    action();
-  } catch (const Error& error) {
-    if (message) *message = error.what();
-    return error.code();
-  }
-  return ErrorCode::kInternal;
 }
 
 TEST(ControlNetPipeline, BadControlsAreClearErrorsBeforeAnyWork) {

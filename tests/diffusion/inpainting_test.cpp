@@ -12,10 +12,15 @@
 #include "doppel/core/safetensors.hpp"
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
 #include "doppel/models/layers.hpp"
+#include "support/error_code.hpp"
 #include "support/shared_data.hpp"
+#include "support/test_tokenizer.hpp"
 
 namespace doppel {
 namespace {
+
+using test::code_of;
+using test::test_tokenizer;
 
 Image solid(int width, int height, uint8_t r, uint8_t g, uint8_t b) {
   Image image;
@@ -52,16 +57,6 @@ const uint8_t* pixel(const Image& image, int x, int y) {
 
 bool same_pixel(const Image& a, const Image& b, int x, int y) {
   return std::equal(pixel(a, x, y), pixel(a, x, y) + 3, pixel(b, x, y));
-}
-
-ErrorCode code_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  ADD_FAILURE() << "expected doppel::Error";
-  return ErrorCode::kInternal;
 }
 
 TEST(InpaintMask, LuminanceBlurAndBounds) {
@@ -228,12 +223,6 @@ TEST(KeepUnmaskedLatents, PredictsTheOriginalWhereTheMaskKeepsIt) {
       }
     }
   }
-}
-
-ClipTokenizer test_tokenizer() {
-  auto vocabulary = test::golden_dir() / "tokenizer" / "bpe_simple_vocab_16e6.txt.gz";
-  return std::filesystem::exists(vocabulary) ? ClipTokenizer::from_bpe_file(vocabulary)
-                                             : ClipTokenizer::load_default();
 }
 
 // The tiny model with a 9-channel UNet in place of its own.

@@ -10,9 +10,12 @@
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
 #include "doppel/models/layers.hpp"
 #include "support/shared_data.hpp"
+#include "support/test_tokenizer.hpp"
 
 namespace doppel {
 namespace {
+
+using test::test_tokenizer;
 
 // input = alpha x0 + sigma eps at every call, so an eps (or v) output gives x0 back.
 TEST(PredictedCleanLatents, InvertsEveryPlansNoiseLevels) {
@@ -36,12 +39,6 @@ TEST(PredictedCleanLatents, InvertsEveryPlansNoiseLevels) {
       }
     }
   }
-}
-
-ClipTokenizer test_tokenizer() {
-  auto vocabulary = test::golden_dir() / "tokenizer" / "bpe_simple_vocab_16e6.txt.gz";
-  return std::filesystem::exists(vocabulary) ? ClipTokenizer::from_bpe_file(vocabulary)
-                                             : ClipTokenizer::load_default();
 }
 
 TEST(LivePreview, ShowsEveryNthStepAndLeavesTheImageAlone) {

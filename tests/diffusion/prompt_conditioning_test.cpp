@@ -18,15 +18,12 @@
 #include "doppel/core/safetensors.hpp"
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
 #include "support/shared_data.hpp"
+#include "support/test_tokenizer.hpp"
 
 namespace doppel {
 namespace {
 
-ClipTokenizer test_tokenizer() {
-  auto vocabulary = test::golden_dir() / "tokenizer" / "bpe_simple_vocab_16e6.txt.gz";
-  return std::filesystem::exists(vocabulary) ? ClipTokenizer::from_bpe_file(vocabulary)
-                                             : ClipTokenizer::load_default();
-}
+using test::test_tokenizer;
 
 // A transparent "encoder": z[b, p] = (id / 1000 + 0.25, (p + 1) / 10, 1), where textual-
 // inversion rows replace the first component's source with vector[0] and so on: z[b, p] =

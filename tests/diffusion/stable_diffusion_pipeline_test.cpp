@@ -11,10 +11,15 @@
 #include "doppel/checkpoint/tiny_model.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"
+#include "support/error_code.hpp"
 #include "support/shared_data.hpp"
+#include "support/test_tokenizer.hpp"
 
 namespace doppel {
 namespace {
+
+using test::code_of;
+using test::test_tokenizer;
 
 const char* kPrompt = "a photograph of an astronaut riding a horse";
 const char* kNegative = "blurry, low quality";
@@ -116,13 +121,6 @@ TEST(StableDiffusionPipelineGolden, Sd2VPredictionDdimMatchesReference) {
                         "ddim", false, 6);
 }
 
-// The golden copy of the vocabulary when present, else the installed one.
-ClipTokenizer test_tokenizer() {
-  auto vocabulary = test::golden_dir() / "tokenizer" / "bpe_simple_vocab_16e6.txt.gz";
-  return std::filesystem::exists(vocabulary) ? ClipTokenizer::from_bpe_file(vocabulary)
-                                             : ClipTokenizer::load_default();
-}
-
 StableDiffusionPipeline tiny_pipeline() {
   return StableDiffusionPipeline(make_tiny_stable_diffusion(7), test_tokenizer(), "tiny");
 }
@@ -175,16 +173,6 @@ TEST(StableDiffusionPipeline, Img2ImgStaysCloserToTheInitImageAtLowStrength) {
     return sum / out.image.rgb.size();
   };
   EXPECT_LT(distance(0.3), distance(1.0));
-}
-
-ErrorCode code_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  ADD_FAILURE() << "expected doppel::Error";
-  return ErrorCode::kInternal;
 }
 
 TEST(StableDiffusionPipeline, RejectsBadRequestsWithClearErrors) {

@@ -21,9 +21,12 @@
 #include "doppel/checkpoint/torch_pickle.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"
+#include "support/error_code.hpp"
 
 namespace doppel {
 namespace {
+
+using test::code_of;
 
 namespace fs = std::filesystem;
 
@@ -98,17 +101,6 @@ std::string torch_file(const std::string& pickle, const std::string& storage) {
 
 at::Tensor expected_vectors() {
   return at::tensor(std::vector<float>(kValues)).reshape({2, 3});
-}
-
-ErrorCode code_of(const std::function<void()>& action, std::string* message = nullptr) {
-  try {
-    action();
-  } catch (const Error& error) {
-    if (message) *message = error.what();
-    return error.code();
-  }
-  ADD_FAILURE() << "expected doppel::Error";
-  return ErrorCode::kInternal;
 }
 
 TEST(TextualInversion, ReadsA1111PtFiles) {
