@@ -1,6 +1,7 @@
 #include "bench_support.hpp"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 // GCC 12's own AVX-512 headers trip -Wuninitialized (their _mm512_undefined_*
 // helpers); the warning is about the header, not this code.
@@ -15,6 +16,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <thread>
 #include <vector>
 
@@ -25,12 +27,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// 12 independent accumulators hide the 4-cycle FMA latency on two FMA ports.
+// 12 independent accumulators hide the FMA latency on two FMA ports. The inner loop
+// must be unrolled: as a loop over a[] GCC keeps the accumulators in memory, and the
+// store-to-load latency then halves the measured peak (it did until 2026-12-03).
 __attribute__((target("avx512f"))) double fp32_fma_loop(int64_t iterations) {
   __m512 a[12];
   for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(0.001f * i);
   const __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(0.0001f);
   for (int64_t n = 0; n < iterations; ++n)
+#pragma GCC unroll 12
     for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], x, y);
   __m512 sum = a[0];
   for (int i = 1; i < 12; ++i) sum = _mm512_add_ps(sum, a[i]);
@@ -43,6 +48,7 @@ __attribute__((target("avx512f,avx512bf16"))) double bf16_dot_loop(int64_t itera
   const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80);  // 1.0 in bf16
   const __m512bh y = (__m512bh)_mm512_set1_epi16(0x3c23);  // ~0.01
   for (int64_t n = 0; n < iterations; ++n)
+#pragma GCC unroll 12
     for (int i = 0; i < 12; ++i) a[i] = _mm512_dpbf16_ps(a[i], x, y);
   __m512 sum = a[0];
   for (int i = 1; i < 12; ++i) sum = _mm512_add_ps(sum, a[i]);
@@ -109,6 +115,55 @@ double median_seconds(int repeats, const std::function<void()>& work) {
   }
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
+}
+
+void print_op_profile(const std::function<void()>& work, int top) {
+  namespace profiler = torch::autograd::profiler;
+  struct Totals {
+    double self_us = 0;
+    int64_t calls = 0;
+  };
+  std::map<std::string, Totals> by_name;
+  double all_us = 0;
+  {
+    profiler::TLSLegacyProfilerGuard guard(
+        torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU),
+        [&](const profiler::thread_event_lists& threads) {
+          for (const auto& events : threads) {
+            // Ranges nest per thread: a stack of (push event, time spent in children).
+            std::vector<std::pair<const profiler::LegacyEvent*, double>> open;
+            for (const auto& event : events) {
+              if (event.kind() == profiler::EventKind::PushRange) {
+                open.emplace_back(&event, 0.0);
+              } else if (event.kind() == profiler::EventKind::PopRange && !open.empty()) {
+                const auto [push, children_us] = open.back();
+                open.pop_back();
+                const double elapsed = push->cpuElapsedUs(event);
+                Totals& totals = by_name[push->name()];
+                totals.self_us += elapsed - children_us;
+                ++totals.calls;
+                if (open.empty()) {
+                  all_us += elapsed;
+                } else {
+                  open.back().second += elapsed;
+                }
+              }
+            }
+          }
+        });
+    work();
+  }
+  std::vector<std::pair<std::string, Totals>> sorted(by_name.begin(), by_name.end());
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto& a, const auto& b) { return a.second.self_us > b.second.self_us; });
+  std::fprintf(stderr, "%-52s %10s %7s %8s\n", "op (self time)", "ms", "share", "calls");
+  for (int i = 0; i < top && i < static_cast<int>(sorted.size()); ++i) {
+    const auto& [name, totals] = sorted[static_cast<size_t>(i)];
+    std::fprintf(stderr, "%-52s %10.1f %6.1f%% %8lld\n", name.c_str(), totals.self_us / 1000,
+                 all_us > 0 ? 100 * totals.self_us / all_us : 0.0,
+                 static_cast<long long>(totals.calls));
+  }
+  std::fprintf(stderr, "%-52s %10.1f\n", "all top-level ranges", all_us / 1000);
 }
 
 void print_figure(nlohmann::json figure) {

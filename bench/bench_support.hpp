@@ -23,6 +23,10 @@ void reset_peak_rss();
 // Median wall time of `repeats` runs of `work` after one warm-up run.
 double median_seconds(int repeats, const std::function<void()>& work);
 
+// Runs `work` once under ATen's profiler and prints to stderr the `top` op names
+// by self time (time not spent in nested ops), forward and backward alike.
+void print_op_profile(const std::function<void()>& work, int top = 30);
+
 // Prints one figure as one JSON line on stdout (and flushes).
 void print_figure(nlohmann::json figure);
 

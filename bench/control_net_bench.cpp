@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "bench_support.hpp"
+#include "doppel/core/caching_cpu_allocator.hpp"
 #include "doppel/core/random.hpp"
 #include "doppel/core/runtime.hpp"
 #include "doppel/models/control_net.hpp"
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", repeats, "timed runs after a warm-up (median)");
   CLI11_PARSE(app, argc, argv);
   configure_threads(0);
+  install_caching_cpu_allocator();
   const at::ScalarType dtype = parse_compute_dtype(dtype_name);
   const auto options = at::TensorOptions().dtype(dtype);
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "bench_support.hpp"
+#include "doppel/core/caching_cpu_allocator.hpp"
 #include "doppel/core/runtime.hpp"
 #include "doppel/face/face_aligner.hpp"
 #include "doppel/face/face_quality.hpp"
@@ -97,6 +98,7 @@ int main(int argc, char** argv) {
 
   // Per-stage cost on one thread (intra-op parallelism off, as in the workers).
   configure_threads(1);
+  install_caching_cpu_allocator();
   const auto load_start = Clock::now();
   FaceAnalyzer analyzer;
   bench::print_figure({{"bench", "face_intake"},

@@ -2,14 +2,13 @@
 // on attention and feed-forward, batch 1, fp32 master adapters, AdamW.
 // One JSON line per figure; run each configuration in its own process
 // (scripts/bench.sh train) so peak RSS is per configuration.
-//   lora_training_bench --dtype bf16|fp32 --size 512 [--checkpointing] [--repeats 2]
+//   lora_training_bench --dtype bf16|fp32 --size 512 [--checkpointing] [--repeats 2] [--profile]
 #include <CLI/CLI.hpp>
 
-#include <cstdlib>
-#include <thread>
-
 #include "bench_support.hpp"
+#include "doppel/core/caching_cpu_allocator.hpp"
 #include "doppel/core/random.hpp"
+#include "doppel/core/runtime.hpp"
 #include "doppel/diffusion/noise_schedule.hpp"
 #include "doppel/models/layers.hpp"
 #include "doppel/models/unet.hpp"
@@ -25,14 +24,17 @@ int main(int argc, char** argv) {
   int64_t rank = 16;
   int repeats = 2;
   bool checkpointing = false;
+  bool profile = false;
   CLI::App app("LoRA training step benchmark (SD 1.5 architecture, random weights)");
   app.add_option("--dtype", dtype_name, "fp32 or bf16");
   app.add_option("--size", size, "Training resolution in pixels");
   app.add_option("--rank", rank, "LoRA rank");
   app.add_option("--repeats", repeats, "Timed steps after one warm-up step");
   app.add_flag("--checkpointing", checkpointing, "Gradient checkpointing");
+  app.add_flag("--profile", profile, "Print the ops of one more step by self time to stderr");
   CLI11_PARSE(app, argc, argv);
-  at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
+  configure_threads(0);
+  install_caching_cpu_allocator();
   const at::ScalarType dtype = dtype_name == "fp32" ? at::kFloat : at::kBFloat16;
 
   StableDiffusionCheckpoint model;
@@ -59,7 +61,7 @@ int main(int argc, char** argv) {
   const at::Tensor alphas =
       make_alphas_cumprod(SchedulerConfig::stable_diffusion(PredictionType::kEpsilon));
   int64_t step = 0;
-  const double seconds = bench::median_seconds(repeats, [&] {
+  auto train_step = [&] {
     const at::Tensor noise = generator.randn(latents.sizes());
     const at::Tensor timesteps = at::tensor(std::vector<int64_t>{100 + 97 * (step++ % 9)});
     lora_training_loss(*model.unet, latents, noise, timesteps, context, alphas,
@@ -67,7 +69,9 @@ int main(int argc, char** argv) {
         .backward();
     optimizer.step(1e-4);
     optimizer.zero_grad();
-  });
+  };
+  const double seconds = bench::median_seconds(repeats, train_step);
+  if (profile) bench::print_op_profile(train_step);
   const auto peak = bench::measure_machine_peak(at::get_num_threads());
   const double peak_gflops = dtype == at::kBFloat16 ? peak.bf16_gflops : peak.fp32_gflops;
   nlohmann::json figure = {{"figure", "lora_training_step"},

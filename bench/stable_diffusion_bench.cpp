@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "bench_support.hpp"
+#include "doppel/core/caching_cpu_allocator.hpp"
 #include "doppel/core/random.hpp"
 #include "doppel/core/runtime.hpp"
 #include "doppel/models/clip_text.hpp"
@@ -29,6 +30,7 @@ struct Options {
   int64_t size = 512;
   int repeats = 2;
   bool channels_last = false;
+  bool profile = false;
 };
 
 nlohmann::json base_figure(const Options& options, const std::string& name) {
@@ -68,6 +70,7 @@ void bench_unet(const Options& options, at::ScalarType dtype) {
   const double flops = options.size == 512 && options.family == "sd15" ? 1606.5e9 : 0.0;
   double seconds =
       bench::median_seconds(options.repeats, [&] { unet->forward(x, t, context, extra); });
+  if (options.profile) bench::print_op_profile([&] { unet->forward(x, t, context, extra); });
   auto peak = bench::measure_machine_peak(at::get_num_threads());
   double peak_gflops = dtype == at::kBFloat16 ? peak.bf16_gflops : peak.fp32_gflops;
   auto figure = base_figure(options, "unet_step_cfg_batch2");
@@ -175,8 +178,10 @@ int main(int argc, char** argv) {
   app.add_option("--size", options.size, "image side in pixels");
   app.add_option("--repeats", options.repeats, "timed runs after a warm-up (median)");
   app.add_flag("--channels-last", options.channels_last, "channels-last UNet activations");
+  app.add_flag("--profile", options.profile, "unet: print one more step's ops by self time");
   CLI11_PARSE(app, argc, argv);
   configure_threads(0);
+  install_caching_cpu_allocator();
   at::ScalarType dtype = parse_compute_dtype(options.dtype);
   if (options.test_case == "peak") {
     auto peak = bench::measure_machine_peak(at::get_num_threads(), 2.0);

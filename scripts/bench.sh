@@ -5,6 +5,7 @@
 #   scripts/bench.sh sd         # Stable Diffusion 1.5 only
 #   scripts/bench.sh sdxl       # SDXL only (about 15 minutes on 2 cores)
 #   scripts/bench.sh train      # LoRA training steps only
+#   scripts/bench.sh baseline   # PyTorch eager UNet step (installs Debian's python3-torch)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 what="${1:-all}"
@@ -17,7 +18,7 @@ if [ "$what" = all ] || [ "$what" = sd ]; then
   sd="$bench/stable_diffusion_bench"
   "$sd" --case peak
   for dtype in bf16 fp32; do
-    for size in 512 256; do "$sd" --case unet --dtype "$dtype" --size "$size"; done
+    for size in 512 256; do "$sd" --case unet --dtype "$dtype" --size "$size" --repeats 3; done
     "$sd" --case text --dtype "$dtype"
     "$sd" --case vae --dtype "$dtype" --size 512
     "$sd" --case taesd --dtype "$dtype" --size 512
@@ -35,9 +36,20 @@ fi
 if [ "$what" = all ] || [ "$what" = train ]; then
   for dtype in bf16 fp32; do
     for size in 512 384; do
-      "$bench/lora_training_bench" --dtype "$dtype" --size "$size"
-      "$bench/lora_training_bench" --dtype "$dtype" --size "$size" --checkpointing
+      "$bench/lora_training_bench" --dtype "$dtype" --size "$size" --repeats 3
+      "$bench/lora_training_bench" --dtype "$dtype" --size "$size" --repeats 3 --checkpointing
     done
+  done
+fi
+if [ "$what" = all ] || [ "$what" = baseline ]; then
+  if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq python3-torch >&2
+  fi
+  for dtype in bf16 fp32; do
+    /usr/bin/python3 "$root/bench/pytorch_eager_baseline.py" --dtype "$dtype" --size 512
+    "$bench/stable_diffusion_bench" --case unet --dtype "$dtype" --size 512 --repeats 3
   done
 fi
 if [ "$what" = all ] || [ "$what" = face ]; then

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "app/command_registry.hpp"
+#include "doppel/core/caching_cpu_allocator.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
 #include "doppel/core/runtime.hpp"
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
   if (global.verbose) set_log_level(LogLevel::kDebug);
   try {
     configure_threads(global.threads);
+    install_caching_cpu_allocator();
     for (auto& [sub, action] : actions)
       if (sub->parsed()) return action();
   } catch (const Error& e) {

@@ -12,6 +12,7 @@
 #include "doppel/checkpoint/stable_diffusion.hpp"
 #include "doppel/checkpoint/tiny_model.hpp"
 #include "doppel/core/atomic_file.hpp"
+#include "doppel/core/caching_cpu_allocator.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
@@ -421,6 +422,7 @@ bool Worker::run_once() {
 }
 
 void Worker::run(const std::atomic<bool>& stop) {
+  bool memory_released = true;
   while (!stop) {
     bool worked = false;
     try {
@@ -428,6 +430,12 @@ void Worker::run(const std::atomic<bool>& stop) {
     } catch (const std::exception& error) {
       // The database went away for a moment: wait and try again rather than die.
       log_warning(std::string("worker: ") + error.what());
+    }
+    if (worked) memory_released = false;
+    if (!worked && !memory_released) {
+      // Nothing queued: hand the tensor cache back so an idle studio is small.
+      release_cached_cpu_memory();
+      memory_released = true;
     }
     if (!worked) {
       for (int64_t waited = 0; waited < state_->options.idle_poll_ms && !stop; waited += 50)

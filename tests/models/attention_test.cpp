@@ -1,0 +1,80 @@
+// Attention: the chunked forward and the recomputing backward used in training
+// against autograd through the textbook formula.
+#include "doppel/models/attention.hpp"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cmath>
+
+namespace doppel {
+namespace {
+
+// softmax(q k^T / sqrt(d)) v per head, written the obvious way.
+at::Tensor reference_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               int64_t heads) {
+  const int64_t n = q.size(0), head_dim = q.size(2) / heads, value_dim = v.size(2) / heads;
+  auto split = [&](const at::Tensor& x, int64_t dim) {
+    return x.reshape({n, x.size(1), heads, dim}).transpose(1, 2);
+  };
+  at::Tensor scores = at::matmul(split(q, head_dim), split(k, head_dim).transpose(-1, -2)) /
+                      std::sqrt(static_cast<double>(head_dim));
+  at::Tensor out = at::matmul(at::softmax(scores, -1), split(v, value_dim));
+  return out.transpose(1, 2).reshape({n, q.size(1), heads * value_dim});
+}
+
+class AttentionBudget : public ::testing::Test {
+ protected:
+  void SetUp() override { saved_ = attention_memory_budget(); }
+  void TearDown() override { set_attention_memory_budget(saved_); }
+  int64_t saved_ = 0;
+};
+
+TEST_F(AttentionBudget, TrainingGradientsEqualAutogradThroughTheFormula) {
+  for (const int64_t budget : {int64_t{1} << 28, int64_t{2000}}) {  // one chunk; a few rows each
+    set_attention_memory_budget(budget);
+    at::manual_seed(3);
+    const auto options = at::TensorOptions().dtype(at::kDouble);
+    at::Tensor q = at::randn({2, 13, 12}, options).requires_grad_();
+    at::Tensor k = at::randn({2, 7, 12}, options).requires_grad_();
+    at::Tensor v = at::randn({2, 7, 6}, options).requires_grad_();
+    const at::Tensor grad_out = at::randn({2, 13, 6}, options);
+    at::Tensor out = multi_head_attention(q, k, v, 3);
+    const auto gradients = torch::autograd::grad({out}, {q, k, v}, {grad_out});
+    at::Tensor expected_out = reference_attention(q, k, v, 3);
+    const auto expected = torch::autograd::grad({expected_out}, {q, k, v}, {grad_out});
+    EXPECT_LT((out - expected_out).abs().max().item<double>(), 1e-12) << budget;
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_LT((gradients[i] - expected[i]).abs().max().item<double>(), 1e-12)
+          << "input " << i << ", budget " << budget;
+    }
+  }
+}
+
+TEST_F(AttentionBudget, TrainingAndInferenceGiveTheSameOutput) {
+  set_attention_memory_budget(3000);
+  at::manual_seed(4);
+  for (const bool upcast : {false, true}) {
+    const at::Tensor q = at::randn({1, 20, 16}).to(at::kBFloat16);
+    const at::Tensor k = at::randn({1, 20, 16}).to(at::kBFloat16);
+    const at::Tensor v = at::randn({1, 20, 16}).to(at::kBFloat16);
+    const at::Tensor inference = multi_head_attention(q, k, v, 2, upcast);
+    const at::Tensor q_trained = q.clone().requires_grad_();
+    const at::Tensor training = multi_head_attention(q_trained, k, v, 2, upcast);
+    EXPECT_TRUE(at::equal(inference, training.detach())) << upcast;
+    training.sum().backward();
+    ASSERT_TRUE(q_trained.grad().defined());
+    EXPECT_EQ(q_trained.grad().scalar_type(), at::kBFloat16);
+    // bf16 gradients stay within bf16 precision of the fp64 formula's.
+    at::Tensor q64 = q.to(at::kDouble).requires_grad_();
+    reference_attention(q64, k.to(at::kDouble), v.to(at::kDouble), 2).sum().backward();
+    const double scale = q64.grad().abs().max().item<double>();
+    EXPECT_LT((q_trained.grad().to(at::kDouble) - q64.grad()).abs().max().item<double>(),
+              0.05 * scale)
+        << upcast;
+  }
+}
+
+}  // namespace
+}  // namespace doppel
