@@ -97,14 +97,14 @@ class ChunkedAttention : public torch::autograd::Function<ChunkedAttention> {
             at::Tensor(), at::Tensor()};
   }
 
-  // softmax(query key^T * scale): [B, chunk, Lk], in the scores' dtype. For
-  // bf16 scores ATen's softmax accumulates in fp32 and rounds once at the end,
-  // which gives fp32's result rounded to bf16 at a third of the cost of
-  // converting to fp32 and back (measured).
+  // softmax(query key^T * scale): [B, chunk, Lk], in the scores' dtype. bf16
+  // scores are accumulated in fp32 and rounded once (scaled_softmax_): fp32's
+  // result rounded to bf16, without converting the scores to fp32 and back.
   static at::Tensor probabilities(const at::Tensor& query, const at::Tensor& key_t, double scale) {
     // bmm, not baddbmm(beta=0): torch 1.13's CPU fallback reads the
     // uninitialised beta input even when beta is 0 (see golden README).
-    return at::softmax(at::bmm(query, key_t).mul_(scale), -1);
+    at::Tensor scores = at::bmm(query, key_t);
+    return scaled_softmax_(scores, scale);
   }
 };
 

@@ -7,6 +7,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <cmath>
+#include <limits>
 
 namespace doppel {
 namespace {
@@ -74,6 +75,34 @@ TEST_F(AttentionBudget, TrainingAndInferenceGiveTheSameOutput) {
               0.05 * scale)
         << upcast;
   }
+}
+
+TEST(ScaledSoftmax, Bf16EqualsTheFp32SoftmaxRoundedToBf16) {
+  at::manual_seed(5);
+  for (const int64_t length : {1, 13, 16, 77, 4096}) {
+    at::Tensor scores = (at::randn({3, 5, length}) * 20).to(at::kBFloat16);
+    const at::Tensor expected = at::softmax(scores.to(at::kFloat) * 0.125, -1);
+    at::Tensor result = scores.clone();
+    scaled_softmax_(result, 0.125);
+    ASSERT_EQ(result.scalar_type(), at::kBFloat16);
+    // At most one bf16 step (2^-8 relative) from the correctly rounded value.
+    const at::Tensor error = (result.to(at::kFloat) - expected).abs();
+    EXPECT_TRUE(at::all(error <= expected * (1.0 / 256) + 1e-30).item<bool>()) << length;
+    EXPECT_LT((result.to(at::kFloat).sum(-1) - 1).abs().max().item<double>(), 0.02) << length;
+  }
+}
+
+TEST(ScaledSoftmax, Fp32IsAtensSoftmaxAndNanIsKept) {
+  at::Tensor scores = at::randn({4, 33});
+  const at::Tensor expected = at::softmax(scores * 0.5, -1);
+  at::Tensor result = scores.clone();
+  scaled_softmax_(result, 0.5);
+  EXPECT_TRUE(at::equal(result, expected));
+  at::Tensor poisoned = at::randn({2, 40}).to(at::kBFloat16);
+  poisoned[1][17] = std::numeric_limits<float>::quiet_NaN();
+  scaled_softmax_(poisoned, 1.0);
+  EXPECT_FALSE(at::isnan(poisoned[0]).any().item<bool>());
+  EXPECT_TRUE(at::isnan(poisoned[1]).any().item<bool>());
 }
 
 }  // namespace

@@ -16,6 +16,11 @@ namespace doppel {
 at::Tensor multi_head_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                 int64_t heads, bool upcast = false);
 
+// softmax(scores * scale) over the last dimension, in place. Contiguous bf16 on
+// CPUs with AVX512_BF16 takes a fused kernel that accumulates in fp32 and
+// rounds once; everything else takes ATen's softmax.
+at::Tensor scaled_softmax_(at::Tensor& scores, double scale);
+
 // Largest score chunk, in bytes, that attention materialises at once
 // (default 256 MiB). Smaller saves memory, larger can be slightly faster.
 void set_attention_memory_budget(int64_t bytes);
