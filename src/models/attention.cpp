@@ -41,9 +41,9 @@ namespace {
 // Training attention: keeps q, k, v and each chunk's probabilities in the
 // scores' dtype, nothing else. Autograd through the plain chunks would keep
 // fp32 and bf16 copies of every score matrix (768 MiB per SD1 self-attention
-// layer at 512x512, 256 MiB here) and spent a third of a training step
-// copying them (measured). Recomputing the probabilities in backward instead
-// saves another 1.3 GB at 512x512 but costs about 0.8 s per step.
+// layer at 512x512, against 256 MiB of bf16 probabilities here) and spent a
+// third of a training step copying them (measured). Recomputing the probabilities in backward
+// instead saves another 1.3 GB at 512x512 but costs about 0.8 s per step.
 class ChunkedAttention : public torch::autograd::Function<ChunkedAttention> {
  public:
   // query, key: [B, L, D] (already in the score dtype); value: [B, Lk, Dv].
@@ -53,15 +53,24 @@ class ChunkedAttention : public torch::autograd::Function<ChunkedAttention> {
     std::vector<at::Tensor> saved = {query, key, value};
     context->saved_data["scale"] = scale;
     context->saved_data["chunk"] = chunk;
-    const at::Tensor key_t = key.transpose(1, 2);
+    at::Tensor out = attend(query, key.transpose(1, 2), value, scale, chunk, &saved);
+    context->save_for_backward(saved);
+    return out;
+  }
+
+  // softmax(query key^T * scale) value in query chunks; each chunk's
+  // probabilities are appended to `kept` when it is given.
+  static at::Tensor attend(const at::Tensor& query, const at::Tensor& key_t,
+                           const at::Tensor& value, double scale, int64_t chunk,
+                           std::vector<at::Tensor>* kept) {
     at::Tensor out = at::empty({query.size(0), query.size(1), value.size(2)}, value.options());
     for (int64_t start = 0; start < query.size(1); start += chunk) {
       const int64_t end = std::min(start + chunk, query.size(1));
-      saved.push_back(probabilities(query.slice(1, start, end), key_t, scale));
+      const at::Tensor probability = probabilities(query.slice(1, start, end), key_t, scale);
       at::Tensor rows = out.slice(1, start, end);
-      at::bmm_out(rows, saved.back().to(value.scalar_type()), value);
+      at::bmm_out(rows, probability.to(value.scalar_type()), value);
+      if (kept != nullptr) kept->push_back(probability);
     }
-    context->save_for_backward(saved);
     return out;
   }
 
@@ -119,7 +128,6 @@ at::Tensor multi_head_attention(const at::Tensor& q, const at::Tensor& k, const 
   const int64_t n = q.size(0), query_length = q.size(1), key_length = k.size(1);
   const int64_t head_dim = q.size(2) / heads, value_dim = v.size(2) / heads;
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
-  const auto out_dtype = v.scalar_type();
   const bool score_in_fp32 = upcast && q.scalar_type() != at::kFloat;
 
   at::Tensor query = split_heads(q, heads);                  // [N*H, Lq, D]
@@ -138,18 +146,8 @@ at::Tensor multi_head_attention(const at::Tensor& q, const at::Tensor& k, const 
   if (at::GradMode::is_enabled() &&
       (query.requires_grad() || key_t.requires_grad() || value.requires_grad())) {
     out = ChunkedAttention::apply(query, key_t.transpose(1, 2), value, scale, chunk);
-  } else if (chunk == query_length) {
-    out = at::bmm(ChunkedAttention::probabilities(query, key_t, scale).to(out_dtype), value);
   } else {
-    out = at::empty({n * heads, query_length, value_dim}, v.options());
-    for (int64_t start = 0; start < query_length; start += chunk) {
-      const int64_t end = std::min(start + chunk, query_length);
-      at::Tensor rows = out.slice(1, start, end);
-      at::bmm_out(
-          rows,
-          ChunkedAttention::probabilities(query.slice(1, start, end), key_t, scale).to(out_dtype),
-          value);
-    }
+    out = ChunkedAttention::attend(query, key_t, value, scale, chunk, nullptr);
   }
   // [N*H, Lq, Dv] -> [N, Lq, H*Dv]
   return out.reshape({n, heads, query_length, value_dim})
