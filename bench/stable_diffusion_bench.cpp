@@ -106,29 +106,29 @@ void bench_text(const Options& options, at::ScalarType dtype) {
   print_figure(figure);
 }
 
-void bench_vae(const Options& options, at::ScalarType dtype) {
-  AutoencoderKL vae(VaeConfig::sd(), at::TensorOptions().dtype(dtype));
-  layers::randomize_parameters(*vae, 3);
+// Decode time of random latents at the requested size.
+template <typename Decode>
+void print_decode_figure(const Options& options, const char* name, Decode decode) {
   c10::InferenceMode inference;
   at::Tensor latents = Generator(0).randn({1, 4, options.size / 8, options.size / 8});
-  double seconds = bench::median_seconds(options.repeats, [&] { vae->decode(latents); });
-  auto figure = base_figure(options, "vae_decode");
+  double seconds = bench::median_seconds(options.repeats, [&] { decode(latents); });
+  auto figure = base_figure(options, name);
   figure["seconds"] = seconds;
   figure["peak_rss_mib"] = bench::peak_rss_mib();
   print_figure(figure);
+}
+
+void bench_vae(const Options& options, at::ScalarType dtype) {
+  AutoencoderKL vae(VaeConfig::sd(), at::TensorOptions().dtype(dtype));
+  layers::randomize_parameters(*vae, 3);
+  print_decode_figure(options, "vae_decode", [&](const at::Tensor& x) { vae->decode(x); });
 }
 
 // TAESD's decoder, which live previews use instead of the VAE.
 void bench_taesd(const Options& options, at::ScalarType dtype) {
   TinyAutoencoderDecoder decoder(TinyAutoencoderConfig{}, at::TensorOptions().dtype(dtype));
   layers::randomize_parameters(*decoder, 5);
-  c10::InferenceMode inference;
-  at::Tensor latents = Generator(0).randn({1, 4, options.size / 8, options.size / 8});
-  double seconds = bench::median_seconds(options.repeats, [&] { decoder->forward(latents); });
-  auto figure = base_figure(options, "taesd_decode");
-  figure["seconds"] = seconds;
-  figure["peak_rss_mib"] = bench::peak_rss_mib();
-  print_figure(figure);
+  print_decode_figure(options, "taesd_decode", [&](const at::Tensor& x) { decoder->forward(x); });
 }
 
 // Peak memory of a whole generation: all three models resident, text encode,
