@@ -41,7 +41,12 @@ at::Tensor LinearImpl::forward(const at::Tensor& x) {
   if (!adapter) return y;
   const at::ScalarType dtype = x.scalar_type();
   const at::Tensor hidden = at::linear(x, adapter->down.to(dtype));
-  return y + at::linear(hidden, adapter->up.to(dtype)) * adapter->scale;
+  // The scale goes into the small up matrix and the sum into the product
+  // (addmm): no passes over the layer's output for them.
+  const at::Tensor up = (adapter->up * adapter->scale).to(dtype);
+  const int64_t rows = y.numel() / y.size(-1);
+  return at::addmm(y.reshape({rows, y.size(-1)}), hidden.reshape({rows, hidden.size(-1)}), up.t())
+      .view(y.sizes());
 }
 
 GroupNormImpl::GroupNormImpl(int64_t groups_, int64_t channels, double eps_,

@@ -4,6 +4,7 @@
 
 #include "doppel/core/error.hpp"
 #include "doppel/models/attention.hpp"
+#include "doppel/models/geglu.hpp"
 
 namespace doppel {
 
@@ -79,8 +80,7 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t inner_dim, const at::Tenso
 }
 
 at::Tensor FeedForwardImpl::forward(const at::Tensor& x) {
-  auto halves = gate_projection->forward(x).chunk(2, -1);
-  return out_projection->forward(halves[0] * at::gelu(halves[1]));
+  return out_projection->forward(geglu(gate_projection->forward(x)));
 }
 
 BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads, int64_t head_dim,

@@ -6,8 +6,13 @@
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
 #include <limits>
+#include <mutex>
+#include <set>
+#include <thread>
 
 namespace doppel {
 namespace {
@@ -77,6 +82,21 @@ TEST_F(AttentionBudget, TrainingAndInferenceGiveTheSameOutput) {
   }
 }
 
+// The fused kernels split their rows with at::parallel_for, which is inline
+// OpenMP: without -fopenmp in doppel's build it silently runs on one thread.
+TEST(ParallelFor, RunsOnSeveralThreads) {
+  const int saved = at::get_num_threads();
+  at::set_num_threads(2);
+  std::mutex mutex;
+  std::set<std::thread::id> threads;
+  at::parallel_for(0, 64, 1, [&](int64_t, int64_t) {
+    std::lock_guard<std::mutex> lock(mutex);
+    threads.insert(std::this_thread::get_id());
+  });
+  at::set_num_threads(saved);
+  EXPECT_EQ(threads.size(), 2u);
+}
+
 TEST(ScaledSoftmax, Bf16EqualsTheFp32SoftmaxRoundedToBf16) {
   at::manual_seed(5);
   for (const int64_t length : {1, 13, 16, 77, 4096}) {
@@ -90,6 +110,28 @@ TEST(ScaledSoftmax, Bf16EqualsTheFp32SoftmaxRoundedToBf16) {
     EXPECT_TRUE(at::all(error <= expected * (1.0 / 256) + 1e-30).item<bool>()) << length;
     EXPECT_LT((result.to(at::kFloat).sum(-1) - 1).abs().max().item<double>(), 0.02) << length;
   }
+}
+
+TEST(ScaledSoftmax, Bf16BackwardEqualsTheFp32FormulaRoundedToBf16) {
+  at::manual_seed(6);
+  for (const int64_t length : {1, 13, 16, 77, 4096}) {
+    const at::Tensor probability = at::softmax(at::randn({3, 5, length}) * 4, -1).to(at::kBFloat16);
+    const at::Tensor grad = at::randn({3, 5, length}).to(at::kBFloat16);
+    const at::Tensor p = probability.to(at::kFloat), g = grad.to(at::kFloat);
+    const at::Tensor expected = p * (g - (p * g).sum(-1, true)) * 0.125;
+    at::Tensor result = grad.clone();
+    const at::Tensor returned = scaled_softmax_backward_(result, probability, 0.125);
+    ASSERT_EQ(returned.scalar_type(), at::kBFloat16);
+    // Rounded once to bf16 (2^-8 relative) plus the fp32 sum's cancellation.
+    const at::Tensor error = (returned.to(at::kFloat) - expected).abs();
+    const double tolerance = 1e-6 * p.abs().max().item<double>();
+    EXPECT_TRUE(at::all(error <= expected.abs() * (1.0 / 256) + tolerance).item<bool>()) << length;
+  }
+  // Other dtypes take ATen's softmax backward, times the scale.
+  const at::Tensor probability = at::softmax(at::randn({4, 9}, at::kDouble), -1);
+  at::Tensor grad = at::randn({4, 9}, at::kDouble);
+  const at::Tensor expected = at::_softmax_backward_data(grad, probability, -1, at::kDouble) * 0.5;
+  EXPECT_TRUE(at::allclose(scaled_softmax_backward_(grad, probability, 0.5), expected));
 }
 
 TEST(ScaledSoftmax, Fp32IsAtensSoftmaxAndNanIsKept) {
