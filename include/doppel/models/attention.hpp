@@ -24,8 +24,7 @@ at::Tensor scaled_softmax_(at::Tensor& scores, double scale);
 // The gradient of the scores from that of the probabilities p = softmax(scale *
 // scores): scale * p * (grad - sum(p * grad)), in place in `grad` where fused
 // (contiguous bf16, AVX512_BF16), else ATen's softmax backward.
-at::Tensor scaled_softmax_backward_(at::Tensor& grad, const at::Tensor& probability,
-                                    double scale);
+at::Tensor scaled_softmax_backward_(at::Tensor& grad, const at::Tensor& probability, double scale);
 
 // Largest score chunk, in bytes, that attention materialises at once
 // (default 256 MiB). Smaller saves memory, larger can be slightly faster.
