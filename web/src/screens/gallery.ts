@@ -123,8 +123,13 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
     ) as HTMLButtonElement;
     favourite.addEventListener("click", () =>
       whileBusy(favourite, async () => {
-        await api("PUT", `/api/images/${image.id}/favourite`, { favourite: !image.favourite });
-        image.favourite = !image.favourite;
+        const wanted = !image.favourite;
+        await api("PUT", `/api/images/${image.id}/favourite`, { favourite: wanted });
+        image.favourite = wanted;
+        // A refresh while the full-size view was open replaced the gallery's copy of
+        // this image: mark that one too, or its card would show the old state.
+        const current = state?.images.find((other) => other.id === image.id);
+        if (current) current.favourite = wanted;
         onChange();
       }),
     );
