@@ -5,11 +5,9 @@
 // rounding).
 #include "doppel/models/geglu.hpp"
 
-#include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -70,18 +68,6 @@ DOPPEL_AVX512_BF16 void geglu_backward_row(const uint16_t* projected, const uint
   }
 }
 
-template <typename RowFunction>
-void for_each_row(int64_t rows, int64_t inner, RowFunction row_function) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / inner);
-  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) row_function(r);
-  });
-}
-
-uint16_t* bits(const at::Tensor& tensor) {
-  return reinterpret_cast<uint16_t*>(tensor.data_ptr<at::BFloat16>());
-}
-
 class FusedGeglu : public torch::autograd::Function<FusedGeglu> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* context,
@@ -91,10 +77,12 @@ class FusedGeglu : public torch::autograd::Function<FusedGeglu> {
     std::vector<int64_t> sizes = projected.sizes().vec();
     sizes.back() = inner;
     at::Tensor out = at::empty(sizes, projected.options());
-    const uint16_t* source = bits(projected);
-    uint16_t* target = bits(out);
-    for_each_row(rows, inner,
-                 [&](int64_t r) { geglu_row(source + r * 2 * inner, target + r * inner, inner); });
+    const uint16_t* source = bf16_bits(projected);
+    uint16_t* target = bf16_bits(out);
+    parallel_rows(rows, inner, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r)
+        geglu_row(source + r * 2 * inner, target + r * inner, inner);
+    });
     context->save_for_backward({projected});
     return out;
   }
@@ -106,12 +94,14 @@ class FusedGeglu : public torch::autograd::Function<FusedGeglu> {
     const at::Tensor grad_out = gradients[0].to(at::kBFloat16).contiguous();
     const int64_t inner = projected.size(-1) / 2, rows = projected.numel() / (2 * inner);
     at::Tensor grad = at::empty_like(projected);
-    const uint16_t* source = bits(projected);
-    const uint16_t* incoming = bits(grad_out);
-    uint16_t* target = bits(grad);
-    for_each_row(rows, inner, [&](int64_t r) {
-      geglu_backward_row(source + r * 2 * inner, incoming + r * inner, target + r * 2 * inner,
-                         inner);
+    const uint16_t* source = bf16_bits(projected);
+    const uint16_t* incoming = bf16_bits(grad_out);
+    uint16_t* target = bf16_bits(grad);
+    parallel_rows(rows, inner, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        geglu_backward_row(source + r * 2 * inner, incoming + r * inner, target + r * 2 * inner,
+                           inner);
+      }
     });
     return {grad};
   }

@@ -7,8 +7,11 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "doppel/core/runtime.hpp"
@@ -46,6 +49,19 @@ inline __mmask16 tail_mask(int64_t remaining) {
 
 DOPPEL_AVX512_BF16 inline void store_bf16(uint16_t* target, __mmask16 mask, __m512 x) {
   _mm256_mask_storeu_epi16(target, mask, reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x)));
+}
+
+// A contiguous bf16 tensor's elements as raw bits.
+inline uint16_t* bf16_bits(const at::Tensor& tensor) {
+  return reinterpret_cast<uint16_t*>(tensor.data_ptr<at::BFloat16>());
+}
+
+// Splits `rows` rows of `row_length` elements over the threads, at least about
+// 16k elements a piece, calling rows_function(begin, end) for each piece.
+template <typename RowsFunction>
+void parallel_rows(int64_t rows, int64_t row_length, const RowsFunction& rows_function) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(row_length, 1)),
+                   rows_function);
 }
 
 // The CPU runs AVX512_BF16 (with BW and VL).
