@@ -79,6 +79,21 @@ static void parse_header(const uint8_t* data, size_t size, const std::string& la
                          std::map<std::string, std::string>& metadata, uint64_t& data_start) {
   if (size < 8) fail(label, "the file is shorter than the 8-byte header length");
   uint64_t header_length = read_u64_le(data);
+  // A safetensors header is a JSON object right after its length. Another format's first bytes
+  // read as a length give a huge meaningless number: name the real problem instead.
+  const bool impossible_length = header_length > kMaxHeaderBytes || header_length > size - 8;
+  if (size > 8 && data[8] != '{' && impossible_length) {
+    std::string hint = "; use a .safetensors file";
+    if (data[0] == 'P' && data[1] == 'K')
+      hint = " (it is a zip archive, such as a PyTorch .ckpt/.pt file); convert it to "
+             ".safetensors first";
+    else if (data[0] == 0x89 && data[1] == 'P' && data[2] == 'N' && data[3] == 'G')
+      hint = " (it is a PNG image)";
+    else if (data[0] == 0x80)
+      hint = " (it looks like a Python pickle, such as a .ckpt/.bin file); convert it to "
+             ".safetensors first";
+    fail(label, "not a safetensors file: it does not begin with a safetensors header" + hint);
+  }
   if (header_length > kMaxHeaderBytes)
     fail(label, "header length " + std::to_string(header_length) + " exceeds 100 MB");
   if (header_length > size - 8)

@@ -66,10 +66,15 @@ SubjectReadiness assess_subject_readiness(const std::vector<PhotoVerdict>& verdi
   SubjectReadiness result;
   result.total = static_cast<int>(verdicts.size());
   double largest_yaw = 0;
+  int posed = 0;  // accepted photos whose head pose was measured (verdicts rebuilt from a
+                  // store have only codes: no hint about poses nobody measured)
   for (const PhotoVerdict& verdict : verdicts) {
     if (verdict.accepted) {
       ++result.accepted;
-      largest_yaw = std::max(largest_yaw, std::abs(verdict.measures.pose.yaw_degrees));
+      if (verdict.face) {
+        ++posed;
+        largest_yaw = std::max(largest_yaw, std::abs(verdict.measures.pose.yaw_degrees));
+      }
       continue;
     }
     ++result.rejected;
@@ -136,16 +141,21 @@ SubjectReadiness assess_subject_readiness(const std::vector<PhotoVerdict>& verdi
     result.hints.push_back(std::to_string(top.photos) +
                            (top.photos == 1 ? " photo was" : " photos were") + " not accepted (" +
                            top.title + "). " + top.advice);
+    result.hint_codes.push_back("rejected");
   }
-  if (accepted >= 3 && largest_yaw < t.frontal_yaw_degrees)
+  const bool all_frontal = posed >= 3 && posed == accepted && largest_yaw < t.frontal_yaw_degrees;
+  if (all_frontal)
     result.hints.push_back(
         "All your photos face the camera straight on; add two or three with your head turned a "
         "little to the side, so portraits from an angle look like you too.");
+  if (all_frontal) result.hint_codes.push_back("turn_head");
   if (accepted > t.plenty_photos)
     result.hints.push_back(std::to_string(accepted) +
                            " good photos is more than needed: " + std::to_string(t.plenty_photos) +
                            " varied ones are plenty, and more make training slower without "
                            "improving the likeness.");
+  if (accepted > t.plenty_photos) result.hint_codes.push_back("plenty");
+  result.plenty_photos = t.plenty_photos;
   return result;
 }
 
@@ -171,6 +181,8 @@ nlohmann::json readiness_to_json(const SubjectReadiness& readiness) {
           {"photos_to_ideal", readiness.photos_to_ideal},
           {"headline", readiness.headline},
           {"hints", readiness.hints},
+          {"hint_codes", readiness.hint_codes},
+          {"plenty_photos", readiness.plenty_photos},
           {"rejection_groups", groups},
           {"rejected_photos", rejected}};
 }

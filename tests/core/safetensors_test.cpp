@@ -75,6 +75,11 @@ TEST(Safetensors, RejectsMalformedFilesWithNamedReasons) {
   std::string huge(8, '\0');
   huge[4] = 1;  // 2^32 bytes
   expect_invalid(huge + "{}", "exceeds 100 MB");
+  // Another format's first bytes are not read as a length (issue 24: "header length
+  // 7808303374018153414 exceeds 100 MB" for a random file).
+  expect_invalid("random text that is not a model at all", "not a safetensors file");
+  expect_invalid(std::string("PK\x03\x04", 4) + std::string(40, 'x'), "it is a zip archive");
+  expect_invalid(std::string("\x89PNG\r\n\x1a\n", 8) + std::string(40, 'x'), "PNG image");
   expect_invalid(with_header("{not json", ""), "not valid JSON");
   expect_invalid(with_header("[1,2]", ""), "not a JSON object");
   expect_invalid(with_header(R"({"a":{"dtype":"F8","shape":[1],"data_offsets":[0,1]}})", "x"),

@@ -14,6 +14,7 @@ PhotoVerdict accepted(const std::string& label, double yaw = 0) {
   PhotoVerdict verdict;
   verdict.label = label;
   verdict.accepted = true;
+  verdict.face.emplace();  // measured by the intake
   verdict.measures.pose.yaw_degrees = yaw;
   return verdict;
 }
@@ -104,6 +105,23 @@ TEST(SubjectReadiness, AllFrontalPhotosGetAPoseHint) {
   ASSERT_EQ(frontal.hints.size(), 1u);
   EXPECT_NE(frontal.hints[0].find("turned a little to the side"), std::string::npos);
   EXPECT_TRUE(assess_subject_readiness(accepted_photos(10, -25)).hints.empty());
+  EXPECT_EQ(frontal.hint_codes, std::vector<std::string>{"turn_head"});
+  // Verdicts rebuilt from stored codes carry no pose: no hint about poses nobody measured.
+  std::vector<PhotoVerdict> rebuilt = accepted_photos(10, 3);
+  for (PhotoVerdict& verdict : rebuilt) verdict.face.reset();
+  EXPECT_TRUE(assess_subject_readiness(rebuilt).hints.empty());
+}
+
+TEST(SubjectReadiness, HintCodesNameEachHintForOtherLanguages) {
+  std::vector<PhotoVerdict> verdicts = accepted_photos(22, 30);
+  verdicts.push_back(rejected("blurry.jpg", {"blurred"}));
+  const SubjectReadiness readiness = assess_subject_readiness(verdicts);
+  EXPECT_EQ(readiness.hint_codes, (std::vector<std::string>{"rejected", "plenty"}));
+  ASSERT_EQ(readiness.hints.size(), readiness.hint_codes.size());
+  const nlohmann::json json = readiness_to_json(readiness);
+  EXPECT_EQ(json["hint_codes"], nlohmann::json({"rejected", "plenty"}));
+  EXPECT_EQ(json["plenty_photos"], 20);
+  EXPECT_EQ(json["rejection_groups"][0]["code"], "blurred");
 }
 
 TEST(SubjectReadiness, EmptyAndUnknownReasons) {

@@ -49,6 +49,10 @@ struct SubjectReadiness {
   int photos_to_ideal = 0;                       // more good photos to reach the ideal count
   std::string headline;                          // one sentence: the state and the next step
   std::vector<std::string> hints;                // further advice, most useful first
+  // What each hint is, for interfaces that write it in their own language: "rejected" (the
+  // most common rejection group's advice), "turn_head", "plenty".
+  std::vector<std::string> hint_codes;
+  int plenty_photos = 20;  // the threshold the "plenty" hint names
   std::vector<RejectionGroup> rejection_groups;  // most common first
   std::vector<RejectedPhoto> rejected_photos;    // in upload order
 };
