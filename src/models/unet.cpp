@@ -24,10 +24,11 @@ void UNetConfig::validate() const {
   if (in_channels <= 0 || out_channels <= 0 || model_channels <= 0) {
     invalid_config("in_channels, out_channels and model_channels must be positive");
   }
-  if (channel_mult.empty()) invalid_config("channel_mult is empty");
-  if (transformer_depth.size() != channel_mult.size()) {
+  if (block_out_channels.empty()) invalid_config("block_out_channels is empty");
+  if (transformer_depth.size() != block_out_channels.size()) {
     invalid_config("transformer_depth has " + std::to_string(transformer_depth.size()) +
-                   " levels but channel_mult has " + std::to_string(channel_mult.size()));
+                   " levels but block_out_channels has " +
+                   std::to_string(block_out_channels.size()));
   }
   if (num_res_blocks <= 0) invalid_config("num_res_blocks must be positive");
   if (norm_groups <= 0) invalid_config("norm_groups must be positive");
@@ -45,11 +46,11 @@ void UNetConfig::validate() const {
     }
     if (context_dim <= 0) invalid_config("context_dim must be positive when attention is used");
   };
-  for (size_t level = 0; level < channel_mult.size(); ++level) {
-    check_channels(model_channels * channel_mult[level], transformer_depth[level],
+  for (size_t level = 0; level < block_out_channels.size(); ++level) {
+    check_channels(block_out_channels[level], transformer_depth[level],
                    "level " + std::to_string(level));
   }
-  check_channels(model_channels * channel_mult.back(), transformer_depth_middle, "middle block");
+  check_channels(block_out_channels.back(), transformer_depth_middle, "middle block");
 }
 
 UNetConfig UNetConfig::sd15() {
@@ -68,7 +69,7 @@ UNetConfig UNetConfig::sd21() {
 
 UNetConfig UNetConfig::sdxl() {
   UNetConfig config;
-  config.channel_mult = {1, 2, 4};
+  config.block_out_channels = {320, 640, 1280};
   config.transformer_depth = {0, 2, 10};
   config.transformer_depth_middle = 10;
   config.num_heads = -1;
@@ -78,6 +79,22 @@ UNetConfig UNetConfig::sdxl() {
   config.adm_in_channels = 2816;
   config.addition_time_embed_dim = 256;
   return config;
+}
+
+std::vector<int64_t> image_prompt_layer_widths(const UNetConfig& config) {
+  config.validate();
+  std::vector<int64_t> widths;
+  auto add = [&](int64_t level, int64_t blocks) {
+    const int64_t channels = config.block_out_channels[static_cast<size_t>(level)];
+    for (int64_t i = 0; i < blocks * config.transformer_depth[static_cast<size_t>(level)]; ++i)
+      widths.push_back(channels);
+  };
+  for (int64_t level = 0; level < config.levels(); ++level) add(level, config.num_res_blocks);
+  for (int64_t level = config.levels() - 1; level >= 0; --level)
+    add(level, config.num_res_blocks + 1);
+  const int64_t middle = config.block_out_channels.back();
+  for (int64_t i = 0; i < config.transformer_depth_middle; ++i) widths.push_back(middle);
+  return widths;
 }
 
 at::Tensor timestep_embedding(const at::Tensor& timesteps, int64_t dim, double max_period) {
@@ -121,9 +138,9 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& config, const at::TensorOptions& 
 
   output_blocks = register_module("output_blocks", torch::nn::ModuleList());
   std::vector<int64_t> skips = skip_channels_;
-  int64_t channels = config_.model_channels * config_.channel_mult.back();
+  int64_t channels = config_.block_out_channels.back();
   for (int64_t level = config_.levels() - 1; level >= 0; --level) {
-    const int64_t level_channels = config_.model_channels * config_.channel_mult[level];
+    const int64_t level_channels = config_.block_out_channels[level];
     const int64_t depth = config_.transformer_depth[level];
     for (int64_t i = 0; i <= config_.num_res_blocks; ++i) {
       const int64_t skip = skips.back();
@@ -145,6 +162,41 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& config, const at::TensorOptions& 
       "0", layers::GroupNorm(config_.norm_groups, channels, config_.norm_eps, options));
   out_conv =
       out->register_module("2", layers::Conv2d(channels, config_.out_channels, 3, 1, 1, options));
+  number_image_prompt_layers();
+}
+
+void UNetModelImpl::number_image_prompt_layers() {
+  auto collect = [&](UNetBlockImpl& block, const std::string& name) {
+    for (size_t i = 0; i < block.layers().size(); ++i) {
+      const auto* transformer = std::get_if<SpatialTransformer>(&block.layers()[i]);
+      if (transformer == nullptr) continue;
+      int64_t t = 0;
+      for (const auto& child : *(*transformer)->transformer_blocks) {
+        CrossAttention attn2 = child->as<BasicTransformerBlockImpl>()->attn2;
+        attn2->image_prompt_layer = static_cast<int64_t>(image_prompt_layers_.size());
+        image_prompt_layers_.push_back(attn2);
+        image_prompt_layer_names_.push_back(name + "." + std::to_string(i) +
+                                            ".transformer_blocks." + std::to_string(t++) +
+                                            ".attn2");
+      }
+    }
+  };
+  for (size_t i = 0; i < input_blocks->size(); ++i)
+    collect(*input_blocks[i]->as<UNetBlockImpl>(), "input_blocks." + std::to_string(i));
+  for (size_t i = 0; i < output_blocks->size(); ++i)
+    collect(*output_blocks[i]->as<UNetBlockImpl>(), "output_blocks." + std::to_string(i));
+  collect(*middle_block, "middle_block");
+}
+
+std::vector<int64_t> UNetModelImpl::image_prompt_layer_widths() const {
+  std::vector<int64_t> widths;
+  for (const CrossAttention& layer : image_prompt_layers_)
+    widths.push_back(layer->to_q->weight.size(0));
+  return widths;
+}
+
+std::vector<std::string> UNetModelImpl::image_prompt_layer_names() const {
+  return image_prompt_layer_names_;
 }
 
 void UNetModelImpl::set_channels_last(bool enable) {
@@ -200,12 +252,20 @@ at::Tensor UNetModelImpl::forward(const at::Tensor& x, const at::Tensor& timeste
   }
   at::Tensor cond = context.defined() ? context.to(device, dtype) : context;
 
+  if (extra.image_prompt && extra.image_prompt->layers.size() != image_prompt_layers_.size()) {
+    throw Error(ErrorCode::kInvalidArgument, "IP-Adapter inputs are for " +
+                                                 std::to_string(extra.image_prompt->layers.size()) +
+                                                 " cross-attention layers but this UNet has " +
+                                                 std::to_string(image_prompt_layers_.size()));
+  }
+  const std::shared_ptr<const ImagePromptAttention> image_prompt = extra.image_prompt;
   auto run_block = [&](UNetBlockImpl& block, const at::Tensor& input,
                        std::vector<int64_t> upsample_size) {
-    if (!gradient_checkpointing_) return block.forward(input, embedding, cond, upsample_size);
+    if (!gradient_checkpointing_)
+      return block.forward(input, embedding, cond, upsample_size, image_prompt.get());
     return run_checkpointed(
-        [&block, upsample_size](const std::vector<at::Tensor>& inputs) {
-          return block.forward(inputs[0], inputs[1], inputs[2], upsample_size);
+        [&block, upsample_size, image_prompt](const std::vector<at::Tensor>& inputs) {
+          return block.forward(inputs[0], inputs[1], inputs[2], upsample_size, image_prompt.get());
         },
         {input, embedding, cond});
   };

@@ -65,10 +65,26 @@ CrossAttentionImpl::CrossAttentionImpl(int64_t query_dim, int64_t context_dim, i
   to_out = out->register_module("0", layers::Linear(inner_dim, query_dim, options));
 }
 
-at::Tensor CrossAttentionImpl::forward(const at::Tensor& x, const at::Tensor& context) {
+at::Tensor CrossAttentionImpl::forward(const at::Tensor& x, const at::Tensor& context,
+                                       const ImagePromptAttention* image_prompt) {
   const at::Tensor& source = context.defined() ? context : x;
-  at::Tensor attended = multi_head_attention(to_q->forward(x), to_k->forward(source),
-                                             to_v->forward(source), heads, upcast);
+  const at::Tensor query = to_q->forward(x);
+  at::Tensor attended =
+      multi_head_attention(query, to_k->forward(source), to_v->forward(source), heads, upcast);
+  if (image_prompt != nullptr && image_prompt_layer >= 0 &&
+      image_prompt_layer < static_cast<int64_t>(image_prompt->layers.size())) {
+    // IP-Adapter's decoupled cross-attention: the same query on the image tokens, a separate
+    // softmax, added before to_out (so its bias counts once), as diffusers'
+    // IPAdapterAttnProcessor. A zero scale skips the branch, as there.
+    for (const ImagePromptBranch& branch :
+         image_prompt->layers[static_cast<size_t>(image_prompt_layer)]) {
+      if (branch.scale == 0.0) continue;
+      const at::Tensor image_attended =
+          multi_head_attention(query, branch.key.to(query.scalar_type()),
+                               branch.value.to(query.scalar_type()), heads, upcast);
+      attended = attended + image_attended * branch.scale;
+    }
+  }
   return to_out->forward(attended);
 }
 
@@ -95,9 +111,10 @@ BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads,
   norm3 = register_module("norm3", layers::LayerNorm(dim, 1e-5, options));
 }
 
-at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& context) {
+at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& context,
+                                              const ImagePromptAttention* image_prompt) {
   at::Tensor h = x + attn1->forward(norm1->forward(x));
-  h = h + attn2->forward(norm2->forward(h), context);
+  h = h + attn2->forward(norm2->forward(h), context, image_prompt);
   return h + ff->forward(norm3->forward(h));
 }
 
@@ -120,7 +137,8 @@ SpatialTransformerImpl::SpatialTransformerImpl(int64_t channels, int64_t heads, 
   proj_out = register_module("proj_out", make_projection());
 }
 
-at::Tensor SpatialTransformerImpl::forward(const at::Tensor& x, const at::Tensor& context) {
+at::Tensor SpatialTransformerImpl::forward(const at::Tensor& x, const at::Tensor& context,
+                                           const ImagePromptAttention* image_prompt) {
   const int64_t n = x.size(0), channels = x.size(1), height = x.size(2), width = x.size(3);
   at::Tensor h = norm->forward(x);
   auto to_tokens = [&](const at::Tensor& image) {  // [N, C, H, W] -> [N, H*W, C]
@@ -139,7 +157,7 @@ at::Tensor SpatialTransformerImpl::forward(const at::Tensor& x, const at::Tensor
     h = to_tokens(apply_projection(proj_in, h));
   }
   for (const auto& block : *transformer_blocks) {
-    h = block->as<BasicTransformerBlockImpl>()->forward(h, context);
+    h = block->as<BasicTransformerBlockImpl>()->forward(h, context, image_prompt);
   }
   if (linear_projection) {
     h = to_image(apply_projection(proj_out, h));
@@ -174,12 +192,13 @@ void UNetBlockImpl::append(Layer layer) {
 }
 
 at::Tensor UNetBlockImpl::forward(at::Tensor x, const at::Tensor& embedding,
-                                  const at::Tensor& context, at::IntArrayRef upsample_size) {
+                                  const at::Tensor& context, at::IntArrayRef upsample_size,
+                                  const ImagePromptAttention* image_prompt) {
   for (auto& layer : layers_) {
     if (auto* resblock = std::get_if<ResBlock>(&layer)) {
       x = (*resblock)->forward(x, embedding);
     } else if (auto* transformer = std::get_if<SpatialTransformer>(&layer)) {
-      x = (*transformer)->forward(x, context);
+      x = (*transformer)->forward(x, context, image_prompt);
     } else if (auto* downsample = std::get_if<Downsample>(&layer)) {
       x = (*downsample)->forward(x);
     } else if (auto* upsample = std::get_if<Upsample>(&layer)) {
@@ -214,7 +233,7 @@ torch::nn::ModuleList make_unet_input_blocks(const UNetConfig& config,
 
   int64_t channels = config.model_channels;
   for (int64_t level = 0; level < config.levels(); ++level) {
-    const int64_t level_channels = config.model_channels * config.channel_mult[level];
+    const int64_t level_channels = config.block_out_channels[level];
     const int64_t depth = config.transformer_depth[level];
     for (int64_t i = 0; i < config.num_res_blocks; ++i) {
       UNetBlock block;
@@ -240,7 +259,7 @@ torch::nn::ModuleList make_unet_input_blocks(const UNetConfig& config,
 }
 
 UNetBlock make_unet_middle_block(const UNetConfig& config, const at::TensorOptions& options) {
-  const int64_t channels = config.model_channels * config.channel_mult.back();
+  const int64_t channels = config.block_out_channels.back();
   UNetBlock block;
   block->append(ResBlock(channels, channels, config.time_embed_dim(), config.norm_groups,
                          config.norm_eps, options));

@@ -8,8 +8,11 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
+#include "doppel/models/image_prompt_attention.hpp"
 #include "doppel/models/layers.hpp"
 #include "doppel/models/unet_blocks.hpp"
 #include "doppel/models/unet_config.hpp"
@@ -23,6 +26,9 @@ struct UNetExtraInputs {
   // in input_blocks order) and one for the middle block output.
   std::vector<at::Tensor> skip_residuals;
   at::Tensor middle_residual;
+  // IP-Adapter: keys and values for the cross-attention layers (null: none). Shared, so a
+  // call can hold it past forward (gradient checkpointing recomputes in backward).
+  std::shared_ptr<const ImagePromptAttention> image_prompt;
 };
 
 class UNetModelImpl : public torch::nn::Module {
@@ -49,6 +55,12 @@ class UNetModelImpl : public torch::nn::Module {
   bool gradient_checkpointing() const { return gradient_checkpointing_; }
   // Channels of each skip connection, in input_blocks order (ControlNet's zero convs).
   std::vector<int64_t> skip_channels() const { return skip_channels_; }
+  // The cross-attention (attn2) layers in diffusers' attn_processors order (input blocks,
+  // output blocks, then the middle block; transformer blocks in order within each): the
+  // numbering of ImagePromptAttention::layers and, as k = 2 * index + 1, of an IP-Adapter's
+  // `ip_adapter.<k>` weights. Their inner widths (heads * head_dim) and LDM names:
+  std::vector<int64_t> image_prompt_layer_widths() const;
+  std::vector<std::string> image_prompt_layer_names() const;
 
   TimestepMlp time_embed{nullptr};
   TimestepMlp label_mlp{nullptr};  // label_emb.0 (SDXL only)
@@ -59,12 +71,20 @@ class UNetModelImpl : public torch::nn::Module {
   layers::Conv2d out_conv{nullptr};     // out.2
 
  private:
+  void number_image_prompt_layers();
+
   UNetConfig config_;
   std::vector<int64_t> skip_channels_;
+  std::vector<CrossAttention> image_prompt_layers_;
+  std::vector<std::string> image_prompt_layer_names_;
   bool channels_last_ = false;
   bool gradient_checkpointing_ = false;
 };
 TORCH_MODULE(UNetModel);
+
+// The inner widths of the cross-attention layers a UNet of `config` has, in the order of
+// UNetModelImpl::image_prompt_layer_widths (without building it).
+std::vector<int64_t> image_prompt_layer_widths(const UNetConfig& config);
 
 // diffusers' get_timestep_embedding(flip_sin_to_cos=True, shift=0) == LDM's
 // timestep_embedding: [N] -> [N, dim] fp32, cos half first.

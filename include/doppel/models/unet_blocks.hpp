@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "doppel/models/image_prompt_attention.hpp"
 #include "doppel/models/layers.hpp"
 #include "doppel/models/unet_config.hpp"
 
@@ -38,12 +39,16 @@ class CrossAttentionImpl : public torch::nn::Module {
  public:
   CrossAttentionImpl(int64_t query_dim, int64_t context_dim, int64_t heads, int64_t head_dim,
                      bool upcast, const at::TensorOptions& options);
-  // x: [N, L, query_dim], context: [N, Lc, context_dim] (undefined = self-attention)
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& context = {});
+  // x: [N, L, query_dim], context: [N, Lc, context_dim] (undefined = self-attention).
+  // `image_prompt`: IP-Adapter branches, read at `image_prompt_layer` (null or -1: none).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& context = {},
+                     const ImagePromptAttention* image_prompt = nullptr);
 
   layers::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr}, to_out{nullptr};
   int64_t heads;
   bool upcast;
+  // This layer's number in ImagePromptAttention::layers (set by the UNet for its attn2).
+  int64_t image_prompt_layer = -1;
 };
 TORCH_MODULE(CrossAttention);
 
@@ -63,7 +68,8 @@ class BasicTransformerBlockImpl : public torch::nn::Module {
  public:
   BasicTransformerBlockImpl(int64_t dim, int64_t heads, int64_t head_dim, int64_t context_dim,
                             bool upcast, const at::TensorOptions& options);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& context);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& context,
+                     const ImagePromptAttention* image_prompt = nullptr);
 
   CrossAttention attn1{nullptr}, attn2{nullptr};
   FeedForward ff{nullptr};
@@ -77,7 +83,8 @@ class SpatialTransformerImpl : public torch::nn::Module {
   SpatialTransformerImpl(int64_t channels, int64_t heads, int64_t depth, const UNetConfig& config,
                          const at::TensorOptions& options);
   // x: [N, C, H, W], context: [N, L, context_dim] -> [N, C, H, W]
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& context);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& context,
+                     const ImagePromptAttention* image_prompt = nullptr);
 
   layers::GroupNorm norm{nullptr};
   std::shared_ptr<torch::nn::Module> proj_in, proj_out;  // Conv2d or Linear
@@ -112,7 +119,8 @@ class UNetBlockImpl : public torch::nn::Module {
   void append(Layer layer);
   // `upsample_size`: spatial size an Upsample child must produce (the next skip's).
   at::Tensor forward(at::Tensor x, const at::Tensor& embedding, const at::Tensor& context,
-                     at::IntArrayRef upsample_size = {});
+                     at::IntArrayRef upsample_size = {},
+                     const ImagePromptAttention* image_prompt = nullptr);
   const std::vector<Layer>& layers() const { return layers_; }
 
  private:
