@@ -57,6 +57,10 @@ void check_request(const GenerationRequest& request, int64_t factor, bool inpain
     invalid("batch size and batch count must be at least 1");
   if (!(request.guidance_scale >= 0 && request.guidance_scale <= 100))
     invalid("guidance (CFG scale) must be between 0 and 100");
+  if (!(request.negative_guidance_cutoff.min_sigma >= 0 &&
+        request.negative_guidance_cutoff.min_sigma <= 1000))
+    invalid("the negative guidance minimum sigma (NGMS) must be between 0 (off) and 1000 (got " +
+            format_number(request.negative_guidance_cutoff.min_sigma) + ")");
   if (request.clip_skip < 1 || request.clip_skip > 12)
     invalid("CLIP skip must be between 1 and 12 (got " + std::to_string(request.clip_skip) + ")");
   if (request.init_image && !(request.strength > 0 && request.strength <= 1))
@@ -248,7 +252,8 @@ ModelFunction StableDiffusionPipeline::guided_model(const at::Tensor& negative,
 
 ModelFunction StableDiffusionPipeline::guided_model(const PromptConditioning& conditioning,
                                                     double guidance_scale, const SamplingPlan& plan,
-                                                    const UNetConditioning& extra) {
+                                                    const UNetConditioning& extra,
+                                                    const NegativeGuidanceCutoff& cutoff) {
   UNetModel unet = model_.unet;
   if (model_.inpainting && !extra.image_conditioning.defined())
     throw Error(ErrorCode::kInvalidArgument,
@@ -259,10 +264,14 @@ ModelFunction StableDiffusionPipeline::guided_model(const PromptConditioning& co
   auto call_steps = std::make_shared<const std::vector<int64_t>>(steps_of_model_calls(plan));
   auto calls = std::make_shared<size_t>(0);
   const double steps = static_cast<double>(std::max<int64_t>(plan.steps, 1));
-  return guided_denoiser(
-      [unet, extra, factor, call_steps, calls, steps](const at::Tensor& x, const at::Tensor& t,
-                                                      const at::Tensor& context,
-                                                      const at::Tensor& pooled) mutable {
+  // IP-Adapters need to know which UNet rows carry the negative prompt: guided_denoiser
+  // batches [negative, part 1..k] x the sampler's rows, or the parts alone (no CFG, NGMS).
+  auto sampler_rows = std::make_shared<int64_t>(0);
+  const auto parts = static_cast<int64_t>(conditioning.positive.size());
+  ModelFunction guided = guided_denoiser(
+      [unet, extra, factor, call_steps, calls, steps, sampler_rows, parts](
+          const at::Tensor& x, const at::Tensor& t, const at::Tensor& context,
+          const at::Tensor& pooled) mutable {
         at::Tensor input = x;
         if (extra.image_conditioning.defined()) {
           // diffusers' order: cat([latents, mask, masked-image latents]) for every CFG row.
@@ -271,11 +280,18 @@ ModelFunction StableDiffusionPipeline::guided_model(const PromptConditioning& co
                           1);
         }
         UNetExtraInputs inputs;
-        if (!extra.controls.empty()) {
+        if (!extra.controls.empty() || !extra.image_prompts.empty()) {
           const size_t call = (*calls)++;
           const int64_t step =
               call_steps->empty() ? 0 : (*call_steps)[std::min(call, call_steps->size() - 1)];
-          inputs = extra.controls.residuals(input, t, context, static_cast<double>(step) / steps);
+          const double fraction = static_cast<double>(step) / steps;
+          if (!extra.controls.empty())
+            inputs = extra.controls.residuals(input, t, context, fraction);
+          if (!extra.image_prompts.empty()) {
+            const int64_t rows = x.size(0);
+            const int64_t negative_rows = rows == *sampler_rows * (parts + 1) ? *sampler_rows : 0;
+            inputs.image_prompt = extra.image_prompts.attention(rows, negative_rows, fraction);
+          }
         }
         if (unet->config().adm_in_channels > 0) {
           if (!pooled.defined())
@@ -294,7 +310,12 @@ ModelFunction StableDiffusionPipeline::guided_model(const PromptConditioning& co
         }
         return unet->forward(input, t, context, inputs);
       },
-      conditioning, guidance_scale, plan);
+      conditioning, guidance_scale, plan, cutoff);
+  if (extra.image_prompts.empty()) return guided;
+  return [guided = std::move(guided), sampler_rows](const at::Tensor& x, const at::Tensor& t) {
+    *sampler_rows = x.size(0);
+    return guided(x, t);
+  };
 }
 
 at::Tensor StableDiffusionPipeline::decode_latents(const at::Tensor& latents,
@@ -366,6 +387,12 @@ GenerationParameters StableDiffusionPipeline::describe(
   p.negative_prompt = request.negative_prompt;
   p.set("Steps", std::to_string(request.steps));
   p.set("Sampler", a1111_sampler_name(request.sampler, request.karras));
+  if (const auto& spacing = request.timestep_spacing) {
+    // A1111's nearest schedule (its Karras lives in the sampler name), then diffusers' exact name.
+    if (!request.karras && request.sampler.find("_karras") == std::string::npos)
+      p.set("Schedule type", a1111_schedule_type(*spacing));
+    p.set("Timestep spacing", timestep_spacing_name(*spacing));
+  }
   p.set("CFG scale", format_number(request.guidance_scale));
   p.set("Seed", std::to_string(seed));
   p.set("Size", std::to_string(request.width) + "x" + std::to_string(request.height));
@@ -391,6 +418,10 @@ GenerationParameters StableDiffusionPipeline::describe(
   }
   if (request.clip_skip > 1) p.set("Clip skip", std::to_string(request.clip_skip));
   if (request.eta != 0) p.set("Eta", format_number(request.eta));
+  if (const NegativeGuidanceCutoff& ngms = request.negative_guidance_cutoff; ngms.enabled()) {
+    p.set("NGMS", format_number(ngms.min_sigma));
+    if (ngms.all_steps) p.set("NGMS all steps", "True");
+  }
   // A1111 drops ':' and ',' from embedding names here so the list stays parseable.
   std::string embedding_hashes;
   for (const auto& [name, hash] : conditioning.embeddings) {
@@ -403,17 +434,25 @@ GenerationParameters StableDiffusionPipeline::describe(
   if (!embedding_hashes.empty()) p.set("TI hashes", embedding_hashes);
   if (!lora_hashes.empty()) p.set("Lora hashes", lora_hashes);
   describe_controls(request.controls, p);
+  describe_ip_adapters(request.ip_adapters, request.controls.size(),
+                       model_.unet->config().adm_in_channels > 0, p);
   p.set("Version", "doppel 0.1.0");
   return p;
 }
 
 namespace {
 
-SamplingPlan hires_sampling_plan(const GenerationRequest& request,
-                                 const SchedulerConfig& scheduler) {
+SamplerOptions sampler_options(const GenerationRequest& request) {
   SamplerOptions options;
   options.karras = request.karras;
   options.eta = request.eta;
+  options.timestep_spacing = request.timestep_spacing;
+  return options;
+}
+
+SamplingPlan hires_sampling_plan(const GenerationRequest& request,
+                                 const SchedulerConfig& scheduler) {
+  const SamplerOptions options = sampler_options(request);
   const int64_t steps = request.hires->steps > 0 ? request.hires->steps : request.steps;
   return make_sampling_plan(request.sampler, scheduler, steps, options)
       .truncated_for_strength(request.hires->denoising_strength);
@@ -448,10 +487,12 @@ at::Tensor StableDiffusionPipeline::hires_pass(const GenerationRequest& request,
       generator.randn(upscaled.sizes().vec(), at::TensorOptions().device(device()));
   UNetConditioning extra;
   extra.controls = ControlGuidance(request.controls, width, height, device());
-  return sample(
-      plan,
-      with_live_preview(guided_model(conditioning, request.guidance_scale, plan, extra), plan),
-      add_noise(plan, upscaled, noise), generator, progress);
+  extra.image_prompts = image_prompts_;
+  return sample(plan,
+                with_live_preview(guided_model(conditioning, request.guidance_scale, plan, extra,
+                                               request.negative_guidance_cutoff),
+                                  plan),
+                add_noise(plan, upscaled, noise), generator, progress);
 }
 
 at::Tensor StableDiffusionPipeline::initial_latents(const GenerationRequest& request,
@@ -506,10 +547,8 @@ GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& re
                                                      const ProgressCallback& progress) {
   c10::InferenceMode inference;
   Generator generator(seed);
-  SamplerOptions options;
-  options.karras = request.karras;
-  options.eta = request.eta;
-  SamplingPlan plan = make_sampling_plan(request.sampler, scheduler_, request.steps, options);
+  SamplingPlan plan =
+      make_sampling_plan(request.sampler, scheduler_, request.steps, sampler_options(request));
   if (request.init_image) plan = plan.truncated_for_strength(request.strength);
   at::Tensor clean_latents;
   at::Tensor image_conditioning;
@@ -518,7 +557,9 @@ GeneratedImage StableDiffusionPipeline::generate_one(const GenerationRequest& re
   UNetConditioning extra;
   extra.image_conditioning = image_conditioning;
   extra.controls = ControlGuidance(request.controls, request.width, request.height, device());
-  ModelFunction model = guided_model(conditioning, request.guidance_scale, plan, extra);
+  extra.image_prompts = image_prompts_;
+  ModelFunction model = guided_model(conditioning, request.guidance_scale, plan, extra,
+                                     request.negative_guidance_cutoff);
   // An ordinary checkpoint inpaints by keeping the unmasked latents at every step; an
   // inpainting model sees the masked image itself (diffusers does not blend for it).
   at::Tensor repaint;
@@ -561,6 +602,7 @@ std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRe
                                                               const ProgressCallback& progress) {
   check_request(request, model_.vae->config().downscale_factor(), model_.inpainting);
   check_controls(request.controls, model_.unet->config());
+  check_ip_adapters(request.ip_adapters, *model_.unet);
   find_sampler(request.sampler);  // unknown names fail before any work
   const PromptConditioning conditioning =
       condition_prompts(request.prompt, request.negative_prompt, request.steps, request.clip_skip);
@@ -577,6 +619,13 @@ std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRe
                            static_cast<int>(request.height));
   const int64_t total = request.batch_size * request.batch_count;
   std::vector<GeneratedImage> images;
+  // Every image of the request shares the encoded reference images; the state is dropped on
+  // return (and on an exception) so the next request starts without them.
+  image_prompts_ = ImagePromptGuidance(request.ip_adapters, *model_.unet);
+  struct ClearImagePrompts {
+    ImagePromptGuidance& guidance;
+    ~ClearImagePrompts() { guidance = ImagePromptGuidance(); }
+  } clear_image_prompts{image_prompts_};
   for (int64_t i = 0; i < total; ++i) {
     // Images run one at a time: on a CPU a larger UNet batch gains little, and
     // each image then depends on its own seed only.

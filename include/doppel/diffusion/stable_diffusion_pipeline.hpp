@@ -17,6 +17,7 @@
 #include "doppel/core/random.hpp"
 #include "doppel/diffusion/clip_tokenizer.hpp"
 #include "doppel/diffusion/control_guidance.hpp"
+#include "doppel/diffusion/image_prompt_guidance.hpp"
 #include "doppel/diffusion/inpainting.hpp"
 #include "doppel/diffusion/prompt_conditioning.hpp"
 #include "doppel/diffusion/sampler.hpp"
@@ -55,8 +56,13 @@ struct GenerationRequest {
   int64_t height = 512;
   int64_t steps = 20;
   double guidance_scale = 7.0;  // <= 1 skips the unconditional pass
+  // A1111's NGMS: below this sigma, calls skip the unconditional pass (off by default).
+  NegativeGuidanceCutoff negative_guidance_cutoff;
   std::string sampler = "euler_a";
   bool karras = false;
+  // diffusers' leading / linspace / trailing; unset = the model's scheduler config, else the
+  // sampler's diffusers default. Turbo, Lightning and Hyper-SD want trailing (docs/few-step.md).
+  std::optional<TimestepSpacing> timestep_spacing;
   double eta = 0.0;  // DDIM only
   uint64_t seed = 0;
   // Images per batch and batches; image i of the whole run uses seed + i, so
@@ -79,6 +85,9 @@ struct GenerationRequest {
   // ControlNets steering every UNet call (residuals summed); their images are resized to the
   // size of each pass (the hires pass too) and recorded as A1111's "ControlNet N".
   std::vector<ControlInput> controls;
+  // IP-Adapters (image prompts): each reference image is encoded once per request and steers
+  // every cross-attention layer; recorded as A1111's "ControlNet N" units after the controls.
+  std::vector<IpAdapterInput> ip_adapters;
 };
 
 // The largest image (in pixels) the VAE decodes and encodes whole when tiling is automatic.
@@ -94,7 +103,8 @@ struct UNetConditioning {
   // SDXL's size conditioning [1, 6]: original height, width, crop top, left, target height,
   // width. Default: the image's size with no crop, as A1111 and diffusers use.
   at::Tensor sdxl_time_ids;
-  ControlGuidance controls;  // ControlNets, their images at the pass's size
+  ControlGuidance controls;           // ControlNets, their images at the pass's size
+  ImagePromptGuidance image_prompts;  // IP-Adapters, their images encoded
 };
 
 // A1111's live preview: every `every_steps` model calls (and at the last), the clean latents
@@ -145,8 +155,10 @@ class StableDiffusionPipeline {
                              double guidance_scale, const UNetConditioning& extra = {});
   // The same for a scheduled, composable conditioning: each model call of `plan` uses
   // the conditioning of its step (see guided_denoiser).
+  // `cutoff`: A1111's NGMS (see guided_denoiser).
   ModelFunction guided_model(const PromptConditioning& conditioning, double guidance_scale,
-                             const SamplingPlan& plan, const UNetConditioning& extra = {});
+                             const SamplingPlan& plan, const UNetConditioning& extra = {},
+                             const NegativeGuidanceCutoff& cutoff = {});
   // Latents -> images in [-1, 1] ([N, 3, H, W], fp32); divides by the scaling factor. With
   // `tiling`, in blended tiles.
   at::Tensor decode_latents(const at::Tensor& latents, const VaeTiling* tiling = nullptr);
@@ -160,6 +172,8 @@ class StableDiffusionPipeline {
                                      Generator& generator, const VaeTiling* tiling = nullptr);
 
   const StableDiffusionCheckpoint& model() const { return model_; }
+  // For merging LoRAs into the weights this pipeline computes with (GenerationSession does).
+  StableDiffusionCheckpoint& model() { return model_; }
   const SchedulerConfig& scheduler_config() const { return scheduler_; }
   at::ScalarType compute_dtype() const;
   at::Device device() const;
@@ -189,6 +203,7 @@ class StableDiffusionPipeline {
   ChunkEncoder sdxl_chunk_encoder(int clip_skip);
 
   StableDiffusionCheckpoint model_;
+  ImagePromptGuidance image_prompts_;  // the request's IP-Adapters while generate() runs
   ClipTokenizer tokenizer_;
   SchedulerConfig scheduler_;
   std::string model_name_;
