@@ -3,7 +3,12 @@
 #include <pthread.h>
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
+#include <array>
+#include <cstdlib>
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 
 #include "app/command_registry.hpp"
@@ -21,6 +26,7 @@ struct ServeOptions {
   int port = 7860;
   int workers = 1;
   std::string model;
+  std::vector<std::string> model_dirs;
   std::string key_file;
   bool no_face_check = false;
   int lease_seconds = 60;
@@ -64,6 +70,35 @@ void announce_model(const ServeOptions& options) {
   }
 }
 
+// The built web studio when --web is not given, so `doppel serve` run directly serves the
+// studio too: $DOPPEL_WEB_DIR, then installed beside the binary (<bin>/web,
+// <bin>/../share/doppel/web), then the source tree the binary was built in (web/dist of a
+// parent folder: build/src/app/doppel -> web/dist). Returns "" when none has an index.html.
+std::filesystem::path find_web_studio(std::vector<std::filesystem::path>& looked_in) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> candidates;
+  if (const char* env = std::getenv("DOPPEL_WEB_DIR"); env && *env) candidates.emplace_back(env);
+  std::array<char, 4096> buffer{};
+  const ssize_t length = ::readlink("/proc/self/exe", buffer.data(), buffer.size() - 1);
+  if (length > 0) {
+    const fs::path binary_dir = fs::path(std::string(buffer.data(), size_t(length))).parent_path();
+    candidates.push_back(binary_dir / "web");
+    candidates.push_back(binary_dir.parent_path() / "share" / "doppel" / "web");
+    fs::path folder = binary_dir;
+    for (int up = 0; up < 5 && folder.has_parent_path() && folder != folder.parent_path(); ++up) {
+      folder = folder.parent_path();
+      candidates.push_back(folder / "web" / "dist");
+    }
+  }
+  for (const fs::path& candidate : candidates) {
+    looked_in.push_back(candidate);
+    std::error_code ignored;
+    if (fs::is_regular_file(candidate / "index.html", ignored))
+      return fs::weakly_canonical(candidate, ignored);
+  }
+  return {};
+}
+
 int run_serve(const ServeOptions& options) {
   const sigset_t signals = block_shutdown_signals();
   announce_model(options);
@@ -74,9 +109,24 @@ int run_serve(const ServeOptions& options) {
   server_options.port = options.port;
   if (!options.key_file.empty()) server_options.key_file = options.key_file;
   if (!options.model.empty()) server_options.model_path = options.model;
+  for (const std::string& folder : options.model_dirs) server_options.model_dirs.push_back(folder);
   server_options.face_analysis = !options.no_face_check;
-  if (!options.web.empty()) server_options.web_dir = options.web;
+  if (!options.web.empty()) {
+    server_options.web_dir = options.web;
+  } else {
+    std::vector<std::filesystem::path> looked_in;
+    server_options.web_dir = find_web_studio(looked_in);
+    if (server_options.web_dir.empty()) {
+      std::string folders;
+      for (const auto& folder : looked_in) folders += "\n  " + folder.string();
+      std::cerr << "doppel: no built web studio found; serving the JSON API only. Build it with "
+                   "`npm --prefix web run build` or pass --web FOLDER. Looked in:"
+                << folders << std::endl;
+    }
+  }
   server::ApiServer api(server_options);
+  if (!server_options.web_dir.empty())
+    std::cout << "doppel: web studio from " << server_options.web_dir.string() << std::endl;
   api.start();
   std::cout << "doppel: serving on http://" << options.host << ":" << api.port() << " with "
             << options.workers << " worker(s); Ctrl-C stops" << std::endl;
@@ -126,9 +176,13 @@ CommandRegistration serve_command{
                          "Stable Diffusion checkpoint or diffusers folder to register and make "
                          "the default model (default: keep the registry's default, at first the "
                          "tiny built-in model)");
+      command.add_option("--model-dir", options->model_dirs,
+                         "A folder the studio may register models from (POST /api/models; "
+                         "repeat for more; default: the models/ folder)");
       command.add_option("--port", options->port, "Port to listen on")->capture_default_str();
       command.add_option("--web", options->web,
-                         "The built web studio folder (web/dist) to serve at /");
+                         "The built web studio folder to serve at / (default: $DOPPEL_WEB_DIR, "
+                         "installed beside the binary, or web/dist of the source tree)");
       return [options]() { return run_serve(*options); };
     }};
 

@@ -19,6 +19,7 @@
 #include "doppel/core/error.hpp"
 #include "doppel/core/image.hpp"
 #include "doppel/core/log.hpp"
+#include "doppel/core/paths.hpp"
 #include "doppel/face/subject_profile.hpp"
 #include "doppel/queue/job_queue.hpp"
 #include "doppel/store/blob_garbage.hpp"
@@ -30,9 +31,12 @@
 #include "doppel/studio/style_pack.hpp"
 #include "doppel/studio/subject_readiness.hpp"
 #include "server/auth.hpp"
+#include "server/connection_front.hpp"
 #include "server/http_support.hpp"
 #include "server/job_payloads.hpp"
 #include "server/model_registry.hpp"
+#include "server/request_guards.hpp"
+#include "server/studio_views.hpp"
 #include "server/subject_intake.hpp"
 #include "server/zip_archive.hpp"
 
@@ -67,6 +71,25 @@ struct Call {
 };
 
 using Handler = std::function<void(Call&)>;
+
+// One of the bounded places for Argon2 work, held for a handler's hashing; 429 when none is
+// free (a flood of sign-ins must not take every core and gigabytes of memory).
+class PasswordSlot {
+ public:
+  PasswordSlot(Call& call, PasswordCheckSlots& slots) : slots_(slots) {
+    if (!slots_.try_acquire()) {
+      call.response.set_header("Retry-After", "1");
+      throw HttpError(429, "busy",
+                      "the server is checking too many passwords at once; try again in a second");
+    }
+  }
+  ~PasswordSlot() { slots_.release(); }
+  PasswordSlot(const PasswordSlot&) = delete;
+  PasswordSlot& operator=(const PasswordSlot&) = delete;
+
+ private:
+  PasswordCheckSlots& slots_;
+};
 
 struct Route {
   RouteInfo info;
@@ -132,14 +155,15 @@ json photo_json(const store::Photo& photo) {
 }
 
 json lora_json(const store::LoraVersion& version) {
-  return {{"id", version.id},
-          {"subject_id", version.subject_id},
-          {"status", version.status},
-          {"settings", parse_stored_json(version.settings_json)},
-          {"sha256", version.blob_sha256 ? json(*version.blob_sha256) : json(nullptr)},
-          {"validation_likeness", optional_json(version.validation_likeness)},
-          {"created_at", version.created_at},
-          {"updated_at", version.updated_at}};
+  json answer = {{"id", version.id},
+                 {"subject_id", version.subject_id},
+                 {"status", version.status},
+                 {"settings", parse_stored_json(version.settings_json)},
+                 {"sha256", version.blob_sha256 ? json(*version.blob_sha256) : json(nullptr)},
+                 {"created_at", version.created_at},
+                 {"updated_at", version.updated_at}};
+  answer.update(validation_likeness_json(version.validation_likeness));
+  return answer;
 }
 
 json shoot_json(const store::Shoot& shoot) {
@@ -153,17 +177,16 @@ json shoot_json(const store::Shoot& shoot) {
 }
 
 json image_json(const store::Image& image) {
-  return {
-      {"id", image.id},
-      {"shoot_id", image.shoot_id},
-      {"recipe", parse_stored_json(image.recipe_json)},
-      {"likeness", optional_json(image.likeness)},
-      {"likeness_label", image.likeness ? json(likeness_label(*image.likeness)) : json(nullptr)},
-      {"quality", optional_json(image.quality)},
-      {"favourite", image.favourite},
-      {"sha256", image.blob_sha256},
-      {"png_url", "/api/images/" + image.id + "/png"},
-      {"created_at", image.created_at}};
+  json answer = {{"id", image.id},
+                 {"shoot_id", image.shoot_id},
+                 {"recipe", parse_stored_json(image.recipe_json)},
+                 {"quality", optional_json(image.quality)},
+                 {"favourite", image.favourite},
+                 {"sha256", image.blob_sha256},
+                 {"png_url", "/api/images/" + image.id + "/png"},
+                 {"created_at", image.created_at}};
+  answer.update(image_likeness_json(image));
+  return answer;
 }
 
 json job_json(const store::Job& job) {
@@ -192,24 +215,6 @@ json model_json(const store::Model& model) {
           {"builtin", model.builtin},
           {"default", model.is_default},
           {"added_at", model.builtin ? json(nullptr) : json(model.added_at)}};
-}
-
-// A file name for a zip entry: lowercase letters, digits, '_' and '-', at most 40 of them.
-std::string sanitised_file_part(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    const char lower = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    const bool keep = (lower >= 'a' && lower <= 'z') || (lower >= '0' && lower <= '9') ||
-                      lower == '_' || lower == '-';
-    if (keep) {
-      out.push_back(lower);
-    } else if (!out.empty() && out.back() != '-') {
-      out.push_back('-');
-    }
-    if (out.size() >= 40) break;
-  }
-  while (!out.empty() && out.back() == '-') out.pop_back();
-  return out.empty() ? "image" : out;
 }
 
 bool job_finished(const store::Job& job) {
@@ -321,9 +326,14 @@ json request_schema(const std::string& spec) {
 struct ApiServer::State {
   explicit State(ServerOptions server_options)
       : options(std::move(server_options)),
-        limiter(options.login_attempts, options.login_window_ms) {}
+        limiter(options.login_attempts, options.login_window_ms),
+        password_slots(options.max_concurrent_password_checks > 0
+                           ? options.max_concurrent_password_checks
+                           : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()))),
+        http(front_limits(options)) {}
 
   ServerOptions options;
+  std::unique_ptr<DataFolderLock> data_lock;  // one server per data folder
   std::shared_ptr<store::Database> database;
   std::unique_ptr<store::Repository> repository;
   std::unique_ptr<queue::JobQueue> jobs;
@@ -331,13 +341,16 @@ struct ApiServer::State {
   std::vector<StylePack> styles;
   std::unique_ptr<SubjectIntake> intake;
   LoginRateLimiter limiter;
+  PasswordCheckSlots password_slots;
   std::vector<Route> routes;
   std::vector<RouteInfo> route_infos;
-  httplib::Server http;
+  GuardedHttpServer http;
   std::thread thread;
   int port = 0;
   std::atomic<bool> stopping{false};
-  std::atomic<int> open_streams{0};
+  std::mutex streams_mutex;
+  int open_streams = 0;
+  std::map<std::string, int> streams_by_account;
   int64_t started_at = unix_millis_now();
 
   std::mutex setup_mutex;
@@ -361,6 +374,30 @@ struct ApiServer::State {
   std::string metrics();
 
   // --- helpers used by several handlers ---
+  // Counts an attempt of `key` (sign-in, account deletion) or answers 429 when too many failed.
+  void begin_limited_attempt(Call& call, const std::string& key, int64_t now, const char* what) {
+    if (const int64_t wait = limiter.begin_attempt(key, now); wait > 0) {
+      call.response.set_header("Retry-After", std::to_string((wait + 999) / 1000));
+      throw HttpError(429, "too_many_requests",
+                      std::string("too many failed ") + what + "; try again in " +
+                          std::to_string((wait + 999) / 1000) + " seconds");
+    }
+  }
+  // subject_json plus what the studio shows: photo counts, stage (next step), cover photo.
+  json subject_view(Call& call, const store::Subject& subject) {
+    json answer = subject_json(subject);
+    const auto photos = repository->list_photos(call.account_id(), subject.id);
+    answer["photos"] = photos.size();
+    answer["accepted_photos"] = std::count_if(photos.begin(), photos.end(), [](const auto& photo) {
+      return photo.verdict == "accepted";
+    });
+    answer["stage"] = subject_stage(
+        photos, repository->list_lora_versions(call.account_id(), subject.id),
+        kMinimumPhotosToTrain);
+    const auto cover = cover_photo_id(photos);
+    answer["cover_photo_id"] = cover ? json(*cover) : json(nullptr);
+    return answer;
+  }
   store::Subject subject_of(Call& call, size_t index) {
     auto subject = repository->get_subject(call.account_id(), call.id(index, "subject"));
     if (!subject) not_found("subject");
@@ -378,6 +415,16 @@ struct ApiServer::State {
   // Adds the model; nullopt when its path was registered meanwhile (by another request).
   std::optional<store::Model> add_model_record(const store::Model& model);
   void make_startup_model_default(const std::filesystem::path& path);
+  // The models registry is the operator's: the oldest account (made at set-up).
+  void require_operator(Call& call) {
+    const auto rows =
+        repository->database().execute("SELECT id FROM accounts ORDER BY created_at, id LIMIT 1");
+    if (rows.rows.empty() || rows.rows[0].text(0) != call.account_id())
+      throw HttpError(403, "forbidden",
+                      "only the server's operator (the account made at set-up) changes the "
+                      "models registry; ask them, or start the server with --model PATH");
+  }
+  std::vector<std::filesystem::path> model_folders;  // where POST /api/models may look
 
   // --- handlers ---
   void setup_status(Call& call);
@@ -399,6 +446,7 @@ struct ApiServer::State {
   void upload_photos(Call& call);
   void photo_file(Call& call);
   void delete_photo(Call& call);
+  void photo_crop(Call& call);
   void train(Call& call);
   void list_loras(Call& call);
   void lora_file(Call& call);
@@ -407,6 +455,7 @@ struct ApiServer::State {
   void create_shoot(Call& call);
   void get_shoot(Call& call);
   void delete_shoot(Call& call);
+  void cancel_shoot(Call& call);
   void shoot_images(Call& call);
   void shoot_zip(Call& call);
   void account_storage(Call& call);
@@ -484,6 +533,8 @@ void ApiServer::State::register_routes() {
       "multipart", member(&S::upload_photos));
   add("GET", "/api/photos/{photo_id}/file", "Download an uploaded photo", true, "",
       member(&S::photo_file));
+  add("GET", "/api/photos/{photo_id}/crop", "An accepted photo's aligned face crop (PNG)", true,
+      "", member(&S::photo_crop));
   add("DELETE", "/api/photos/{photo_id}", "Delete a photo", true, "", member(&S::delete_photo));
   add("POST", "/api/subjects/{subject_id}/train", "Train the subject's LoRA (queues a job)", true,
       "json", member(&S::train));
@@ -499,6 +550,8 @@ void ApiServer::State::register_routes() {
   add("POST", "/api/shoots", "Shoot a subject in some styles (queues one job per image)", true,
       "json", member(&S::create_shoot));
   add("GET", "/api/shoots/{shoot_id}", "Get a shoot", true, "", member(&S::get_shoot));
+  add("POST", "/api/shoots/{shoot_id}/cancel", "Cancel the shoot's images not made yet", true, "",
+      member(&S::cancel_shoot));
   add("DELETE", "/api/shoots/{shoot_id}", "Delete a shoot and its images", true, "",
       member(&S::delete_shoot));
   add("GET", "/api/shoots/{shoot_id}/images", "A shoot's images, best first", true, "",
@@ -723,7 +776,8 @@ void ApiServer::State::start_session(Call& call, const store::Account& account, 
   session.csrf_secret = random_token();
   session.expires_at = unix_millis_now() + options.session_ms;
   session = repository->create_session(session);
-  const std::string max_age = std::to_string(options.session_ms / 1000);
+  const std::string max_age = std::to_string(options.session_ms / 1000) +
+                              (arrived_over_tls(call.request) ? "; Secure" : "");
   call.response.set_header("Set-Cookie",
                            std::string(kSessionCookie) + "=" + token +
                                "; Path=/; HttpOnly; SameSite=Strict; Max-Age=" + max_age);
@@ -740,6 +794,7 @@ void ApiServer::State::setup_status(Call& call) {
 }
 
 void ApiServer::State::setup(Call& call) {
+  check_same_origin_json(call.request);
   json body = parse_json_body(call.request, options.max_json_bytes);
   allow_only(body, {"token", "email", "password", "display_name"});
   const std::string token = *string_field(body, "token", true, 128);
@@ -752,6 +807,7 @@ void ApiServer::State::setup(Call& call) {
     throw HttpError(409, "already_set_up", "this server already has an account; sign in instead");
   if (!constant_time_equal(token, setup_token))
     throw HttpError(403, "forbidden", "wrong set-up token; use the link the server printed");
+  PasswordSlot slot(call, password_slots);
   const store::Account account = repository->create_account(
       email, display_name, hash_password(password, options.fast_password_hashing));
   setup_token.clear();
@@ -759,26 +815,20 @@ void ApiServer::State::setup(Call& call) {
 }
 
 void ApiServer::State::sign_in(Call& call) {
+  check_same_origin_json(call.request);
   json body = parse_json_body(call.request, options.max_json_bytes);
   allow_only(body, {"email", "password"});
   const std::string email = normalise_email(*string_field(body, "email", true, 254));
   const std::string password = *string_field(body, "password", true, 1024);
   const std::string key = email + "|" + call.request.remote_addr;
   const int64_t now = unix_millis_now();
-  if (const int64_t wait = limiter.retry_after_ms(key, now); wait > 0) {
-    call.response.set_header("Retry-After", std::to_string((wait + 999) / 1000));
-    throw HttpError(429, "too_many_requests",
-                    "too many failed sign-ins; try again in " +
-                        std::to_string((wait + 999) / 1000) + " seconds");
-  }
+  PasswordSlot slot(call, password_slots);
+  begin_limited_attempt(call, key, now, "sign-ins");
   const auto account = repository->find_account_by_email(email);
   // Unknown emails cost the same hashing work, so timing does not reveal which exist.
   const bool valid = account ? verify_password(password, account->password_hash)
                              : (verify_password(password, dummy_hash), false);
-  if (!valid) {
-    limiter.record_failure(key, now);
-    throw HttpError(401, "invalid_credentials", "wrong email or password");
-  }
+  if (!valid) throw HttpError(401, "invalid_credentials", "wrong email or password");
   limiter.reset(key);
   repository->delete_expired_sessions(now);
   start_session(call, *account, 200);
@@ -807,6 +857,7 @@ void ApiServer::State::create_account(Call& call) {
   check_password_strength(password);
   if (repository->find_account_by_email(email))
     throw HttpError(409, "conflict", "an account with this email exists already");
+  PasswordSlot slot(call, password_slots);
   const store::Account account = repository->create_account(
       email, display_name, hash_password(password, options.fast_password_hashing));
   send_json(call.response, 201, {{"account", account_json(account)}});
@@ -816,8 +867,12 @@ void ApiServer::State::delete_account(Call& call) {
   json body = parse_json_body(call.request, options.max_json_bytes);
   allow_only(body, {"password"});
   const std::string password = *string_field(body, "password", true, 1024);
+  const std::string key = "delete-account|" + call.account_id();
+  PasswordSlot slot(call, password_slots);
+  begin_limited_attempt(call, key, unix_millis_now(), "attempts");
   if (!verify_password(password, call.auth->account.password_hash))
     throw HttpError(403, "forbidden", "wrong password; deleting the account needs it");
+  limiter.reset(key);
   remove_blobs(repository->delete_account(call.account_id()));
   send_json(call.response, 200, {{"deleted", true}});
 }
@@ -864,7 +919,7 @@ void ApiServer::State::delete_token(Call& call) {
 void ApiServer::State::list_subjects(Call& call) {
   json list = json::array();
   for (const store::Subject& subject : repository->list_subjects(call.account_id()))
-    list.push_back(subject_json(subject));
+    list.push_back(subject_view(call, subject));
   send_json(call.response, 200, {{"subjects", list}});
 }
 
@@ -875,17 +930,11 @@ void ApiServer::State::create_subject(Call& call) {
   const std::string trigger = string_field(body, "trigger_word", false, 24).value_or("ohwx");
   check_trigger_word(trigger);
   const store::Subject subject = repository->create_subject(call.account_id(), name, trigger);
-  send_json(call.response, 201, subject_json(subject));
+  send_json(call.response, 201, subject_view(call, subject));
 }
 
 void ApiServer::State::get_subject(Call& call) {
-  const store::Subject subject = subject_of(call, 1);
-  json answer = subject_json(subject);
-  const auto photos = repository->list_photos(call.account_id(), subject.id);
-  answer["photos"] = photos.size();
-  answer["accepted_photos"] = std::count_if(
-      photos.begin(), photos.end(), [](const auto& photo) { return photo.verdict == "accepted"; });
-  send_json(call.response, 200, answer);
+  send_json(call.response, 200, subject_view(call, subject_of(call, 1)));
 }
 
 void ApiServer::State::update_subject(Call& call) {
@@ -947,39 +996,63 @@ void ApiServer::State::upload_photos(Call& call) {
   if (static_cast<int>(files.size()) > options.max_photos_per_upload)
     bad_request("at most " + std::to_string(options.max_photos_per_upload) +
                 " photos per upload; send the rest in another request");
-  // Every photo is checked before any is stored: one bad file rejects the request.
+  // Each file is judged on its own: the good ones are stored, every bad one is reported by
+  // its file name (one bad file in a batch must not lose the others).
   ImageReadOptions read;
   read.max_pixels = options.max_photo_pixels;
-  for (size_t i = 0; i < files.size(); ++i) {
-    const std::string label = "photo " + std::to_string(i + 1);
-    ImageHeader header;
-    try {
-      header = sniff_image_header(files[i]->content, label);
-    } catch (const Error&) {
-      throw HttpError(415, "unsupported_media_type",
-                      label + " is not a PNG, JPEG or WebP image (judged by its content)");
-    }
-    if (static_cast<int64_t>(header.width) * header.height > options.max_photo_pixels)
-      throw HttpError(413, "too_large",
-                      label + " has " + std::to_string(header.width) + "x" +
-                          std::to_string(header.height) + " pixels; at most " +
-                          std::to_string(options.max_photo_pixels) + " pixels are accepted");
-    decode_image(files[i]->content, read, label);  // throws kInvalidFile for a broken file
-  }
   json added = json::array();
-  for (const auto* file : files) {
+  json refused = json::array();
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string name = upload_file_name(files[i]->filename, i);
+    try {
+      ImageHeader header;
+      try {
+        header = sniff_image_header(files[i]->content, name);
+      } catch (const Error&) {
+        throw HttpError(415, "unsupported_media_type",
+                        name + " is not a PNG, JPEG or WebP image (judged by its content)");
+      }
+      if (static_cast<int64_t>(header.width) * header.height > options.max_photo_pixels)
+        throw HttpError(413, "too_large",
+                        name + " has " + std::to_string(header.width) + "x" +
+                            std::to_string(header.height) + " pixels; at most " +
+                            std::to_string(options.max_photo_pixels) + " pixels are accepted");
+      decode_image(files[i]->content, read, name);  // throws kInvalidFile for a broken file
+    } catch (const HttpError& error) {
+      refused.push_back({{"file", name}, {"code", error.code()}, {"message", error.what()}});
+      continue;
+    } catch (const Error& error) {
+      refused.push_back({{"file", name}, {"code", "invalid_file"}, {"message", error.what()}});
+      continue;
+    }
     store::Photo photo;
     photo.subject_id = subject.id;
-    photo.blob_sha256 = blobs->put(file->content);  // the name is the digest, never the client's
-    photo.original_size = static_cast<int64_t>(file->content.size());
+    photo.blob_sha256 = blobs->put(files[i]->content);  // stored by digest, never the client's name
+    photo.original_size = static_cast<int64_t>(files[i]->content.size());
     photo = repository->add_photo(call.account_id(), photo);
     added.push_back(photo.id);
+  }
+  if (added.empty()) {
+    // Nothing usable: an error naming every file, with the list for the studio.
+    std::string message;
+    for (const json& each : refused)
+      message += (message.empty() ? "" : "; ") + each["message"].get<std::string>();
+    json body = {{"error",
+                  {{"code", refused.size() == 1 ? refused[0]["code"] : json("invalid_file")},
+                   {"message", message}}},
+                 {"refused", refused}};
+    const int status = refused.size() == 1 && refused[0]["code"] == "too_large" ? 413
+                       : refused.size() == 1 && refused[0]["code"] == "invalid_file" ? 422
+                                                                                     : 415;
+    send_json(call.response, status, body);
+    return;
   }
   const json readiness = intake->refresh(call.account_id(), subject.id);
   json photos = json::array();
   for (const store::Photo& photo : repository->list_photos(call.account_id(), subject.id))
     photos.push_back(photo_json(photo));
-  send_json(call.response, 201, {{"added", added}, {"photos", photos}, {"readiness", readiness}});
+  send_json(call.response, 201,
+            {{"added", added}, {"refused", refused}, {"photos", photos}, {"readiness", readiness}});
 }
 
 void ApiServer::State::photo_file(Call& call) {
@@ -992,6 +1065,15 @@ void ApiServer::State::photo_file(Call& call) {
                                                                  : "image/webp";
   call.response.set_header("X-Content-Type-Options", "nosniff");
   call.response.set_content(std::move(bytes), type);
+}
+
+void ApiServer::State::photo_crop(Call& call) {
+  const auto photo = repository->get_photo(call.account_id(), call.id(1, "photo"));
+  if (!photo) not_found("photo");
+  if (!photo->crop_blob)
+    throw HttpError(404, "not_found", "this photo has no face crop (it was not accepted)");
+  call.response.set_header("X-Content-Type-Options", "nosniff");
+  call.response.set_content(blobs->get(*photo->crop_blob), "image/png");
 }
 
 void ApiServer::State::delete_photo(Call& call) {
@@ -1183,6 +1265,12 @@ void ApiServer::State::create_shoot(Call& call) {
     });
     if (it == styles.end())
       bad_request("unknown style '" + id.get<std::string>() + "'; GET /api/styles lists them");
+    if (const auto missing = missing_style_files(*it, default_models_dir()); !missing.empty())
+      throw HttpError(409, "style_not_installed",
+                      "style '" + it->id + "' needs " + missing.front().filename().string() +
+                          (missing.size() > 1 ? " and other files" : "") +
+                          ", which the server does not have; put it in " +
+                          missing.front().parent_path().string() + " or choose another style");
     request.styles.push_back(*it);
   }
   request.count_per_style = static_cast<int>(integer_field(body, "count", 1, 20, 4));
@@ -1276,6 +1364,19 @@ void ApiServer::State::get_shoot(Call& call) {
   send_json(call.response, 200, answer);
 }
 
+void ApiServer::State::cancel_shoot(Call& call) {
+  const auto shoot = repository->get_shoot(call.account_id(), call.id(1, "shoot"));
+  if (!shoot) not_found("shoot");
+  int64_t cancelled = 0;
+  for (const store::Job& job : jobs->list(call.account_id(), std::nullopt, 10'000)) {
+    if (job.kind != "shoot" || job_finished(job) ||
+        parse_stored_json(job.payload_json).value("shoot_id", "") != shoot->id)
+      continue;
+    if (jobs->cancel(call.account_id(), job.id)) ++cancelled;
+  }
+  send_json(call.response, 200, {{"shoot_id", shoot->id}, {"cancelled_jobs", cancelled}});
+}
+
 void ApiServer::State::delete_shoot(Call& call) {
   const store::Deletion deletion = repository->delete_shoot(call.account_id(), call.id(1, "shoot"));
   if (!deletion.found) not_found("shoot");
@@ -1299,7 +1400,11 @@ void ApiServer::State::shoot_zip(Call& call) {
   if (images.empty())
     throw HttpError(409, "not_ready",
                     "this shoot has no images yet; download it once some are done");
-  // Best first, named by rank, style and id: "01-business_headshot-<image id>.png".
+  // Best first, named for people: "<subject>-<style>-<rank>.png", and recipes.json (every
+  // image's file, rank, likeness and recipe) so the zip alone says how each was made.
+  const auto subject = repository->get_subject(call.account_id(), shoot->subject_id);
+  const std::string subject_name = subject ? subject->name : "portrait";
+  json recipes = json::array();
   struct Entry {
     std::string name;
     std::string sha256;
@@ -1312,28 +1417,34 @@ void ApiServer::State::shoot_zip(Call& call) {
   for (size_t i = 0; i < images.size(); ++i) {
     const json recipe = parse_stored_json(images[i].recipe_json);
     const json style = recipe.is_object() ? recipe.value("style", json()) : json();
-    std::string rank = std::to_string(i + 1);
-    rank.insert(0, digits - rank.size(), '0');
-    Entry entry{rank + "-" +
-                    sanitised_file_part(style.is_string() ? style.get<std::string>() : "") + "-" +
-                    images[i].id + ".png",
+    Entry entry{portrait_file_name(subject_name, style.is_string() ? style.get<std::string>() : "",
+                                   i + 1, digits),
                 images[i].blob_sha256, images[i].created_at};
+    json described = {{"file", entry.name}, {"rank", i + 1}, {"image_id", images[i].id}};
+    described.update(image_likeness_json(images[i]));
+    described["recipe"] = recipe;
+    recipes.push_back(std::move(described));
     name_bytes += entry.name.size();
     data_bytes += blobs->size_on_disk(entry.sha256);
     entries->push_back(std::move(entry));
   }
+  auto recipes_text = std::make_shared<std::string>(recipes.dump(2) + "\n");
+  const int64_t shot_at = shoot->created_at;
+  name_bytes += std::string_view("recipes.json").size();
+  data_bytes += recipes_text->size();
   // The answer streams, so whatever would not fit must be refused before it starts.
-  if (entries->size() > kMaxZipFiles ||
-      stored_zip_size(entries->size(), name_bytes, data_bytes) > kMaxZipBytes)
+  if (entries->size() + 1 > kMaxZipFiles ||
+      stored_zip_size(entries->size() + 1, name_bytes, data_bytes) > kMaxZipBytes)
     throw HttpError(413, "too_large",
                     "the shoot's " + std::to_string(entries->size()) +
                         " images come to more than a zip file can hold (4 GiB, 65534 files); "
                         "download them one by one (GET /api/images/{image_id}/png)");
   call.response.set_header("Content-Disposition",
-                           "attachment; filename=\"doppel-shoot-" + shoot->id + ".zip\"");
+                           attachment_header(file_name_part(subject_name) + "-shoot-" +
+                                             shoot->id.substr(0, 8) + ".zip"));
   call.response.set_header("X-Content-Type-Options", "nosniff");
   call.response.set_chunked_content_provider(
-      "application/zip", [this, entries](size_t, httplib::DataSink& sink) {
+      "application/zip", [this, entries, recipes_text, shot_at](size_t, httplib::DataSink& sink) {
         try {
           ZipWriter zip(
               [&sink](std::string_view bytes) { return sink.write(bytes.data(), bytes.size()); });
@@ -1347,7 +1458,9 @@ void ApiServer::State::shoot_zip(Call& call) {
             }
             if (stopping || !zip.add(entry.name, png, entry.created_at)) return false;
           }
-          if (!zip.finish()) return false;
+          if (stopping || !zip.add("recipes.json", *recipes_text, shot_at) ||
+              !zip.finish())
+            return false;
           sink.done();
           return true;
         } catch (const std::exception& error) {
@@ -1399,8 +1512,21 @@ void ApiServer::State::get_image(Call& call) {
 void ApiServer::State::image_png(Call& call) {
   const auto image = repository->get_image(call.account_id(), call.id(1, "image"));
   if (!image) not_found("image");
-  call.response.set_header("Content-Disposition",
-                           "attachment; filename=\"doppel-" + image->id + ".png\"");
+  // Named as in the shoot's zip: "<subject>-<style>-<rank in its shoot>.png".
+  std::string name = "doppel-" + image->id + ".png";
+  if (const auto shoot = repository->get_shoot(call.account_id(), image->shoot_id)) {
+    const auto subject = repository->get_subject(call.account_id(), shoot->subject_id);
+    const auto ranked = repository->list_images(call.account_id(), shoot->id);
+    const auto at = std::find_if(ranked.begin(), ranked.end(),
+                                 [&](const store::Image& other) { return other.id == image->id; });
+    const json recipe = parse_stored_json(image->recipe_json);
+    const json style = recipe.is_object() ? recipe.value("style", json()) : json();
+    const size_t digits = std::max<size_t>(2, std::to_string(ranked.size()).size());
+    name = portrait_file_name(subject ? subject->name : "portrait",
+                              style.is_string() ? style.get<std::string>() : "",
+                              static_cast<size_t>(at - ranked.begin()) + 1, digits);
+  }
+  call.response.set_header("Content-Disposition", attachment_header(name));
   call.response.set_header("X-Content-Type-Options", "nosniff");
   call.response.set_content(blobs->get(image->blob_sha256), "image/png");
 }
@@ -1485,7 +1611,8 @@ void ApiServer::State::add_model(Call& call) {
         "field 'path' must name a .safetensors checkpoint or a diffusers folder on the server");
   std::optional<std::string> name;
   if (body.contains("name")) name = check_name(string_field(body, "name", false, 100));
-  const std::string path = normalise_model_path(given);
+  require_operator(call);
+  const std::string path = resolve_in_model_folders(given, model_folders);
   const auto registered = [&]() -> HttpError {
     const auto existing = repository->find_model_by_path(path);
     return HttpError(
@@ -1501,12 +1628,14 @@ void ApiServer::State::add_model(Call& call) {
 }
 
 void ApiServer::State::set_default_model(Call& call) {
+  require_operator(call);
   const std::string id = model_id(call, 1);
   if (!repository->set_default_model(id)) not_found("model");
   send_json(call.response, 200, model_json(*repository->get_model(id)));
 }
 
 void ApiServer::State::delete_model(Call& call) {
+  require_operator(call);
   const std::string id = model_id(call, 1);
   const auto model = repository->get_model(id);
   if (!model) not_found("model");
@@ -1578,17 +1707,35 @@ void ApiServer::State::cancel_job(Call& call) {
 }
 
 void ApiServer::State::stream_events(Call& call, std::function<bool(std::string&)> next) {
-  // Every stream holds an HTTP thread for its whole life: keep some threads for requests.
-  if (open_streams >= std::max(1, options.http_threads - 4))
-    throw HttpError(503, "too_many_streams",
-                    "too many open event streams; close some, or poll GET /api/jobs instead");
-  ++open_streams;
+  const std::string account_id = call.account_id();
+  {
+    // Every stream holds an HTTP thread for its whole life: keep some threads for requests,
+    // and the others shared among the accounts.
+    std::lock_guard lock(streams_mutex);
+    if (open_streams >= std::max(1, options.http_threads - 4))
+      throw HttpError(503, "too_many_streams",
+                      "too many open event streams; close some, or poll GET /api/jobs instead");
+    if (streams_by_account[account_id] >= options.max_streams_per_account)
+      throw HttpError(429, "too_many_streams",
+                      "this account has " + std::to_string(options.max_streams_per_account) +
+                          " event streams open already; close one (another tab?) first");
+    ++open_streams;
+    ++streams_by_account[account_id];
+  }
+  // The stream ends when what opened it no longer signs in (token revoked, signed out).
+  auto credentials = std::make_shared<httplib::Request>();
+  credentials->headers = call.request.headers;
   call.response.set_header("Cache-Control", "no-cache");
   call.response.set_chunked_content_provider(
       "text/event-stream",
-      [this, next = std::move(next)](size_t, httplib::DataSink& sink) {
+      [this, next = std::move(next), credentials](size_t, httplib::DataSink& sink) {
         auto idle_since = std::chrono::steady_clock::now();
-        while (!stopping) {
+        for (int tick = 1; !stopping; ++tick) {
+          if (tick % 5 == 0 && !authenticate(*credentials)) {
+            static const std::string ended = "event: signed_out\ndata: {}\n\n";
+            sink.write(ended.data(), ended.size());
+            break;
+          }
           std::string events;
           const bool more = next(events);
           if (!events.empty()) {
@@ -1605,7 +1752,11 @@ void ApiServer::State::stream_events(Call& call, std::function<bool(std::string&
         sink.done();
         return true;
       },
-      [this](bool) { --open_streams; });
+      [this, account_id](bool) {
+        std::lock_guard lock(streams_mutex);
+        --open_streams;
+        if (--streams_by_account[account_id] <= 0) streams_by_account.erase(account_id);
+      });
 }
 
 void ApiServer::State::job_events(Call& call) {
@@ -1660,6 +1811,7 @@ void ApiServer::State::make_startup_model_default(const std::filesystem::path& g
 ApiServer::ApiServer(ServerOptions options) : state_(std::make_unique<State>(std::move(options))) {
   State& s = *state_;
   std::filesystem::create_directories(s.options.data_dir);
+  s.data_lock = std::make_unique<DataFolderLock>(s.options.data_dir);
   s.database = s.options.database_url.empty()
                    ? store::open_default_database(s.options.data_dir.string())
                    : store::open_database(s.options.database_url);
@@ -1672,6 +1824,8 @@ ApiServer::ApiServer(ServerOptions options) : state_(std::make_unique<State>(std
   s.intake = std::make_unique<SubjectIntake>(*s.repository, *s.blobs, s.options.face_analysis,
                                              s.options.max_photo_pixels);
   if (s.options.model_path) s.make_startup_model_default(*s.options.model_path);
+  s.model_folders = s.options.model_dirs;
+  if (s.model_folders.empty()) s.model_folders = {default_models_dir(), "models"};
   const store::Model model = s.repository->default_model();
   log_info("default model: " + model.name +
            (model.builtin ? " (built in)" : " (" + model.path + ")"));
@@ -1683,14 +1837,16 @@ ApiServer::ApiServer(ServerOptions options) : state_(std::make_unique<State>(std
   s.dummy_hash = hash_password(random_token(), s.options.fast_password_hashing);
   if (s.repository->count_accounts() == 0) s.setup_token = random_token();
 
-  s.http.new_task_queue = [threads = s.options.http_threads] {
-    return new httplib::ThreadPool(static_cast<size_t>(std::max(2, threads)));
-  };
   s.http.set_payload_max_length(static_cast<size_t>(s.options.max_upload_bytes));
-  s.http.set_read_timeout(30, 0);
   // Answers go out as headers + body in two writes: without this, Nagle's algorithm and
   // delayed ACKs add ~40 ms to every keep-alive request.
   s.http.set_tcp_nodelay(true);
+  // httplib's default also sets SO_REUSEPORT, which lets a second server bind a port that is
+  // in use (and share its connections); SO_REUSEADDR alone still allows a quick restart.
+  s.http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof(yes));
+  });
   if (!s.options.web_dir.empty()) {
     if (!std::filesystem::is_regular_file(s.options.web_dir / "index.html"))
       throw Error(ErrorCode::kNotFound, "no index.html in the web studio folder " +
@@ -1725,7 +1881,16 @@ ApiServer::ApiServer(ServerOptions options) : state_(std::make_unique<State>(std
       });
   // Counted before the response is written (a logger runs after it), so a client that got an
   // answer always finds it in /metrics.
-  s.http.set_post_routing_handler([&s](const httplib::Request&, httplib::Response& response) {
+  const bool loopback = s.options.host == "::1" || is_loopback_host(s.options.host);
+  s.http.set_pre_routing_handler(
+      [loopback](const httplib::Request& request, httplib::Response& response) {
+        return check_host(request, response, loopback)
+                   ? httplib::Server::HandlerResponse::Unhandled
+                   : httplib::Server::HandlerResponse::Handled;
+      });
+  s.http.set_post_routing_handler([&s](const httplib::Request& request,
+                                       httplib::Response& response) {
+    add_security_headers(request, response);
     std::lock_guard lock(s.metrics_mutex);
     ++s.responses[response.status];
   });
@@ -1747,8 +1912,9 @@ void ApiServer::start() {
   if (s.port <= 0) {
     throw Error(ErrorCode::kIo, "cannot listen on " + s.options.host + ":" +
                                     std::to_string(s.options.port) +
-                                    " (in use, or not an address of this machine); choose "
-                                    "another with --port / --host");
+                                    ": the port is in use (another doppel or program listens "
+                                    "there) or the address is not one of this machine's; "
+                                    "choose another with --port / --host");
   }
   s.thread = std::thread([&s] { s.http.listen_after_bind(); });
   log_info("doppel serving on http://" + s.options.host + ":" + std::to_string(s.port));
@@ -1768,6 +1934,7 @@ void ApiServer::stop() {
     s.http.stop();
     s.thread.join();
   }
+  s.http.shut_down_front();
 }
 
 int ApiServer::port() const {

@@ -74,6 +74,15 @@ void LoginRateLimiter::record_failure(const std::string& key, int64_t now) {
   while (static_cast<int>(failures.size()) > attempts_) failures.pop_front();
 }
 
+int64_t LoginRateLimiter::begin_attempt(const std::string& key, int64_t now) {
+  std::lock_guard lock(mutex_);
+  auto& failures = failures_[key];
+  prune(failures, now);
+  if (static_cast<int>(failures.size()) >= attempts_) return failures.front() + window_ms_ - now;
+  failures.push_back(now);
+  return 0;
+}
+
 void LoginRateLimiter::reset(const std::string& key) {
   std::lock_guard lock(mutex_);
   failures_.erase(key);

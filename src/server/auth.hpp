@@ -29,6 +29,10 @@ class LoginRateLimiter {
   // Milliseconds until the next attempt is allowed; 0 when allowed now.
   int64_t retry_after_ms(const std::string& key, int64_t now);
   void record_failure(const std::string& key, int64_t now);
+  // Checks and counts an attempt in one step (so attempts in parallel cannot all pass the
+  // check before any is counted): 0 when allowed, and the attempt counts as a failure until
+  // reset() says it succeeded; else the milliseconds to wait.
+  int64_t begin_attempt(const std::string& key, int64_t now);
   void reset(const std::string& key);
 
  private:
@@ -37,6 +41,27 @@ class LoginRateLimiter {
   int64_t window_ms_;
   std::mutex mutex_;
   std::map<std::string, std::deque<int64_t>> failures_;
+};
+
+// A bound on the Argon2 work running at once (each check takes tens of MB and a core for a
+// tenth of a second): requests beyond it are answered 429 instead of piling up.
+class PasswordCheckSlots {
+ public:
+  explicit PasswordCheckSlots(int slots) : free_(slots) {}
+  bool try_acquire() {
+    std::lock_guard lock(mutex_);
+    if (free_ <= 0) return false;
+    --free_;
+    return true;
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    ++free_;
+  }
+
+ private:
+  std::mutex mutex_;
+  int free_;
 };
 
 }  // namespace doppel::server

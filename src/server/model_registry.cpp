@@ -1,5 +1,6 @@
 #include "server/model_registry.hpp"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "doppel/checkpoint/stable_diffusion.hpp"
@@ -18,7 +19,62 @@ constexpr const char* kWhatToRegister =
               "cannot use " + path + ": " + problem + "; " + std::string(kWhatToRegister));
 }
 
+bool inside(const std::filesystem::path& path, const std::filesystem::path& folder) {
+  const std::filesystem::path relative = path.lexically_relative(folder);
+  return !relative.empty() && *relative.begin() != "..";
+}
+
 }  // namespace
+
+std::string resolve_in_model_folders(const std::string& path,
+                                     const std::vector<std::filesystem::path>& folders) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> roots;
+  std::string names;
+  for (const fs::path& folder : folders) {
+    std::error_code status;
+    const fs::path root = fs::canonical(folder, status);
+    if (status) continue;
+    roots.push_back(root);
+    names += (names.empty() ? "" : ", ") + root.string();
+  }
+  const auto outside = [&]() -> Error {
+    return Error(ErrorCode::kInvalidArgument,
+                 "models are registered only from the server's model folders (" +
+                     (names.empty() ? std::string("none exists") : names) +
+                     "): put the model there, or start the server with --model-dir FOLDER or "
+                     "--model PATH");
+  };
+  std::vector<fs::path> candidates;
+  if (fs::path(path).is_absolute()) {
+    candidates.push_back(fs::path(path).lexically_normal());
+  } else {
+    for (const fs::path& root : roots) candidates.push_back((root / path).lexically_normal());
+  }
+  bool missing = false;
+  for (fs::path candidate : candidates) {
+    while (!candidate.has_filename() && candidate.has_parent_path() &&
+           candidate != candidate.parent_path())
+      candidate = candidate.parent_path();  // "sd15/" and "sd15" alike
+    if (std::none_of(roots.begin(), roots.end(),
+                     [&](const fs::path& root) { return inside(candidate, root); }))
+      continue;
+    std::error_code status;
+    const fs::path real = fs::canonical(candidate, status);
+    if (status) {
+      missing = true;
+      continue;
+    }
+    // A link inside a model folder may point anywhere: the place it points to must be inside.
+    if (std::any_of(roots.begin(), roots.end(),
+                    [&](const fs::path& root) { return inside(real, root); }))
+      return real.string();
+  }
+  if (missing)
+    refuse(path, "there is no file or folder at this path in the model folders (" + names +
+                     "; check the spelling)");
+  throw outside();
+}
 
 std::string normalise_model_path(const std::string& path) {
   std::error_code status;

@@ -2,8 +2,10 @@
 // what the default model decides for the jobs queued while it is the default.
 #pragma once
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "doppel/store/records.hpp"
 
@@ -12,6 +14,13 @@ namespace doppel::server {
 // The absolute, normalised form of a path given by a client or --model (so one file
 // registers once however it is written): "models/../sd15.safetensors" -> "/work/sd15.safetensors".
 std::string normalise_model_path(const std::string& path);
+
+// The file or folder a client asks to register (POST /api/models), with symbolic links
+// resolved, when it lies inside one of the server's model folders; a relative path is taken
+// inside them. Anything outside, however written, is refused with one message that does not
+// say whether it exists (kInvalidArgument), so the API cannot probe the server's disk.
+std::string resolve_in_model_folders(const std::string& path,
+                                     const std::vector<std::filesystem::path>& folders);
 
 // A record for the model at `path` (normalised), after checking from its headers and config
 // files (no weights are loaded) that it is a Stable Diffusion model the studio can shoot

@@ -92,10 +92,12 @@ TEST(ServerModels, TheBuiltInTinyModelIsListedAndIsTheFirstDefault) {
 }
 
 TEST(ServerModels, RegisteringRunsTheModelDetectionAndSaysWhatIsWrong) {
-  TestServer server;
+  const fs::path folder = fresh_data_dir();
+  server::ServerOptions options;
+  options.model_dirs = {folder};
+  TestServer server(options);
   ApiClient alice = first_account(server);
   ApiClient bob = another_account(server, alice);
-  const fs::path folder = fresh_data_dir();
 
   Answer answer = alice.post("/api/models", json::object());
   EXPECT_EQ(answer.status, 400);
@@ -156,7 +158,12 @@ TEST(ServerModels, RegisteringRunsTheModelDetectionAndSaysWhatIsWrong) {
   EXPECT_NE(message_of(answer).find("registered already"), std::string::npos) << answer.raw;
 
   const fs::path other = write_tiny_checkpoint(folder, "other", 6);
+  // Registering is the operator's (the set-up account's) action, not any account's.
   answer = bob.post("/api/models", {{"path", other.string()}, {"name", "Bob's portraits"}});
+  EXPECT_EQ(answer.status, 403) << answer.raw;
+  EXPECT_EQ(bob.put("/api/models/builtin/default", json::object()).status, 403);
+  EXPECT_EQ(bob.del("/api/models/" + model["id"].get<std::string>()).status, 403);
+  answer = alice.post("/api/models", {{"path", other.string()}, {"name", "Bob's portraits"}});
   ASSERT_EQ(answer.status, 201) << answer.raw;
   EXPECT_EQ(answer.body["name"], "Bob's portraits");
 
@@ -170,11 +177,51 @@ TEST(ServerModels, RegisteringRunsTheModelDetectionAndSaysWhatIsWrong) {
   }
 }
 
+// Issue 23: POST /api/models read any file the server could read and told which existed.
+TEST(ServerModels, PathsOutsideTheModelFoldersAreRefusedAlikeWithoutReadingThem) {
+  const fs::path folder = fresh_data_dir();
+  const fs::path models = folder / "models";
+  fs::create_directories(models);
+  server::ServerOptions options;
+  options.model_dirs = {models};
+  TestServer server(options);
+  ApiClient alice = first_account(server);
+  // A file outside whose first bytes an error message once echoed as a number.
+  std::ofstream(folder / "secret.safetensors") << "SECRETS!more secret text";
+  fs::create_symlink(folder / "secret.safetensors", models / "link.safetensors");
+  fs::create_symlink(folder, models / "escape");
+  const std::string blob_folder = (server.data_dir() / "blobs").string();
+  std::string first_message;
+  for (const std::string& path :
+       {std::string("/etc/shadow"), std::string("/etc/passwd"), std::string("/no/such/file"),
+        (folder / "secret.safetensors").string(), (models / ".." / "secret.safetensors").string(),
+        std::string("../secret.safetensors"), (models / "link.safetensors").string(),
+        (models / "escape" / "secret.safetensors").string(), blob_folder,
+        server.data_dir().string() + "/doppel.db"}) {
+    const Answer answer = alice.post("/api/models", {{"path", path}});
+    EXPECT_EQ(answer.status, 400) << path << ": " << answer.raw;
+    const std::string message = message_of(answer);
+    EXPECT_NE(message.find("model folders"), std::string::npos) << path << ": " << message;
+    EXPECT_EQ(message.find(path), std::string::npos) << "echoes the path: " << message;
+    EXPECT_EQ(message.find("SECRET"), std::string::npos) << message;
+    EXPECT_EQ(message.find(std::to_string(0x2153544552434553ULL)), std::string::npos) << message;
+    if (first_message.empty()) first_message = message;
+    EXPECT_EQ(message, first_message) << "the answer tells " << path << " apart";
+  }
+  // Inside the folder, relative paths are taken from it.
+  write_tiny_checkpoint(models, "inside");
+  const Answer inside = alice.post("/api/models", {{"path", "inside.safetensors"}});
+  ASSERT_EQ(inside.status, 201) << inside.raw;
+  EXPECT_EQ(inside.body["path"], fs::canonical(models / "inside.safetensors").string());
+}
+
 // SDXL generates from the command line, but the studio trains LoRAs on SD 1.x/2.x only.
 TEST(ServerModels, SdxlModelsAreRefusedWithTheReason) {
   const fs::path sdxl = test::golden_dir() / "sdxl" / "diffusers";
   DOPPEL_REQUIRE_PATH(sdxl);
-  TestServer server;
+  server::ServerOptions options;
+  options.model_dirs = {sdxl.parent_path()};
+  TestServer server(options);
   ApiClient alice = first_account(server);
   const Answer answer = alice.post("/api/models", {{"path", sdxl.string()}});
   EXPECT_EQ(answer.status, 400);
@@ -186,6 +233,7 @@ TEST(ServerModels, ShootsRunOnTheDefaultModelOfTheirQueueingTimeAndWorkersLoadIt
   const fs::path folder = fresh_data_dir();
   server::ServerOptions options;
   options.styles_dir = write_small_style(folder / "styles");
+  options.model_dirs = {folder};
   TestServer server(options);
   ApiClient client = first_account(server);
   const fs::path tiny = write_tiny_checkpoint(folder, "tiny-portrait");

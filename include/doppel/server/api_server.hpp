@@ -28,6 +28,9 @@ struct ServerOptions {
   // (`doppel serve --model`). Shoots and trainings run on the model that is the default when
   // they are queued; none here keeps whatever the registry has (at first the tiny built-in).
   std::optional<std::filesystem::path> model_path;
+  // The folders POST /api/models registers models from (symbolic links resolved; nothing
+  // outside them); empty: default_models_dir() and ./models (`doppel serve --model-dir`).
+  std::vector<std::filesystem::path> model_dirs;
   int64_t max_upload_bytes = 20LL * 1024 * 1024;  // one multipart request
   int64_t max_json_bytes = 256 * 1024;            // any other request body
   int64_t max_photo_pixels = 40LL * 1000 * 1000;  // per photo, checked before decoding
@@ -36,8 +39,18 @@ struct ServerOptions {
   int64_t login_window_ms = 15 * 60'000;  // ... within this window, then 429
   int64_t session_ms = 30LL * 24 * 3600'000;
   bool fast_password_hashing = false;  // Argon2id minimum cost (tests only)
+  int max_concurrent_password_checks = 0;  // Argon2 at once, beyond: 429; 0: one per core
   bool face_analysis = true;           // false: photos stay "pending" (no models)
   int http_threads = 32;               // event streams may hold all but 4 of them
+  int max_streams_per_account = 4;     // open event streams of one account
+  // Slow and oversized requests (see src/server/connection_front.hpp): a request's head must
+  // arrive within header_timeout_ms, its body at least at min_upload_bytes_per_second after
+  // that; one client address may hold max_connections_per_address connections at once.
+  int64_t header_timeout_ms = 10'000;
+  int64_t min_upload_bytes_per_second = 16 * 1024;
+  int max_connections_per_address = 64;
+  int max_header_count = 100;
+  int64_t max_header_bytes = 64 * 1024;
   std::ostream* announce = nullptr;    // where the set-up link goes (stdout)
 };
 
