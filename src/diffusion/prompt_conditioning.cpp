@@ -1,6 +1,7 @@
 #include "doppel/diffusion/prompt_conditioning.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <utility>
 
@@ -300,16 +301,45 @@ std::vector<int64_t> steps_of_model_calls(const SamplingPlan& plan) {
   return steps;
 }
 
+namespace {
+
+// The k-diffusion sigma of each model call the plan makes from its begin_index: what A1111's
+// NGMS compares with.
+std::vector<double> sigmas_of_model_calls(const SamplingPlan& plan) {
+  std::vector<double> sigmas;
+  for (size_t call = static_cast<size_t>(plan.begin_index); call < plan.timesteps.size(); ++call) {
+    const NoiseLevel level = noise_level_at(plan, plan.timesteps[call]);
+    sigmas.push_back(level.sigma / level.alpha);
+  }
+  return sigmas;
+}
+
+}  // namespace
+
 ModelFunction guided_denoiser(DenoiserFunction denoiser, const PromptConditioning& conditioning,
-                              double guidance_scale, const SamplingPlan& plan) {
+                              double guidance_scale, const SamplingPlan& plan,
+                              const NegativeGuidanceCutoff& cutoff) {
   if (conditioning.positive.empty() || conditioning.negative.empty())
     throw Error(ErrorCode::kInternal, "guidance needs a positive and a negative conditioning");
+  if (!(cutoff.min_sigma >= 0) || !std::isfinite(cutoff.min_sigma))
+    throw Error(ErrorCode::kInvalidArgument,
+                "the negative guidance minimum sigma (NGMS) must be a finite value >= 0");
+  if (cutoff.enabled() && plan.timesteps.empty())
+    throw Error(ErrorCode::kInternal, "NGMS needs the sampling plan to know each call's sigma");
   auto call_steps = std::make_shared<const std::vector<int64_t>>(steps_of_model_calls(plan));
+  // Calls (from the pass's first) that run without the negative prompt.
+  auto skips_negative = std::make_shared<std::vector<bool>>();
+  if (cutoff.enabled()) {
+    const std::vector<double> sigmas = sigmas_of_model_calls(plan);
+    for (size_t call = 0; call < sigmas.size(); ++call)
+      skips_negative->push_back((call % 2 == 1 || cutoff.all_steps) &&
+                                sigmas[call] < cutoff.min_sigma);
+  }
   auto calls = std::make_shared<int64_t>(0);
   const bool positive_only = conditioning.positive.size() == 1 &&
                              conditioning.positive.front().weight == 1.0 && guidance_scale <= 1.0;
   return [denoiser = std::move(denoiser), conditioning, guidance_scale, call_steps, calls,
-          positive_only](const at::Tensor& x, const at::Tensor& t) {
+          positive_only, skips_negative](const at::Tensor& x, const at::Tensor& t) {
     const auto call = static_cast<size_t>((*calls)++);
     const int64_t step =
         call_steps->empty() ? 0 : (*call_steps)[std::min(call, call_steps->size() - 1)];
@@ -320,9 +350,12 @@ ModelFunction guided_denoiser(DenoiserFunction denoiser, const PromptConditionin
       return denoiser(x, t, positive.hidden.expand({n, -1, -1}),
                       positive.pooled.defined() ? positive.pooled.expand({n, -1}) : at::Tensor());
     }
-    // One UNet batch: [negative, part 1, ..., part k], each n latents.
-    std::vector<const ScheduledConditioning*> entries = {
-        &PromptConditioning::entry_at_step(conditioning.negative, step)};
+    const bool skip_negative = call < skips_negative->size() && (*skips_negative)[call];
+    // One UNet batch: [negative, part 1, ..., part k], each n latents; without the negative
+    // when NGMS skips it.
+    std::vector<const ScheduledConditioning*> entries;
+    if (!skip_negative)
+      entries.push_back(&PromptConditioning::entry_at_step(conditioning.negative, step));
     for (const ConditioningPart& part : conditioning.positive)
       entries.push_back(&PromptConditioning::entry_at_step(part.schedule, step));
     std::vector<at::Tensor> contexts, pooled;
@@ -336,12 +369,15 @@ ModelFunction guided_denoiser(DenoiserFunction denoiser, const PromptConditionin
     const at::Tensor output =
         denoiser(at::cat(std::vector<at::Tensor>(contexts.size(), x)), t, at::cat(contexts),
                  pooled.empty() ? at::Tensor() : at::cat(pooled));
+    // A1111 puts the first part's output where the negative's would be and guides with 1.
     const at::Tensor unconditional = output.slice(0, 0, n);
+    const double scale = skip_negative ? 1.0 : guidance_scale;
+    const int64_t first_part = skip_negative ? 0 : 1;  // batch index of part 1
     at::Tensor guided = unconditional;
+    // From batch index 1: when part 1 stands in for the negative, it adds nothing to itself.
     for (int64_t k = 1; k < batches; ++k) {
-      const double weight = conditioning.positive[static_cast<size_t>(k - 1)].weight;
-      guided = guided +
-               (output.slice(0, k * n, (k + 1) * n) - unconditional) * (weight * guidance_scale);
+      const double weight = conditioning.positive[static_cast<size_t>(k - first_part)].weight;
+      guided = guided + (output.slice(0, k * n, (k + 1) * n) - unconditional) * (weight * scale);
     }
     return guided;
   };

@@ -238,6 +238,18 @@ std::optional<std::pair<std::string, bool>> sampler_from_a1111_name(const std::s
   return std::nullopt;
 }
 
+const char* a1111_schedule_type(TimestepSpacing spacing) {
+  switch (spacing) {
+    case TimestepSpacing::kLeading:
+      return "DDIM";
+    case TimestepSpacing::kLinspace:
+      return "Uniform";
+    case TimestepSpacing::kTrailing:
+      return "SGM Uniform";
+  }
+  throw Error(ErrorCode::kInternal, "unknown timestep spacing");
+}
+
 SamplingPlan make_sampling_plan(const std::string& sampler_name, const SchedulerConfig& config,
                                 int64_t steps, const SamplerOptions& options) {
   SamplerOptions resolved_options = options;
@@ -250,6 +262,12 @@ SamplingPlan make_sampling_plan(const std::string& sampler_name, const Scheduler
                 "sampler '" + name +
                     "' does not support Karras sigmas; use euler, heun, lms or "
                     "dpmpp_2m");
+  // diffusers' LCMScheduler ignores timestep_spacing: its steps are picked from the
+  // distillation schedule (every k-th timestep), so a requested spacing would change nothing.
+  if (resolved_options.timestep_spacing && name == "lcm")
+    throw Error(ErrorCode::kInvalidArgument,
+                "the lcm sampler takes its timesteps from the LCM distillation schedule; leave "
+                "the timestep spacing unset (it applies to every other sampler)");
   if (!std::isfinite(resolved_options.eta) || resolved_options.eta < 0.0)
     throw Error(ErrorCode::kInvalidArgument, "eta must be a finite value >= 0");
   if (resolved_options.eta != 0.0 && name != "ddim")

@@ -121,13 +121,27 @@ using DenoiserFunction =
     std::function<at::Tensor(const at::Tensor& model_input, const at::Tensor& timestep,
                              const at::Tensor& context, const at::Tensor& pooled)>;
 
+// A1111's "negative guidance minimum sigma" (NGMS, opts.s_min_uncond): once the noise is low the
+// negative prompt changes little, so model calls whose k-diffusion sigma
+// sqrt((1 - abar) / abar) is below `min_sigma` run the positive prompt alone, as if the CFG
+// scale were 1. A1111 skips every other call (odd call indices, counted from the first call of
+// the pass), or every call with `all_steps` ("NGMS all steps").
+struct NegativeGuidanceCutoff {
+  double min_sigma = 0;  // 0 = off (A1111's default)
+  bool all_steps = false;
+  bool enabled() const { return min_sigma > 0; }
+};
+
 // Classifier-free guidance with composable parts, A1111's combine_denoised:
 // uncond + sum_i w_i * g * (cond_i - uncond), one UNet batch [negative, part_1..part_n].
 // The step of each call comes from the plan: consecutive calls at the same timestep (PNDM's
 // repeat, Heun's second evaluation) share a step; img2img counts from the full schedule's
-// start. One plain part of weight 1 with g <= 1 runs the positive prompt alone.
+// start. One plain part of weight 1 with g <= 1 runs the positive prompt alone (no
+// unconditional pass). A call that `cutoff` skips runs [part_1..part_n] and combines them with
+// part 1 in the negative's place and g = 1, as A1111 does.
 ModelFunction guided_denoiser(DenoiserFunction denoiser, const PromptConditioning& conditioning,
-                              double guidance_scale, const SamplingPlan& plan);
+                              double guidance_scale, const SamplingPlan& plan,
+                              const NegativeGuidanceCutoff& cutoff = {});
 
 // Step index (0-based) of each model call the plan makes, counted from the schedule start.
 std::vector<int64_t> steps_of_model_calls(const SamplingPlan& plan);

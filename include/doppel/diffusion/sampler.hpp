@@ -31,7 +31,8 @@ using StepCallback = std::function<void(int64_t call_index, const at::Tensor& la
 struct SamplerOptions {
   bool karras = false;  // Karras sigmas (euler, heun, lms, dpmpp_2m only)
   double eta = 0.0;     // DDIM's stochasticity (0 = deterministic DDIM)
-  std::optional<TimestepSpacing> timestep_spacing;  // overrides the config's
+  // Overrides the config's; the lcm sampler refuses it (its schedule is its own).
+  std::optional<TimestepSpacing> timestep_spacing;
 };
 
 // Everything a sampler needs besides the model: the resolved config and the
@@ -115,5 +116,10 @@ const SamplerInfo& find_sampler(const std::string& name);
 std::string a1111_sampler_name(const std::string& name, bool karras);
 // The inverse, for reading A1111 metadata: {"dpmpp_2m", true}; nullopt if unknown.
 std::optional<std::pair<std::string, bool>> sampler_from_a1111_name(const std::string& text);
+// A1111's "Schedule type" nearest to a diffusers spacing, for the metadata: "DDIM" for leading
+// (A1111's ddim schedule takes every (1000 // steps)-th timestep from 1, as leading does with
+// steps_offset 1), "Uniform" for linspace and "SGM Uniform" for trailing (those two interpolate
+// fractional timesteps where diffusers rounds to integers, so they are close, not equal).
+const char* a1111_schedule_type(TimestepSpacing spacing);
 
 }  // namespace doppel
