@@ -6,21 +6,13 @@
 #include <regex>
 
 #include "app/command_registry.hpp"
-#include "doppel/checkpoint/control_net.hpp"
-#include "doppel/checkpoint/lora.hpp"
-#include "doppel/checkpoint/model_hash.hpp"
-#include "doppel/checkpoint/stable_diffusion.hpp"
-#include "doppel/checkpoint/taesd.hpp"
-#include "doppel/checkpoint/tiny_model.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/image.hpp"
 #include "doppel/core/log.hpp"
 #include "doppel/core/paths.hpp"
 #include "doppel/core/random.hpp"
-#include "doppel/core/runtime.hpp"
-#include "doppel/diffusion/control_preprocessors.hpp"
-#include "doppel/diffusion/prompt_parser.hpp"
-#include "doppel/diffusion/stable_diffusion_pipeline.hpp"
+#include "doppel/diffusion/generation_session.hpp"
+#include "doppel/diffusion/sampler.hpp"
 #include "doppel/face/face_pose_map.hpp"
 
 namespace doppel::app {
@@ -53,6 +45,9 @@ struct GenerateOptions {
   int64_t preview_every = 10;  // A1111's "live preview every N sampling steps"
   GenerationRequest request;
 };
+
+// What --tiny-demo draws when no --prompt is given.
+constexpr const char* kTinyDemoPrompt = "a portrait photo of a person, soft light";
 
 // "--hires 2:0.6" or "2:0.6:15" -> a hires fix; the pipeline checks the ranges.
 HiresFix parse_hires(const std::string& text, const std::string& upscaler) {
@@ -112,32 +107,6 @@ void prepare_inpaint(GenerateOptions& options) {
   request.inpaint = inpaint;
 }
 
-// --taesd: the prediction of every N-th step, decoded by TAESD, rewritten (atomically) to one
-// PNG that an image viewer can keep open. A failed preview write never stops the generation.
-void set_live_preview(const GenerateOptions& options, StableDiffusionPipeline& pipeline) {
-  if (options.preview_every < 1)
-    throw Error(ErrorCode::kInvalidArgument, "--preview-every must be at least 1");
-  std::filesystem::path target = options.preview;
-  if (target.empty()) {
-    const std::filesystem::path out = options.out;
-    target = std::filesystem::is_directory(out)
-                 ? out / "preview.png"
-                 : out.parent_path() / (out.stem().string() + "-preview.png");
-  }
-  LivePreview preview;
-  preview.decoder = load_taesd_decoder(options.taesd);
-  preview.every_steps = options.preview_every;
-  preview.show = [target](const Image& image, int64_t, int64_t) {
-    try {
-      write_png(target, image);
-    } catch (const std::exception& error) {
-      log_warning(std::string("live preview not written: ") + error.what());
-    }
-  };
-  pipeline.set_live_preview(std::move(preview));
-  log_info("live preview: " + target.string());
-}
-
 // out.png for one image; out-<n>-<seed>.png for several; a folder gets <n>-<seed>.png.
 std::filesystem::path output_path(const std::filesystem::path& out, size_t index, size_t total,
                                   uint64_t seed) {
@@ -149,7 +118,7 @@ std::filesystem::path output_path(const std::filesystem::path& out, size_t index
 }
 
 // "PATH:WEIGHT" or "PATH" (weight 1), as A1111's <lora:NAME:WEIGHT>.
-std::pair<std::filesystem::path, double> parse_lora_spec(const std::string& spec) {
+LoraSelection parse_lora_spec(const std::string& spec) {
   size_t colon = spec.rfind(':');
   if (colon != std::string::npos) {
     try {
@@ -160,66 +129,6 @@ std::pair<std::filesystem::path, double> parse_lora_spec(const std::string& spec
     }
   }
   return {spec, 1.0};
-}
-
-// Merges every --lora into the model; the handle keeps the originals.
-AppliedLoras merge_loras(StableDiffusionCheckpoint& model, const std::vector<std::string>& specs,
-                         GenerationRequest& request) {
-  std::vector<std::pair<LoraFile, double>> loras;
-  for (const auto& spec : specs) {
-    auto [path, weight] = parse_lora_spec(spec);
-    loras.emplace_back(load_lora(path), weight);
-    request.loras.push_back({path.stem().string(), weight, sha256_file_hex(path).substr(0, 12)});
-  }
-  AppliedLoras applied = apply_loras(model, loras);
-  for (const auto& report : applied.reports()) {
-    log_info("LoRA " + report.lora + ": " + std::to_string(report.applied.size()) +
-             " weights changed");
-    for (const auto& name : report.unmatched)
-      log_warning("LoRA " + report.lora + ": '" + name + "' matches no layer of this model");
-  }
-  return applied;
-}
-
-// A1111's <lora:NAME:WEIGHT> prompt tags: each NAME is looked up in the LoRA
-// folder and merged like --lora; all extra-network tags leave the prompt text.
-void take_lora_tags(GenerateOptions& options) {
-  GenerationRequest& request = options.request;
-  ParsedPrompt parsed = parse_prompt(request.prompt, std::max<int64_t>(request.steps, 1));
-  std::filesystem::path folder = options.lora_dir.empty() ? default_models_dir() / "lora"
-                                                          : std::filesystem::path(options.lora_dir);
-  for (const auto& tag : parsed.loras) {
-    std::filesystem::path path = folder / (tag.name + ".safetensors");
-    if (!std::filesystem::exists(path))
-      throw Error(ErrorCode::kNotFound,
-                  "the prompt asks for <lora:" + tag.name + ">, but " + path.string() +
-                      " does not exist; put the file there or use --lora-dir");
-    if (tag.unet_weight != tag.text_encoder_weight)
-      log_warning("<lora:" + tag.name +
-                  ">: separate text-encoder and UNet weights are merged "
-                  "with the text-encoder weight");
-    options.loras.push_back(path.string() + ":" + std::to_string(tag.text_encoder_weight));
-  }
-  for (const auto& tag : parsed.other_network_tags)
-    log_warning("ignoring the prompt tag " + tag + " (only LoRA tags are supported)");
-  // The same pattern A1111 uses to take extra-network tags out of the text.
-  static const std::regex extra_network_tag(R"(<\w+:[^>]+>)");
-  request.prompt = std::regex_replace(request.prompt, extra_network_tag, "");
-}
-
-// A1111 records a separate VAE by file name and the first 10 hex digits of its sha256
-// (for a diffusers vae/ folder: the folder name and its weights file).
-VaeReference describe_vae(const std::filesystem::path& path) {
-  VaeReference vae;
-  vae.name = path.filename().string();
-  if (vae.name.empty()) vae.name = path.parent_path().filename().string();
-  std::filesystem::path weights = path;
-  if (std::filesystem::is_directory(path)) {
-    weights = path / "diffusion_pytorch_model.safetensors";
-    if (!std::filesystem::exists(weights)) return vae;
-  }
-  vae.short_hash = a1111_short_hash(sha256_file_hex(weights));
-  return vae;
 }
 
 struct ControlSpec {
@@ -271,107 +180,111 @@ ControlSpec parse_control_spec(const std::string& text) {
   return spec;
 }
 
-// The control image after its preprocessor (A1111 "module"): canny, face_pose or none.
-Image preprocess_control_image(const Image& image, const std::string& preprocessor) {
-  if (preprocessor == "none") return image;
-  if (preprocessor == "canny") return canny_edge_map(image);
-  if (preprocessor == "face_pose") {
-    FaceDetector detector(default_landmark_model_path());
-    return face_pose_map(image, detector);
-  }
-  throw Error(ErrorCode::kInvalidArgument, "unknown --control-preprocessor '" + preprocessor +
-                                               "'; use canny, face_pose or none");
-}
-
-// Loads every --control for the pipeline's model and adds it to the request.
-void add_controls(const GenerateOptions& options, const StableDiffusionPipeline& pipeline,
-                  GenerationRequest& request) {
+// Every --control, with its preprocessor, as the session takes them.
+std::vector<ControlSelection> control_selections(const GenerateOptions& options) {
   if (options.control_preprocessors.size() > options.controls.size())
     throw Error(ErrorCode::kInvalidArgument,
                 "more --control-preprocessor options than --control options; the i-th "
                 "preprocessor applies to the i-th --control");
+  std::vector<ControlSelection> selections;
   for (size_t i = 0; i < options.controls.size(); ++i) {
     const ControlSpec spec = parse_control_spec(options.controls[i]);
-    ControlInput control;
+    ControlSelection control;
+    control.model = spec.model;
+    control.image = read_image(spec.image);
     control.preprocessor =
         i < options.control_preprocessors.size() ? options.control_preprocessors[i] : "none";
-    control.image = preprocess_control_image(read_image(spec.image), control.preprocessor);
-    ControlNetLoadOptions load;
-    load.path = spec.model;
-    load.base = pipeline.model().unet->config();
-    load.dtype = pipeline.compute_dtype();
-    load.device = pipeline.device();
-    log_info("loading ControlNet " + spec.model.string());
-    LoadedControlNet loaded = load_control_net(load);
-    control.model = loaded.model;
-    control.model_name = loaded.name + " [" + loaded.short_hash + "]";
     control.scale = spec.scale;
     control.guidance_start = spec.start;
     control.guidance_end = spec.end;
-    request.controls.push_back(std::move(control));
+    selections.push_back(std::move(control));
   }
+  return selections;
 }
 
-int run_generate(GenerateOptions& options) {
-  GenerationRequest& request = options.request;
-  take_lora_tags(options);
-  request.seed = options.seed < 0 ? random_seed() : static_cast<uint64_t>(options.seed);
-  if (!options.init_image.empty()) request.init_image = read_image(options.init_image);
-  if (!options.hires.empty()) request.hires = parse_hires(options.hires, options.hires_upscaler);
-  prepare_inpaint(options);
-  if (options.vae_tiling != "auto") request.tiled_vae = options.vae_tiling == "on";
+// --taesd: where the live preview goes (rewritten atomically, so a viewer can keep it open).
+std::filesystem::path preview_path(const GenerateOptions& options) {
+  if (!options.preview.empty()) return options.preview;
+  const std::filesystem::path out = options.out;
+  return std::filesystem::is_directory(out)
+             ? out / "preview.png"
+             : out.parent_path() / (out.stem().string() + "-preview.png");
+}
 
-  StableDiffusionCheckpoint model;
-  std::string model_name;
+SessionOptions session_options(const GenerateOptions& options) {
+  SessionOptions session;
   if (options.tiny_demo) {
-    model = make_tiny_stable_diffusion();
-    model_name = "doppel-tiny-demo";
-    std::cerr << "doppel: generating with a tiny demo model built in code (random weights: "
-                 "expect abstract noise).\n"
-                 "        For real portraits point it at a checkpoint: doppel generate --model "
-                 "v1-5-pruned-emaonly.safetensors --prompt \"...\"\n";
-    if (request.width == 512 && request.height == 512) request.width = request.height = 64;
-    if (!options.vae.empty()) log_warning("--vae is ignored with --tiny-demo");
+    if (!options.model.empty())
+      throw Error(ErrorCode::kInvalidArgument, "use either --model or --tiny-demo, not both");
   } else {
     if (options.model.empty())
       throw Error(ErrorCode::kInvalidArgument,
                   "--model is required: a .safetensors checkpoint or a diffusers folder "
                   "(or --tiny-demo to try doppel without one)");
-    ModelLoadOptions load;
-    load.path = options.model;
-    if (!options.config.empty()) load.config_path = options.config;
-    if (!options.vae.empty()) load.vae_path = options.vae;
-    load.dtype = parse_compute_dtype(options.dtype);
-    log_info("loading " + options.model);
-    model = load_stable_diffusion(load);
-    for (const auto& name : model.report.unused) log_debug("unused tensor: " + name);
-    model_name = std::filesystem::path(options.model).filename().replace_extension().string();
-    if (model.family == ModelFamily::kSdxl && !options.size_given && options.outpaint.empty()) {
-      request.width = request.height = 1024;  // SDXL's native size; 512 draws poorly
-      log_info("SDXL model: generating at 1024x1024 (--width/--height to change)");
-    }
-    if (!options.vae.empty()) request.vae = describe_vae(options.vae);
+    session.model = ModelRef::file(options.model);
+    if (!options.config.empty()) session.config = options.config;
   }
-  AppliedLoras applied_loras = merge_loras(model, options.loras, request);
-  ClipTokenizer tokenizer = options.tokenizer.empty()
-                                ? ClipTokenizer::load_default()
-                                : (std::filesystem::is_directory(options.tokenizer)
-                                       ? ClipTokenizer::from_folder(options.tokenizer)
-                                       : ClipTokenizer::from_bpe_file(options.tokenizer));
-  StableDiffusionPipeline pipeline(std::move(model), tokenizer, model_name);
-  const std::filesystem::path embeddings = options.embeddings_dir.empty()
-                                               ? default_models_dir() / "embeddings"
-                                               : std::filesystem::path(options.embeddings_dir);
-  if (!options.embeddings_dir.empty() && !std::filesystem::is_directory(embeddings))
+  if (!options.vae.empty()) session.vae = options.vae;
+  if (!options.tokenizer.empty()) session.tokenizer = options.tokenizer;
+  session.lora_dir = options.lora_dir;
+  if (!options.embeddings_dir.empty() && !std::filesystem::is_directory(options.embeddings_dir))
     throw Error(ErrorCode::kNotFound,
-                "--embeddings " + embeddings.string() + " is not a folder of embedding files");
-  pipeline.set_embeddings(TextualInversionLibrary::scan(embeddings));
-  add_controls(options, pipeline, request);
-  if (!options.taesd.empty()) set_live_preview(options, pipeline);
-  auto images = pipeline.generate(request, make_terminal_progress_bar());
+                "--embeddings " + options.embeddings_dir + " is not a folder of embedding files");
+  session.embeddings_dir = options.embeddings_dir;
+  if (!options.taesd.empty()) session.taesd = options.taesd;
+  session.dtype = options.dtype;
+  session.preprocessors["face_pose"] = face_pose_preprocessor();
+  return session;
+}
+
+int run_generate(GenerateOptions& options) {
+  SessionRequest job;
+  GenerationRequest& request = options.request;
+  if (request.prompt.empty()) {
+    if (!options.tiny_demo)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "--prompt is required: say what to draw, e.g. --prompt \"studio portrait of "
+                  "a woman, soft light\"");
+    request.prompt = kTinyDemoPrompt;
+  }
+  request.seed = options.seed < 0 ? random_seed() : static_cast<uint64_t>(options.seed);
+  if (!options.init_image.empty()) request.init_image = read_image(options.init_image);
+  if (!options.hires.empty()) request.hires = parse_hires(options.hires, options.hires_upscaler);
+  if (options.vae_tiling != "auto") request.tiled_vae = options.vae_tiling == "on";
+  for (const auto& spec : options.loras) job.loras.push_back(parse_lora_spec(spec));
+  job.controls = control_selections(options);
+  if (options.tiny_demo)
+    std::cerr << "doppel: generating with a tiny demo model built in code (random weights: "
+                 "expect abstract noise).\n"
+                 "        For real portraits point it at a checkpoint: doppel generate --model "
+                 "v1-5-pruned-emaonly.safetensors --prompt \"...\"\n";
+  GenerationSession session(session_options(options));
+  if (!options.size_given && options.outpaint.empty()) {
+    request.width = request.height = session.native_size();
+    if (session.native_size() != 512)
+      log_info(session.model_info().name + ": generating at " + std::to_string(request.width) +
+               "x" + std::to_string(request.height) + " (--width/--height to change)");
+  }
+  prepare_inpaint(options);
+  if (!options.taesd.empty()) {
+    if (options.preview_every < 1)
+      throw Error(ErrorCode::kInvalidArgument, "--preview-every must be at least 1");
+    const std::filesystem::path target = preview_path(options);
+    job.preview_every = options.preview_every;
+    job.preview = [target](const Image& image, int64_t, int64_t) {
+      try {
+        write_png(target, image);
+      } catch (const std::exception& error) {
+        log_warning(std::string("live preview not written: ") + error.what());
+      }
+    };
+    log_info("live preview: " + target.string());
+  }
+  job.generation = request;
+  auto images = session.generate(job, make_terminal_progress_bar());
   for (size_t i = 0; i < images.size(); ++i) {
     auto path = output_path(options.out, i, images.size(), images[i].seed);
-    write_png(path, images[i].image, {{"parameters", images[i].parameters.to_text()}});
+    write_generated_png(path, images[i]);
     std::cout << path.string() << "\n";
   }
   return 0;
@@ -389,14 +302,18 @@ CommandRegistration generate_command{
                          "bpe_simple_vocab_16e6.txt(.gz) or a tokenizer folder");
       command.add_option("--config", options->config,
                          "diffusers folder or .yaml/.json with the model's configs");
-      command.add_option("--prompt", r.prompt, "What to draw")->required();
+      command.add_option(
+          "--prompt", r.prompt,
+          "What to draw (--tiny-demo has a default: \"" + std::string(kTinyDemoPrompt) + "\")");
       command.add_option("--negative", r.negative_prompt, "What to avoid");
-      CLI::Option* width =
-          command.add_option("--width", r.width, "Width in pixels (multiple of 8; SDXL: 1024)")
-              ->capture_default_str();
-      CLI::Option* height =
-          command.add_option("--height", r.height, "Height in pixels (multiple of 8; SDXL: 1024)")
-              ->capture_default_str();
+      CLI::Option* width = command.add_option(
+          "--width", r.width,
+          "Width in pixels, a multiple of 8 (default: the model's size: 512, SDXL 1024, "
+          "--tiny-demo 64)");
+      CLI::Option* height = command.add_option(
+          "--height", r.height,
+          "Height in pixels, a multiple of 8 (default: the model's size: 512, SDXL 1024, "
+          "--tiny-demo 64)");
       command.add_option("--steps", r.steps, "Sampling steps")->capture_default_str();
       command.add_option("--cfg", r.guidance_scale, "Guidance (CFG) scale")->capture_default_str();
       std::string sampler_help = "Sampler:";

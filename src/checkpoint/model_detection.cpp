@@ -123,7 +123,7 @@ UNetConfig infer_unet_encoder_config(const TensorSource& source, const std::stri
   auto transformer_depth_at = [&](const std::string& block) {
     return count_children(source, prefix + block + ".transformer_blocks.");
   };
-  config.channel_mult.clear();
+  config.block_out_channels.clear();
   config.transformer_depth.clear();
   int64_t blocks_in_level = 0;
   int64_t level_channels = 0, level_depth = 0;
@@ -135,12 +135,8 @@ UNetConfig infer_unet_encoder_config(const TensorSource& source, const std::stri
     if (res_blocks >= 0 && res_blocks != blocks_in_level) {
       throw Error(ErrorCode::kUnsupported, "UNet levels have different numbers of ResBlocks");
     }
-    if (level_channels % config.model_channels != 0) {
-      throw Error(ErrorCode::kUnsupported, "UNet level width " + std::to_string(level_channels) +
-                                               " is not a multiple of model_channels");
-    }
     res_blocks = blocks_in_level;
-    config.channel_mult.push_back(level_channels / config.model_channels);
+    config.block_out_channels.push_back(level_channels);
     config.transformer_depth.push_back(level_depth);
     blocks_in_level = 0;
   };

@@ -278,6 +278,29 @@ AutoencoderKL load_vae(const TensorSource& canonical, ModelFamily family,
   return vae;
 }
 
+AutoencoderKL load_vae_file(const std::filesystem::path& path, ModelFamily family,
+                            const ModelSidecar* sidecar, at::ScalarType dtype,
+                            const at::Device& device, LoadReport* report) {
+  if (!fs::exists(path)) throw Error(ErrorCode::kNotFound, "VAE not found: " + path.string());
+  TensorSource external;
+  if (fs::is_directory(path)) {
+    external =
+        diffusers_vae_to_canonical(read_component(path, "diffusion_pytorch_model"), kVaePrefix);
+  } else {
+    if (is_pickle_path(path)) refuse_pickle(path);
+    TensorSource file = TensorSource::from_file(path);
+    const bool prefixed = file.has_prefix(kVaePrefix);
+    external.add_all(file, prefixed ? "" : kVaePrefix);
+    if (!external.has_prefix(std::string(kVaePrefix) + "encoder.conv_in.") &&
+        external.has_prefix(std::string(kVaePrefix) + "encoder.down_blocks.")) {
+      // A single-file VAE in diffusers naming.
+      external = diffusers_vae_to_canonical(file, kVaePrefix);
+    }
+    canonicalize_vae_attention_shapes(external, kVaePrefix);
+  }
+  return load_vae(external, family, sidecar, dtype, device, report);
+}
+
 StableDiffusionCheckpoint load_stable_diffusion(const ModelLoadOptions& options) {
   if (!fs::exists(options.path)) {
     throw Error(ErrorCode::kNotFound, "model not found: " + options.path.string());
@@ -299,24 +322,8 @@ StableDiffusionCheckpoint load_stable_diffusion(const ModelLoadOptions& options)
   if (options.vae_path) {
     // The external VAE replaces the checkpoint's: drop those tensors unreported.
     canonical.extract(kVaePrefix);
-    TensorSource external;
-    if (fs::is_directory(*options.vae_path)) {
-      external = diffusers_vae_to_canonical(
-          read_component(*options.vae_path, "diffusion_pytorch_model"), kVaePrefix);
-    } else {
-      if (is_pickle_path(*options.vae_path)) refuse_pickle(*options.vae_path);
-      TensorSource file = TensorSource::from_file(*options.vae_path);
-      const bool prefixed = file.has_prefix(kVaePrefix);
-      external.add_all(file, prefixed ? "" : kVaePrefix);
-      if (!external.has_prefix(std::string(kVaePrefix) + "encoder.conv_in.") &&
-          external.has_prefix(std::string(kVaePrefix) + "encoder.down_blocks.")) {
-        // A single-file VAE in diffusers naming.
-        external = diffusers_vae_to_canonical(file, kVaePrefix);
-      }
-      canonicalize_vae_attention_shapes(external, kVaePrefix);
-    }
-    result.vae =
-        load_vae(external, result.family, config, vae_dtype, options.device, &result.report);
+    result.vae = load_vae_file(*options.vae_path, result.family, config, vae_dtype, options.device,
+                               &result.report);
   } else {
     result.vae =
         load_vae(canonical, result.family, config, vae_dtype, options.device, &result.report);

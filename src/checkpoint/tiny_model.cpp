@@ -22,7 +22,7 @@ StableDiffusionCheckpoint make_tiny_stable_diffusion(uint64_t seed) {
 
   UNetConfig unet;
   unet.model_channels = 32;
-  unet.channel_mult = {1, 2};
+  unet.block_out_channels = {32, 64};
   unet.transformer_depth = {1, 0};
   unet.num_heads = 8;
   unet.context_dim = 32;

@@ -10,12 +10,14 @@
 
 namespace doppel {
 
-ProgressTracker::ProgressTracker(ProgressCallback callback, std::string stage, int64_t total)
+ProgressTracker::ProgressTracker(ProgressCallback callback, std::string stage, int64_t total,
+                                 int64_t first_step)
     : callback_(std::move(callback)),
       stage_(std::move(stage)),
       total_(total),
+      first_step_(first_step),
       start_(std::chrono::steady_clock::now()) {
-  advance(0);
+  advance(first_step);
 }
 
 void ProgressTracker::advance(int64_t step, const std::string& detail) {
@@ -27,9 +29,10 @@ void ProgressTracker::advance(int64_t step, const std::string& detail) {
   event.detail = detail;
   event.elapsed_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  if (step > 0 && total_ > 0)
-    event.eta_seconds =
-        event.elapsed_seconds / static_cast<double>(step) * static_cast<double>(total_ - step);
+  // The rate of this run alone: steps done before a resume took no time here.
+  if (step > first_step_ && total_ > 0)
+    event.eta_seconds = event.elapsed_seconds / static_cast<double>(step - first_step_) *
+                        static_cast<double>(total_ - step);
   if (!callback_(event))
     throw Error(ErrorCode::kCancelled, stage_ + " was cancelled at step " + std::to_string(step));
 }

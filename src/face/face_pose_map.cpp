@@ -2,7 +2,10 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include <memory>
+
 #include "doppel/core/error.hpp"
+#include "doppel/core/paths.hpp"
 
 namespace doppel {
 
@@ -30,6 +33,14 @@ Image face_pose_map(const Image& photo, FaceDetector& detector) {
                 "face pose: no face found in the control image; use a photo with a visible face "
                 "or another preprocessor");
   return draw_face_landmarks(photo.width, photo.height, faces);
+}
+
+std::function<Image(const Image&)> face_pose_preprocessor() {
+  auto detector = std::make_shared<std::unique_ptr<FaceDetector>>();
+  return [detector](const Image& photo) {
+    if (!*detector) *detector = std::make_unique<FaceDetector>(default_landmark_model_path());
+    return face_pose_map(photo, **detector);
+  };
 }
 
 }  // namespace doppel

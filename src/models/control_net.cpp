@@ -23,7 +23,7 @@ std::string channel_list(const std::vector<int64_t>& channels) {
 std::vector<int64_t> encoder_skip_channels(const UNetConfig& unet) {
   std::vector<int64_t> channels = {unet.model_channels};
   for (int64_t level = 0; level < unet.levels(); ++level) {
-    const int64_t width = unet.model_channels * unet.channel_mult[level];
+    const int64_t width = unet.block_out_channels[level];
     const int64_t blocks = unet.num_res_blocks + (level + 1 < unet.levels() ? 1 : 0);
     channels.insert(channels.end(), static_cast<size_t>(blocks), width);
   }
@@ -93,7 +93,7 @@ ControlNetModelImpl::ControlNetModelImpl(const ControlNetConfig& config,
     zero_convs.push_back(
         holder->register_module("0", layers::Conv2d(channels, channels, 1, 1, 0, options)));
   }
-  const int64_t middle_channels = unet.model_channels * unet.channel_mult.back();
+  const int64_t middle_channels = unet.block_out_channels.back();
   auto middle_out = register_module("middle_block_out", std::make_shared<torch::nn::Module>());
   middle_block_out = middle_out->register_module(
       "0", layers::Conv2d(middle_channels, middle_channels, 1, 1, 0, options));
@@ -114,8 +114,8 @@ void ControlNetModelImpl::check_fits(const UNetConfig& unet) const {
             "-wide text conditioning but the model's is " + std::to_string(unet.context_dim) +
             " wide; it was made for a different model family (e.g. SD1 vs SD2)");
   const std::vector<int64_t> unet_skips = encoder_skip_channels(unet);
-  const int64_t own_middle = own.model_channels * own.channel_mult.back();
-  const int64_t unet_middle = unet.model_channels * unet.channel_mult.back();
+  const int64_t own_middle = own.block_out_channels.back();
+  const int64_t unet_middle = unet.block_out_channels.back();
   if (unet_skips != skip_channels_ || own_middle != unet_middle)
     invalid("this ControlNet's residuals have channels " + channel_list(skip_channels_) +
             " (middle " + std::to_string(own_middle) + ") but the model's UNet skip connections " +

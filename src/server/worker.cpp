@@ -8,15 +8,15 @@
 #include <mutex>
 #include <sstream>
 
-#include "doppel/checkpoint/lora.hpp"
 #include "doppel/checkpoint/stable_diffusion.hpp"
 #include "doppel/checkpoint/tiny_model.hpp"
 #include "doppel/core/atomic_file.hpp"
 #include "doppel/core/caching_cpu_allocator.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
-#include "doppel/diffusion/stable_diffusion_pipeline.hpp"
+#include "doppel/diffusion/generation_session.hpp"
 #include "doppel/face/face_analyzer.hpp"
+#include "doppel/face/face_pose_map.hpp"
 #include "doppel/face/subject_profile.hpp"
 #include "doppel/queue/job_queue.hpp"
 #include "doppel/store/blob_store.hpp"
@@ -111,17 +111,17 @@ struct Worker::State {
   std::unique_ptr<queue::JobQueue> jobs;
   std::unique_ptr<store::BlobStore> blobs;
 
-  // Loaded on first use. The model of the last job stays loaded for the next one; a job that
+  // Made on first use. It keeps the model of the last job loaded for the next one; a job that
   // names another model replaces it.
-  std::optional<ClipTokenizer> tokenizer;
-  std::unique_ptr<StableDiffusionPipeline> pipeline;
-  StableDiffusionCheckpoint base;  // shares its modules with the pipeline's model
-  std::string loaded_model_path;   // of `pipeline`; "" is the tiny built-in model
-  std::string model_hash;
+  std::unique_ptr<GenerationSession> session;
+  std::optional<ClipTokenizer> tokenizer;  // for training
   std::unique_ptr<FaceAnalyzer> analyzer;
   bool analyzer_tried = false;
 
   // "" is the tiny built-in model; any other path was checked when it was registered.
+  static ModelRef model_ref(const std::string& path) {
+    return path.empty() ? ModelRef::built_in_tiny() : ModelRef::file(path);
+  }
   static StableDiffusionCheckpoint load_model(const std::string& path) {
     if (path.empty()) return make_tiny_stable_diffusion();
     ModelLoadOptions load;
@@ -137,17 +137,19 @@ struct Worker::State {
     if (!tokenizer) tokenizer = ClipTokenizer::load_default();
     return *tokenizer;
   }
-  StableDiffusionPipeline& pipeline_for(const std::string& model_path) {
-    if (pipeline && loaded_model_path == model_path) return *pipeline;
-    // Let go of the old weights before loading new ones (two real models may not fit).
-    pipeline.reset();
-    base = StableDiffusionCheckpoint{};
-    base = load_model(model_path);
-    loaded_model_path = model_path;
-    model_hash = base.model_hash;
-    pipeline = std::make_unique<StableDiffusionPipeline>(base, clip_tokenizer(),
-                                                         model_display_name(model_path));
-    return *pipeline;
+  GenerationSession& session_for(const std::string& model_path,
+                                 const std::optional<std::filesystem::path>& vae = std::nullopt) {
+    if (!session) {
+      SessionOptions settings;
+      settings.model = model_ref(model_path);
+      settings.vae = vae;
+      settings.preprocessors["face_pose"] = face_pose_preprocessor();
+      // The studio computes in the same dtype as `doppel generate` (bf16 where native).
+      session = std::make_unique<GenerationSession>(std::move(settings));
+    } else {
+      session->select_model(model_ref(model_path), vae);
+    }
+    return *session;
   }
   FaceAnalyzer* face_analyzer() {
     if (!analyzer_tried && options.face_analysis) {
@@ -192,12 +194,10 @@ std::optional<double> Worker::State::validation_likeness(const store::Subject& s
   if (!analyzer || !subject.face_profile_blob) return std::nullopt;
   const SubjectProfile profile =
       SubjectProfile::from_json(json::parse(blobs->get(*subject.face_profile_blob)));
-  StableDiffusionPipeline& generator = pipeline_for(model_path);
-  std::vector<std::pair<LoraFile, double>> loras;
-  loras.emplace_back(load_lora(unpack_lora(lora)), 1.0);
-  StableDiffusionCheckpoint model = base;
-  AppliedLoras applied = apply_loras(model, loras);
-  GenerationRequest request;
+  GenerationSession& generator = session_for(model_path);
+  SessionRequest validation;
+  validation.loras.push_back({unpack_lora(lora), 1.0});
+  GenerationRequest& request = validation.generation;
   request.prompt = "a portrait photo of " + payload.trigger_word + " " + payload.class_word +
                    ", looking at the camera, natural light";
   request.negative_prompt = "blurry, deformed, several people";
@@ -208,12 +208,11 @@ std::optional<double> Worker::State::validation_likeness(const store::Subject& s
   request.batch_count = tiny ? 2 : 4;
   lease.report(0.97, "validating the likeness", true);
   std::vector<PortraitScore> scores;
-  for (const GeneratedImage& image : generator.generate(request, [&](const ProgressEvent&) {
+  for (const GeneratedImage& image : generator.generate(validation, [&](const ProgressEvent&) {
          return lease.report(0.97, "validating the likeness");
        })) {
     scores.push_back(score_portrait(*analyzer, profile, image.image));
   }
-  applied.remove();
   return summarize_likeness(scores).median_likeness;
 }
 
@@ -289,35 +288,31 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   auto shoot = repository->get_shoot(job.account_id, shoot_id);
   if (!shoot) throw Error(ErrorCode::kNotFound, "the shoot was deleted");
 
-  StableDiffusionPipeline& generator = pipeline_for(model_path_of(payload));
+  const Shot shot = shot_from_recipe(recipe);
+  GenerationSession& generator = session_for(model_path_of(payload), shot.vae);
   // The recipe keeps the name the model was registered under; the hash is of what was loaded.
-  if (recipe["model"].is_object()) recipe["model"]["hash"] = model_hash;
+  if (recipe["model"].is_object()) recipe["model"]["hash"] = generator.model_info().hash;
   // Exactly once: an earlier attempt that stored the image but died before completing.
   for (const store::Image& image : repository->list_images(job.account_id, shoot_id)) {
     if (json::parse(image.recipe_json, nullptr, false) == recipe)
       return {{"image_id", image.id}, {"shoot_id", shoot_id}};
   }
-  Shot shot = shot_from_recipe(recipe);
-
   // Subject LoRAs are unpacked from the blob store by digest (never a client path).
-  std::vector<std::pair<LoraFile, double>> loras;
-  for (const ShotLora& lora : shot.loras) {
-    const std::filesystem::path path =
-        lora.role == "subject" ? unpack_lora(lora.sha256) : lora.path;
-    loras.emplace_back(load_lora(path), lora.weight);
-  }
-  StableDiffusionCheckpoint model = base;
-  AppliedLoras applied = apply_loras(model, loras);
-  std::vector<GeneratedImage> images =
-      generator.generate(shot.request, [&](const ProgressEvent& event) {
-        const double fraction =
-            event.total > 0 ? static_cast<double>(event.step) / static_cast<double>(event.total)
-                            : 0.0;
-        return lease.report(
-            std::min(0.9 * fraction, 0.9),
-            event.stage + " " + std::to_string(event.step) + "/" + std::to_string(event.total));
-      });
-  applied.remove();
+  SessionRequest request;
+  request.generation = shot.request;
+  for (const ShotLora& lora : shot.loras)
+    request.loras.push_back(
+        {lora.role == "subject" ? unpack_lora(lora.sha256) : lora.path, lora.weight});
+  for (const ShotControl& control : shot.controls)
+    request.controls.push_back({control.model, read_image(control.image), control.preprocessor,
+                                control.weight, control.start, control.end});
+  std::vector<GeneratedImage> images = generator.generate(request, [&](const ProgressEvent& event) {
+    const double fraction =
+        event.total > 0 ? static_cast<double>(event.step) / static_cast<double>(event.total) : 0.0;
+    return lease.report(
+        std::min(0.9 * fraction, 0.9),
+        event.stage + " " + std::to_string(event.step) + "/" + std::to_string(event.total));
+  });
   if (images.empty()) throw Error(ErrorCode::kInternal, "the pipeline returned no image");
   const GeneratedImage& generated = images.front();
 
@@ -336,8 +331,7 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   }
   if (!lease.report(0.95, "saving", true))
     throw Error(ErrorCode::kCancelled, "the job was cancelled or taken over");
-  record.blob_sha256 =
-      blobs->put(encode_png(generated.image, {{"parameters", generated.parameters.to_text()}}));
+  record.blob_sha256 = blobs->put(encode_generated_png(generated));
   record = repository->add_image(job.account_id, record);
 
   const auto done = repository->list_images(job.account_id, shoot_id).size();

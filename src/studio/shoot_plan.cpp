@@ -42,6 +42,27 @@ nlohmann::json lora_json(const ShotLora& lora) {
           {"sha256", lora.sha256}};
 }
 
+// A style's VAE, ControlNets and hires fix, with resolved paths, into its recipes.
+void add_style_extras(nlohmann::json& recipe, const StylePack& style,
+                      const std::filesystem::path& models_dir) {
+  if (!style.vae.empty()) recipe["vae"] = (models_dir / "vae" / style.vae).string();
+  if (style.hires)
+    recipe["hires"] = {{"scale", style.hires->scale},
+                       {"strength", style.hires->strength},
+                       {"steps", style.hires->steps},
+                       {"upscaler", style.hires->upscaler}};
+  if (style.controls.empty()) return;
+  nlohmann::json controls = nlohmann::json::array();
+  for (const StyleControl& control : style.controls)
+    controls.push_back({{"model", (models_dir / "controlnet" / control.model).string()},
+                        {"image", (style.source.parent_path() / control.image).string()},
+                        {"preprocessor", control.preprocessor},
+                        {"weight", control.weight},
+                        {"start", control.start},
+                        {"end", control.end}});
+  recipe["controlnets"] = controls;
+}
+
 // The request and recipe of one image from fully resolved settings.
 Shot make_shot(const nlohmann::json& recipe, int index) {
   Shot shot;
@@ -59,6 +80,18 @@ Shot make_shot(const nlohmann::json& recipe, int index) {
   request.width = recipe.at("width").get<int64_t>();
   request.height = recipe.at("height").get<int64_t>();
   request.clip_skip = recipe.at("clip_skip").get<int>();
+  if (recipe.contains("vae")) shot.vae = recipe["vae"].get<std::string>();
+  if (recipe.contains("hires")) {
+    const nlohmann::json& hires = recipe["hires"];
+    request.hires =
+        HiresFix{hires.at("scale").get<double>(), hires.at("strength").get<double>(),
+                 hires.at("steps").get<int64_t>(), hires.at("upscaler").get<std::string>()};
+  }
+  for (const auto& control : recipe.value("controlnets", nlohmann::json::array()))
+    shot.controls.push_back(
+        {control.at("model").get<std::string>(), control.at("image").get<std::string>(),
+         control.at("preprocessor").get<std::string>(), control.at("weight").get<double>(),
+         control.at("start").get<double>(), control.at("end").get<double>()});
   request.batch_size = 1;
   request.batch_count = 1;
   for (const auto& entry : recipe.at("loras")) {
@@ -98,6 +131,9 @@ void check_recipe(const nlohmann::json& recipe) {
       {"clip_skip", &nlohmann::json::is_number_integer, "an integer", true},
       {"loras", &nlohmann::json::is_array, "a list", true},
       {"variation_of", &nlohmann::json::is_number_unsigned, "a non-negative integer", false},
+      {"vae", &nlohmann::json::is_string, "a string", false},
+      {"hires", &nlohmann::json::is_object, "an object", false},
+      {"controlnets", &nlohmann::json::is_array, "a list", false},
   };
   for (const auto& [key, value] : recipe.items()) {
     const bool known = std::any_of(std::begin(fields), std::end(fields),
@@ -153,6 +189,31 @@ void check_recipe(const nlohmann::json& recipe) {
         !std::isfinite(weight) || std::abs(weight) > 2.0)
       invalid("recipe: a LoRA's weight must be a number from -2 to 2");
   }
+  auto numbers = [](const nlohmann::json& entry, std::initializer_list<const char*> keys) {
+    return std::all_of(keys.begin(), keys.end(), [&](const char* key) {
+      return entry.contains(key) && entry[key].is_number() &&
+             std::isfinite(entry[key].get<double>());
+    });
+  };
+  if (recipe.contains("hires")) {
+    const nlohmann::json& hires = recipe["hires"];
+    if (hires.size() != 4 || !numbers(hires, {"scale", "strength", "steps"}) ||
+        !hires["steps"].is_number_integer() || !hires.contains("upscaler") ||
+        !hires["upscaler"].is_string())
+      invalid("recipe: 'hires' must be {scale, strength, steps, upscaler}, got " + hires.dump());
+  }
+  for (const auto& control : recipe.value("controlnets", nlohmann::json::array())) {
+    const bool valid = control.is_object() && control.size() == 6 &&
+                       numbers(control, {"weight", "start", "end"}) && control.contains("model") &&
+                       control["model"].is_string() && control.contains("image") &&
+                       control["image"].is_string() && control.contains("preprocessor") &&
+                       control["preprocessor"].is_string();
+    if (!valid)
+      invalid(
+          "recipe: each entry of 'controlnets' must be {model, image, preprocessor, weight, "
+          "start, end}, got " +
+          control.dump());
+  }
 }
 
 }  // namespace
@@ -184,6 +245,8 @@ std::vector<Shot> plan_shoot(const ShootRequest& request) {
   const std::string subject = subject_phrase(request.subject);
   const std::filesystem::path lora_dir =
       request.lora_dir.empty() ? default_models_dir() / "lora" : request.lora_dir;
+  const std::filesystem::path models_dir =
+      request.models_dir.empty() ? default_models_dir() : request.models_dir;
 
   std::vector<Shot> shots;
   for (const StylePack& style : request.styles) {
@@ -218,6 +281,7 @@ std::vector<Shot> plan_shoot(const ShootRequest& request) {
           {"clip_skip", style.clip_skip},
           {"loras", lora_list},
       };
+      add_style_extras(recipe, style, models_dir);
       shots.push_back(make_shot(recipe, static_cast<int>(index)));
     }
   }

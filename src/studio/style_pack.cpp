@@ -42,6 +42,10 @@ constexpr FieldSpec kFields[] = {
     {"height", true},
     {"clip_skip", false},
     {"loras", false},
+    {"vae", false},
+    {"embeddings", false},
+    {"controlnets", false},
+    {"hires", false},
     {"tags", false},
 };
 
@@ -264,6 +268,124 @@ std::vector<StyleLora> read_loras(const PackReader& reader) {
   return loras;
 }
 
+// A plain file name (no folders, no leading dot), or fails naming where it is looked up.
+std::string plain_file_name(const PackReader& reader, const std::string& field,
+                            const YAML::Node& node, const std::string& folder) {
+  const std::string name = node.IsScalar() ? trim(node.Scalar()) : "";
+  if (name.empty() || name.front() == '.' || name.find_first_of("/\\") != std::string::npos)
+    reader.fail(field, node,
+                "'" + PackReader::describe(node) + "' must be a file name (no folders); it is " +
+                    "looked up in " + folder);
+  return name;
+}
+
+// Reads a number from `entry[key]` within [low, high], or `fallback` when absent.
+double entry_number(const PackReader& reader, const YAML::Node& entry, const std::string& field,
+                    const char* key, double low, double high, double fallback) {
+  const YAML::Node value = entry[key];
+  if (!value) return fallback;
+  double result = 0;
+  if (!value.IsScalar() || !YAML::convert<double>::decode(value, result) ||
+      !std::isfinite(result) || result < low || result > high)
+    reader.fail(field + "." + key, value,
+                "expected a number from " + PackReader::format(low) + " to " +
+                    PackReader::format(high) + ", got '" + PackReader::describe(value) + "'");
+  return result;
+}
+
+void check_entry_keys(const PackReader& reader, const std::string& field, const YAML::Node& entry,
+                      const std::set<std::string>& keys) {
+  std::string list;
+  for (const std::string& key : keys) list += (list.empty() ? "" : ", ") + key;
+  if (!entry.IsMap()) reader.fail(field, entry, "expected a mapping with " + list);
+  for (const auto& item : entry)
+    if (!keys.count(item.first.Scalar()))
+      reader.fail(field + "." + item.first.Scalar(), item.first,
+                  "unknown field; " + field + " has " + list);
+}
+
+std::vector<StyleControl> read_controls(const PackReader& reader) {
+  std::vector<StyleControl> controls;
+  const YAML::Node list = reader.node("controlnets");
+  if (!list || list.IsNull()) return controls;
+  if (!list.IsSequence())
+    reader.fail("controlnets", list,
+                "expected a list of {model: NAME.safetensors, image: FILE.png, preprocessor, "
+                "weight, start, end}");
+  for (const YAML::Node& entry : list) {
+    check_entry_keys(reader, "controlnets", entry,
+                     {"model", "image", "preprocessor", "weight", "start", "end"});
+    if (!entry["model"] || !entry["image"])
+      reader.fail("controlnets", entry, "each entry needs model and image");
+    StyleControl control;
+    control.model =
+        plain_file_name(reader, "controlnets.model", entry["model"], "models/controlnet");
+    const YAML::Node image = entry["image"];
+    control.image = image.IsScalar() ? trim(image.Scalar()) : "";
+    if (control.image.empty() || control.image.front() == '/' ||
+        control.image.find("..") != std::string::npos)
+      reader.fail("controlnets.image", image,
+                  "'" + PackReader::describe(image) +
+                      "' must be a picture's path relative to the pack's file, inside its folder");
+    if (const YAML::Node preprocessor = entry["preprocessor"]) {
+      control.preprocessor = preprocessor.IsScalar() ? trim(preprocessor.Scalar()) : "";
+      if (control.preprocessor != "canny" && control.preprocessor != "face_pose" &&
+          control.preprocessor != "none")
+        reader.fail(
+            "controlnets.preprocessor", preprocessor,
+            "'" + PackReader::describe(preprocessor) + "' is not one of canny, face_pose, none");
+    }
+    control.weight = entry_number(reader, entry, "controlnets", "weight", 0, 2, 1);
+    control.start = entry_number(reader, entry, "controlnets", "start", 0, 1, 0);
+    control.end = entry_number(reader, entry, "controlnets", "end", 0, 1, 1);
+    if (control.start >= control.end)
+      reader.fail("controlnets.start", entry["start"], "start must be below end");
+    controls.push_back(std::move(control));
+  }
+  return controls;
+}
+
+std::optional<StyleHires> read_hires(const PackReader& reader) {
+  const YAML::Node entry = reader.node("hires");
+  if (!entry || entry.IsNull()) return std::nullopt;
+  check_entry_keys(reader, "hires", entry, {"scale", "strength", "steps", "upscaler"});
+  StyleHires hires;
+  hires.scale = entry_number(reader, entry, "hires", "scale", 1, 4, hires.scale);
+  hires.strength = entry_number(reader, entry, "hires", "strength", 0.01, 1, hires.strength);
+  hires.steps = static_cast<int64_t>(entry_number(reader, entry, "hires", "steps", 0, 150, 0));
+  if (const YAML::Node upscaler = entry["upscaler"]) {
+    hires.upscaler = upscaler.IsScalar() ? trim(upscaler.Scalar()) : "";
+    static const std::set<std::string> known = {"Latent", "Latent (nearest)", "Latent (bicubic)",
+                                                "Lanczos", "Nearest"};
+    if (!known.count(hires.upscaler))
+      reader.fail("hires.upscaler", upscaler,
+                  "'" + PackReader::describe(upscaler) +
+                      "' is not an upscaler; use Latent, Latent (nearest), Latent (bicubic), "
+                      "Lanczos or Nearest");
+  }
+  return hires;
+}
+
+std::vector<std::string> read_embeddings(const PackReader& reader) {
+  std::vector<std::string> names;
+  const YAML::Node list = reader.node("embeddings");
+  if (!list || list.IsNull()) return names;
+  if (!list.IsSequence())
+    reader.fail("embeddings", list, "expected a list of embedding names, e.g. [easynegative]");
+  for (const YAML::Node& entry : list) {
+    const std::string name = entry.IsScalar() ? trim(entry.Scalar()) : "";
+    const bool plain = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+    });
+    if (!plain)
+      reader.fail("embeddings", entry,
+                  "'" + PackReader::describe(entry) +
+                      "' is not an embedding name (the file's name without its extension)");
+    names.push_back(name);
+  }
+  return names;
+}
+
 std::vector<std::string> read_tags(const PackReader& reader) {
   std::vector<std::string> tags;
   const YAML::Node list = reader.node("tags");
@@ -348,6 +470,11 @@ StylePack parse_style_pack(const std::string& yaml_text, const std::string& labe
   check_size(reader, "height", pack.height);
   pack.clip_skip = static_cast<int>(reader.integer("clip_skip", 1, 4, 1));
   pack.loras = read_loras(reader);
+  if (const YAML::Node vae = reader.node("vae"); vae && !vae.IsNull())
+    pack.vae = plain_file_name(reader, "vae", vae, "models/vae");
+  pack.embeddings = read_embeddings(reader);
+  pack.controls = read_controls(reader);
+  pack.hires = read_hires(reader);
   pack.tags = read_tags(reader);
   return pack;
 }
@@ -398,6 +525,31 @@ std::vector<StylePack> load_style_packs(const std::filesystem::path& directory) 
   return packs;
 }
 
+std::vector<std::filesystem::path> missing_style_files(const StylePack& pack,
+                                                       const std::filesystem::path& models_dir) {
+  std::vector<std::filesystem::path> needed;
+  for (const StyleLora& lora : pack.loras) needed.push_back(models_dir / "lora" / lora.file);
+  if (!pack.vae.empty()) needed.push_back(models_dir / "vae" / pack.vae);
+  for (const StyleControl& control : pack.controls) {
+    needed.push_back(models_dir / "controlnet" / control.model);
+    needed.push_back(pack.source.parent_path() / control.image);
+  }
+  std::vector<std::filesystem::path> missing;
+  std::error_code error;
+  for (const auto& path : needed)
+    if (!std::filesystem::exists(path, error)) missing.push_back(path);
+  // An embedding may be any of the formats A1111 reads.
+  for (const std::string& name : pack.embeddings) {
+    static constexpr const char* kExtensions[] = {".safetensors", ".pt", ".bin"};
+    const bool found =
+        std::any_of(std::begin(kExtensions), std::end(kExtensions), [&](const char* extension) {
+          return std::filesystem::exists(models_dir / "embeddings" / (name + extension), error);
+        });
+    if (!found) missing.push_back(models_dir / "embeddings" / (name + ".safetensors"));
+  }
+  return missing;
+}
+
 const StylePack& find_style_pack(const std::vector<StylePack>& packs, const std::string& id) {
   for (const StylePack& pack : packs)
     if (pack.id == id) return pack;
@@ -418,6 +570,20 @@ nlohmann::json style_pack_to_json(const StylePack& pack) {
   nlohmann::json loras = nlohmann::json::array();
   for (const StyleLora& lora : pack.loras)
     loras.push_back({{"file", lora.file}, {"weight", lora.weight}});
+  nlohmann::json controls = nlohmann::json::array();
+  for (const StyleControl& control : pack.controls)
+    controls.push_back({{"model", control.model},
+                        {"image", control.image},
+                        {"preprocessor", control.preprocessor},
+                        {"weight", control.weight},
+                        {"start", control.start},
+                        {"end", control.end}});
+  nlohmann::json hires = nullptr;
+  if (pack.hires)
+    hires = {{"scale", pack.hires->scale},
+             {"strength", pack.hires->strength},
+             {"steps", pack.hires->steps},
+             {"upscaler", pack.hires->upscaler}};
   return {{"id", pack.id},
           {"name", pack.name},
           {"name_zh", pack.name_zh},
@@ -434,6 +600,10 @@ nlohmann::json style_pack_to_json(const StylePack& pack) {
           {"height", pack.height},
           {"clip_skip", pack.clip_skip},
           {"loras", loras},
+          {"vae", pack.vae.empty() ? nlohmann::json(nullptr) : nlohmann::json(pack.vae)},
+          {"embeddings", pack.embeddings},
+          {"controlnets", controls},
+          {"hires", hires},
           {"tags", pack.tags}};
 }
 

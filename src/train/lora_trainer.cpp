@@ -415,7 +415,7 @@ LoraTrainingReport LoraTrainer::train(const std::filesystem::path& output, bool 
   const at::Device device = model_.unet->parameters().front().device();
   const auto prediction = scheduler_.prediction_type;
   const int64_t timesteps = scheduler_.num_train_timesteps;
-  ProgressTracker tracker(progress, "training", options_.steps - start_step);
+  ProgressTracker tracker(progress, "training", options_.steps, start_step);
   for (int64_t step = start_step; step < options_.steps; ++step) {
     double step_loss = 0;
     for (int64_t micro = 0; micro < accumulation; ++micro) {
@@ -473,7 +473,7 @@ LoraTrainingReport LoraTrainer::train(const std::filesystem::path& output, bool 
     std::snprintf(detail, sizeof(detail), "step %lld/%lld loss %.4f lr %.2e",
                   static_cast<long long>(done), static_cast<long long>(options_.steps), step_loss,
                   rate);
-    tracker.advance(done - start_step, detail);
+    tracker.advance(done, detail);
   }
   save_lora(output, options_.steps, started_at);
   std::error_code ignored;

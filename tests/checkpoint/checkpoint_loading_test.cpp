@@ -7,12 +7,15 @@
 #include <fstream>
 #include <random>
 
+#include "doppel/checkpoint/diffusers_names.hpp"
 #include "doppel/checkpoint/load_state.hpp"
 #include "doppel/checkpoint/model_hash.hpp"
 #include "doppel/checkpoint/stable_diffusion.hpp"
+#include "doppel/core/atomic_file.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "doppel/models/layers.hpp"
+#include "support/shared_data.hpp"
 
 namespace doppel {
 namespace {
@@ -23,7 +26,7 @@ using Tensors = std::map<std::string, at::Tensor>;
 UNetConfig tiny_unet() {
   UNetConfig config;
   config.model_channels = 32;
-  config.channel_mult = {1, 2};
+  config.block_out_channels = {32, 64};
   config.transformer_depth = {1, 0};
   config.num_heads = 8;  // SD1's standard, so no config is needed
   config.context_dim = 64;
@@ -136,6 +139,66 @@ TEST_F(CheckpointLoading, TinySd1SingleFileLoadsWithFamilyDefaults) {
           << item.key();
     }
   }
+}
+
+// Level widths need not be multiples of the first (diffusers' block_out_channels 64, 96).
+TEST_F(CheckpointLoading, LevelWidthsAreReadAsGivenInBothLayouts) {
+  auto uneven_unet = [](int64_t context_dim) {
+    UNetConfig config = tiny_unet();
+    config.model_channels = 64;
+    config.block_out_channels = {64, 96};
+    config.context_dim = context_dim;
+    UNetModel unet(config);
+    layers::randomize_parameters(*unet, 4);
+    Tensors tensors;
+    add_module(tensors, *unet, kUNetPrefix, at::kHalf);
+    return tensors;
+  };
+  auto expect_weights = [](StableDiffusionCheckpoint& model, const Tensors& tensors) {
+    EXPECT_EQ(model.unet->config().block_out_channels, (std::vector<int64_t>{64, 96}));
+    for (const auto& item : model.unet->named_parameters())
+      ASSERT_TRUE(at::equal(item.value(), tensors.at(kUNetPrefix + item.key()).to(at::kFloat)))
+          << item.key();
+  };
+  Tensors single = tiny_sd1_tensors();
+  for (auto it = single.begin(); it != single.end();)
+    it = it->first.starts_with(kUNetPrefix) ? single.erase(it) : std::next(it);
+  const Tensors unet_64 = uneven_unet(64);  // tiny_clip's width
+  single.insert(unet_64.begin(), unet_64.end());
+  StableDiffusionCheckpoint from_file =
+      load_stable_diffusion(options_for(write("uneven.safetensors", single)));
+  expect_weights(from_file, unet_64);
+
+  // The diffusers folder: the golden tiny SD1 (same structure, widths 32, 64) with such a
+  // UNet's weights under diffusers names, found by inverting the name map over its names.
+  const fs::path golden = test::golden_dir() / "sd1" / "diffusers";
+  DOPPEL_REQUIRE_PATH(golden);
+  const fs::path folder = folder_ / "uneven_diffusers";
+  fs::copy(golden, folder, fs::copy_options::recursive);
+  fs::permissions(folder / "unet", fs::perms::owner_all, fs::perm_options::add);
+  const fs::path weights = folder / "unet" / "diffusion_pytorch_model.safetensors";
+  const std::vector<std::string> names = TensorSource::from_file(weights).names();
+  const DiffusersUNetLayout layout = diffusers_unet_layout(names);
+  const Tensors unet_32 = uneven_unet(32);  // the golden text encoder's width
+  Tensors diffusers;
+  for (const std::string& name : names) {
+    const auto canonical = diffusers_unet_name_to_ldm(name, layout);
+    ASSERT_TRUE(canonical) << name;
+    diffusers[name] = unet_32.at(kUNetPrefix + *canonical);
+  }
+  ASSERT_EQ(diffusers.size(), unet_32.size());
+  fs::remove(weights);
+  save_safetensors(weights, diffusers);
+  const fs::path config = folder / "unet" / "config.json";
+  std::string text = read_file(config);
+  const size_t at = text.find("\"block_out_channels\"");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, text.find(']', at) + 1 - at, "\"block_out_channels\": [64, 96]");
+  fs::remove(config);
+  write_file_atomically(config, text);
+  StableDiffusionCheckpoint from_folder = load_stable_diffusion(options_for(folder));
+  EXPECT_EQ(from_folder.layout, ModelLayout::kDiffusers);
+  expect_weights(from_folder, unet_32);
 }
 
 TEST_F(CheckpointLoading, Bf16ComputeDtypeConvertsAtLoad) {

@@ -90,10 +90,10 @@ TEST(ControlNetPipelineGolden, DdimWithControlNetMatchesReference) {
       static_cast<long long>(differ.gt(0).sum().item<int64_t>()));
 }
 
-ControlNetModel tiny_control_net(uint64_t seed, std::vector<int64_t> channel_mult = {1, 2}) {
+ControlNetModel tiny_control_net(uint64_t seed, std::vector<int64_t> widths = {32, 64}) {
   ControlNetConfig config;
   config.unet = make_tiny_stable_diffusion(7).unet->config();
-  config.unet.channel_mult = std::move(channel_mult);
+  config.unet.block_out_channels = std::move(widths);
   config.hint_channels = {16, 16, 32, 32};
   ControlNetModel model(config);
   layers::randomize_parameters(*model, seed);
@@ -247,7 +247,7 @@ TEST(ControlNetPipeline, BadControlsAreClearErrorsBeforeAnyWork) {
   EXPECT_NE(message.find("start < end"), std::string::npos) << message;
 
   request.controls.front() = tiny_control(1);
-  request.controls.front().model = tiny_control_net(3, {1, 1});  // made for another UNet
+  request.controls.front().model = tiny_control_net(3, {32, 32});  // made for another UNet
   EXPECT_EQ(code_of([&] { pipeline.generate(request); }, &message), ErrorCode::kInvalidArgument);
   EXPECT_NE(message.find("different model"), std::string::npos) << message;
 

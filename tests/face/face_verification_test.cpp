@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <set>
 
 #include "doppel/face/subject_profile.hpp"
 #include "face_test_support.hpp"
@@ -137,7 +139,94 @@ void check_likeness_calibration(const std::vector<LabelledFace>& faces,
   EXPECT_GE(1 - share_at_least(impostor, calibration.uncertain_score), 0.5);
 }
 
-// One sweep of the clean set (95 photos) feeds both checks.
+// Genuine (leave-one-out) and impostor profile distances among the people in `people` only.
+struct LikenessDistances {
+  std::vector<double> genuine, impostor;
+};
+LikenessDistances likeness_distances(const std::vector<LabelledFace>& faces,
+                                     const std::set<std::string>& people) {
+  std::map<std::string, std::vector<size_t>> by_person;
+  for (size_t i = 0; i < faces.size(); ++i)
+    if (people.count(faces[i].identity)) by_person[faces[i].identity].push_back(i);
+  LikenessDistances distances;
+  for (const auto& [person, members] : by_person) {
+    if (members.size() < 3) continue;
+    std::vector<FaceDescriptor> all;
+    for (size_t held_out : members) {
+      std::vector<FaceDescriptor> others;
+      for (size_t j : members)
+        if (j != held_out) others.push_back(faces[j].descriptor);
+      distances.genuine.push_back(
+          SubjectProfile::from_descriptors(others).distance(faces[held_out].descriptor));
+      all.push_back(faces[held_out].descriptor);
+    }
+    const SubjectProfile profile = SubjectProfile::from_descriptors(all);
+    for (const auto& [other, other_members] : by_person)
+      if (other != person)
+        for (size_t j : other_members)
+          distances.impostor.push_back(profile.distance(faces[j].descriptor));
+  }
+  return distances;
+}
+
+double quantile_of(std::vector<double> values, double q) {
+  std::sort(values.begin(), values.end());
+  return values[std::min(values.size() - 1, size_t(q * double(values.size())))];
+}
+
+// A calibration fitted to distances: score 85 ("same person") at the genuine 95th percentile,
+// score 20 (below: "different person") at the impostors' median.
+LikenessCalibration fit_calibration(const LikenessDistances& distances) {
+  const double same = quantile_of(distances.genuine, 0.95);
+  const double different = quantile_of(distances.impostor, 0.5);
+  LikenessCalibration fitted;
+  fitted.width = (different - same) / (std::log(85.0 / 15.0) + std::log(80.0 / 20.0));
+  fitted.midpoint_distance = same + fitted.width * std::log(85.0 / 15.0);
+  return fitted;
+}
+
+// Fitted on half the identities, the calibration must hold on the other half (people it never
+// saw); the shipped defaults are reported beside it.
+void check_calibration_on_held_out_people(const std::vector<LabelledFace>& faces) {
+  std::set<std::string> identities;
+  for (const LabelledFace& face : faces) identities.insert(face.identity);
+  std::set<std::string> fit_people, held_out_people;
+  size_t index = 0;
+  for (const std::string& identity : identities)
+    (index++ % 2 == 0 ? fit_people : held_out_people).insert(identity);
+  const LikenessDistances fit = likeness_distances(faces, fit_people);
+  const LikenessDistances held_out = likeness_distances(faces, held_out_people);
+  const LikenessCalibration fitted = fit_calibration(fit);
+  const LikenessCalibration shipped;
+  auto share_at_least = [](const std::vector<double>& distances, double score,
+                           const LikenessCalibration& calibration) {
+    return double(
+               std::count_if(distances.begin(), distances.end(),
+                             [&](double d) { return likeness_score(d, calibration) >= score; })) /
+           double(distances.size());
+  };
+  auto report = [&](const char* name, const LikenessDistances& d, const LikenessCalibration& c) {
+    std::cout << "[ calibrate] " << name << ": genuine >= same-person "
+              << share_at_least(d.genuine, 85, c) << ", impostors >= same-person "
+              << share_at_least(d.impostor, 85, c) << ", impostors >= likely "
+              << share_at_least(d.impostor, 50, c) << " (" << d.genuine.size() << " genuine, "
+              << d.impostor.size() << " impostor)\n";
+  };
+  std::cout << "[ calibrate] fitted on " << fit_people.size() << " people: midpoint "
+            << fitted.midpoint_distance << ", width " << fitted.width << " (shipped "
+            << shipped.midpoint_distance << ", " << shipped.width << ")\n";
+  report("fit people, fitted", fit, fitted);
+  report("held-out people, fitted", held_out, fitted);
+  report("held-out people, shipped", held_out, shipped);
+  ASSERT_GE(held_out.genuine.size(), 20u);
+  EXPECT_GE(share_at_least(held_out.genuine, 85, fitted), 0.9);
+  EXPECT_LE(share_at_least(held_out.impostor, 85, fitted), 0.01);
+  EXPECT_LE(share_at_least(held_out.impostor, 50, fitted), 0.15);
+  // The shipped values are not far from what the data fits.
+  EXPECT_NEAR(fitted.midpoint_distance, shipped.midpoint_distance, 0.1);
+}
+
+// One sweep of the clean set (95 photos) feeds every check.
 TEST(FaceVerification, CleanSetPairsAndLikenessCalibration) {
   DOPPEL_REQUIRE_PATH(faces_dir() / "labels.csv");
   DOPPEL_REQUIRE_FACE_MODELS();
@@ -150,6 +239,7 @@ TEST(FaceVerification, CleanSetPairsAndLikenessCalibration) {
   ASSERT_FALSE(stylised.empty());
   check_verification(faces);
   check_likeness_calibration(faces, stylised);
+  check_calibration_on_held_out_people(faces);
 }
 
 }  // namespace

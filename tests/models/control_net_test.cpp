@@ -13,7 +13,7 @@ namespace {
 UNetConfig tiny_unet_config() {
   UNetConfig config;
   config.model_channels = 32;
-  config.channel_mult = {1, 2};
+  config.block_out_channels = {32, 64};
   config.transformer_depth = {1, 0};
   config.num_heads = 8;
   config.context_dim = 32;
@@ -144,7 +144,7 @@ TEST(ControlNet, WrongInputsAndMisfitsAreClearErrors) {
     EXPECT_NE(std::string(error.what()).find("768"), std::string::npos) << error.what();
   }
   UNetConfig wider = tiny_unet_config();
-  wider.channel_mult = {1, 1};
+  wider.block_out_channels = {32, 32};
   try {
     control->check_fits(wider);
     FAIL() << "a ControlNet with other channels fit";

@@ -19,7 +19,7 @@ namespace {
 UNetConfig tiny_sd1() {
   UNetConfig config;
   config.model_channels = 32;
-  config.channel_mult = {1, 2};
+  config.block_out_channels = {32, 64};
   config.transformer_depth = {1, 0};
   config.num_heads = 8;
   config.context_dim = 32;
@@ -29,7 +29,7 @@ UNetConfig tiny_sd1() {
 // The golden SDXL tiny model (README §6).
 UNetConfig tiny_sdxl() {
   UNetConfig config = tiny_sd1();
-  config.channel_mult = {1, 1, 2};
+  config.block_out_channels = {32, 32, 64};
   config.transformer_depth = {0, 1, 2};
   config.transformer_depth_middle = 2;
   config.num_heads = 4;

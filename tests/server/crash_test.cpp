@@ -12,7 +12,9 @@
 #include <set>
 #include <thread>
 
+#include "doppel/queue/job_queue.hpp"
 #include "doppel/store/blob_store.hpp"
+#include "doppel/store/database.hpp"
 #include "server/server_test_support.hpp"
 
 namespace doppel::test {
@@ -61,6 +63,8 @@ class ServeProcess {
   }
   int port() const { return port_; }
   const std::string& setup_token() const { return token_; }
+  // Freezes the process (SIGSTOP), so what its database says stays true until it is killed.
+  void freeze() { kill(pid_, SIGSTOP); }
   // Sends `signal` and returns the exit status (or 128 + signal when killed).
   int stop(int signal) {
     kill(pid_, signal);
@@ -86,6 +90,7 @@ TEST(ServerCrash, KilledServeLosesNoAcceptedUploadAndFinishesEveryJobOnce) {
   std::string subject_id;
   std::string shoot_id;
   std::map<std::string, std::string> accepted_uploads;  // photo id -> bytes
+  int64_t running_at_kill = 0;                          // jobs leased when it was killed
   {
     ServeProcess serve(data, flags);
     ASSERT_GT(serve.port(), 0);
@@ -122,16 +127,23 @@ TEST(ServerCrash, KilledServeLosesNoAcceptedUploadAndFinishesEveryJobOnce) {
         accepted_uploads[answer.body["added"][0].get<std::string>()] = png;
       }
     });
+    // Wait for a finished image and a job running now, freeze the server and kill it; its
+    // database then tells which jobs were leased (running) at that moment.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (std::chrono::steady_clock::now() < deadline &&
-           client.get("/api/shoots/" + shoot_id).body.value("images_done", 0) < 1)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+           (client.get("/api/shoots/" + shoot_id).body.value("images_done", 0) < 1 ||
+            client.get("/api/jobs?status=running").body["jobs"].empty()))
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    serve.freeze();
     EXPECT_EQ(serve.stop(SIGKILL), 128 + SIGKILL);
     uploading = false;
     uploader.join();
   }
+  running_at_kill =
+      queue::make_job_queue(store::open_database("sqlite:" + (data / "doppel.db").string()))
+          ->count(store::JobStatus::kRunning);
   ASSERT_FALSE(accepted_uploads.empty());
+  ASSERT_GE(running_at_kill, 1) << "no job was running when the server was killed";
 
   ServeProcess serve(data, flags);
   ASSERT_GT(serve.port(), 0);
@@ -155,6 +167,10 @@ TEST(ServerCrash, KilledServeLosesNoAcceptedUploadAndFinishesEveryJobOnce) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   ASSERT_EQ(jobs.body["jobs"].size(), 6u) << client.get("/api/jobs").raw;
+  // The jobs leased at the kill ran again: they finished on a second attempt.
+  int64_t taken_over = 0;
+  for (const json& job : jobs.body["jobs"]) taken_over += job["attempts"].get<int64_t>() >= 2;
+  EXPECT_EQ(taken_over, running_at_kill) << jobs.raw;
   EXPECT_TRUE(client.get("/api/jobs?status=running").body["jobs"].empty());
   EXPECT_TRUE(client.get("/api/jobs?status=queued").body["jobs"].empty());
   const Answer images = client.get("/api/shoots/" + shoot_id + "/images");

@@ -31,9 +31,20 @@ inline std::filesystem::path source_dir() {
 
 }  // namespace doppel::test
 
-// Skips the current test unless `path` exists.
-#define DOPPEL_REQUIRE_PATH(path)                                   \
-  do {                                                              \
-    if (!std::filesystem::exists(path))                             \
-      GTEST_SKIP() << "shared data not found: " << (path).string(); \
+namespace doppel::test {
+// DOPPEL_REQUIRE_SHARED=1 (CI sets it): missing shared data fails a test instead of skipping it.
+inline bool shared_data_required() {
+  const char* value = std::getenv("DOPPEL_REQUIRE_SHARED");
+  return value && std::string(value) == "1";
+}
+}  // namespace doppel::test
+
+// Skips the current test unless `path` exists (fails it under DOPPEL_REQUIRE_SHARED=1).
+#define DOPPEL_REQUIRE_PATH(path)                                                         \
+  do {                                                                                    \
+    if (!std::filesystem::exists(path)) {                                                 \
+      if (doppel::test::shared_data_required())                                           \
+        FAIL() << "shared data not found (DOPPEL_REQUIRE_SHARED=1): " << (path).string(); \
+      GTEST_SKIP() << "shared data not found: " << (path).string();                       \
+    }                                                                                     \
   } while (0)

@@ -304,7 +304,15 @@ TEST(LoraTraining, ResumedRunEndsWithTheUninterruptedRunsWeights) {
     }
     LoraTrainer resumed(make_tiny_stable_diffusion(4), ClipTokenizer::load_default(),
                         disc_examples(), options);
-    const LoraTrainingReport report = resumed.train(parts, true);
+    // Progress counts the steps of the whole training, not only the resumed part.
+    std::vector<std::pair<int64_t, int64_t>> counts;
+    const LoraTrainingReport report = resumed.train(parts, true, [&](const ProgressEvent& event) {
+      if (event.stage == "training") counts.emplace_back(event.step, event.total);
+      return true;
+    });
+    ASSERT_FALSE(counts.empty());
+    EXPECT_EQ(counts.front(), (std::pair<int64_t, int64_t>(3, options.steps)));
+    EXPECT_EQ(counts.back(), (std::pair<int64_t, int64_t>(options.steps, options.steps)));
     EXPECT_EQ(report.resumed_from, 3);
     EXPECT_EQ(report.losses.size(), 3u);
     expect_identical(whole, parts);

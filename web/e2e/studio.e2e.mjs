@@ -2,8 +2,10 @@
 // data folder with the tiny built-in model, then walks the whole flow as a person would —
 // set up, sign in, add a person, upload photos (one rejected for a stated reason), train,
 // shoot two styles, watch the gallery fill in, download a portrait and its shoot, check the
-// PNG's metadata, a second account that sees nothing of the first, Chinese UI, a phone-sized
-// screen, and deleting the person. Screenshots of every screen go to $DOPPEL_E2E_ARTIFACTS.
+// PNG's metadata, cancel training and a shoot, switch the language, a second account that sees
+// nothing of the first, Chinese UI, phone-sized screens in both languages, and deleting the
+// person. It asserts what a person sees: texts, states and where things are (issue 24).
+// Screenshots of every screen go to $DOPPEL_E2E_ARTIFACTS.
 //
 // Environment: DOPPEL_BINARY (the doppel executable), DOPPEL_WEB_DIST (web/dist),
 // DOPPEL_SHARED_DIR (default ../shared), DOPPEL_CHROMIUM (default /usr/bin/chromium).
@@ -35,7 +37,14 @@ if (!fs.existsSync(browserPath))
 if (!fs.existsSync(binary)) skip(`no doppel binary at ${binary}`);
 if (!fs.existsSync(path.join(webDist, "index.html")))
   skip(`the web studio is not built (${webDist})`);
-if (!fs.existsSync(faces)) skip(`no test photos at ${faces}`);
+if (!fs.existsSync(faces)) {
+  // CI sets DOPPEL_REQUIRE_SHARED=1: missing shared data is then a failure, not a skip.
+  if (process.env.DOPPEL_REQUIRE_SHARED === "1") {
+    console.log(`failed: no test photos at ${faces} (DOPPEL_REQUIRE_SHARED=1)`);
+    process.exit(1);
+  }
+  skip(`no test photos at ${faces}`);
+}
 
 fs.mkdirSync(artifacts, { recursive: true });
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "doppel-e2e-"));
@@ -131,6 +140,29 @@ const morePhotos = [
   "angelina_jolie__deepface_img5.jpg",
   "multi__deepface_couple.jpg", // two people: rejected, and the page says why
 ];
+// Not a photo at all: refused by its name, while the photos chosen with it are kept.
+const notAPhoto = path.join(
+  fs.mkdtempSync(path.join(os.tmpdir(), "doppel-e2e-files-")),
+  "notes.txt",
+);
+fs.writeFileSync(notAPhoto, "a shopping list, not a photo\n");
+
+const desktop = { width: 1280, height: 800 };
+const phoneSize = { width: 390, height: 844 };
+// Chinese text uses Chinese punctuation next to Chinese characters.
+const asciiPunctuationInChinese = /[\u4e00-\u9fff][,;:?!()]|[,;:?!()][\u4e00-\u9fff]/;
+
+async function expectNoOverflow(page, what) {
+  const overflow = await page.evaluate(
+    () => document.documentElement.scrollWidth - window.innerWidth,
+  );
+  assert.ok(overflow <= 0, `${what}: nothing wider than the screen (overflow ${overflow}px)`);
+}
+
+// The top of `locator` in page coordinates.
+async function topOf(locator) {
+  return (await locator.boundingBox()).y;
+}
 
 const { server, base, setupUrl, log } = await startServer();
 const browser = await chromium.launch({
@@ -142,7 +174,7 @@ let failed = false;
 try {
   const context = await browser.newContext({
     locale: "en-GB",
-    viewport: { width: 1280, height: 900 },
+    viewport: desktop,
     acceptDownloads: true,
   });
   const page = await context.newPage();
@@ -150,9 +182,17 @@ try {
   page.on("pageerror", (error) => pageErrors.push(String(error)));
   page.setDefaultTimeout(20000);
 
+  step("the set-up page without the printed link says so at once");
+  await page.goto(`${base}/setup`);
+  await page.getByRole("heading", { name: "Welcome to doppel" }).waitFor();
+  await page.getByText("This page needs the set-up link doppel printed").waitFor();
+  assert.ok(await page.getByLabel("Email").isDisabled(), "the form cannot be filled in");
+  await shot(page, "00-setup-without-link");
+
   step("set up the first account with the one-time link");
   await page.goto(setupUrl);
   await page.getByRole("heading", { name: "Welcome to doppel" }).waitFor();
+  assert.equal(await page.getByText("This page needs the set-up link").count(), 0);
   await shot(page, "01-setup");
   await page.getByLabel("Email").fill("ada@example.com");
   await page.getByLabel("Your name").fill("Ada");
@@ -173,26 +213,36 @@ try {
   await page.getByText("No one here yet").waitFor();
   await shot(page, "03-subjects-empty");
 
-  step("add a person with the keyboard only");
+  step("add a person with the keyboard only; the next step is at the top");
   await page.getByLabel("Name of the person").focus();
   await page.keyboard.type("Angelina");
   await page.keyboard.press("Enter");
   await page.getByRole("heading", { name: "Angelina" }).waitFor();
   const subjectUrl = page.url();
   const subjectId = subjectUrl.split("/").pop();
+  await page.locator(".next-step").getByText("Add photos of Angelina below").waitFor();
+  assert.equal(await page.locator(".heading-slot .badge").innerText(), "Needs photos");
 
-  step("upload photos by keyboard (file chooser) and by drag and drop");
+  step("upload by keyboard (file chooser): a file that is not a photo is named, the rest kept");
   await page.getByText("Add 5 more good photos").waitFor();
   const chooser = page.waitForEvent("filechooser");
   await page.locator("#photo-input").focus();
   await page.keyboard.press("Space");
-  await (await chooser).setFiles(firstPhotos.map(photo));
+  await (await chooser).setFiles([...firstPhotos.map(photo), notAPhoto]);
+  await page.locator(".refused").waitFor({ timeout: 60000 });
+  assert.match(
+    await page.locator(".refused").innerText(),
+    /Not added:\s*notes\.txt: not a PNG, JPEG or WebP photo/,
+  );
   await page
     .locator(".photo-tile")
     .nth(firstPhotos.length - 1)
     .waitFor();
-  await page.getByText("Add 2 more good photos").waitFor({ timeout: 60000 });
-  // A drop of real files, as the browser delivers them from the desktop.
+  assert.equal(await page.locator(".photo-tile").count(), firstPhotos.length);
+  await page.getByText("Add 2 more good photos").first().waitFor({ timeout: 60000 });
+  await shot(page, "04a-upload-refused-file");
+
+  step("and by drag and drop; the couple photo is explained in plain words");
   const files = morePhotos.map((name) => ({
     name,
     data: fs.readFileSync(photo(name)).toString("base64"),
@@ -215,26 +265,84 @@ try {
   await rejected.first().waitFor();
   assert.equal(await rejected.count(), 1, "only the couple photo is rejected");
   assert.match(await rejected.locator(".verdict").innerText(), /two or more faces/);
+  assert.match(
+    await rejected.locator(".verdict-advice").innerText(),
+    /more than one person in this photo.*Use a photo of the person alone/,
+  );
+  assert.match(
+    await rejected.locator(".verdict-numbers").innerText(),
+    /^Details: 2 faces of similar size$/,
+  );
   assert.equal(await page.locator(".photo-tile.verdict-accepted").count(), 6);
-  await page.getByText(/Ready to train with 6 photos/).waitFor();
+  await page.getByText(/Ready to train with 6 good photos/).waitFor();
+  await page.locator(".next-step").getByText("Angelina has enough good photos").waitFor();
+  assert.equal(await page.locator(".heading-slot .badge").innerText(), "Ready to train");
+  // An accepted photo's card keeps its size beside the rejected one's explanation.
+  const heights = await page
+    .locator(".photo-tile.verdict-accepted")
+    .evaluateAll((tiles) => tiles.map((tile) => tile.getBoundingClientRect().height));
+  assert.ok(
+    Math.max(...heights) - Math.min(...heights) < 1,
+    `accepted photo cards all the same size: ${heights}`,
+  );
+  const rejectedHeight = (await rejected.boundingBox()).height;
+  assert.ok(rejectedHeight > heights[0], "the explained card grows, the others do not");
   await shot(page, "04-subject-photos");
 
-  step("train the double, with live progress, and see the validation likeness");
-  await page.getByRole("button", { name: "Train my double" }).click();
-  await page.locator(".train-panel [role=progressbar]").waitFor();
-  await shot(page, "05-training");
-  await page.getByText("Double trained.").first().waitFor({ timeout: 240000 });
-  await page.locator(".validation").waitFor();
-  assert.match(
-    await page.locator(".validation").innerText(),
-    /Likeness in test portraits: \d+\/100|could not be measured/,
+  step("the status follows the verdicts after a reload too, on the page and in the list");
+  await page.reload();
+  await page.getByText(/Ready to train with 6 good photos/).waitFor();
+  assert.equal(await page.locator(".heading-slot .badge").innerText(), "Ready to train");
+  await page.getByRole("link", { name: "People" }).click();
+  const card = page.locator(`.subject-card[data-subject-id="${subjectId}"]`);
+  await card.waitFor();
+  assert.equal(await card.locator(".badge").innerText(), "Ready to train");
+  await card.locator("img.cover").waitFor(); // the best accepted photo stands for the person
+  assert.equal(
+    await card.locator("img.cover").evaluate((img) => img.complete && img.naturalWidth > 0),
+    true,
   );
+  await shot(page, "04b-people-with-cover");
+  await card.locator("a").click();
+  await page.getByRole("heading", { name: "Angelina" }).waitFor();
+
+  step("training can be cancelled, and started again");
+  await page.getByRole("button", { name: "Train my double" }).click();
+  await page.locator(".next-step [role=progressbar]").waitFor();
+  assert.equal(await page.locator(".heading-slot .badge").innerText(), "Training");
+  await page.getByRole("button", { name: "Cancel training" }).click();
+  await page.locator(".next-step").getByText("Training was cancelled.").waitFor();
+  await shot(page, "05a-training-cancelled");
+  await page.getByRole("button", { name: "Train my double" }).click();
+  await page.locator(".next-step [role=progressbar]").waitFor();
+  await shot(page, "05-training");
+
+  step("trained: the likeness in words, and shooting is the next step at the top");
+  await page.getByText("Double trained.").first().waitFor({ timeout: 300000 });
+  const shootLink = page.locator(".next-step").getByRole("link", { name: "Shoot portraits" });
+  await shootLink.waitFor();
+  assert.ok(
+    (await topOf(shootLink)) < (await topOf(page.locator(".photo-grid"))),
+    "the next step comes before the photos",
+  );
+  const validation = await page.locator(".next-step .validation").innerText();
+  assert.match(
+    validation,
+    /^(Likeness in test portraits: [1-9]\d*\/100|The likeness could not be measured: no face was found in the test portraits\.)$/,
+  );
+  assert.equal(await page.locator(".heading-slot .badge").innerText(), "Double ready");
   await shot(page, "06-trained");
 
   step("pick two styles and shoot one portrait of each");
-  await page.getByRole("link", { name: "Shoot portraits" }).click();
+  await shootLink.click();
   await page.locator(".style-card").first().waitFor();
   assert.ok((await page.locator(".style-card").count()) >= 10, "every style pack is offered");
+  const styleNames = await page.locator(".style-name").allInnerTexts();
+  assert.deepEqual(
+    styleNames,
+    [...styleNames].sort((a, b) => a.localeCompare(b, "en")),
+    "styles sorted by name",
+  );
   await page.locator('.style-card[data-style-id="id_photo_white"]').click();
   await page.locator('.style-card[data-style-id="anime"]').press("Enter"); // keyboard works too
   assert.equal(await page.locator('.style-card[aria-pressed="true"]').count(), 2);
@@ -242,26 +350,50 @@ try {
   await shot(page, "07-style-picker");
   await page.getByRole("button", { name: "Shoot 2 portraits" }).click();
 
-  step("the gallery fills in with progress");
+  step("the gallery fills in with progress; Download all at the top");
   await page.getByRole("heading", { name: "Gallery of Angelina" }).waitFor();
   await page.locator(".shoot-progress [role=progressbar]").waitFor();
   await shot(page, "08-gallery-shooting");
   await page.getByText("All 2 portraits done").waitFor({ timeout: 240000 });
   await page.locator(".image-card").nth(1).waitFor();
   assert.equal(await page.locator(".image-card").count(), 2);
-  assert.equal(await page.locator(".image-card .likeness-badge").count(), 2);
+  const badges = await page.locator(".image-card .likeness-badge").allInnerTexts();
+  assert.equal(badges.length, 2);
+  for (const badge of badges) {
+    // The tiny model draws no faces: that is "no face", never "doesn't look like them".
+    assert.doesNotMatch(badge, /doesn't look like them/);
+    assert.match(badge, /^(No face found|\d+ · .+)$/);
+  }
+  const topZip = page.locator(".shoot-progress").getByRole("link", { name: "Download all (zip)" });
+  assert.ok(
+    (await topOf(topZip)) < (await topOf(page.locator(".image-grid"))),
+    "Download all above the portraits",
+  );
+  // Every action on a card has a name a screen reader says (and a tooltip).
+  for (const name of ["Favourite", "Download", "More like this", "Delete this portrait"])
+    assert.equal(
+      await page
+        .locator(".image-card .card-actions")
+        .getByRole(/Download/.test(name) ? "link" : "button", { name, exact: true })
+        .count(),
+      2,
+      `each card has "${name}"`,
+    );
   await shot(page, "09-gallery");
 
-  step("full-size view with the recipe; favourite; download the PNG and check its metadata");
+  step("full-size view with the recipe; favourite; download the PNG named for people");
   await page.locator(".image-open").first().click();
   const viewer = page.locator("dialog.viewer");
   await viewer.waitFor();
   await viewer.getByText("Prompt", { exact: true }).waitFor();
+  assert.match(await viewer.locator(".recipe").innerText(), /\d+ steps · CFG [\d.]+ · seed \d+/);
   await shot(page, "10-full-size");
   const download = page.waitForEvent("download");
   await viewer.getByRole("link", { name: "Download" }).click();
+  const pngDownload = await download;
+  assert.match(pngDownload.suggestedFilename(), /^Angelina-(anime|id_photo_white)-0[12]\.png$/);
   const pngFile = path.join(artifacts, "downloaded.png");
-  await (await download).saveAs(pngFile);
+  await pngDownload.saveAs(pngFile);
   const parameters = pngText(fs.readFileSync(pngFile)).parameters;
   assert.ok(parameters, "the PNG carries A1111 'parameters'");
   assert.match(
@@ -274,14 +406,27 @@ try {
   await viewer.waitFor({ state: "detached" });
   assert.equal(await page.locator('.image-card .favourite[aria-pressed="true"]').count(), 1);
 
-  step("download the whole shoot as a zip");
+  step("download the whole shoot: ranked, named for people, with the recipes");
   const zipDownload = page.waitForEvent("download");
-  await page.getByRole("link", { name: "Download all (zip)" }).first().click();
+  await topZip.click();
+  const zip = await zipDownload;
+  assert.match(zip.suggestedFilename(), /^Angelina-shoot-[0-9a-f]{8}\.zip$/);
   const zipFile = path.join(artifacts, "shoot.zip");
-  await (await zipDownload).saveAs(zipFile);
+  await zip.saveAs(zipFile);
   const entries = zipEntries(fs.readFileSync(zipFile));
-  assert.equal(entries.length, 2, `two portraits in the zip: ${entries}`);
-  assert.ok(entries.every((name) => name.endsWith(".png")));
+  assert.equal(entries.length, 3, `two portraits and the recipes in the zip: ${entries}`);
+  assert.match(entries[0], /^Angelina-(anime|id_photo_white)-01\.png$/);
+  assert.match(entries[1], /^Angelina-(anime|id_photo_white)-02\.png$/);
+  assert.equal(entries[2], "recipes.json");
+
+  step("a shoot can be cancelled");
+  await page.getByRole("link", { name: "Shoot portraits" }).click();
+  await page.locator('.style-card[data-style-id="anime"]').click();
+  await page.getByLabel("Portraits per style").selectOption("8");
+  await page.getByRole("button", { name: "Shoot 8 portraits" }).click();
+  await page.getByRole("button", { name: "Cancel the rest" }).click();
+  await page.getByText(/Cancelled: \d of 8 portraits made/).waitFor({ timeout: 60000 });
+  await shot(page, "09b-shoot-cancelled");
 
   step("settings: models, storage, privacy");
   await page.getByRole("link", { name: "Settings" }).click();
@@ -296,7 +441,36 @@ try {
   assert.match(await page.locator("table.storage").innerText(), /Photos\s+7 files/);
   await shot(page, "11-settings");
 
-  step("a second account sees none of the first's people");
+  step("the language switch: Chinese everywhere, remembered after a reload");
+  await page.getByRole("button", { name: /Switch to Chinese/ }).click();
+  await page.getByRole("heading", { name: "设置" }).waitFor();
+  await page.reload();
+  await page.getByRole("heading", { name: "设置" }).waitFor();
+  await shot(page, "11b-settings-zh");
+  await page.goto(subjectUrl);
+  await page.getByRole("heading", { name: "Angelina" }).waitFor();
+  await page.locator(".photo-tile").nth(6).waitFor();
+  const zhRejected = page.locator(".photo-tile.verdict-rejected");
+  assert.match(await zhRejected.locator(".verdict").innerText(), /有两张或更多人脸/);
+  assert.match(await zhRejected.locator(".verdict-advice").innerText(), /照片里不止一个人/);
+  assert.match(
+    await zhRejected.locator(".verdict-numbers").innerText(),
+    /^详情：2 张大小相近的人脸$/,
+  );
+  assert.equal(await page.locator(".heading-slot .badge").innerText(), "分身已就绪");
+  const zhPage = await page.locator("main").innerText();
+  assert.doesNotMatch(zhPage, asciiPunctuationInChinese, "Chinese punctuation in Chinese text");
+  assert.match(await page.locator(".hints").innerText(), /有 1 张照片未被采用（有两张或更多人脸）/);
+  assert.match(await page.locator(".next-step").innerText(), /Angelina 的分身已就绪/);
+  await shot(page, "12a-subject-zh");
+  await page.goto(`${base}/subjects/${subjectId}/gallery`);
+  await page.locator(".image-card").first().waitFor();
+  await page.getByRole("link", { name: "全部下载（zip）" }).first().waitFor();
+  await shot(page, "12b-gallery-zh");
+  await page.getByRole("button", { name: /Switch to English/ }).click();
+  await page.getByRole("link", { name: "Download all (zip)" }).first().waitFor();
+
+  step("a second account, in Chinese by its browser, sees none of the first's people");
   const second = await page.evaluate(async () => {
     const csrf = document.cookie.match(/doppel_csrf=([^;]+)/)[1];
     const response = await fetch("/api/accounts", {
@@ -307,11 +481,9 @@ try {
     return response.status;
   });
   assert.equal(second, 201);
-  const other = await browser.newContext({
-    locale: "zh-CN",
-    viewport: { width: 1280, height: 900 },
-  });
+  const other = await browser.newContext({ locale: "zh-CN", viewport: desktop });
   const otherPage = await other.newPage();
+  otherPage.on("pageerror", (error) => pageErrors.push(String(error)));
   await otherPage.goto(`${base}/`);
   await otherPage.getByRole("heading", { name: "登录" }).waitFor(); // the browser asks for Chinese
   await otherPage.getByLabel("邮箱").fill("bea@example.com");
@@ -319,11 +491,13 @@ try {
   await otherPage.getByRole("button", { name: "登录" }).click();
   await otherPage.getByText("这里还没有人物").waitFor();
   assert.equal(await otherPage.locator(".subject-card").count(), 0);
-  await shot(otherPage, "12-second-account-zh");
+  await shot(otherPage, "13-second-account-zh");
   await otherPage.getByLabel("人物名字").fill("小明");
   await otherPage.getByRole("button", { name: "添加人物" }).click();
-  await otherPage.getByText("再添加 5 张合格照片即可开始训练").waitFor();
-  await shot(otherPage, "13-second-account-subject-zh");
+  await otherPage.getByText("还需要 5 张可用的照片才能开始训练").first().waitFor();
+  assert.equal(await otherPage.locator(".heading-slot .badge").innerText(), "需要照片");
+  assert.doesNotMatch(await otherPage.locator("main").innerText(), asciiPunctuationInChinese);
+  await shot(otherPage, "14-second-account-subject-zh");
   await otherPage.goto(subjectUrl);
   await otherPage.locator(".error-box").waitFor();
   assert.equal(
@@ -333,33 +507,50 @@ try {
   );
   await other.close();
 
-  step("a phone-sized screen");
-  const phone = await browser.newContext({
-    locale: "en-GB",
-    viewport: { width: 390, height: 844 },
-    deviceScaleFactor: 2,
-    isMobile: true,
-    hasTouch: true,
-    storageState: await context.storageState(),
-  });
-  const phonePage = await phone.newPage();
-  await phonePage.goto(`${base}/subjects/${subjectId}/gallery`);
-  await phonePage.locator(".image-card").nth(1).waitFor();
-  const overflow = await phonePage.evaluate(
-    () => document.documentElement.scrollWidth - window.innerWidth,
-  );
-  assert.ok(overflow <= 0, `nothing wider than the phone's screen (overflow ${overflow}px)`);
-  await shot(phonePage, "14-phone-gallery");
-  await phonePage.goto(subjectUrl);
-  await phonePage.locator(".photo-tile").first().waitFor();
-  await shot(phonePage, "15-phone-subject");
-  await phone.close();
+  step("phone-sized screens, in English and in Chinese");
+  for (const [locale, suffix] of [
+    ["en-GB", "en"],
+    ["zh-CN", "zh"],
+  ]) {
+    const state = await context.storageState();
+    state.origins = []; // the language follows this phone's browser
+    const phone = await browser.newContext({
+      locale,
+      viewport: phoneSize,
+      deviceScaleFactor: 2,
+      isMobile: true,
+      hasTouch: true,
+      storageState: state,
+    });
+    const phonePage = await phone.newPage();
+    phonePage.on("pageerror", (error) => pageErrors.push(String(error)));
+    await phonePage.goto(subjectUrl);
+    await phonePage.locator(".photo-tile").first().waitFor();
+    const phoneShoot = phonePage
+      .locator(".next-step")
+      .getByRole("link", { name: suffix === "en" ? "Shoot portraits" : "拍摄写真" });
+    await phoneShoot.waitFor();
+    const box = await phoneShoot.boundingBox();
+    assert.ok(box.y + box.height <= phoneSize.height, "the next step is on the first screen");
+    await expectNoOverflow(phonePage, `phone subject (${suffix})`);
+    await shot(phonePage, `15-phone-subject-${suffix}`);
+    await phonePage.goto(`${base}/subjects/${subjectId}/gallery`);
+    await phonePage.locator(".image-card").nth(1).waitFor();
+    await expectNoOverflow(phonePage, `phone gallery (${suffix})`);
+    await shot(phonePage, `16-phone-gallery-${suffix}`);
+    await phonePage.goto(`${base}/`);
+    await phonePage.locator(".subject-card").first().waitFor();
+    await expectNoOverflow(phonePage, `phone people (${suffix})`);
+    await shot(phonePage, `17-phone-people-${suffix}`);
+    await phone.close();
+  }
 
   step("delete the person and everything made from them");
+  await page.goto(`${base}/settings`);
   await page.getByRole("button", { name: "Delete Angelina and everything made from it" }).click();
   const confirm = page.locator("dialog.confirm-dialog");
   await confirm.waitFor();
-  await shot(page, "16-delete-confirm");
+  await shot(page, "18-delete-confirm");
   await confirm
     .getByRole("button", { name: "Delete Angelina and everything made from it" })
     .click();
@@ -369,7 +560,7 @@ try {
   const storage = await page.evaluate(async () => (await fetch("/api/account/storage")).json());
   assert.equal(storage.photos.count, 0);
   assert.equal(storage.images.count, 0);
-  await shot(page, "17-subject-deleted");
+  await shot(page, "19-subject-deleted");
 
   assert.deepEqual(pageErrors, [], "no script errors on any page");
   step("done");
@@ -382,6 +573,7 @@ try {
   server.kill("SIGTERM");
   fs.writeFileSync(path.join(artifacts, "timeline.txt"), timeline.join("\n") + "\n");
   fs.rmSync(dataDir, { recursive: true, force: true });
+  fs.rmSync(path.dirname(notAPhoto), { recursive: true, force: true });
 }
 console.log(`screenshots in ${artifacts}`);
 process.exit(failed ? 1 : 0);

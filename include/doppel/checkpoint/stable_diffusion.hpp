@@ -105,5 +105,10 @@ UNetModel load_unet(const TensorSource& canonical, ModelFamily family, const Mod
 AutoencoderKL load_vae(const TensorSource& canonical, ModelFamily family,
                        const ModelSidecar* sidecar, at::ScalarType dtype, const at::Device& device,
                        LoadReport* report = nullptr);
+// A separate VAE (A1111's "SD VAE"): a single file, with or without the first_stage_model.
+// prefix, in LDM or diffusers naming, or a diffusers vae/ folder.
+AutoencoderKL load_vae_file(const std::filesystem::path& path, ModelFamily family,
+                            const ModelSidecar* sidecar, at::ScalarType dtype,
+                            const at::Device& device, LoadReport* report = nullptr);
 
 }  // namespace doppel

@@ -24,7 +24,10 @@ using ProgressCallback = std::function<bool(const ProgressEvent&)>;
 // Tracks one stage: computes elapsed time and ETA, forwards to a callback.
 class ProgressTracker {
  public:
-  ProgressTracker(ProgressCallback callback, std::string stage, int64_t total);
+  // `first_step`: steps already done before this run (a resumed training), so the counts are
+  // of the whole stage and the ETA follows this run's speed.
+  ProgressTracker(ProgressCallback callback, std::string stage, int64_t total,
+                  int64_t first_step = 0);
   // Reports that `step` steps are done; throws kCancelled if the callback says stop.
   void advance(int64_t step, const std::string& detail = "");
   void set_total(int64_t total) { total_ = total; }
@@ -33,6 +36,7 @@ class ProgressTracker {
   ProgressCallback callback_;
   std::string stage_;
   int64_t total_;
+  int64_t first_step_ = 0;
   std::chrono::steady_clock::time_point start_;
 };
 

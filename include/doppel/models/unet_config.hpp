@@ -11,7 +11,8 @@ struct UNetConfig {
   int64_t in_channels = 4;  // 9 for inpainting: latents, mask, masked-image latents
   int64_t out_channels = 4;
   int64_t model_channels = 320;
-  std::vector<int64_t> channel_mult = {1, 2, 4, 4};
+  // Channels of each level, as diffusers' block_out_channels (any widths, e.g. 32, 48, 64).
+  std::vector<int64_t> block_out_channels = {320, 640, 1280, 1280};
   int64_t num_res_blocks = 2;
   // Transformer blocks per level, down and up path alike (0 = no attention at
   // that level); LDM's attention_resolutions combined with transformer_depth.
@@ -29,7 +30,7 @@ struct UNetConfig {
   double transformer_norm_eps = 1e-6;  // the GroupNorm in front of each transformer
 
   int64_t time_embed_dim() const { return model_channels * 4; }
-  int64_t levels() const { return static_cast<int64_t>(channel_mult.size()); }
+  int64_t levels() const { return static_cast<int64_t>(block_out_channels.size()); }
   // Attention heads of a transformer with `channels` channels.
   int64_t heads_for(int64_t channels) const;
   // Throws doppel::Error(kInvalidArgument) naming the first inconsistent field.

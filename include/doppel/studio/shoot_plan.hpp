@@ -39,6 +39,8 @@ struct ShootRequest {
   std::string model_name;                  // recorded in recipes
   std::string model_hash;
   std::filesystem::path lora_dir;  // where style LoRAs live; empty: models/lora
+  // Where styles' VAEs (vae/) and ControlNets (controlnet/) live; empty: models/.
+  std::filesystem::path models_dir;
 };
 
 // A LoRA to merge for one shot.
@@ -49,12 +51,24 @@ struct ShotLora {
   std::string sha256;  // "" when unknown
 };
 
+// A ControlNet steering one shot (from its style), with resolved paths.
+struct ShotControl {
+  std::filesystem::path model;
+  std::filesystem::path image;
+  std::string preprocessor = "none";
+  double weight = 1.0;
+  double start = 0.0;
+  double end = 1.0;
+};
+
 struct Shot {
   std::string style_id;
-  int index = 0;                // position in the shoot (0-based)
-  GenerationRequest request;    // one image (batch 1); request.loras describes `loras`
-  std::vector<ShotLora> loras;  // merge these before generating (subject first)
-  nlohmann::json recipe;        // everything needed to make the image again
+  int index = 0;                             // position in the shoot (0-based)
+  GenerationRequest request;                 // one image (batch 1); request.loras describes `loras`
+  std::vector<ShotLora> loras;               // merge these before generating (subject first)
+  std::optional<std::filesystem::path> vae;  // replaces the model's VAE
+  std::vector<ShotControl> controls;
+  nlohmann::json recipe;  // everything needed to make the image again
 };
 
 // "ohwx woman": what replaces {subject} in the templates. Throws

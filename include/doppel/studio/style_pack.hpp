@@ -5,6 +5,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,24 @@ namespace doppel {
 struct StyleLora {
   std::string file;  // a .safetensors file name in the LoRA folder (models/lora)
   double weight = 1.0;
+};
+
+// A ControlNet a style steers every shot with: a pose, the lines of a scene.
+struct StyleControl {
+  std::string model;                  // a file (or diffusers folder) name in the ControlNet folder
+  std::string image;                  // the control picture, relative to the pack's file
+  std::string preprocessor = "none";  // canny | face_pose | none (the image is the map)
+  double weight = 1.0;                // 0-2
+  double start = 0.0;                 // fractions of the steps it applies to
+  double end = 1.0;
+};
+
+// A1111's hires fix for a style: sample at the pack's size, upscale, denoise again.
+struct StyleHires {
+  double scale = 1.5;  // 1-4
+  double strength = 0.5;
+  int64_t steps = 0;  // 0: the pack's steps
+  std::string upscaler = "Latent";
 };
 
 struct StylePack {
@@ -37,9 +56,19 @@ struct StylePack {
   int64_t height = 512;
   int clip_skip = 1;  // A1111's "CLIP skip" (2 for anime-tuned models)
   std::vector<StyleLora> loras;
+  std::string vae;  // a file name in the VAE folder (models/vae); empty: the model's own
+  // Textual-inversion embeddings the prompts name (files in models/embeddings).
+  std::vector<std::string> embeddings;
+  std::vector<StyleControl> controls;  // YAML "controlnets"
+  std::optional<StyleHires> hires;
   std::vector<std::string> tags;
   std::filesystem::path source;  // the file it was read from ("" when parsed from text)
 };
+
+// The files a pack needs beyond the model (VAE, ControlNets and their images, embeddings, LoRAs)
+// that are not where the studio looks for them under `models_dir`; empty when all are there.
+std::vector<std::filesystem::path> missing_style_files(const StylePack& pack,
+                                                       const std::filesystem::path& models_dir);
 
 // $DOPPEL_STYLES_DIR, else the styles/ folder of the source tree doppel was built from.
 std::filesystem::path default_styles_dir();

@@ -1,0 +1,370 @@
+#include "doppel/diffusion/generation_session.hpp"
+
+#include <algorithm>
+#include <list>
+
+#include "doppel/checkpoint/control_net.hpp"
+#include "doppel/checkpoint/lora.hpp"
+#include "doppel/checkpoint/model_hash.hpp"
+#include "doppel/checkpoint/taesd.hpp"
+#include "doppel/checkpoint/tiny_model.hpp"
+#include "doppel/core/atomic_file.hpp"
+#include "doppel/core/error.hpp"
+#include "doppel/core/log.hpp"
+#include "doppel/core/paths.hpp"
+#include "doppel/core/runtime.hpp"
+#include "doppel/diffusion/control_preprocessors.hpp"
+#include "doppel/diffusion/prompt_parser.hpp"
+
+namespace doppel {
+
+ModelRef ModelRef::built_in_tiny(uint64_t seed) {
+  ModelRef ref;
+  ref.seed_ = seed;
+  return ref;
+}
+
+ModelRef ModelRef::file(std::filesystem::path path) {
+  if (path.empty())
+    throw Error(ErrorCode::kInvalidArgument,
+                "no model path given: name a .safetensors checkpoint or a diffusers folder");
+  ModelRef ref;
+  ref.built_in_ = false;
+  ref.path_ = std::move(path);
+  return ref;
+}
+
+std::string ModelRef::display_name() const {
+  if (built_in_) return kTinyModelName;
+  std::filesystem::path path = path_;
+  if (!path.has_filename()) path = path.parent_path();  // "folder/"
+  return std::filesystem::is_directory(path) ? path.filename().string() : path.stem().string();
+}
+
+std::string ModelRef::key() const {
+  return built_in_ ? "built-in:tiny:" + std::to_string(seed_) : "file:" + path_.string();
+}
+
+namespace {
+
+// A1111 records a separate VAE by file name and the first 10 hex digits of its sha256
+// (for a diffusers vae/ folder: the folder name and its weights file).
+VaeReference describe_vae(const std::filesystem::path& path) {
+  VaeReference vae;
+  vae.name = path.filename().string();
+  if (vae.name.empty()) vae.name = path.parent_path().filename().string();
+  std::filesystem::path weights = path;
+  if (std::filesystem::is_directory(path)) {
+    weights = path / "diffusion_pytorch_model.safetensors";
+    if (!std::filesystem::exists(weights)) return vae;
+  }
+  vae.short_hash = a1111_short_hash(sha256_file_hex(weights));
+  return vae;
+}
+
+int64_t parameter_bytes(const StableDiffusionCheckpoint& model) {
+  int64_t bytes = 0;
+  auto add = [&](const torch::nn::Module& module) {
+    for (const auto& parameter : module.parameters()) bytes += parameter.nbytes();
+  };
+  if (model.unet) add(*model.unet);
+  if (model.vae) add(*model.vae);
+  for (const auto& slot : model.text_encoders)
+    if (slot.encoder) add(*slot.encoder);
+  return bytes;
+}
+
+// One loaded model with what is attached to it.
+struct LoadedModel {
+  std::string key;  // model + VAE + config + dtype
+  std::unique_ptr<StableDiffusionPipeline> pipeline;
+  LoadedModelInfo info;
+  // The LoRAs merged now, as (path, weight) in order, and the handle that restores the base.
+  std::vector<std::pair<std::string, double>> lora_key;
+  std::vector<LoraReference> lora_references;
+  AppliedLoras applied;
+  std::map<std::string, LoadedControlNet> control_nets;  // by path
+};
+
+// A file's sha256, remembered while its size and modification time stay the same.
+struct FileHashCache {
+  struct Entry {
+    uintmax_t size = 0;
+    std::filesystem::file_time_type modified;
+    std::string sha256;
+  };
+  std::map<std::string, Entry> entries;
+
+  const std::string& sha256(const std::filesystem::path& path) {
+    const uintmax_t size = std::filesystem::file_size(path);
+    const auto modified = std::filesystem::last_write_time(path);
+    Entry& entry = entries[path.string()];
+    if (entry.sha256.empty() || entry.size != size || entry.modified != modified)
+      entry = {size, modified, sha256_file_hex(path)};
+    return entry.sha256;
+  }
+};
+
+}  // namespace
+
+struct GenerationSession::State {
+  SessionOptions options;
+  at::ScalarType dtype = at::kFloat;
+  std::optional<ClipTokenizer> tokenizer;
+  TinyAutoencoderDecoder taesd{nullptr};
+  std::list<LoadedModel> models;  // most recently used first; front() is the current model
+  FileHashCache hashes;
+
+  LoadedModel& current() { return models.front(); }
+  const ClipTokenizer& clip_tokenizer();
+  std::string cache_key(const ModelRef& model, const std::optional<std::filesystem::path>& vae);
+  void select(const ModelRef& model, const std::optional<std::filesystem::path>& vae);
+  LoadedModel load(const ModelRef& model, const std::optional<std::filesystem::path>& vae);
+  void evict_over_budget();
+  std::vector<LoraSelection> wanted_loras(const SessionRequest& request);
+  void merge_loras(LoadedModel& loaded, const std::vector<LoraSelection>& wanted);
+  ControlInput control_input(LoadedModel& loaded, const ControlSelection& selection);
+};
+
+const ClipTokenizer& GenerationSession::State::clip_tokenizer() {
+  if (!tokenizer) {
+    if (!options.tokenizer) {
+      tokenizer = ClipTokenizer::load_default();
+    } else if (std::filesystem::is_directory(*options.tokenizer)) {
+      tokenizer = ClipTokenizer::from_folder(*options.tokenizer);
+    } else {
+      tokenizer = ClipTokenizer::from_bpe_file(*options.tokenizer);
+    }
+  }
+  return *tokenizer;
+}
+
+std::string GenerationSession::State::cache_key(const ModelRef& model,
+                                                const std::optional<std::filesystem::path>& vae) {
+  std::string key = model.key();
+  if (vae) key += "|vae:" + vae->string();
+  if (options.config) key += "|config:" + options.config->string();
+  return key;
+}
+
+LoadedModel GenerationSession::State::load(const ModelRef& model,
+                                           const std::optional<std::filesystem::path>& vae) {
+  LoadedModel loaded;
+  loaded.key = cache_key(model, vae);
+  StableDiffusionCheckpoint checkpoint;
+  if (model.is_built_in()) {
+    // The tiny model is made in fp32: it exists to try the flow, not to be fast.
+    checkpoint = make_tiny_stable_diffusion(model.seed());
+    if (vae) {
+      checkpoint.vae = load_vae_file(*vae, checkpoint.family, nullptr, at::kFloat, at::kCPU);
+      loaded.info.vae = describe_vae(*vae);
+    }
+  } else {
+    ModelLoadOptions load;
+    load.path = model.path();
+    load.config_path = options.config;
+    load.vae_path = vae;
+    load.dtype = dtype;
+    log_info("loading " + model.path().string());
+    checkpoint = load_stable_diffusion(load);
+    for (const auto& name : checkpoint.report.unused) log_debug("unused tensor: " + name);
+    if (vae) loaded.info.vae = describe_vae(*vae);
+  }
+  loaded.info.name = model.display_name();
+  loaded.info.sha256 = checkpoint.sha256;
+  loaded.info.hash = checkpoint.model_hash;
+  loaded.info.family = checkpoint.family;
+  loaded.info.inpainting = checkpoint.inpainting;
+  loaded.info.parameter_bytes = parameter_bytes(checkpoint);
+  loaded.pipeline = std::make_unique<StableDiffusionPipeline>(std::move(checkpoint),
+                                                              clip_tokenizer(), loaded.info.name);
+  const std::filesystem::path embeddings =
+      options.embeddings_dir.empty() ? default_models_dir() / "embeddings" : options.embeddings_dir;
+  loaded.pipeline->set_embeddings(TextualInversionLibrary::scan(embeddings));
+  return loaded;
+}
+
+void GenerationSession::State::select(const ModelRef& model,
+                                      const std::optional<std::filesystem::path>& vae) {
+  const std::string key = cache_key(model, vae);
+  auto found = std::find_if(models.begin(), models.end(),
+                            [&](const LoadedModel& loaded) { return loaded.key == key; });
+  if (found != models.end()) {
+    models.splice(models.begin(), models, found);
+    return;
+  }
+  // Without a budget, let go of the other weights before loading (two models may not fit).
+  if (options.model_cache_bytes <= 0) models.clear();
+  models.push_front(load(model, vae));
+  evict_over_budget();
+}
+
+void GenerationSession::State::evict_over_budget() {
+  auto total = [&] {
+    int64_t bytes = 0;
+    for (const LoadedModel& loaded : models) bytes += loaded.info.parameter_bytes;
+    return bytes;
+  };
+  while (models.size() > 1 && total() > options.model_cache_bytes) models.pop_back();
+}
+
+// The request's LoRA files plus its prompt's <lora:NAME:WEIGHT> tags, found in the LoRA folder.
+std::vector<LoraSelection> GenerationSession::State::wanted_loras(const SessionRequest& request) {
+  std::vector<LoraSelection> wanted = request.loras;
+  const ParsedPrompt parsed = parse_prompt(request.generation.prompt,
+                                           std::clamp<int64_t>(request.generation.steps, 1, 10000));
+  const std::filesystem::path folder =
+      options.lora_dir.empty() ? default_models_dir() / "lora" : options.lora_dir;
+  for (const LoraTag& tag : parsed.loras) {
+    const std::filesystem::path path = folder / (tag.name + ".safetensors");
+    if (!std::filesystem::is_regular_file(path))
+      throw Error(ErrorCode::kNotFound, "the prompt asks for <lora:" + tag.name + ">, but " +
+                                            path.string() +
+                                            " does not exist; put the LoRA file there");
+    if (tag.unet_weight != tag.text_encoder_weight)
+      log_warning("<lora:" + tag.name +
+                  ">: separate text-encoder and UNet weights are merged with the text-encoder "
+                  "weight");
+    wanted.push_back({path, tag.text_encoder_weight});
+  }
+  for (const std::string& tag : parsed.other_network_tags)
+    log_warning("ignoring the prompt tag " + tag + " (only LoRA tags are supported)");
+  return wanted;
+}
+
+// Merges `wanted` into the model, restoring the base first unless the same set is merged
+// already (a shoot's shots share their LoRAs, so merging once serves them all).
+void GenerationSession::State::merge_loras(LoadedModel& loaded,
+                                           const std::vector<LoraSelection>& wanted) {
+  std::vector<std::pair<std::string, double>> key;
+  for (const LoraSelection& lora : wanted) key.emplace_back(lora.path.string(), lora.weight);
+  if (key == loaded.lora_key && (loaded.applied.active() || key.empty())) return;
+  loaded.applied.remove();
+  loaded.lora_key.clear();
+  loaded.lora_references.clear();
+  if (wanted.empty()) return;
+  std::vector<std::pair<LoraFile, double>> files;
+  std::vector<LoraReference> references;
+  for (const LoraSelection& lora : wanted) {
+    files.emplace_back(load_lora(lora.path), lora.weight);
+    references.push_back(
+        {lora.path.stem().string(), lora.weight, hashes.sha256(lora.path).substr(0, 12)});
+  }
+  loaded.applied = apply_loras(loaded.pipeline->model(), files);
+  for (const auto& report : loaded.applied.reports()) {
+    log_info("LoRA " + report.lora + ": " + std::to_string(report.applied.size()) +
+             " weights changed");
+    for (const auto& name : report.unmatched)
+      log_warning("LoRA " + report.lora + ": '" + name + "' matches no layer of this model");
+  }
+  loaded.lora_key = std::move(key);
+  loaded.lora_references = std::move(references);
+}
+
+ControlInput GenerationSession::State::control_input(LoadedModel& loaded,
+                                                     const ControlSelection& selection) {
+  ControlInput control;
+  control.preprocessor = selection.preprocessor.empty() ? "none" : selection.preprocessor;
+  if (control.preprocessor == "none") {
+    control.image = selection.image;
+  } else if (control.preprocessor == "canny") {
+    control.image = canny_edge_map(selection.image);
+  } else if (auto found = options.preprocessors.find(control.preprocessor);
+             found != options.preprocessors.end()) {
+    control.image = found->second(selection.image);
+  } else {
+    std::string known = "canny";
+    for (const auto& [name, function] : options.preprocessors) known += ", " + name;
+    known += " or none";
+    throw Error(ErrorCode::kInvalidArgument, "unknown ControlNet preprocessor '" +
+                                                 control.preprocessor + "'; use one of " + known);
+  }
+  const std::string path = selection.model.string();
+  auto found = loaded.control_nets.find(path);
+  if (found == loaded.control_nets.end()) {
+    ControlNetLoadOptions load;
+    load.path = selection.model;
+    load.base = loaded.pipeline->model().unet->config();
+    load.dtype = loaded.pipeline->compute_dtype();
+    load.device = loaded.pipeline->device();
+    log_info("loading ControlNet " + path);
+    found = loaded.control_nets.emplace(path, load_control_net(load)).first;
+  }
+  control.model = found->second.model;
+  control.model_name = found->second.name + " [" + found->second.short_hash + "]";
+  control.scale = selection.scale;
+  control.guidance_start = selection.guidance_start;
+  control.guidance_end = selection.guidance_end;
+  return control;
+}
+
+GenerationSession::GenerationSession(SessionOptions options) : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  s.options = std::move(options);
+  if (s.options.threads > 0) configure_threads(s.options.threads);
+  s.dtype = parse_compute_dtype(s.options.dtype);
+  if (s.options.taesd) s.taesd = load_taesd_decoder(*s.options.taesd);
+  s.select(s.options.model, s.options.vae);
+}
+
+GenerationSession::~GenerationSession() = default;
+
+void GenerationSession::select_model(const ModelRef& model,
+                                     const std::optional<std::filesystem::path>& vae) {
+  state_->select(model, vae);
+}
+
+std::vector<GeneratedImage> GenerationSession::generate(const SessionRequest& in,
+                                                        const ProgressCallback& progress) {
+  State& s = *state_;
+  LoadedModel& loaded = s.current();
+  GenerationRequest request = in.generation;
+  s.merge_loras(loaded, s.wanted_loras(in));
+  request.loras = loaded.lora_references;
+  request.vae = loaded.info.vae;
+  request.controls.clear();
+  for (const ControlSelection& selection : in.controls)
+    request.controls.push_back(s.control_input(loaded, selection));
+  LivePreview preview;
+  if (in.preview) {
+    if (!s.taesd)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "live previews need a TAESD decoder (taesd_decoder.safetensors); name one in "
+                  "the session's options");
+    if (in.preview_every < 1)
+      throw Error(ErrorCode::kInvalidArgument, "previews must come every 1 or more steps");
+    preview.decoder = s.taesd;
+    preview.every_steps = in.preview_every;
+    preview.show = in.preview;
+  }
+  loaded.pipeline->set_live_preview(std::move(preview));
+  return loaded.pipeline->generate(request, progress);
+}
+
+const LoadedModelInfo& GenerationSession::model_info() const {
+  return state_->current().info;
+}
+
+int64_t GenerationSession::native_size() const {
+  const LoadedModel& loaded = state_->models.front();
+  if (loaded.key.rfind("built-in:", 0) == 0) return 64;
+  return loaded.info.family == ModelFamily::kSdxl ? 1024 : 512;
+}
+
+const StableDiffusionCheckpoint& GenerationSession::model() const {
+  return state_->models.front().pipeline->model();
+}
+
+at::ScalarType GenerationSession::compute_dtype() const {
+  return state_->models.front().pipeline->compute_dtype();
+}
+
+std::string encode_generated_png(const GeneratedImage& image) {
+  return encode_png(image.image, {{"parameters", image.parameters.to_text()}});
+}
+
+void write_generated_png(const std::filesystem::path& path, const GeneratedImage& image) {
+  write_file_atomically(path, encode_generated_png(image));
+}
+
+}  // namespace doppel
