@@ -58,6 +58,24 @@ class RawSocket {
       bytes.append(chunk, static_cast<size_t>(count));
     }
   }
+  // What arrives until `needle` is in it (or the server closes, or `timeout_ms` passes).
+  std::string receive_until(const std::string& needle, int timeout_ms) {
+    std::string bytes;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (bytes.find(needle) == std::string::npos) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            end - std::chrono::steady_clock::now())
+                            .count();
+      if (left <= 0) break;
+      pollfd entry{fd_, POLLIN, 0};
+      if (::poll(&entry, 1, static_cast<int>(left)) <= 0) continue;
+      char chunk[4096];
+      const ssize_t count = ::recv(fd_, chunk, sizeof chunk, 0);
+      if (count <= 0) break;
+      bytes.append(chunk, static_cast<size_t>(count));
+    }
+    return bytes;
+  }
   bool closed_by_server() const { return closed_by_server_; }
   void close() {
     if (fd_ >= 0) ::close(fd_);
