@@ -248,6 +248,26 @@ LoadedClipVision load_clip_vision_encoder(const ClipVisionLoadOptions& options) 
   return result;
 }
 
+ClipVisionConfig read_clip_vision_config(const fs::path& path) {
+  if (!fs::exists(path))
+    throw Error(ErrorCode::kNotFound, "image encoder not found: " + path.string());
+  const fs::path file = fs::is_directory(path) ? weights_in_folder(path) : path;
+  const TensorSource raw = open_tensors(file);
+  TensorSource hf;
+  if (raw.contains(kHfClassEmbedding)) {
+    hf = raw;
+  } else if (raw.contains("visual.class_embedding")) {
+    hf = open_clip_vision_to_hugging_face(raw, "visual.");
+  } else {
+    throw Error(ErrorCode::kInvalidFile,
+                file.string() + " is not a CLIP image encoder; " + what_it_looks_like(raw));
+  }
+  ClipVisionConfig defaults;
+  defaults.hidden_size = hf.info(kHfClassEmbedding).shape.at(0);
+  defaults.num_heads = known_heads(defaults.hidden_size).value_or(1);
+  return infer_clip_vision_config(hf, defaults);
+}
+
 LoadedClipVision load_clip_vision_encoder(const fs::path& path, at::ScalarType dtype,
                                           const at::Device& device) {
   ClipVisionLoadOptions options;

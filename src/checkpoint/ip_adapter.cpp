@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "doppel/checkpoint/clip_vision.hpp"
 #include "doppel/checkpoint/model_hash.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
@@ -210,6 +211,40 @@ LoadedIpAdapter load_ip_adapter(const IpAdapterLoadOptions& options) {
   result.name = options.path.stem().string();
   if (options.compute_hash) result.short_hash = a1111_legacy_model_hash(options.path);
   return result;
+}
+
+fs::path find_image_encoder(const fs::path& adapter_path, const IpAdapterConfig& config,
+                            const fs::path& models_dir) {
+  const fs::path folder = adapter_path.parent_path();
+  std::vector<fs::path> candidates = {folder / "image_encoder",
+                                      folder.parent_path() / "models" / "image_encoder",
+                                      folder.parent_path() / "sdxl_models" / "image_encoder"};
+  if (!models_dir.empty()) candidates.push_back(models_dir / "image_encoder");
+  std::string looked;
+  std::vector<fs::path> seen;
+  for (const fs::path& candidate : candidates) {
+    const fs::path normal = candidate.lexically_normal();
+    if (std::find(seen.begin(), seen.end(), normal) != seen.end()) continue;
+    seen.push_back(normal);
+    std::string why = "absent";
+    if (fs::is_directory(normal)) {
+      try {
+        const ClipVisionConfig encoder = read_clip_vision_config(normal);
+        const int64_t width =
+            config.uses_hidden_states() ? encoder.hidden_size : encoder.projection_dim;
+        if (width == config.image_embed_dim) return normal;
+        why = "gives " + std::to_string(width) + "-wide features";
+      } catch (const Error& error) {
+        why = error.what();
+      }
+    }
+    looked += "\n  " + normal.string() + ": " + why;
+  }
+  throw Error(ErrorCode::kNotFound,
+              "no image encoder for " + adapter_path.string() + " (it reads " +
+                  std::to_string(config.image_embed_dim) + "-wide " +
+                  (config.uses_hidden_states() ? "hidden states" : "image embeds") +
+                  "); looked in:" + looked + "\nname one with --image-encoder");
 }
 
 LoadedIpAdapter load_ip_adapter(const fs::path& path, const UNetConfig& base, at::ScalarType dtype,

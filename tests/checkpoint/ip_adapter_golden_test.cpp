@@ -288,5 +288,32 @@ TEST(IpAdapterLoading, RefusesFilesThatAreNotIpAdapters) {
   fs::remove(damaged);
 }
 
+TEST(IpAdapterLoading, FindsTheImageEncoderAsH94LaysThemOut) {
+  DOPPEL_REQUIRE_PATH(folder());
+  const UNetConfig sd1 = load_base("sd1").unet->config();
+  const UNetConfig sdxl = load_base("sdxl").unet->config();
+  const fs::path beside = folder() / "models/ip-adapter-plus-face_sd15.safetensors";
+  EXPECT_EQ(find_image_encoder(beside, load_ip_adapter(beside, sd1).model->config()),
+            (folder() / "models/image_encoder").lexically_normal());
+  // sdxl_models/*_vit-h use the ViT-H in models/.
+  const fs::path vit_h = folder() / "sdxl_models/ip-adapter-plus-face_sdxl_vit-h.bin";
+  EXPECT_EQ(find_image_encoder(vit_h, load_ip_adapter(vit_h, sdxl).model->config()),
+            (folder() / "models/image_encoder").lexically_normal());
+  // An adapter reading features no encoder around gives: refused, naming where it looked.
+  IpAdapterConfig wider = load_ip_adapter(beside, sd1).model->config();
+  wider.image_embed_dim = 1280;
+  try {
+    find_image_encoder(beside, wider);
+    FAIL();
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kNotFound);
+    EXPECT_NE(std::string(error.what()).find("gives 40-wide features"), std::string::npos)
+        << error.what();
+  }
+  EXPECT_EQ(read_clip_vision_config(folder() / "open_clip/image_encoder_visual.safetensors")
+                .projection_dim,
+            24);
+}
+
 }  // namespace
 }  // namespace doppel

@@ -44,6 +44,10 @@ LoadedClipVision load_clip_vision_encoder(const std::filesystem::path& path,
                                           at::ScalarType dtype = at::kFloat,
                                           const at::Device& device = at::kCPU);
 
+// The widths of the encoder at `path` (folder or file) from its tensor shapes, without
+// loading it (heads and activation as the defaults). Throws as load_clip_vision_encoder.
+ClipVisionConfig read_clip_vision_config(const std::filesystem::path& path);
+
 // The open_clip `visual.*` tensors of `source` under Hugging Face names (in_proj split into
 // q/k/v, `proj` transposed into visual_projection.weight, conv1 -> patch_embedding, ...).
 TensorSource open_clip_vision_to_hugging_face(const TensorSource& source,

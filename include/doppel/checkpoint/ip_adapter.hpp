@@ -53,4 +53,14 @@ IpAdapterConfig infer_ip_adapter_config(const TensorSource& tensors, const std::
 void check_ip_adapter_fits(const IpAdapterConfig& config, const UNetConfig& base,
                            const std::string& label);
 
+// The image encoder an adapter needs when none is named, as h94/IP-Adapter lays them out:
+// <adapter's folder>/image_encoder, then <its parent>/models/image_encoder (the ViT-H that
+// sdxl_models/*_vit-h adapters use) and <its parent>/sdxl_models/image_encoder, then
+// <models_dir>/image_encoder. The first whose feature width fits `config` wins (so a vit-h
+// SDXL adapter skips the ViT-bigG beside it). Throws kNotFound naming every folder looked at
+// and why it did not fit.
+std::filesystem::path find_image_encoder(const std::filesystem::path& adapter_path,
+                                         const IpAdapterConfig& config,
+                                         const std::filesystem::path& models_dir = {});
+
 }  // namespace doppel
