@@ -125,6 +125,21 @@ function zipEntries(bytes) {
 }
 
 async function shot(page, name) {
+  // Lazy images below the fold load too, so full-page screenshots show them.
+  await page.evaluate(async () => {
+    for (const image of document.images) image.loading = "eager";
+    await Promise.all(
+      [...document.images].map((image) =>
+        image.complete
+          ? null
+          : new Promise((done) => {
+              image.addEventListener("load", done);
+              image.addEventListener("error", done);
+              setTimeout(done, 3000);
+            }),
+      ),
+    );
+  });
   await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
 }
 
@@ -293,7 +308,7 @@ try {
   await page.reload();
   await page.getByText(/Ready to train with 6 good photos/).waitFor();
   assert.equal(await page.locator(".heading-slot .badge").innerText(), "Ready to train");
-  await page.getByRole("link", { name: "People" }).click();
+  await page.getByRole("link", { name: "People", exact: true }).click();
   const card = page.locator(`.subject-card[data-subject-id="${subjectId}"]`);
   await card.waitFor();
   assert.equal(await card.locator(".badge").innerText(), "Ready to train");
@@ -466,6 +481,7 @@ try {
   await page.goto(`${base}/subjects/${subjectId}/gallery`);
   await page.locator(".image-card").first().waitFor();
   await page.getByRole("link", { name: "全部下载（zip）" }).first().waitFor();
+  assert.doesNotMatch(await page.locator("main").innerText(), asciiPunctuationInChinese);
   await shot(page, "12b-gallery-zh");
   await page.getByRole("button", { name: /Switch to English/ }).click();
   await page.getByRole("link", { name: "Download all (zip)" }).first().waitFor();
@@ -555,7 +571,7 @@ try {
     .getByRole("button", { name: "Delete Angelina and everything made from it" })
     .click();
   await page.getByText("No people to delete.").waitFor();
-  await page.getByRole("link", { name: "People" }).click();
+  await page.getByRole("link", { name: "People", exact: true }).click();
   await page.getByText("No one here yet").waitFor();
   const storage = await page.evaluate(async () => (await fetch("/api/account/storage")).json());
   assert.equal(storage.photos.count, 0);

@@ -11,6 +11,11 @@ export interface Subject {
   name: string;
   trigger_word: string;
   status: string;
+  // The next step, from the photos' verdicts and the LoRA versions.
+  stage?: "needs_photos" | "ready_to_train" | "training" | "trained";
+  photos?: number;
+  accepted_photos?: number;
+  cover_photo_id?: string | null;
   has_face_profile: boolean;
   created_at: number;
 }
@@ -18,6 +23,8 @@ export interface PhotoReason {
   code: string;
   message: string;
   rejects: boolean;
+  detail?: string;
+  figures?: Record<string, number>;
 }
 export interface Photo {
   id: string;
@@ -37,6 +44,9 @@ export interface Readiness {
   photos_to_ideal: number;
   headline: string;
   hints: string[];
+  hint_codes?: string[];
+  plenty_photos?: number;
+  rejection_groups?: { code: string; title: string; photos: number; advice: string }[];
 }
 export interface Job {
   id: string;
@@ -55,6 +65,7 @@ export interface LoraVersion {
   subject_id: string;
   status: string;
   validation_likeness: number | null;
+  validation_faces?: "found" | "none" | null;
   created_at: number;
 }
 export interface StylePack {
@@ -72,6 +83,7 @@ export interface Shoot {
   image_count: number;
   images_done?: number;
   progress?: number;
+  jobs?: Record<"queued" | "running" | "succeeded" | "dead" | "cancelled", number>;
   status: string;
   created_at: number;
 }
@@ -124,6 +136,7 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    readonly refused: RefusedFile[] = [], // an upload whose every file was refused
   ) {
     super(message);
   }
@@ -172,8 +185,14 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   return (await response.json()) as T;
 }
 
+export interface RefusedFile {
+  file: string;
+  code: string;
+  message: string;
+}
 export interface UploadResult {
-  added: Photo[];
+  added: string[];
+  refused?: RefusedFile[];
   photos: Photo[];
   readiness: Readiness;
 }
@@ -207,7 +226,12 @@ export function uploadPhotos(
       } else {
         if (request.status === 401) onUnauthorized();
         reject(
-          new ApiError(request.status, body.error?.code ?? "error", body.error?.message ?? ""),
+          new ApiError(
+            request.status,
+            body.error?.code ?? "error",
+            body.error?.message ?? "",
+            body.refused ?? [],
+          ),
         );
       }
     };

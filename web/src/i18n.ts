@@ -1,4 +1,5 @@
-// UI text in English and Chinese; the browser's preferred language picks (zh* -> Chinese).
+// UI text in English and Chinese: the language switch (remembered) or else the browser's
+// preferred language picks; every key has both texts (scripts/check-i18n.mjs checks them).
 
 const en = {
   appName: "doppel",
@@ -20,7 +21,7 @@ const en = {
   setupTitle: "Welcome to doppel",
   setupIntro: "Create the first account. Everything stays on this computer.",
   setupNoToken:
-    "This set-up link has no token. Use the link doppel printed when it started (…/setup?token=…).",
+    "This page needs the set-up link doppel printed when it started (…/setup?token=…). Open that link to create the first account.",
   setupDone: "The studio is already set up. Sign in instead.",
   email: "Email",
   password: "Password",
@@ -47,6 +48,7 @@ const en = {
     "Add 5 to 20 photos of just this person: different days, angles and light, face clearly visible.",
   dropHere: "Drop photos here",
   orChoose: "or choose files",
+  choosePhotos: "Choose photos",
   uploading: "Uploading {done} of {total}…",
   checkingFaces: "Checking faces…",
   photoAccepted: "Good photo",
@@ -55,14 +57,16 @@ const en = {
   photoAlt: "Photo {index}",
   readinessNeed: "Add {count} more good photos to start training (at least 5 are needed).",
   readinessNeedOne: "Add 1 more good photo to start training (at least 5 are needed).",
-  readinessReady: "Ready to train with {count} photos. {more} more would improve the likeness.",
-  readinessIdeal: "Ready to train with {count} photos.",
+  readinessReady:
+    "Ready to train with {count} good photos. {more} more would improve the likeness.",
+  readinessIdeal: "Ready to train with {count} good photos.",
   photoCounts: "{accepted} accepted · {rejected} not usable",
 
   trainTitle: "2 · Train my double",
   trainIntro: "Learns this person's face on this computer. Nothing is uploaded anywhere.",
   trainButton: "Train my double",
   trainAgain: "Train again",
+  trainStartAbove: "Start it with “Train my double” in the next step above.",
   trainNeedsPhotos: "Needs at least 5 good photos first.",
   trainQueued: "Waiting for a free worker…",
   trainRunning: "Training… {percent}%",
@@ -115,6 +119,7 @@ const en = {
   variationsQueued: "Shooting 4 more like this…",
   imageAlt: "Portrait in the style {style}, likeness {score}",
   shoots: "Shoots",
+  listSeparator: ", ",
   shootOf: "{styles} · {count} portraits",
 
   settingsTitle: "Settings",
@@ -160,6 +165,78 @@ const en = {
   reason_unreadable: "cannot be read",
   reason_duplicate: "same photo twice",
   reason_different_person: "looks like a different person",
+  statusReady: "Ready to train",
+  mainNavigation: "Main",
+  languageSwitch: "中文",
+  languageSwitchLabel: "切换到中文 (Switch to Chinese)",
+  photoNotes: "Good photo, with a note",
+  photoDetails: "Details: {details}",
+  hintRejected: "{count} photos were not accepted ({title}). {advice}",
+  hintRejectedOne: "1 photo was not accepted ({title}). {advice}",
+  hintTurnHead:
+    "All your photos face the camera straight on. Add two or three with your head turned a little to the side, so portraits from an angle look like you too.",
+  hintPlenty:
+    "{count} good photos is more than needed: {plenty} varied ones are plenty, and more make training slower without improving the likeness.",
+  uploadRefused: "Not added:",
+  uploadRefusedFile: "{file}: {reason}",
+  refusedNotImage: "not a PNG, JPEG or WebP photo",
+  refusedTooLarge: "too large (split it or use a smaller copy)",
+  refusedBroken: "damaged or cut off; copy the photo again",
+  nextStepTitle: "Next step",
+  nextAddPhotos: "Add photos of {name} below to start.",
+  nextTrain: "{name} has enough good photos: train the double.",
+  nextTraining: "Training the double of {name}…",
+  nextShoot: "The double of {name} is ready: shoot portraits.",
+  cancelTraining: "Cancel training",
+  trainCancelled: "Training was cancelled.",
+  validationNoFace: "The likeness could not be measured: no face was found in the test portraits.",
+  cancelShoot: "Cancel the rest",
+  shootCancelled: "Cancelled: {done} of {total} portraits made",
+  shootCancelling: "Cancelling…",
+  likenessNotMeasured: "Likeness not measured",
+  imageAltNoFace: "Portrait in the style {style}, no face found",
+  recipeSteps: "{count} steps",
+  recipeSeed: "seed {seed}",
+  coverAlt: "Photo of {name}",
+  advice_no_face:
+    "No face was found. Use a photo where the face is clearly visible and turned towards the camera.",
+  advice_multiple_faces:
+    "There is more than one person in this photo, so it is unclear who it is of. Use a photo of the person alone, or crop it to their face.",
+  advice_extra_faces: "Smaller faces in the background were ignored; the largest face was used.",
+  advice_face_too_small:
+    "The face is too small in this photo. Use a closer or higher-resolution photo where the face fills more of the picture.",
+  advice_blurred:
+    "The face is blurred or out of focus. Use a sharp photo: hold the camera still, and avoid screenshots and small copies.",
+  advice_extreme_pose:
+    "The head is turned or tilted too far. Use a photo where the person faces the camera or is turned only slightly.",
+  advice_too_dark: "The face is too dark. Use a photo taken in daylight or good indoor light.",
+  advice_overexposed:
+    "The face is too bright: flash or harsh light washed it out. Use a photo in softer light.",
+  advice_eyes_closed: "The eyes look closed. Use a photo with the eyes open.",
+  advice_occluded:
+    "The mouth seems covered (a mask, a hand or an object). Use a photo with the whole face visible.",
+  advice_face_near_edge:
+    "The face is close to the photo's edge, so part of the portrait had to be filled in. A photo with more room around the face works better.",
+  advice_low_quality:
+    "The image quality is low (noise, compression or blur). A cleaner photo would train better.",
+  advice_unreadable: "This file could not be read as a photo. Upload it again as a JPEG or PNG.",
+  advice_duplicate:
+    "This is the same photo as another one (or a copy, crop or edit of it). Each photo should be a different shot.",
+  advice_different_person:
+    "This face does not match the other photos; it seems to show someone else. Use only photos of the same person.",
+  detail_multiple_faces: "{faces} faces of similar size",
+  detail_extra_faces: "{faces} smaller faces ignored",
+  detail_face_too_small: "face {value} pixels wide, at least {limit} needed",
+  detail_blurred: "sharpness {value}, at least {limit} needed",
+  detail_extreme_pose: "about {value}° from facing the camera, at most {limit}°",
+  detail_too_dark: "brightness {value} of 255, at least {limit} needed",
+  detail_overexposed: "brightness {value} of 255, {percent}% of the face pure white",
+  detail_eyes_closed: "eye openness {value}, at least {limit} needed",
+  detail_occluded: "mouth contrast {value}, at least {limit} needed",
+  detail_face_near_edge: "{percent}% of the portrait filled in by mirroring",
+  detail_low_quality: "BRISQUE {value}, above {limit}",
+  detail_different_person:
+    "distance {value} from the typical face of the other photos; the same person is usually below {limit}",
 };
 
 export type TextKey = keyof typeof en;
@@ -183,7 +260,8 @@ const zh: Record<TextKey, string> = {
 
   setupTitle: "欢迎使用 doppel",
   setupIntro: "创建第一个账号。所有数据都留在这台电脑上。",
-  setupNoToken: "这个设置链接缺少令牌。请使用 doppel 启动时打印的链接（…/setup?token=…）。",
+  setupNoToken:
+    "这个页面需要 doppel 启动时打印的设置链接（…/setup?token=…）。请打开那个链接来创建第一个账号。",
   setupDone: "写真馆已经设置好了，请直接登录。",
   email: "邮箱",
   password: "密码",
@@ -209,23 +287,25 @@ const zh: Record<TextKey, string> = {
   photosIntro: "添加 5 到 20 张只有此人的照片：不同的日子、角度和光线，脸部清晰可见。",
   dropHere: "把照片拖到这里",
   orChoose: "或选择文件",
+  choosePhotos: "选择照片",
   uploading: "正在上传 {done}/{total}…",
   checkingFaces: "正在检查人脸…",
-  photoAccepted: "合格",
+  photoAccepted: "照片可用",
   photoPending: "未检查",
   deletePhoto: "删除这张照片",
   photoAlt: "照片 {index}",
-  readinessNeed: "再添加 {count} 张合格照片即可开始训练（至少需要 5 张）。",
-  readinessNeedOne: "再添加 1 张合格照片即可开始训练（至少需要 5 张）。",
-  readinessReady: "已可用 {count} 张照片训练。再加 {more} 张会更像。",
-  readinessIdeal: "已可用 {count} 张照片训练。",
-  photoCounts: "{accepted} 张合格 · {rejected} 张不可用",
+  readinessNeed: "还需要 {count} 张可用的照片才能开始训练（至少 5 张）。",
+  readinessNeedOne: "还需要 1 张可用的照片才能开始训练（至少 5 张）。",
+  readinessReady: "已有 {count} 张可用的照片，可以开始训练了。再加 {more} 张，分身会更像本人。",
+  readinessIdeal: "已有 {count} 张可用的照片，可以开始训练了。",
+  photoCounts: "{accepted} 张可用 · {rejected} 张不可用",
 
   trainTitle: "2 · 训练我的分身",
   trainIntro: "在这台电脑上学习此人的样貌，不会上传到任何地方。",
   trainButton: "训练我的分身",
   trainAgain: "重新训练",
-  trainNeedsPhotos: "需要先有至少 5 张合格照片。",
+  trainStartAbove: "点击上方“下一步”里的“训练我的分身”即可开始。",
+  trainNeedsPhotos: "需要先有至少 5 张可用的照片。",
   trainQueued: "正在等待空闲的工作进程…",
   trainRunning: "训练中… {percent}%",
   eta: "大约还需 {time}",
@@ -235,7 +315,7 @@ const zh: Record<TextKey, string> = {
   validationUnknown: "无法测量测试写真的相似度（其中没有找到人脸）。",
 
   shootTitle: "3 · 拍摄写真",
-  shootIntro: "选择一种或多种风格。每张写真都会按与{name}的相似度排序。",
+  shootIntro: "选择一种或多种风格。每张写真都会按与{name}的相似程度排序。",
   shootNeedsTraining: "请先训练分身。",
   shootAction: "拍摄写真",
   chooseStyles: "选择风格",
@@ -276,6 +356,7 @@ const zh: Record<TextKey, string> = {
   variationsQueued: "正在再拍 4 张类似的…",
   imageAlt: "{style}风格写真，相似度 {score}",
   shoots: "拍摄记录",
+  listSeparator: "、",
   shootOf: "{styles} · {count} 张",
 
   settingsTitle: "设置",
@@ -319,11 +400,83 @@ const zh: Record<TextKey, string> = {
   reason_unreadable: "无法读取",
   reason_duplicate: "重复的照片",
   reason_different_person: "看起来像另一个人",
+  statusReady: "可以训练",
+  mainNavigation: "主导航",
+  languageSwitch: "English",
+  languageSwitchLabel: "Switch to English（切换到英文）",
+  photoNotes: "照片可用，有一条提示",
+  photoDetails: "详情：{details}",
+  hintRejected: "有 {count} 张照片未被采用（{title}）。{advice}",
+  hintRejectedOne: "有 1 张照片未被采用（{title}）。{advice}",
+  hintTurnHead:
+    "你的照片都是正对镜头的。再加两三张头稍微侧向一边的照片，这样侧面角度的写真也会像你。",
+  hintPlenty:
+    "{count} 张照片已经超出需要：{plenty} 张多样的照片就足够了，更多只会让训练变慢，不会更像。",
+  uploadRefused: "未添加：",
+  uploadRefusedFile: "{file}：{reason}",
+  refusedNotImage: "不是 PNG、JPEG 或 WebP 照片",
+  refusedTooLarge: "文件太大（请拆分或换一张较小的副本）",
+  refusedBroken: "文件已损坏或不完整，请重新复制这张照片",
+  nextStepTitle: "下一步",
+  nextAddPhotos: "在下方添加{name}的照片即可开始。",
+  nextTrain: "{name}的可用照片已经够了：来训练分身吧。",
+  nextTraining: "正在训练{name}的分身…",
+  nextShoot: "{name}的分身已就绪：开始拍摄写真吧。",
+  cancelTraining: "取消训练",
+  trainCancelled: "训练已取消。",
+  validationNoFace: "无法测量相似度：测试写真中没有找到人脸。",
+  cancelShoot: "取消剩余的",
+  shootCancelled: "已取消：完成了 {done}/{total} 张",
+  shootCancelling: "正在取消…",
+  likenessNotMeasured: "未测量相似度",
+  imageAltNoFace: "{style}风格写真，未找到人脸",
+  recipeSteps: "{count} 步",
+  recipeSeed: "种子 {seed}",
+  coverAlt: "{name}的照片",
+  advice_no_face: "没有找到人脸。请使用脸部清晰可见、面向镜头的照片。",
+  advice_multiple_faces:
+    "照片里不止一个人，无法确定是谁。请使用只有此人的照片，或把照片裁剪到此人的脸部。",
+  advice_extra_faces: "背景中较小的人脸已被忽略，使用的是最大的那张脸。",
+  advice_face_too_small: "照片中的脸太小。请使用离得更近或分辨率更高、脸部占画面更多的照片。",
+  advice_blurred: "脸部模糊或没有对焦。请使用清晰的照片：拍摄时拿稳相机，不要用截图或缩小的副本。",
+  advice_extreme_pose: "头部转得或仰俯得太厉害。请使用正对镜头或只稍微侧身的照片。",
+  advice_too_dark: "脸部太暗。请使用在日光或明亮室内光线下拍的照片。",
+  advice_overexposed: "脸部太亮，被闪光灯或强光照得发白。请使用光线柔和的照片。",
+  advice_eyes_closed: "眼睛看起来是闭着的。请使用睁着眼睛的照片。",
+  advice_occluded: "嘴部似乎被遮住了（口罩、手或其他物品）。请使用整张脸都露出来的照片。",
+  advice_face_near_edge:
+    "脸太靠近照片边缘，写真的一部分只能靠补画填充。脸部周围留有更多空间的照片效果更好。",
+  advice_low_quality: "图片质量较差（噪点、压缩或模糊）。更清晰的照片训练效果更好。",
+  advice_unreadable: "无法把这个文件当作照片读取。请重新以 JPEG 或 PNG 格式上传。",
+  advice_duplicate:
+    "这张和另一张是同一张照片（或其副本、裁剪或修改版）。每张照片都应该是不同的一次拍摄。",
+  advice_different_person: "这张脸和其他照片不一致，看起来是另一个人。请只使用同一个人的照片。",
+  detail_multiple_faces: "{faces} 张大小相近的人脸",
+  detail_extra_faces: "忽略了 {faces} 张较小的人脸",
+  detail_face_too_small: "脸宽 {value} 像素，至少需要 {limit}",
+  detail_blurred: "清晰度 {value}，至少需要 {limit}",
+  detail_extreme_pose: "偏离正面约 {value}°，最多 {limit}°",
+  detail_too_dark: "亮度 {value}/255，至少需要 {limit}",
+  detail_overexposed: "亮度 {value}/255，脸部有 {percent}% 纯白",
+  detail_eyes_closed: "睁眼程度 {value}，至少需要 {limit}",
+  detail_occluded: "嘴部对比度 {value}，至少需要 {limit}",
+  detail_face_near_edge: "写真中有 {percent}% 靠镜像补画",
+  detail_low_quality: "BRISQUE {value}，高于 {limit}",
+  detail_different_person: "与其他照片的典型人脸相距 {value}；同一个人通常低于 {limit}",
 };
 
 export type Language = "en" | "zh";
+export const languageStorageKey = "doppel.language";
 
+// The language the person chose with the switch (remembered in this browser), else the
+// browser's preferred one (zh* -> Chinese, else English).
 function preferredLanguage(): Language {
+  try {
+    const chosen = localStorage.getItem(languageStorageKey);
+    if (chosen === "en" || chosen === "zh") return chosen;
+  } catch {
+    /* storage blocked: follow the browser */
+  }
   const languages = navigator.languages?.length ? navigator.languages : [navigator.language];
   for (const language of languages) {
     const code = (language || "").toLowerCase();
@@ -336,11 +489,59 @@ function preferredLanguage(): Language {
 export const language: Language = preferredLanguage();
 const table: Record<TextKey, string> = language === "zh" ? zh : en;
 
-// t("uploading", {done: 1, total: 3}) -> "Uploading 1 of 3…"
-export function t(key: TextKey, parameters: Record<string, string | number> = {}): string {
-  return table[key].replace(/\{(\w+)\}/g, (whole, name: string) =>
-    name in parameters ? String(parameters[name]) : whole,
+// Remembers the choice and draws the page again in that language.
+export function switchLanguage(): void {
+  try {
+    localStorage.setItem(languageStorageKey, language === "zh" ? "en" : "zh");
+  } catch {
+    /* nothing to remember it in: the page still changes */
+  }
+  location.reload();
+}
+
+// Dates and numbers follow the browser's locale when it is of the UI's language (en-GB writes
+// 06/12/2026, en-US 12/6/2026), else the language's usual one.
+const browserLocales = navigator.languages?.length ? navigator.languages : [navigator.language];
+export const locale: string =
+  browserLocales.find((each) => (each || "").toLowerCase().startsWith(language)) ??
+  (language === "zh" ? "zh-CN" : "en-GB");
+
+export function formatNumber(value: number, fractionDigits = 0): string {
+  return new Intl.NumberFormat(locale, {
+    minimumFractionDigits: fractionDigits,
+    maximumFractionDigits: fractionDigits,
+  }).format(value);
+}
+
+export function formatDate(millis: number): string {
+  return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "short" }).format(
+    new Date(millis),
   );
+}
+
+const ideograph = "\\u3400-\\u9fff\\uf900-\\ufaff";
+const latinAfterIdeograph = new RegExp(`([${ideograph}])([A-Za-z0-9])`, "g");
+const ideographAfterLatin = new RegExp(`([A-Za-z0-9])([${ideograph}])`, "g");
+
+// Chinese text gets a space between ideographs and Latin letters or digits ("删除 Angelina 及其"),
+// whatever a parameter holds.
+function spaced(text: string): string {
+  return text.replace(latinAfterIdeograph, "$1 $2").replace(ideographAfterLatin, "$1 $2");
+}
+
+// t("uploading", {done: 1, total: 3}) -> "Uploading 1 of 3…"; numbers in the locale's digits.
+export function t(key: TextKey, parameters: Record<string, string | number> = {}): string {
+  const text = table[key].replace(/\{(\w+)\}/g, (whole, name: string) => {
+    if (!(name in parameters)) return whole;
+    const value = parameters[name];
+    return typeof value === "number" ? formatNumber(value, Number.isInteger(value) ? 0 : 2) : value;
+  });
+  return language === "zh" ? spaced(text) : text;
+}
+
+// Whether the table has a text for this key (reason codes from a newer server may not).
+export function hasText(key: string): key is TextKey {
+  return key in table;
 }
 
 // The API's error codes in Chinese (the server's messages are English); English shows the
@@ -351,19 +552,45 @@ const chineseErrors: Record<string, string> = {
   not_found: "找不到这项内容，它可能已被删除。",
   too_large: "文件太大或照片太多，请分几次上传。",
   unsupported_media_type: "这不是图片文件。请使用 PNG、JPEG 或 WebP 照片。",
-  not_ready: "还不能开始：合格的照片不够。",
+  invalid_file: "文件已损坏或不完整，无法读取。",
+  invalid_argument: "请求的内容不正确，请检查后再试。",
+  not_ready: "还不能开始：可用的照片不够。",
   csrf: "页面已过期，请刷新后再试。",
   conflict: "这项内容已经存在或正在使用中。",
+  no_route: "找不到这个页面或接口。",
+  internal: "写真馆内部出错了，请稍后再试。",
 };
 
 export function localizedError(code: string): string | null {
   return language === "zh" ? (chineseErrors[code] ?? null) : null;
 }
 
-// A photo-check reason code in plain words; unknown codes fall back to the server's message.
+// A photo-check reason code as a short title ("too blurry"); unknown codes fall back to the
+// server's message.
 export function reasonText(code: string, message: string): string {
-  const key = `reason_${code}` as TextKey;
-  return key in table ? table[key] : message;
+  const key = `reason_${code}`;
+  return hasText(key) ? t(key) : message;
+}
+
+// What is wrong and what to do, in the UI's language (the server's English for unknown codes).
+export function reasonAdvice(code: string, message: string): string {
+  const key = `advice_${code}`;
+  return hasText(key) ? t(key) : message;
+}
+
+// The measurement behind a verdict ("sharpness 104, at least 200 needed") in the UI's
+// language, from the reason's figures; the server's detail when there is no template.
+export function reasonDetail(
+  code: string,
+  detail: string | undefined,
+  figures: Record<string, number> | undefined,
+): string {
+  const key = `detail_${code}`;
+  if (!hasText(key) || !figures || !Object.keys(figures).length) return detail ?? "";
+  const shown: Record<string, string> = {};
+  for (const [name, value] of Object.entries(figures))
+    shown[name] = formatNumber(value, Number.isInteger(value) ? 0 : 2);
+  return t(key, shown);
 }
 
 export function likenessLabelText(label: string | null): string {
@@ -376,8 +603,10 @@ export function likenessLabelText(label: string | null): string {
       return t("labelUncertain");
     case "different person":
       return t("labelDifferent");
-    default:
+    case "no face":
       return t("likenessUnknown");
+    default:
+      return t("likenessNotMeasured");
   }
 }
 
@@ -388,12 +617,28 @@ export function localized(english: string, chinese: string | undefined): string 
 
 export function formatDuration(seconds: number): string {
   const s = Math.max(1, Math.round(seconds));
-  if (language === "zh") {
-    if (s < 60) return `${s} 秒`;
-    if (s < 3600) return `${Math.round(s / 60)} 分钟`;
-    return `${(s / 3600).toFixed(1)} 小时`;
-  }
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.round(s / 60)} min`;
-  return `${(s / 3600).toFixed(1)} h`;
+  const unit = (value: number, unitName: "second" | "minute" | "hour") =>
+    new Intl.NumberFormat(locale, {
+      style: "unit",
+      unit: unitName,
+      unitDisplay: language === "zh" ? "long" : "short",
+      maximumFractionDigits: 1,
+    }).format(value);
+  if (s < 60) return unit(s, "second");
+  if (s < 3600) return unit(Math.round(s / 60), "minute");
+  return unit(s / 3600, "hour");
 }
+
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${formatNumber(value, unit === 0 || value >= 10 ? 0 : 1)} ${units[unit]}`;
+}
+
+// Every key of both tables, for the translation check (scripts/check-i18n.mjs reads the file).
+export const textTables = { en, zh };

@@ -4,7 +4,7 @@
 import "./style.css";
 import { Account, api, closeJobStream, setUnauthorizedHandler } from "./api";
 import { h, replaceChildren } from "./dom";
-import { language, t } from "./i18n";
+import { language, switchLanguage, t } from "./i18n";
 import { renderSetup, renderSignIn } from "./screens/auth";
 import { renderGallery } from "./screens/gallery";
 import { renderSettings } from "./screens/settings";
@@ -57,6 +57,19 @@ function drawTopBar(): void {
   const here = location.pathname;
   const link = (href: string, label: string, active: boolean) =>
     h("a", { href, class: active ? "active" : "", "aria-current": active ? "page" : null }, label);
+  // The other language, named in itself, so someone who cannot read this one finds it.
+  const languageButton = h(
+    "button",
+    {
+      type: "button",
+      class: "link-button language-switch",
+      lang: language === "zh" ? "en" : "zh-CN",
+      title: t("languageSwitchLabel"),
+      "aria-label": t("languageSwitchLabel"),
+      onclick: switchLanguage,
+    },
+    t("languageSwitch"),
+  );
   replaceChildren(
     bar,
     h(
@@ -68,12 +81,18 @@ function drawTopBar(): void {
     account
       ? h(
           "nav",
-          { "aria-label": "main" },
+          { "aria-label": t("mainNavigation") },
           link("/", t("navSubjects"), here === "/" || here.startsWith("/subjects")),
           link("/settings", t("navSettings"), here === "/settings"),
           h("button", { type: "button", class: "link-button", onclick: signOut }, t("signOut")),
+          languageButton,
         )
-      : h("span", { class: "tagline" }, t("tagline")),
+      : h(
+          "span",
+          { class: "top-bar-end" },
+          h("span", { class: "tagline" }, t("tagline")),
+          languageButton,
+        ),
   );
 }
 

@@ -70,18 +70,28 @@ export function renderSetup(main: HTMLElement): void {
   main.append(
     h("section", { class: "auth" }, pageHeading(t("setupTitle"), t("setupIntro")), notice, form),
   );
+  // Without the printed link the form cannot succeed: say so at once, not after filling it in.
+  const hasToken = /^[0-9a-f]{64}$/.test(token);
+  if (!hasToken) {
+    notice.textContent = t("setupNoToken");
+    notice.className = "notice notice-warning";
+    notice.setAttribute("role", "alert");
+    for (const control of form.querySelectorAll<HTMLInputElement | HTMLButtonElement>(
+      "input, button",
+    ))
+      control.disabled = true;
+  }
   void api<{ needed: boolean }>("GET", "/api/setup").then(
     (setup) => {
       if (!setup.needed) {
         notice.textContent = t("setupDone");
+        notice.className = "notice";
         form.replaceWith(h("a", { class: "button primary", href: "/sign-in" }, t("signIn")));
-      } else if (!/^[0-9a-f]{64}$/.test(token)) {
-        notice.textContent = t("setupNoToken");
       }
     },
     () => {},
   );
-  email.focus();
+  if (hasToken) email.focus();
 }
 
 export function renderSignIn(main: HTMLElement): void {

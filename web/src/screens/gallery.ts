@@ -4,7 +4,7 @@
 
 import { api, Image, isFinished, onJob, Shoot, StylePack, Subject } from "../api";
 import { h, replaceChildren } from "../dom";
-import { language, likenessLabelText, localized, t } from "../i18n";
+import { formatDate, likenessLabelText, localized, t } from "../i18n";
 import { icon, IconName } from "../icons";
 import type { Cleanup } from "../main";
 import {
@@ -31,24 +31,32 @@ function styleName(state: GalleryState, id: string | undefined): string {
   return style ? localized(style.name, style.name_zh) : (id ?? "");
 }
 
+// "87 · looks like them"; "No face found" for a portrait without a face (not "doesn't look
+// like them": there was nothing to compare); "Likeness not measured" when it was not scored.
 function likenessBadge(image: Image): HTMLElement {
   const known = image.likeness !== null;
+  const kind = known
+    ? `likeness-${(image.likeness_label ?? "").replace(/ /g, "-")}`
+    : image.likeness_label === "no face"
+      ? "likeness-no-face"
+      : "likeness-unknown";
   return h(
     "span",
-    {
-      class: `likeness-badge ${known ? `likeness-${(image.likeness_label ?? "").replace(/ /g, "-")}` : "likeness-unknown"}`,
-    },
+    { class: `likeness-badge ${kind}` },
     known
       ? t("likenessBadge", {
           score: Math.round(image.likeness!),
           label: likenessLabelText(image.likeness_label),
         })
-      : t("likenessUnknown"),
+      : likenessLabelText(image.likeness_label),
   );
 }
 
-function downloadName(image: Image): string {
-  return `doppel-${image.recipe.style ?? "portrait"}-${image.recipe.seed ?? image.id}.png`;
+function imageAlt(state: GalleryState, image: Image): string {
+  const style = styleName(state, image.recipe.style);
+  return image.likeness === null
+    ? t("imageAltNoFace", { style })
+    : t("imageAlt", { style, score: Math.round(image.likeness) });
 }
 
 function recipeList(state: GalleryState, image: Image): HTMLElement {
@@ -67,9 +75,9 @@ function recipeList(state: GalleryState, image: Image): HTMLElement {
       t("recipeSettings"),
       [
         recipe.sampler,
-        recipe.steps !== undefined ? `${recipe.steps} steps` : null,
+        recipe.steps !== undefined ? t("recipeSteps", { count: recipe.steps }) : null,
         recipe.guidance !== undefined ? `CFG ${recipe.guidance}` : null,
-        recipe.seed !== undefined ? `seed ${recipe.seed}` : null,
+        recipe.seed !== undefined ? t("recipeSeed", { seed: String(recipe.seed) }) : null,
         recipe.width ? `${recipe.width}×${recipe.height}` : null,
       ]
         .filter(Boolean)
@@ -152,9 +160,10 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
         toast(errorMessage(error), "error");
       }
     });
+    // The server names the file "<person>-<style>-<rank>.png", as in the shoot's zip.
     const download = control("a", "download", t("download"), {
       href: image.png_url,
-      download: downloadName(image),
+      download: "",
     });
     replaceChildren(into, favourite, download, more, remove);
   }
@@ -175,13 +184,7 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
         },
         icon("close"),
       ),
-      h("img", {
-        src: image.png_url,
-        alt: t("imageAlt", {
-          style: styleName(state, image.recipe.style),
-          score: image.likeness === null ? "—" : Math.round(image.likeness),
-        }),
-      }),
+      h("img", { src: image.png_url, alt: imageAlt(state, image) }),
       h(
         "div",
         { class: "viewer-side" },
@@ -222,10 +225,7 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
         },
         h("img", {
           src: image.png_url,
-          alt: t("imageAlt", {
-            style: styleName(state!, image.recipe.style),
-            score: image.likeness === null ? "—" : Math.round(image.likeness),
-          }),
+          alt: imageAlt(state!, image),
           loading: "lazy",
           decoding: "async",
         }),
@@ -262,30 +262,66 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
     );
   }
 
+  function zipLink(shoot: Shoot): HTMLElement {
+    return h(
+      "a",
+      { href: `/api/shoots/${shoot.id}/zip`, download: "", class: "button secondary small" },
+      icon("download"),
+      t("downloadZip"),
+    );
+  }
+
+  // The shoot just started and any still running, at the top: progress, "Download all" and
+  // "Cancel the rest".
   function drawShoots(details: Shoot[]): void {
     if (!state) return;
+    const running = (shoot: Shoot) =>
+      (shoot.jobs?.queued ?? 0) + (shoot.jobs?.running ?? 0) > 0 ||
+      ((shoot.images_done ?? 0) < shoot.image_count && shoot.status !== "incomplete");
     const active = details.filter(
-      (shoot) =>
-        shoot.id === focusShoot ||
-        ((shoot.images_done ?? 0) < shoot.image_count && shoot.status !== "incomplete"),
+      (shoot, index) => shoot.id === focusShoot || running(shoot) || (!focusShoot && index === 0),
     );
     replaceChildren(
       progressArea,
       ...active.map((shoot) => {
         const done = shoot.images_done ?? 0;
+        const cancelled = (shoot.jobs?.cancelled ?? 0) > 0;
         const label =
           done >= shoot.image_count
             ? t("shootFinished", { total: shoot.image_count })
             : shoot.status === "incomplete"
-              ? t("shootIncomplete", { done, total: shoot.image_count })
+              ? cancelled
+                ? t("shootCancelled", { done, total: shoot.image_count })
+                : t("shootIncomplete", { done, total: shoot.image_count })
               : t("shootProgress", { done, total: shoot.image_count });
+        let cancel: HTMLButtonElement | null = null;
+        if (running(shoot)) {
+          const button = h(
+            "button",
+            { type: "button", class: "secondary small" },
+            t("cancelShoot"),
+          );
+          button.addEventListener("click", () =>
+            whileBusy(button, async () => {
+              button.textContent = t("shootCancelling");
+              await api("POST", `/api/shoots/${shoot.id}/cancel`);
+              await refresh();
+            }),
+          );
+          cancel = button;
+        }
         return h(
           "div",
           { class: "card shoot-progress", "data-shoot-id": shoot.id },
           h(
-            "p",
-            { class: "shoot-styles" },
-            shoot.styles.map((id) => styleName(state!, id)).join(", "),
+            "div",
+            { class: "shoot-progress-head" },
+            h(
+              "p",
+              { class: "shoot-styles" },
+              shoot.styles.map((id) => styleName(state!, id)).join(t("listSeparator")),
+            ),
+            h("div", { class: "actions-row" }, done > 0 ? zipLink(shoot) : null, cancel),
           ),
           progressBar(Math.max(shoot.progress ?? 0, done / Math.max(1, shoot.image_count)), label),
         );
@@ -305,26 +341,15 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
               "span",
               {},
               t("shootOf", {
-                styles: shoot.styles.map((id) => styleName(state!, id)).join(", "),
+                styles: shoot.styles.map((id) => styleName(state!, id)).join(t("listSeparator")),
                 count: shoot.image_count,
               }),
             ),
             " ",
-            h(
-              "span",
-              { class: "muted" },
-              new Date(shoot.created_at).toLocaleString(language === "zh" ? "zh-CN" : "en"),
-            ),
+            h("span", { class: "muted" }, formatDate(shoot.created_at)),
             " ",
-            h(
-              "a",
-              {
-                href: `/api/shoots/${shoot.id}/zip`,
-                download: `doppel-shoot-${shoot.id}.zip`,
-                class: "button secondary small",
-              },
-              t("downloadZip"),
-            ),
+            // A shoot with no portrait (all cancelled) has nothing to download.
+            state!.images.some((image) => image.shoot_id === shoot.id) ? zipLink(shoot) : null,
           ),
         ),
       ),

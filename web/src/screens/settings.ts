@@ -2,8 +2,8 @@
 // stores, and privacy (delete a person and everything made from them, delete the account).
 
 import { api, Model, Storage, Subject } from "../api";
-import { formatBytes, h } from "../dom";
-import { t } from "../i18n";
+import { h } from "../dom";
+import { formatBytes, t } from "../i18n";
 import { navigate, setAccount } from "../main";
 import { confirmDialog, errorMessage, loadInto, pageHeading, toast, whileBusy } from "../ui";
 

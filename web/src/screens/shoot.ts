@@ -3,7 +3,7 @@
 
 import { api, Image, Shoot, StylePack, Subject } from "../api";
 import { h, replaceChildren } from "../dom";
-import { localized, t } from "../i18n";
+import { locale, localized, t } from "../i18n";
 import { navigate } from "../main";
 import { errorBox, loadingBox, pageHeading, whileBusy } from "../ui";
 
@@ -104,7 +104,11 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): void {
           h(
             "div",
             { class: "style-grid" },
-            ...styles.map((style) => styleCard(style, samples.get(style.id), toggle)),
+            ...[...styles]
+              .sort((a, b) =>
+                localized(a.name, a.name_zh).localeCompare(localized(b.name, b.name_zh), locale),
+              )
+              .map((style) => styleCard(style, samples.get(style.id), toggle)),
           ),
         ),
       );

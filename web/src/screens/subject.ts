@@ -1,19 +1,22 @@
-// One person's page: their photos with a verdict on each, how many more would help, training
-// their double with live progress, and the way on to shooting and the gallery.
+// One person's page: the next step at the top (add photos, train, watch training, shoot), their
+// photos with a verdict on each in plain words, and their double's training.
 
 import {
   api,
+  ApiError,
   isFinished,
   Job,
   LoraVersion,
   onJob,
   Photo,
+  PhotoReason,
   Readiness,
+  RefusedFile,
   Subject,
   uploadPhotos,
 } from "../api";
 import { h, replaceChildren } from "../dom";
-import { formatDuration, language, reasonText, t } from "../i18n";
+import { formatDuration, language, reasonAdvice, reasonDetail, reasonText, t } from "../i18n";
 import { icon } from "../icons";
 import type { Cleanup } from "../main";
 import {
@@ -26,7 +29,7 @@ import {
   whileBusy,
 } from "../ui";
 import { deleteSubject } from "./settings";
-import { statusText } from "./subjects";
+import { statusText, Stage } from "./subjects";
 
 const kMaxFilesPerUpload = 10;
 const kMaxBytesPerUpload = 16 * 1024 * 1024;
@@ -41,6 +44,38 @@ export function readinessText(readiness: Readiness): string {
   return t("readinessIdeal", { count: readiness.accepted });
 }
 
+// The readiness hints in the UI's language, from their codes (the server's own sentences are
+// English).
+function readinessHints(readiness: Readiness): string[] {
+  const codes = readiness.hint_codes ?? [];
+  if (!codes.length && language === "en") return readiness.hints;
+  return codes.map((code) => {
+    if (code === "rejected" && readiness.rejection_groups?.length) {
+      const top = readiness.rejection_groups[0];
+      const parameters = {
+        count: top.photos,
+        title: reasonText(top.code, top.title),
+        advice: reasonAdvice(top.code, top.advice),
+      };
+      return top.photos === 1 ? t("hintRejectedOne", parameters) : t("hintRejected", parameters);
+    }
+    if (code === "turn_head") return t("hintTurnHead");
+    if (code === "plenty")
+      return t("hintPlenty", { count: readiness.accepted, plenty: readiness.plenty_photos ?? 20 });
+    return readiness.hints[codes.indexOf(code)] ?? "";
+  });
+}
+
+// One reason in words: what is wrong and what to do, and the measurement as a details line.
+function reasonLines(reason: PhotoReason): HTMLElement[] {
+  const details = reasonDetail(reason.code, reason.detail, reason.figures);
+  const lines: HTMLElement[] = [
+    h("p", { class: "verdict-advice" }, reasonAdvice(reason.code, reason.message)),
+  ];
+  if (details) lines.push(h("p", { class: "verdict-numbers" }, t("photoDetails", { details })));
+  return lines;
+}
+
 // The verdict on the photo, in plain words: "Good photo", or the reasons it cannot be used.
 function photoTile(photo: Photo, index: number, onDelete: (photo: Photo) => void): HTMLElement {
   const reasons = photo.reasons ?? [];
@@ -48,42 +83,50 @@ function photoTile(photo: Photo, index: number, onDelete: (photo: Photo) => void
   const notes = reasons.filter((reason) => !reason.rejects);
   const verdict =
     photo.verdict === "accepted"
-      ? t("photoAccepted")
+      ? notes.length
+        ? t("photoNotes")
+        : t("photoAccepted")
       : photo.verdict === "rejected"
-        ? rejecting.map((reason) => reasonText(reason.code, reason.message)).join(", ")
+        ? rejecting.map((reason) => reasonText(reason.code, reason.message)).join(" · ")
         : t("photoPending");
-  const details = [...rejecting, ...notes].map((reason) => reason.message).join(" ");
+  const explained = photo.verdict === "rejected" ? rejecting : notes;
   return h(
     "li",
     { class: `photo-tile verdict-${photo.verdict}`, "data-photo-id": photo.id },
-    h("img", {
-      src: `/api/photos/${photo.id}/file`,
-      alt: t("photoAlt", { index: index + 1 }),
-      loading: "lazy",
-      decoding: "async",
-    }),
     h(
-      "p",
-      { class: "verdict", title: details || null },
+      "div",
+      { class: "photo-frame" },
+      h("img", {
+        src: `/api/photos/${photo.id}/file`,
+        alt: t("photoAlt", { index: index + 1 }),
+        loading: "lazy",
+        decoding: "async",
+      }),
       h(
-        "span",
-        { class: "verdict-icon", "aria-hidden": "true" },
-        photo.verdict === "accepted" ? "✓" : photo.verdict === "rejected" ? "✕" : "…",
+        "p",
+        { class: "verdict" },
+        h(
+          "span",
+          { class: "verdict-icon", "aria-hidden": "true" },
+          photo.verdict === "accepted" ? "✓" : photo.verdict === "rejected" ? "✕" : "…",
+        ),
+        h("span", { class: "verdict-text" }, verdict),
       ),
-      verdict,
+      h(
+        "button",
+        {
+          type: "button",
+          class: "icon-button tile-delete",
+          "aria-label": `${t("deletePhoto")} (${index + 1})`,
+          title: t("deletePhoto"),
+          onclick: () => onDelete(photo),
+        },
+        icon("trash"),
+      ),
     ),
-    details ? h("p", { class: "verdict-detail" }, details) : null,
-    h(
-      "button",
-      {
-        type: "button",
-        class: "icon-button tile-delete",
-        "aria-label": `${t("deletePhoto")} (${index + 1})`,
-        title: t("deletePhoto"),
-        onclick: () => onDelete(photo),
-      },
-      icon("trash"),
-    ),
+    explained.length
+      ? h("div", { class: "verdict-detail" }, ...explained.flatMap(reasonLines))
+      : null,
   );
 }
 
@@ -108,6 +151,33 @@ function batches(files: File[]): File[][] {
   return result;
 }
 
+// Why a file was not added, in the UI's language.
+function refusedReason(file: RefusedFile): string {
+  if (file.code === "unsupported_media_type") return t("refusedNotImage");
+  if (file.code === "too_large") return t("refusedTooLarge");
+  if (file.code === "invalid_file") return t("refusedBroken");
+  return file.message;
+}
+
+function refusedList(files: RefusedFile[]): HTMLElement {
+  return h(
+    "div",
+    { class: "refused", role: "alert" },
+    h("p", {}, t("uploadRefused")),
+    h(
+      "ul",
+      {},
+      ...files.map((file) =>
+        h(
+          "li",
+          { "data-file": file.file },
+          t("uploadRefusedFile", { file: file.file, reason: refusedReason(file) }),
+        ),
+      ),
+    ),
+  );
+}
+
 function latestVersion(versions: LoraVersion[]): LoraVersion | undefined {
   return [...versions].sort((a, b) => b.created_at - a.created_at)[0];
 }
@@ -118,17 +188,28 @@ function etaSeconds(job: Job): number | null {
   return match ? Number(match[1]) : null;
 }
 
+function validationText(version: LoraVersion): string {
+  if (version.validation_likeness !== null)
+    return t("validationLikeness", { score: Math.round(version.validation_likeness) });
+  return version.validation_faces === "none" ? t("validationNoFace") : t("validationUnknown");
+}
+
 export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup {
-  const heading = h("div", { class: "heading-slot" }, loadingBox());
+  const heading = h("div", { class: "heading-slot subject-heading" }, loadingBox());
+  const nextStep = h("section", {
+    class: "card next-step",
+    "aria-labelledby": "next-step-title",
+    "aria-live": "polite",
+  });
   const readinessPanel = h("div", { class: "readiness", "aria-live": "polite" });
   const uploadStatus = h("div", { class: "upload-status" });
   const photoGrid = h("ul", { class: "photo-grid", "aria-label": t("photosTitle") });
   const trainPanel = h("div", { class: "train-panel" }, loadingBox());
-  const shootPanel = h("div", { class: "shoot-panel" });
   let subject: Subject | null = null;
   let photos: Photo[] = [];
   let trainJob: Job | null = null;
   let versions: LoraVersion[] = [];
+  let readiness: Readiness | null = null;
 
   const fileInput = h("input", {
     type: "file",
@@ -146,6 +227,15 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
     h("label", { for: "photo-input", class: "button secondary" }, t("orChoose")),
   );
 
+  // Where the person is: from the verdicts, the versions and a running training job.
+  function stage(): Stage {
+    if (trainJob && !isFinished(trainJob)) return "training";
+    if (versions.some((version) => version.status === "ready")) return "trained";
+    if (versions.some((version) => version.status === "queued" || version.status === "training"))
+      return "training";
+    return readiness && readiness.photos_needed === 0 ? "ready_to_train" : "needs_photos";
+  }
+
   function drawPhotos(): void {
     replaceChildren(
       photoGrid,
@@ -153,7 +243,9 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
     );
   }
 
-  function drawReadiness(readiness: Readiness): void {
+  function drawReadiness(): void {
+    if (!readiness) return;
+    const hints = readinessHints(readiness).filter(Boolean);
     replaceChildren(
       readinessPanel,
       h("p", { class: `readiness-headline level-${readiness.level}` }, readinessText(readiness)),
@@ -162,46 +254,191 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
         { class: "muted" },
         t("photoCounts", { accepted: readiness.accepted, rejected: readiness.rejected }),
       ),
-      // The hints are the server's own (English) advice.
-      language === "en" && readiness.hints.length
-        ? h("ul", { class: "hints" }, ...readiness.hints.map((hint) => h("li", {}, hint)))
-        : null,
+      hints.length ? h("ul", { class: "hints" }, ...hints.map((hint) => h("li", {}, hint))) : null,
     );
-    drawTrain(readiness);
   }
 
-  let lastReadiness: Readiness | null = null;
-  function setReadiness(readiness: Readiness): void {
-    lastReadiness = readiness;
-    drawReadiness(readiness);
+  function draw(): void {
+    drawHeading();
+    drawReadiness();
+    drawNextStep();
+    drawTrain();
+  }
+
+  async function startTraining(): Promise<void> {
+    const answer = await api<{ job: Job; lora_version: LoraVersion }>(
+      "POST",
+      `/api/subjects/${subjectId}/train`,
+      {},
+    );
+    trainJob = answer.job;
+    versions = [...versions, answer.lora_version];
+    draw();
+  }
+
+  function trainButton(label: string, kind: "primary" | "secondary"): HTMLButtonElement {
+    const button = h("button", { type: "button", class: kind }, label);
+    button.addEventListener("click", () => whileBusy(button, startTraining));
+    return button;
+  }
+
+  // The one thing to do now, at the top of the page (above the photos, also on a phone).
+  function drawNextStep(): void {
+    if (!subject) return;
+    const name = subject.name;
+    const latest = latestVersion(versions);
+    const parts: (Node | null)[] = [h("h2", { id: "next-step-title" }, t("nextStepTitle"))];
+    switch (stage()) {
+      case "needs_photos":
+        parts.push(
+          h(
+            "p",
+            { class: "next-text" },
+            photos.length ? readinessTextOrNull() : t("nextAddPhotos", { name }),
+          ),
+          h("label", { for: "photo-input", class: "button primary" }, t("choosePhotos")),
+        );
+        break;
+      case "ready_to_train": {
+        const stopped = latest && (latest.status === "failed" || latest.status === "cancelled");
+        parts.push(
+          stopped
+            ? h(
+                "p",
+                { class: latest.status === "failed" ? "form-error" : "muted", role: "status" },
+                latest.status === "failed"
+                  ? t("trainFailed", { message: trainJob?.error ?? latest.status })
+                  : t("trainCancelled"),
+              )
+            : null,
+          h("p", { class: "next-text" }, t("nextTrain", { name })),
+          trainButton(t("trainButton"), "primary"),
+        );
+        break;
+      }
+      case "training": {
+        const job = trainJob;
+        const eta = job ? etaSeconds(job) : null;
+        const label =
+          !job || job.status === "queued"
+            ? t("trainQueued")
+            : t("trainRunning", { percent: Math.round(job.progress * 100) }) +
+              (eta !== null ? ` · ${t("eta", { time: formatDuration(eta) })}` : "");
+        const cancel = h("button", { type: "button", class: "secondary" }, t("cancelTraining"));
+        cancel.addEventListener("click", () =>
+          whileBusy(cancel, async () => {
+            if (!trainJob) return;
+            trainJob = await api<Job>("POST", `/api/jobs/${trainJob.id}/cancel`);
+            await refreshVersions();
+            toast(t("trainCancelled"));
+          }),
+        );
+        parts.push(
+          h("p", { class: "next-text" }, t("nextTraining", { name })),
+          progressBar(job?.progress ?? 0, label),
+          job ? cancel : null,
+        );
+        break;
+      }
+      case "trained":
+        parts.push(
+          h("p", { class: "next-text" }, t("nextShoot", { name })),
+          latest && latest.status === "ready"
+            ? h("p", { class: "validation" }, validationText(latest))
+            : null,
+          h(
+            "div",
+            { class: "actions-row" },
+            h(
+              "a",
+              { class: "button primary", href: `/subjects/${subjectId}/shoot` },
+              t("shootAction"),
+            ),
+            h(
+              "a",
+              { class: "button secondary", href: `/subjects/${subjectId}/gallery` },
+              t("openGallery"),
+            ),
+          ),
+        );
+        break;
+    }
+    replaceChildren(nextStep, ...parts);
+  }
+
+  function readinessTextOrNull(): string {
+    return readiness ? readinessText(readiness) : "";
+  }
+
+  // Step 2: what training made (and training again); its progress is in the next step.
+  function drawTrain(): void {
+    const ready = [...versions]
+      .sort((a, b) => b.created_at - a.created_at)
+      .find((version) => version.status === "ready");
+    const parts: (Node | null)[] = [];
+    const current = stage();
+    if (current === "training") {
+      parts.push(h("p", { class: "muted" }, t("nextTraining", { name: subject?.name ?? "" })));
+    } else if (ready) {
+      parts.push(
+        h("p", { class: "success" }, t("trainDone")),
+        trainButton(t("trainAgain"), "secondary"),
+      );
+    } else if (current === "needs_photos") {
+      parts.push(h("p", { class: "muted" }, t("trainNeedsPhotos")));
+    } else {
+      parts.push(h("p", { class: "muted" }, t("trainStartAbove")));
+    }
+    replaceChildren(trainPanel, ...parts);
+  }
+
+  function drawHeading(): void {
+    if (!subject) return;
+    const current = stage();
+    replaceChildren(
+      heading,
+      pageHeading(subject.name, undefined, {
+        href: "/",
+        label: t("backTo", { name: t("navSubjects") }),
+      }),
+      h("span", { class: `badge status-${current}`, "data-stage": current }, statusText(current)),
+    );
   }
 
   async function upload(files: File[]): Promise<void> {
-    const images = files.filter((file) => file.type.startsWith("image/") || file.type === "");
-    if (!images.length) return;
+    if (!files.length) return;
     fileInput.disabled = true;
     let done = 0;
+    const refused: RefusedFile[] = [];
     try {
-      for (const batch of batches(images)) {
-        const result = await uploadPhotos(subjectId, batch, (fraction) => {
-          replaceChildren(
-            uploadStatus,
-            fraction < 1
-              ? progressBar(
-                  (done + fraction * batch.length) / images.length,
-                  t("uploading", { done: done + 1, total: images.length }),
-                )
-              : progressBar((done + batch.length) / images.length, t("checkingFaces")),
-          );
-        });
+      for (const batch of batches(files)) {
+        try {
+          const result = await uploadPhotos(subjectId, batch, (fraction) => {
+            replaceChildren(
+              uploadStatus,
+              fraction < 1
+                ? progressBar(
+                    (done + fraction * batch.length) / files.length,
+                    t("uploading", { done: done + 1, total: files.length }),
+                  )
+                : progressBar((done + batch.length) / files.length, t("checkingFaces")),
+            );
+          });
+          refused.push(...(result.refused ?? []));
+          photos = result.photos;
+          readiness = result.readiness;
+          drawPhotos();
+          draw();
+        } catch (error) {
+          // A batch of only bad files: each is named; anything else stops the upload.
+          if (!(error instanceof ApiError) || !error.refused.length) throw error;
+          refused.push(...error.refused);
+        }
         done += batch.length;
-        photos = result.photos;
-        drawPhotos();
-        setReadiness(result.readiness);
       }
-      replaceChildren(uploadStatus);
+      replaceChildren(uploadStatus, refused.length ? refusedList(refused) : null);
     } catch (error) {
-      replaceChildren(uploadStatus, errorBox(error));
+      replaceChildren(uploadStatus, refused.length ? refusedList(refused) : null, errorBox(error));
     } finally {
       fileInput.disabled = false;
       fileInput.value = "";
@@ -216,100 +453,12 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
         `/api/subjects/${subjectId}/photos`,
       );
       photos = list.photos;
+      readiness = answer.readiness;
       drawPhotos();
-      setReadiness(answer.readiness);
+      draw();
     } catch (error) {
       toast(errorMessage(error), "error");
     }
-  }
-
-  function drawTrain(readiness: Readiness | null = lastReadiness): void {
-    const latest = latestVersion(versions);
-    const ready = versions.some((version) => version.status === "ready");
-    const canTrain = readiness !== null && readiness.photos_needed === 0;
-    const running = trainJob && !isFinished(trainJob);
-    const parts: (Node | null)[] = [];
-    if (running && trainJob) {
-      const eta = etaSeconds(trainJob);
-      const label =
-        trainJob.status === "queued"
-          ? t("trainQueued")
-          : t("trainRunning", { percent: Math.round(trainJob.progress * 100) }) +
-            (eta !== null ? ` · ${t("eta", { time: formatDuration(eta) })}` : "");
-      parts.push(progressBar(trainJob.progress, label));
-    } else if (latest?.status === "ready") {
-      parts.push(
-        h("p", { class: "success" }, t("trainDone")),
-        h(
-          "p",
-          { class: "validation" },
-          latest.validation_likeness !== null
-            ? t("validationLikeness", { score: Math.round(latest.validation_likeness) })
-            : t("validationUnknown"),
-        ),
-      );
-    } else if (latest && (latest.status === "failed" || latest.status === "cancelled")) {
-      parts.push(
-        h(
-          "p",
-          { class: "form-error", role: "alert" },
-          t("trainFailed", { message: trainJob?.error ?? latest.status }),
-        ),
-      );
-    }
-    if (!running) {
-      const button = h(
-        "button",
-        { type: "button", class: ready ? "secondary" : "primary", disabled: !canTrain },
-        ready ? t("trainAgain") : t("trainButton"),
-      );
-      button.addEventListener("click", () =>
-        whileBusy(button, async () => {
-          const answer = await api<{ job: Job; lora_version: LoraVersion }>(
-            "POST",
-            `/api/subjects/${subjectId}/train`,
-            {},
-          );
-          trainJob = answer.job;
-          if (subject) subject.status = "training";
-          drawHeading();
-          versions = [...versions, answer.lora_version];
-          drawTrain();
-        }),
-      );
-      parts.push(button, canTrain ? null : h("p", { class: "muted" }, t("trainNeedsPhotos")));
-    }
-    replaceChildren(trainPanel, ...parts);
-    drawShootPanel(ready);
-  }
-
-  function drawShootPanel(ready: boolean): void {
-    replaceChildren(
-      shootPanel,
-      ready
-        ? h(
-            "a",
-            { class: "button primary", href: `/subjects/${subjectId}/shoot` },
-            t("shootAction"),
-          )
-        : h("p", { class: "muted" }, t("shootNeedsTraining")),
-      h(
-        "a",
-        { class: "button secondary", href: `/subjects/${subjectId}/gallery` },
-        t("openGallery"),
-      ),
-    );
-  }
-
-  function drawHeading(): void {
-    if (!subject) return;
-    replaceChildren(
-      heading,
-      pageHeading(subject.name, statusText(subject.status), {
-        href: "/",
-        label: t("backTo", { name: t("navSubjects") }),
-      }),
-    );
   }
 
   async function refreshVersions(): Promise<void> {
@@ -319,8 +468,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
     ]);
     subject = loaded;
     versions = loraList.loras;
-    drawHeading();
-    drawTrain();
+    draw();
   }
 
   async function load(): Promise<void> {
@@ -333,19 +481,20 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
       ]);
       subject = loaded;
       photos = photoList.photos;
+      readiness = photoList.readiness;
       versions = loraList.loras;
       trainJob =
         jobList.jobs.find(
           (job) => job.kind === "train" && job.subject_id === subjectId && !isFinished(job),
         ) ?? null;
-      drawHeading();
       drawPhotos();
-      setReadiness(photoList.readiness);
+      draw();
     } catch (error) {
       replaceChildren(
         heading,
         errorBox(error, () => void load()),
       );
+      replaceChildren(nextStep);
       replaceChildren(trainPanel);
     }
   }
@@ -369,6 +518,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
 
   main.append(
     heading,
+    nextStep,
     h(
       "section",
       { class: "card step", "aria-labelledby": "photos-title" },
@@ -386,12 +536,6 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
       h("p", { class: "intro" }, t("trainIntro")),
       trainPanel,
     ),
-    h(
-      "section",
-      { class: "card step", "aria-labelledby": "shoot-title" },
-      h("h2", { id: "shoot-title" }, t("shootTitle")),
-      shootPanel,
-    ),
   );
 
   const stop = onJob((job) => {
@@ -404,7 +548,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
         if (job.status === "succeeded") toast(t("trainDone"));
       });
     } else {
-      drawTrain();
+      draw();
     }
   });
   void load().then(() => {

@@ -1,4 +1,5 @@
-// The people of this account, and adding a new one.
+// The people of this account, each with their cover photo and the stage they are at, and
+// adding a new one.
 
 import { api, Subject } from "../api";
 import { h } from "../dom";
@@ -6,26 +7,45 @@ import { t } from "../i18n";
 import { navigate } from "../main";
 import { errorMessage, loadInto, pageHeading } from "../ui";
 
-export function statusText(status: string): string {
-  if (status === "trained") return t("statusTrained");
-  if (status === "training") return t("statusTraining");
+export type Stage = "needs_photos" | "ready_to_train" | "training" | "trained";
+
+export function statusText(stage: Stage | string | undefined): string {
+  if (stage === "trained") return t("statusTrained");
+  if (stage === "training") return t("statusTraining");
+  if (stage === "ready_to_train") return t("statusReady");
   return t("statusNew");
 }
 
+// The API's stage; an older server sends only the status set by training.
+function stageOf(subject: Subject): Stage {
+  if (subject.stage) return subject.stage;
+  return subject.status === "trained" || subject.status === "training"
+    ? subject.status
+    : "needs_photos";
+}
+
 function subjectCard(subject: Subject): HTMLElement {
+  const stage = stageOf(subject);
   return h(
     "li",
-    { class: "card subject-card" },
+    { class: "card subject-card", "data-subject-id": subject.id },
     h(
       "a",
       { href: `/subjects/${subject.id}`, class: "subject-link" },
-      h(
-        "span",
-        { class: "avatar", "aria-hidden": "true" },
-        subject.name.trim().charAt(0).toUpperCase(),
-      ),
+      subject.cover_photo_id
+        ? h("img", {
+            class: "avatar cover",
+            src: `/api/photos/${subject.cover_photo_id}/crop`,
+            alt: t("coverAlt", { name: subject.name }),
+            loading: "lazy",
+          })
+        : h(
+            "span",
+            { class: "avatar", "aria-hidden": "true" },
+            subject.name.trim().charAt(0).toUpperCase(),
+          ),
       h("span", { class: "subject-name" }, subject.name),
-      h("span", { class: `badge status-${subject.status}` }, statusText(subject.status)),
+      h("span", { class: `badge status-${stage}`, "data-stage": stage }, statusText(stage)),
     ),
   );
 }
