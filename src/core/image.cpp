@@ -51,13 +51,42 @@ ImageHeader sniff_jpeg(const uint8_t* p, size_t n, const std::string& label) {
     bool start_of_frame =
         marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
     if (start_of_frame) {
-      if (i + 9 > n) break;
-      return {ImageFormat::kJpeg, read_be16(p + i + 7), read_be16(p + i + 5)};
+      if (i + 10 > n) break;
+      ImageHeader header{ImageFormat::kJpeg, read_be16(p + i + 7), read_be16(p + i + 5)};
+      header.channels = p[i + 9] == 1 ? 1 : p[i + 9] >= 4 ? 4 : 3;
+      header.bits_per_sample = p[i + 4] > 8 ? 16 : 8;
+      return header;
     }
     if (marker == 0xDA || marker == 0xD9) break;  // scan data before a frame header
     i += 2 + length;
   }
   fail(label, "JPEG has no frame header (truncated file?)");
+}
+
+// libjpeg decodes a JPEG cut short with gray where its end was and only warns, so a file
+// whose image data has no end-of-image marker after it is refused as damaged.
+void check_jpeg_complete(const uint8_t* p, size_t n, const std::string& label) {
+  size_t i = 2;
+  size_t scan = 0;
+  while (scan == 0 && i + 4 <= n) {
+    const uint8_t marker = p[i + 1];
+    if (p[i] != 0xFF) fail(label, "corrupt JPEG marker stream");
+    if (marker == 0xFF) {
+      ++i;
+    } else if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) {
+      i += 2;
+    } else if (marker == 0xDA) {
+      scan = i;
+    } else if (marker == 0xD9) {
+      break;
+    } else {
+      i += 2 + size_t(read_be16(p + i + 2));
+    }
+  }
+  if (scan == 0) fail(label, "JPEG has no image data (truncated file?)");
+  for (size_t j = scan; j + 1 < n; ++j)
+    if (p[j] == 0xFF && p[j + 1] == 0xD9) return;  // entropy data never holds FF D9
+  fail(label, "JPEG is cut short (its end marker is missing): the file is damaged");
 }
 
 // libpng trusts chunk lengths and may try to allocate gigabytes for a forged
@@ -86,17 +115,17 @@ ImageHeader sniff_webp(const uint8_t* p, size_t n, const std::string& label) {
     const uint8_t* frame = chunk + 8;
     if (frame[3] != 0x9d || frame[4] != 0x01 || frame[5] != 0x2a)
       fail(label, "WebP VP8 frame has no start code");
-    return {ImageFormat::kWebp, read_le16(frame + 6) & 0x3fff, read_le16(frame + 8) & 0x3fff};
+    return {ImageFormat::kWebp, read_le16(frame + 6) & 0x3fff, read_le16(frame + 8) & 0x3fff, 4};
   }
   if (std::memcmp(chunk, "VP8L", 4) == 0) {
     const uint8_t* bits = chunk + 8;
     if (bits[0] != 0x2f) fail(label, "WebP lossless stream has no signature");
     uint32_t packed = uint32_t(bits[1]) | (uint32_t(bits[2]) << 8) | (uint32_t(bits[3]) << 16) |
                       (uint32_t(bits[4]) << 24);
-    return {ImageFormat::kWebp, int(packed & 0x3fff) + 1, int((packed >> 14) & 0x3fff) + 1};
+    return {ImageFormat::kWebp, int(packed & 0x3fff) + 1, int((packed >> 14) & 0x3fff) + 1, 4};
   }
   if (std::memcmp(chunk, "VP8X", 4) == 0)
-    return {ImageFormat::kWebp, int(read_le24(chunk + 12)) + 1, int(read_le24(chunk + 15)) + 1};
+    return {ImageFormat::kWebp, int(read_le24(chunk + 12)) + 1, int(read_le24(chunk + 15)) + 1, 4};
   fail(label, "unknown WebP chunk");
 }
 
@@ -245,6 +274,12 @@ ImageHeader sniff_image_header(std::string_view bytes, const std::string& label)
     if (std::memcmp(p + 12, "IHDR", 4) != 0) fail(label, "PNG does not start with an IHDR chunk");
     header = {ImageFormat::kPng, int(std::min<uint32_t>(read_be32(p + 16), INT32_MAX)),
               int(std::min<uint32_t>(read_be32(p + 20), INT32_MAX))};
+    const uint8_t depth = n >= 26 ? p[24] : 8;
+    const uint8_t color_type = n >= 26 ? p[25] : 2;
+    // gray, -, RGB, palette (RGBA with transparency), gray+alpha (decoded as RGBA), -, RGBA
+    static const int kChannels[7] = {1, 3, 3, 4, 4, 4, 4};
+    header.channels = color_type < 7 ? kChannels[color_type] : 4;
+    header.bits_per_sample = depth > 8 && color_type != 3 ? 16 : 8;
   } else if (n >= 4 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) {
     header = sniff_jpeg(p, n, label);
   } else if (n >= 16 && std::memcmp(p, "RIFF", 4) == 0 && std::memcmp(p + 8, "WEBP", 4) == 0) {
@@ -258,6 +293,10 @@ ImageHeader sniff_image_header(std::string_view bytes, const std::string& label)
   return header;
 }
 
+int64_t decoded_bytes(const ImageHeader& header) {
+  return int64_t(header.width) * header.height * header.channels * (header.bits_per_sample / 8);
+}
+
 Image decode_image(std::string_view bytes, const ImageReadOptions& options,
                    const std::string& label) {
   ImageHeader header = sniff_image_header(bytes, label);
@@ -267,8 +306,18 @@ Image decode_image(std::string_view bytes, const ImageReadOptions& options,
                 label + ": image is " + std::to_string(header.width) + "x" +
                     std::to_string(header.height) + ", more than the limit of " +
                     std::to_string(options.max_pixels) + " pixels; resize it and try again");
+  if (decoded_bytes(header) > options.max_decoded_bytes)
+    throw Error(ErrorCode::kInvalidArgument,
+                label + ": decoding this " + std::to_string(header.width) + "x" +
+                    std::to_string(header.height) + " image (" + std::to_string(header.channels) +
+                    " channels of " + std::to_string(header.bits_per_sample) + " bits) needs " +
+                    std::to_string(decoded_bytes(header) >> 20) + " MiB, more than the limit of " +
+                    std::to_string(options.max_decoded_bytes >> 20) +
+                    " MiB; save it as an 8-bit JPEG or PNG, or smaller, and try again");
   if (header.format == ImageFormat::kPng)
     check_png_chunks(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), label);
+  if (header.format == ImageFormat::kJpeg)
+    check_jpeg_complete(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), label);
   cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data()));
   cv::Mat decoded;
   try {
@@ -281,48 +330,54 @@ Image decode_image(std::string_view bytes, const ImageReadOptions& options,
     fail(label, std::string("cannot decode ") + image_format_name(header.format) +
                     " (corrupt or truncated file)");
   if (decoded.depth() == CV_16U) {
-    decoded.convertTo(decoded, CV_8U, 1.0 / 257.0);
+    cv::Mat narrow;
+    decoded.convertTo(narrow, CV_8U, 1.0 / 257.0);
+    decoded = narrow;  // the 16-bit pixels are freed here
   } else if (decoded.depth() == CV_32F) {
-    decoded.convertTo(decoded, CV_8U, 255.0);
+    cv::Mat narrow;
+    decoded.convertTo(narrow, CV_8U, 255.0);
+    decoded = narrow;
   } else if (decoded.depth() != CV_8U) {
     fail(label, "unsupported sample format");
   }
-  cv::Mat rgb;
-  switch (decoded.channels()) {
-    case 1:
-      cv::cvtColor(decoded, rgb, cv::COLOR_GRAY2RGB);
-      break;
-    case 3:
-      cv::cvtColor(decoded, rgb, cv::COLOR_BGR2RGB);
-      break;
-    case 4: {
-      // Composite onto white: transparent regions become white, not black.
-      std::vector<cv::Mat> planes;
-      cv::split(decoded, planes);
-      cv::Mat alpha;
-      planes[3].convertTo(alpha, CV_32F, 1.0 / 255.0);
-      cv::Mat bgr, bgr_float, white(decoded.size(), CV_32FC3, cv::Scalar(255, 255, 255));
-      cv::merge(std::vector<cv::Mat>{planes[0], planes[1], planes[2]}, bgr);
-      bgr.convertTo(bgr_float, CV_32F);
-      cv::Mat alpha3;
-      cv::merge(std::vector<cv::Mat>{alpha, alpha, alpha}, alpha3);
-      cv::Mat blended = bgr_float.mul(alpha3) + white.mul(cv::Scalar::all(1.0) - alpha3);
-      blended.convertTo(bgr, CV_8U);
-      cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-      break;
-    }
-    default:
-      fail(label, "unsupported channel count " + std::to_string(decoded.channels()));
-  }
-  if (options.apply_exif_orientation && header.format == ImageFormat::kJpeg)
-    apply_orientation(
-        rgb, jpeg_exif_orientation(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  const int channels = decoded.channels();
+  if (channels != 1 && channels != 3 && channels != 4)
+    fail(label, "unsupported channel count " + std::to_string(channels));
+  // Straight into the RGB buffer, row by row: no full-size temporaries beside it.
   Image image;
-  image.width = rgb.cols;
-  image.height = rgb.rows;
-  image.rgb.resize(size_t(rgb.cols) * rgb.rows * 3);
-  for (int y = 0; y < rgb.rows; ++y)
-    std::memcpy(image.rgb.data() + size_t(y) * rgb.cols * 3, rgb.ptr(y), size_t(rgb.cols) * 3);
+  image.width = decoded.cols;
+  image.height = decoded.rows;
+  image.rgb.resize(size_t(decoded.cols) * decoded.rows * 3);
+  for (int y = 0; y < decoded.rows; ++y) {
+    const uint8_t* in = decoded.ptr<uint8_t>(y);
+    uint8_t* out = image.rgb.data() + size_t(y) * decoded.cols * 3;
+    for (int x = 0; x < decoded.cols; ++x, in += channels, out += 3) {
+      if (channels == 1) {
+        out[0] = out[1] = out[2] = in[0];
+      } else if (channels == 3) {  // OpenCV's BGR
+        out[0] = in[2];
+        out[1] = in[1];
+        out[2] = in[0];
+      } else {
+        // Composite onto white: transparent regions become white, not black.
+        const float alpha = static_cast<float>(in[3] * (1.0 / 255.0));
+        for (int c = 0; c < 3; ++c)
+          out[c] = cv::saturate_cast<uint8_t>(float(in[2 - c]) * alpha + 255.0f * (1.0f - alpha));
+      }
+    }
+  }
+  decoded.release();
+  if (options.apply_exif_orientation && header.format == ImageFormat::kJpeg) {
+    const int orientation =
+        jpeg_exif_orientation(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    if (orientation != 1) {
+      cv::Mat rgb = cv::Mat(image.height, image.width, CV_8UC3, image.rgb.data()).clone();
+      apply_orientation(rgb, orientation);
+      image.width = rgb.cols;
+      image.height = rgb.rows;
+      image.rgb.assign(rgb.datastart, rgb.dataend);
+    }
+  }
   return image;
 }
 

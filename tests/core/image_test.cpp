@@ -177,6 +177,39 @@ TEST(Image, RejectsCorruptTruncatedAndOversizedInput) {
   EXPECT_EQ(error_code_of([] { read_image("/nonexistent.png"); }), ErrorCode::kNotFound);
 }
 
+// Issue 23: a JPEG cut to a third or to 60 % decoded with gray in place of its end.
+TEST(Image, AJpegCutShortIsDamaged) {
+  cv::Mat noise(96, 128, CV_8UC3);
+  cv::randu(noise, cv::Scalar::all(0), cv::Scalar::all(255));
+  const std::string jpeg = encode(noise, ".jpg", {cv::IMWRITE_JPEG_QUALITY, 95});
+  EXPECT_EQ(decode_image(jpeg).width, 128);
+  for (double share : {0.33, 0.6, 0.95}) {
+    const std::string cut = jpeg.substr(0, static_cast<size_t>(jpeg.size() * share));
+    EXPECT_EQ(error_code_of([&] { decode_image(cut); }), ErrorCode::kInvalidFile) << share;
+  }
+  // Bytes after the end marker (some cameras append data) do not matter.
+  EXPECT_EQ(decode_image(jpeg + std::string(100, '\0')).height, 96);
+}
+
+// Issue 23: a 16-bit RGBA PNG just under the pixel limit needed gigabytes to decode.
+TEST(Image, TheDecodeBudgetCountsChannelsAndDepthFromTheHeader) {
+  cv::Mat deep(64, 64, CV_16UC4, cv::Scalar(1000, 2000, 3000, 65535));
+  const std::string png = encode(deep, ".png");
+  const ImageHeader header = sniff_image_header(png);
+  EXPECT_EQ(header.channels, 4);
+  EXPECT_EQ(header.bits_per_sample, 16);
+  EXPECT_EQ(decoded_bytes(header), 64 * 64 * 4 * 2);
+  ImageReadOptions options;
+  options.max_decoded_bytes = 64 * 64 * 4 * 2 - 1;
+  EXPECT_EQ(error_code_of([&] { decode_image(png, options); }), ErrorCode::kInvalidArgument);
+  options.max_decoded_bytes = 64 * 64 * 4 * 2;
+  EXPECT_EQ(decode_image(png, options).width, 64);
+  const ImageHeader gray = sniff_image_header(encode(cv::Mat(8, 8, CV_8UC1), ".png"));
+  EXPECT_EQ(decoded_bytes(gray), 64);
+  const ImageHeader jpeg = sniff_image_header(encode(test_card(10, 10), ".jpg"));
+  EXPECT_EQ(decoded_bytes(jpeg), 300);
+}
+
 TEST(Image, PngTextChunksRoundTripLikeAutomatic1111) {
   Image image;
   image.width = 3;

@@ -26,10 +26,17 @@ struct ImageHeader {
   ImageFormat format = ImageFormat::kUnknown;
   int width = 0;
   int height = 0;
+  int channels = 3;         // as the decoder produces them (a palette PNG counts as 4)
+  int bits_per_sample = 8;  // 8 or 16
 };
+
+// Bytes the decoder needs for the pixels before doppel converts them to 8-bit RGB
+// (width x height x channels x bytes per sample): a small file can ask for gigabytes.
+int64_t decoded_bytes(const ImageHeader& header);
 
 struct ImageReadOptions {
   int64_t max_pixels = 64LL * 1024 * 1024;  // guard against decompression bombs
+  int64_t max_decoded_bytes = 256LL << 20;  // and against deep, many-channel ones
   bool apply_exif_orientation = true;       // phone photos store rotation in EXIF
 };
 
