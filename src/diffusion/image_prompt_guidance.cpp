@@ -146,11 +146,11 @@ ImagePromptGuidance::ImagePromptGuidance(const std::vector<IpAdapterInput>& inpu
     const at::Tensor pixels = clip_image_pixels(input.image, encoder->config().image_size);
     const at::Tensor positive = features_of(encoder->forward(pixels), *adapter);
     // diffusers' negatives: zero embeds for the base projection; for the hidden-state ones the
-    // encoder's output on zeros_like(pixel_values) (the CLIP mean colour, not black).
-    const at::Tensor negative =
-        adapter->config().uses_hidden_states()
-            ? features_of(encoder->forward(at::zeros_like(pixels)), *adapter)
-            : at::zeros_like(positive);
+    // encoder's output on zeros_like(pixel_values) (the CLIP mean colour, not black), which
+    // the encoder computes once and keeps.
+    const at::Tensor negative = adapter->config().uses_hidden_states()
+                                    ? features_of(encoder->blank_image_output(), *adapter)
+                                    : at::zeros_like(positive);
     Prepared prepared;
     prepared.tokens = adapter->project(at::cat({negative, positive}));
     prepared.branches = adapter->keys_values(

@@ -1,5 +1,6 @@
 #include "doppel/models/clip_vision.hpp"
 
+#include <c10/core/InferenceMode.h>
 #include <torch/nn/modules/container/modulelist.h>
 
 #include <algorithm>
@@ -195,6 +196,15 @@ ClipVisionOutput ClipVisionModelImpl::forward(const at::Tensor& pixel_values) {
   out.pooled = vision_model_->post_layernorm->forward(h.select(1, 0));
   out.image_embeds = visual_projection_->forward(out.pooled);
   return out;
+}
+
+ClipVisionOutput ClipVisionModelImpl::blank_image_output() {
+  std::lock_guard<std::mutex> lock(blank_mutex_);
+  if (!blank_output_) {
+    c10::InferenceMode inference;
+    blank_output_ = forward(at::zeros({1, 3, config_.image_size, config_.image_size}));
+  }
+  return *blank_output_;
 }
 
 ClipImagePreprocessing preprocess_clip_image(const Image& image, int64_t size) {

@@ -67,6 +67,11 @@ TEST(ClipVisionModel, OutputsHaveTheDocumentedShapes) {
   EXPECT_EQ(out.pooled.sizes(), (std::vector<int64_t>{2, 16}));
   EXPECT_EQ(out.image_embeds.sizes(), (std::vector<int64_t>{2, 8}));
   EXPECT_THROW(encoder->forward(at::randn({1, 3, 32, 32})), Error);
+  // The IP-Adapter negative: the encoder on zeros, computed once.
+  const ClipVisionOutput blank = encoder->blank_image_output();
+  EXPECT_TRUE(
+      at::equal(blank.penultimate, encoder->forward(at::zeros({1, 3, 28, 28})).penultimate));
+  EXPECT_TRUE(blank.penultimate.is_same(encoder->blank_image_output().penultimate));
 }
 
 TEST(ClipVisionModel, HuggingFaceNamesAndViTHSize) {

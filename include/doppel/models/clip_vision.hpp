@@ -10,6 +10,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <vector>
 
 #include "doppel/core/image.hpp"
@@ -60,10 +62,16 @@ class ClipVisionModelImpl : public torch::nn::Module {
   // pixel_values: [B, 3, image_size, image_size] (normalised, see clip_image_pixels); runs in
   // the parameters' dtype and device.
   ClipVisionOutput forward(const at::Tensor& pixel_values);
+  // forward() on one all-zero normalised image (the CLIP mean colour): the negative diffusers
+  // gives IP-Adapters that read hidden states. Computed on first use and kept (it costs a
+  // whole encoder pass), so load the weights before the first call.
+  ClipVisionOutput blank_image_output();
   const ClipVisionConfig& config() const { return config_; }
 
  private:
   ClipVisionConfig config_;
+  std::mutex blank_mutex_;
+  std::optional<ClipVisionOutput> blank_output_;
   std::shared_ptr<ClipVisionTransformerImpl> vision_model_;
   layers::Linear visual_projection_{nullptr};  // [P, C], no bias
 };
