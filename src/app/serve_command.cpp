@@ -3,18 +3,21 @@
 #include <pthread.h>
 #include <CLI/CLI.hpp>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
-#include <cstdlib>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "app/command_registry.hpp"
+#include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
 #include "doppel/server/api_server.hpp"
-#include "doppel/server/worker.hpp"
+#include "doppel/services/worker.hpp"
 
 namespace doppel::app {
 namespace {
@@ -27,6 +30,7 @@ struct ServeOptions {
   int workers = 1;
   std::string model;
   std::vector<std::string> model_dirs;
+  std::string metrics_token_file;
   std::string key_file;
   bool no_face_check = false;
   int lease_seconds = 60;
@@ -52,8 +56,8 @@ int wait_for_shutdown(const sigset_t& signals) {
   return signal;
 }
 
-server::WorkerOptions worker_options(const ServeOptions& options) {
-  server::WorkerOptions worker;
+services::WorkerOptions worker_options(const ServeOptions& options) {
+  services::WorkerOptions worker;
   worker.data_dir = options.data;
   worker.database_url = options.database;
   if (!options.key_file.empty()) worker.key_file = options.key_file;
@@ -99,8 +103,29 @@ std::filesystem::path find_web_studio(std::vector<std::filesystem::path>& looked
   return {};
 }
 
+// The data folder holds every account's photos: files doppel writes are the user's only.
+void keep_files_private() {
+  ::umask(077);
+}
+
+// The first line of the metrics token file, without surrounding spaces.
+std::string read_metrics_token(const std::string& path) {
+  std::ifstream file(path);
+  std::string token;
+  std::getline(file, token);
+  const size_t first = token.find_first_not_of(" \t\r");
+  const size_t last = token.find_last_not_of(" \t\r");
+  token = first == std::string::npos ? "" : token.substr(first, last - first + 1);
+  if (!file || token.size() < 16)
+    throw Error(ErrorCode::kInvalidArgument,
+                "--metrics-token-file " + path +
+                    ": cannot read a token of at least 16 characters from its first line");
+  return token;
+}
+
 int run_serve(const ServeOptions& options) {
   const sigset_t signals = block_shutdown_signals();
+  keep_files_private();
   announce_model(options);
   server::ServerOptions server_options;
   server_options.data_dir = options.data;
@@ -110,6 +135,8 @@ int run_serve(const ServeOptions& options) {
   if (!options.key_file.empty()) server_options.key_file = options.key_file;
   if (!options.model.empty()) server_options.model_path = options.model;
   for (const std::string& folder : options.model_dirs) server_options.model_dirs.push_back(folder);
+  if (!options.metrics_token_file.empty())
+    server_options.metrics_token = read_metrics_token(options.metrics_token_file);
   server_options.face_analysis = !options.no_face_check;
   if (!options.web.empty()) {
     server_options.web_dir = options.web;
@@ -130,7 +157,7 @@ int run_serve(const ServeOptions& options) {
   api.start();
   std::cout << "doppel: serving on http://" << options.host << ":" << api.port() << " with "
             << options.workers << " worker(s); Ctrl-C stops" << std::endl;
-  std::optional<server::WorkerPool> workers;
+  std::optional<services::WorkerPool> workers;
   if (options.workers > 0) workers.emplace(worker_options(options), options.workers);
   wait_for_shutdown(signals);
   api.stop();
@@ -140,7 +167,8 @@ int run_serve(const ServeOptions& options) {
 
 int run_worker(const ServeOptions& options) {
   const sigset_t signals = block_shutdown_signals();
-  server::WorkerPool workers(worker_options(options), std::max(1, options.workers));
+  keep_files_private();
+  services::WorkerPool workers(worker_options(options), std::max(1, options.workers));
   std::cout << "doppel: " << std::max(1, options.workers) << " worker(s) waiting for jobs"
             << std::endl;
   wait_for_shutdown(signals);
@@ -179,6 +207,9 @@ CommandRegistration serve_command{
       command.add_option("--model-dir", options->model_dirs,
                          "A folder the studio may register models from (POST /api/models; "
                          "repeat for more; default: the models/ folder)");
+      command.add_option("--metrics-token-file", options->metrics_token_file,
+                         "Serve Prometheus metrics at /metrics to requests bearing the token "
+                         "in this file (default: no metrics)");
       command.add_option("--port", options->port, "Port to listen on")->capture_default_str();
       command.add_option("--web", options->web,
                          "The built web studio folder to serve at / (default: $DOPPEL_WEB_DIR, "

@@ -33,14 +33,22 @@
 #include "server/auth.hpp"
 #include "server/connection_front.hpp"
 #include "server/http_support.hpp"
-#include "server/job_payloads.hpp"
+#include "doppel/services/job_payloads.hpp"
 #include "server/model_registry.hpp"
+#include "server/password_rules.hpp"
 #include "server/request_guards.hpp"
 #include "server/studio_views.hpp"
 #include "server/subject_intake.hpp"
+#include "server/work_slots.hpp"
 #include "server/zip_archive.hpp"
 
 namespace doppel::server {
+
+using services::TrainPayload;
+using services::lora_cache_path;
+using services::train_payload_from_json;
+using services::train_payload_settings;
+using services::train_payload_to_json;
 namespace {
 
 using nlohmann::json;
@@ -247,7 +255,7 @@ std::string normalise_email(const std::string& email) {
 }
 
 void check_password_strength(const std::string& password) {
-  if (password.size() < 8) bad_request("the password must be at least 8 characters long");
+  if (const auto problem = password_problem(password)) bad_request(*problem);
 }
 
 void check_trigger_word(const std::string& word) {
@@ -358,6 +366,18 @@ struct ApiServer::State {
   std::string dummy_hash;   // verified against for unknown emails (same timing)
 
   std::mutex metrics_mutex;
+  // The blob folder's size, walked at most once a minute however often /metrics is asked.
+  int64_t blob_bytes_cached = 0;
+  int64_t blob_bytes_at = 0;
+  int64_t blob_bytes() {
+    std::lock_guard lock(metrics_mutex);
+    const int64_t now = unix_millis_now();
+    if (blob_bytes_at == 0 || now - blob_bytes_at > 60'000) {
+      blob_bytes_cached = static_cast<int64_t>(blobs->total_size());
+      blob_bytes_at = now;
+    }
+    return blob_bytes_cached;
+  }
   std::map<int, int64_t> responses;  // by status code
 
   // --- plumbing ---
@@ -374,6 +394,17 @@ struct ApiServer::State {
   std::string metrics();
 
   // --- helpers used by several handlers ---
+  // 413 for a photo whose pixels would take more memory to decode than allowed (a small
+  // 16-bit RGBA PNG can ask for gigabytes), judged from its header before decoding.
+  void check_decode_budget(const ImageHeader& header, const std::string& name) const {
+    if (decoded_bytes(header) <= options.max_photo_decode_bytes) return;
+    throw HttpError(413, "too_large",
+                    name + " would take " + std::to_string(decoded_bytes(header) >> 20) +
+                        " MiB of memory to decode (" + std::to_string(header.channels) +
+                        " channels of " + std::to_string(header.bits_per_sample) +
+                        " bits); at most " + std::to_string(options.max_photo_decode_bytes >> 20) +
+                        " MiB are accepted: save it as an 8-bit JPEG");
+  }
   // Counts an attempt of `key` (sign-in, account deletion) or answers 429 when too many failed.
   void begin_limited_attempt(Call& call, const std::string& key, int64_t now, const char* what) {
     if (const int64_t wait = limiter.begin_attempt(key, now); wait > 0) {
@@ -496,8 +527,18 @@ void ApiServer::State::register_routes() {
                                 : "sqlite"},
                {"schema_version", store::current_schema_version(repository->database())}});
   });
-  add("GET", "/metrics", "Prometheus metrics", false, "",
-      [this](Call& call) { call.response.set_content(metrics(), "text/plain; version=0.0.4"); });
+  add("GET", "/metrics", "Prometheus metrics (opt-in: --metrics-token-file)", false, "",
+      [this](Call& call) {
+        // Off unless the operator gave a token: the numbers describe every account's use.
+        if (options.metrics_token.empty())
+          throw HttpError(404, "not_found",
+                          "metrics are off; start the server with --metrics-token-file FILE");
+        const std::string authorization = call.request.get_header_value("Authorization");
+        if (!constant_time_equal(authorization, "Bearer " + options.metrics_token))
+          throw HttpError(401, "unauthorized",
+                          "send 'Authorization: Bearer <the metrics token>'");
+        call.response.set_content(metrics(), "text/plain; version=0.0.4");
+      });
   add("GET", "/api/openapi.json", "This OpenAPI document", false, "",
       [this](Call& call) { send_json(call.response, 200, openapi()); });
   add("GET", "/api/setup", "Whether the first account still has to be created", false, "",
@@ -656,7 +697,12 @@ void ApiServer::State::dispatch(const Route& route, const httplib::Request& requ
     send_error(response, error.status(), error.code(), error.what());
   } catch (const Error& error) {
     const int status = http_status_for(error.code());
-    if (status >= 500) {
+    if (is_disk_full(error)) {
+      log_error(request.method + " " + request.path + ": " + error.what());
+      send_error(response, 507, "disk_full",
+                 "the server's disk is full, so this could not be stored; free some space on it "
+                 "(or ask whoever runs the server) and try again");
+    } else if (status >= 500) {
       log_error(request.method + " " + request.path + ": " + error.what());
       send_error(response, status, error_code_name(error.code()),
                  "the server failed to answer; the server log has the details");
@@ -748,7 +794,7 @@ std::string ApiServer::State::metrics() {
   out << "# HELP doppel_accounts Accounts.\n# TYPE doppel_accounts gauge\n"
       << "doppel_accounts " << repository->count_accounts() << "\n";
   out << "# HELP doppel_blob_bytes Bytes of stored blobs.\n# TYPE doppel_blob_bytes gauge\n"
-      << "doppel_blob_bytes " << blobs->total_size() << "\n";
+      << "doppel_blob_bytes " << blob_bytes() << "\n";
   out << "# HELP doppel_uptime_seconds Seconds since the server started.\n"
       << "# TYPE doppel_uptime_seconds gauge\n"
       << "doppel_uptime_seconds " << (unix_millis_now() - started_at) / 1000 << "\n";
@@ -801,12 +847,12 @@ void ApiServer::State::setup(Call& call) {
   const std::string email = normalise_email(*string_field(body, "email", true, 254));
   const std::string password = *string_field(body, "password", true, 1024);
   const std::string display_name = string_field(body, "display_name", false, 100).value_or("");
-  check_password_strength(password);
   std::lock_guard lock(setup_mutex);
   if (repository->count_accounts() > 0 || setup_token.empty())
     throw HttpError(409, "already_set_up", "this server already has an account; sign in instead");
   if (!constant_time_equal(token, setup_token))
     throw HttpError(403, "forbidden", "wrong set-up token; use the link the server printed");
+  check_password_strength(password);
   PasswordSlot slot(call, password_slots);
   const store::Account account = repository->create_account(
       email, display_name, hash_password(password, options.fast_password_hashing));
@@ -1000,6 +1046,7 @@ void ApiServer::State::upload_photos(Call& call) {
   // its file name (one bad file in a batch must not lose the others).
   ImageReadOptions read;
   read.max_pixels = options.max_photo_pixels;
+  read.max_decoded_bytes = options.max_photo_decode_bytes;
   json added = json::array();
   json refused = json::array();
   for (size_t i = 0; i < files.size(); ++i) {
@@ -1017,6 +1064,10 @@ void ApiServer::State::upload_photos(Call& call) {
                         name + " has " + std::to_string(header.width) + "x" +
                             std::to_string(header.height) + " pixels; at most " +
                             std::to_string(options.max_photo_pixels) + " pixels are accepted");
+      check_decode_budget(header, name);
+      WorkSlot slot(photo_decode_slots(), std::chrono::seconds(30));
+      if (!slot.held())
+        throw HttpError(503, "busy", "the server is decoding other photos; try again in a minute");
       decode_image(files[i]->content, read, name);  // throws kInvalidFile for a broken file
     } catch (const HttpError& error) {
       refused.push_back({{"file", name}, {"code", error.code()}, {"message", error.what()}});
@@ -1095,6 +1146,12 @@ void ApiServer::State::train(Call& call) {
   allow_only(body, {"steps", "rank", "class_word", "seed", "idempotency_key"});
   // Trained on the model that is the default now; the job names it.
   const store::Model model = repository->default_model();
+  if (model.family == model_family_name(ModelFamily::kSdxl))
+    throw HttpError(409, "training_unsupported",
+                    "the default model, " + model.name +
+                        ", is an SDXL model, and doppel trains a person's LoRA on SD 1.x and 2.x "
+                        "models only; make an SD 1.x or 2.x model the default to train, or shoot "
+                        "SDXL styles without training");
   const TrainingDefaults defaults = training_defaults(model);
   TrainPayload payload;
   payload.steps = integer_field(body, "steps", 1, 5000, defaults.steps);
@@ -1811,6 +1868,13 @@ void ApiServer::State::make_startup_model_default(const std::filesystem::path& g
 ApiServer::ApiServer(ServerOptions options) : state_(std::make_unique<State>(std::move(options))) {
   State& s = *state_;
   std::filesystem::create_directories(s.options.data_dir);
+  // Every account's photos are in it: no other local user may look (issue 23).
+  std::error_code private_status;
+  std::filesystem::permissions(s.options.data_dir, std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::replace, private_status);
+  if (private_status)
+    log_warning("cannot make the data folder " + s.options.data_dir.string() +
+             " private to its owner (" + private_status.message() + ")");
   s.data_lock = std::make_unique<DataFolderLock>(s.options.data_dir);
   s.database = s.options.database_url.empty()
                    ? store::open_default_database(s.options.data_dir.string())

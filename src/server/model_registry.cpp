@@ -5,13 +5,15 @@
 
 #include "doppel/checkpoint/stable_diffusion.hpp"
 #include "doppel/core/error.hpp"
-#include "server/job_payloads.hpp"
+#include "doppel/services/job_payloads.hpp"
 
 namespace doppel::server {
+
+using services::model_display_name;
 namespace {
 
 constexpr const char* kWhatToRegister =
-    "register a Stable Diffusion 1.x or 2.x model: a .safetensors checkpoint or a diffusers "
+    "register a Stable Diffusion 1.x, 2.x or XL model: a .safetensors checkpoint or a diffusers "
     "folder (with unet/, vae/, text_encoder/) that the server can read";
 
 [[noreturn]] void refuse(const std::string& path, const std::string& problem) {
@@ -102,10 +104,6 @@ store::Model inspect_model_for_registry(const std::string& path,
     refuse(path, std::string("it is not a Stable Diffusion model the studio can load (") +
                      error.what() + ")");
   }
-  if (inspection.family == ModelFamily::kSdxl)
-    refuse(path,
-           "it is an SDXL model: `doppel generate` can use it, but the studio trains each "
-           "person's LoRA on SD 1.x and 2.x models only");
   if (inspection.inpainting)
     refuse(path,
            "it is an inpainting model (9-channel UNet), which cannot shoot portraits from "

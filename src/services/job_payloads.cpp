@@ -1,9 +1,9 @@
-#include "server/job_payloads.hpp"
+#include "doppel/services/job_payloads.hpp"
 
 #include "doppel/core/error.hpp"
 #include "doppel/store/blob_store.hpp"
 
-namespace doppel::server {
+namespace doppel::services {
 
 nlohmann::json train_payload_settings(const TrainPayload& payload) {
   nlohmann::json settings = {{"trigger_word", payload.trigger_word},
@@ -61,4 +61,4 @@ std::filesystem::path lora_cache_path(const std::filesystem::path& data_dir,
   return data_dir / "loras" / (sha256 + ".safetensors");
 }
 
-}  // namespace doppel::server
+}  // namespace doppel::services

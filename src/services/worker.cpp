@@ -1,4 +1,4 @@
-#include "doppel/server/worker.hpp"
+#include "doppel/services/worker.hpp"
 
 #include <unistd.h>
 #include <nlohmann/json.hpp>
@@ -19,15 +19,15 @@
 #include "doppel/face/face_pose_map.hpp"
 #include "doppel/face/subject_profile.hpp"
 #include "doppel/queue/job_queue.hpp"
+#include "doppel/services/job_payloads.hpp"
 #include "doppel/store/blob_store.hpp"
 #include "doppel/store/database.hpp"
 #include "doppel/store/repository.hpp"
 #include "doppel/studio/portrait_ranking.hpp"
 #include "doppel/studio/shoot_plan.hpp"
 #include "doppel/train/lora_trainer.hpp"
-#include "server/job_payloads.hpp"
 
-namespace doppel::server {
+namespace doppel::services {
 namespace {
 
 using nlohmann::json;
@@ -456,4 +456,4 @@ void WorkerPool::stop() {
   threads_.clear();
 }
 
-}  // namespace doppel::server
+}  // namespace doppel::services

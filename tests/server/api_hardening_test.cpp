@@ -3,11 +3,14 @@
 // or outliving their token, DNS rebinding, missing security headers.
 #include <gtest/gtest.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <thread>
 #include <vector>
 
 #include "raw_socket.hpp"
+#include "server/http_support.hpp"
 #include "server_test_support.hpp"
 
 namespace doppel::test {
@@ -172,6 +175,40 @@ TEST(ServerHardening, PagesAndAnswersCarrySecurityHeadersAndOtherHostsAreRefused
   const auto local = client.Get("/api/health", {{"Host", "localhost:" + std::to_string(port)}});
   ASSERT_TRUE(local);
   EXPECT_EQ(local->status, 200);
+}
+
+TEST(ServerHardening, SpacesRepeatsAndCommonPasswordsAreRefusedWithTheReason) {
+  TestServer server;
+  ApiClient ada = first_account(server);
+  const auto refusal = [&](const std::string& password) {
+    const Answer answer =
+        ada.post("/api/accounts", {{"email", "bob@example.com"}, {"password", password}});
+    EXPECT_EQ(answer.status, 400) << password << ": " << answer.raw;
+    return answer.body.is_object() ? answer.body["error"].value("message", "") : "";
+  };
+  EXPECT_NE(refusal("          ").find("only spaces"), std::string::npos);
+  EXPECT_NE(refusal("zzzzzzzzzz").find("repeated"), std::string::npos);
+  EXPECT_NE(refusal("Password1").find("most common"), std::string::npos);
+  EXPECT_NE(refusal(" 12345678 ").find("most common"), std::string::npos);
+  EXPECT_NE(refusal("short").find("8 characters"), std::string::npos);
+  EXPECT_EQ(
+      ada.post("/api/accounts", {{"email", "bob@example.com"}, {"password", "plum kettle orbit"}})
+          .status,
+      201);
+}
+
+TEST(ServerHardening, AFullDiskIsToldApartFromOtherFailures) {
+  EXPECT_TRUE(server::is_disk_full(
+      Error(ErrorCode::kIo, std::string("cannot write blobs/ab/x.tmp: ") + std::strerror(ENOSPC))));
+  EXPECT_TRUE(server::is_disk_full(Error(ErrorCode::kIo, std::strerror(EDQUOT))));
+  EXPECT_FALSE(server::is_disk_full(Error(ErrorCode::kIo, "cannot write x: Permission denied")));
+  EXPECT_FALSE(server::is_disk_full(Error(ErrorCode::kInvalidFile, std::strerror(ENOSPC))));
+}
+
+TEST(ServerHardening, TheDataFolderIsTheOwnersOnly) {
+  TestServer server;
+  const auto permissions = std::filesystem::status(server.data_dir()).permissions();
+  EXPECT_EQ(permissions, std::filesystem::perms::owner_all);
 }
 
 }  // namespace

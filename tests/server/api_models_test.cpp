@@ -7,9 +7,10 @@
 #include <fstream>
 
 #include "doppel/checkpoint/tiny_model.hpp"
+#include "doppel/core/atomic_file.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"
-#include "server/job_payloads.hpp"
+#include "doppel/services/job_payloads.hpp"
 #include "server/model_registry.hpp"
 #include "server/server_test_support.hpp"
 #include "support/shared_data.hpp"
@@ -115,7 +116,7 @@ TEST(ServerModels, RegisteringRunsTheModelDetectionAndSaysWhatIsWrong) {
   EXPECT_EQ(answer.status, 400);
   EXPECT_NE(message_of(answer).find("not a Stable Diffusion model"), std::string::npos)
       << answer.raw;
-  EXPECT_NE(message_of(answer).find("register a Stable Diffusion 1.x or 2.x model"),
+  EXPECT_NE(message_of(answer).find("register a Stable Diffusion 1.x, 2.x or XL model"),
             std::string::npos)
       << answer.raw;
 
@@ -215,18 +216,51 @@ TEST(ServerModels, PathsOutsideTheModelFoldersAreRefusedAlikeWithoutReadingThem)
   EXPECT_EQ(inside.body["path"], fs::canonical(models / "inside.safetensors").string());
 }
 
-// SDXL generates from the command line, but the studio trains LoRAs on SD 1.x/2.x only.
-TEST(ServerModels, SdxlModelsAreRefusedWithTheReason) {
+// An SDXL model registers and shoots SDXL packs (training-free); training on it is refused
+// with the reason, as doppel trains LoRAs on SD 1.x/2.x only.
+TEST(ServerModels, SdxlPacksShootOnSdxlModelsAndTrainingSaysWhyNot) {
   const fs::path sdxl = test::golden_dir() / "sdxl" / "diffusers";
   DOPPEL_REQUIRE_PATH(sdxl);
+  const fs::path folder = fresh_data_dir();
+  const fs::path styles = write_small_style(folder / "styles");
+  std::string pack = read_file(styles / "small.yaml");
+  for (auto [from, to] : {std::pair<std::string, std::string>{"id: small", "id: small_xl"},
+                          {"family: sd1", "family: sdxl"}})
+    pack.replace(pack.find(from), from.size(), to);
+  std::ofstream(styles / "small_xl.yaml") << pack;
   server::ServerOptions options;
+  options.styles_dir = styles;
   options.model_dirs = {sdxl.parent_path()};
   TestServer server(options);
   ApiClient alice = first_account(server);
-  const Answer answer = alice.post("/api/models", {{"path", sdxl.string()}});
-  EXPECT_EQ(answer.status, 400);
-  EXPECT_NE(message_of(answer).find("SDXL"), std::string::npos) << answer.raw;
-  EXPECT_NE(message_of(answer).find("doppel generate"), std::string::npos) << answer.raw;
+  const Answer added = alice.post("/api/models", {{"path", sdxl.string()}});
+  ASSERT_EQ(added.status, 201) << added.raw;
+  EXPECT_EQ(added.body["family"], "sdxl");
+  ASSERT_EQ(alice.put("/api/models/" + added.body["id"].get<std::string>() + "/default", {}).status,
+            200);
+  const Answer subject = alice.post("/api/subjects", {{"name", "Ada"}});
+  ASSERT_EQ(subject.status, 201);
+  const std::string id = subject.body["id"];
+
+  const Answer wrong_family =
+      alice.post("/api/shoots", {{"subject_id", id}, {"styles", {"small"}}, {"count", 1}});
+  EXPECT_EQ(wrong_family.status, 400) << wrong_family.raw;
+  const Answer shoot = alice.post(
+      "/api/shoots", {{"subject_id", id}, {"styles", {"small_xl"}}, {"count", 1}, {"seed", 3}});
+  ASSERT_EQ(shoot.status, 202) << shoot.raw;
+  services::Worker worker(server.worker_options());
+  EXPECT_EQ(run_all_jobs(worker), 1);
+  const Answer images = alice.get("/api/shoots/" + shoot.body["id"].get<std::string>() + "/images");
+  ASSERT_EQ(images.body["images"].size(), 1u) << alice.get("/api/jobs").raw;
+  const std::string png = alice.get(images.body["images"][0]["png_url"].get<std::string>()).raw;
+  const Image image = decode_image(png);
+  EXPECT_EQ(image.width, 72);
+  EXPECT_EQ(image.height, 64);
+  EXPECT_NE(read_png_text(png).at(0).second.find("Model: diffusers"), std::string::npos);
+
+  const Answer train = alice.post("/api/subjects/" + id + "/train", {{"steps", 2}});
+  EXPECT_EQ(train.status, 409) << train.raw;
+  EXPECT_NE(message_of(train).find("SDXL"), std::string::npos) << train.raw;
 }
 
 TEST(ServerModels, ShootsRunOnTheDefaultModelOfTheirQueueingTimeAndWorkersLoadIt) {
@@ -268,7 +302,7 @@ TEST(ServerModels, ShootsRunOnTheDefaultModelOfTheirQueueingTimeAndWorkersLoadIt
   EXPECT_EQ(payloads[1]["recipe"]["width"], 64);
 
   // One worker runs both, loading the file for one and the built-in model for the other.
-  server::Worker worker(server.worker_options());
+  services::Worker worker(server.worker_options());
   EXPECT_EQ(run_all_jobs(worker), 2);
   const auto image_of = [&](const Answer& shoot) {
     const json images =
@@ -371,18 +405,18 @@ TEST(ServerModels, TrainingDefaultsAndPayloadsFollowTheModel) {
   sd21.prediction = "v_prediction";
   EXPECT_EQ(server::training_defaults(sd21).resolution, 768);
 
-  server::TrainPayload payload;
+  services::TrainPayload payload;
   payload.lora_version_id = std::string(32, 'a');
   payload.trigger_word = "ohwx";
   payload.model_path = "/models/sd15.safetensors";
-  const json encoded = server::train_payload_to_json(payload);
+  const json encoded = services::train_payload_to_json(payload);
   EXPECT_EQ(encoded["model_path"], "/models/sd15.safetensors");
-  EXPECT_EQ(server::train_payload_from_json(encoded).model_path, payload.model_path);
+  EXPECT_EQ(services::train_payload_from_json(encoded).model_path, payload.model_path);
   json legacy = encoded;
   legacy.erase("model_path");  // queued before the models registry
-  EXPECT_EQ(server::train_payload_from_json(legacy).model_path, std::nullopt);
-  EXPECT_EQ(server::model_display_name(""), "doppel-tiny-demo");
-  EXPECT_EQ(server::model_display_name("/nowhere/v1-5-pruned-emaonly.safetensors"),
+  EXPECT_EQ(services::train_payload_from_json(legacy).model_path, std::nullopt);
+  EXPECT_EQ(services::model_display_name(""), "doppel-tiny-demo");
+  EXPECT_EQ(services::model_display_name("/nowhere/v1-5-pruned-emaonly.safetensors"),
             "v1-5-pruned-emaonly");
 }
 

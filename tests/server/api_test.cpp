@@ -50,7 +50,7 @@ std::map<std::string, std::string> make_everything(TestServer& server, ApiClient
                                                    {"seed", 7}});
   EXPECT_EQ(shoot.status, 202) << shoot.raw;
   ids["shoot_id"] = shoot.body["id"];
-  server::Worker worker(server.worker_options());
+  services::Worker worker(server.worker_options());
   EXPECT_EQ(run_all_jobs(worker), 1);
   const Answer images = client.get("/api/shoots/" + ids["shoot_id"] + "/images");
   EXPECT_EQ(images.body["images"].size(), 1u) << images.raw;
@@ -72,14 +72,21 @@ std::map<std::string, std::string> make_everything(TestServer& server, ApiClient
 }
 
 TEST(ServerApi, PublicRoutesAnswerWithoutCredentials) {
-  TestServer server;
+  server::ServerOptions options;
+  options.metrics_token = "metrics secret";
+  TestServer server(options);
   ApiClient anonymous(server, {});
   const Answer health = anonymous.get("/api/health");
   EXPECT_EQ(health.status, 200);
   EXPECT_EQ(health.body["status"], "ok");
   EXPECT_EQ(health.body["database"], "sqlite");
   EXPECT_GE(health.body["schema_version"].get<int>(), 1);
-  const Answer metrics = anonymous.get("/metrics");
+  // Metrics are opt-in and want their own token (issue 23).
+  EXPECT_EQ(anonymous.get("/metrics").status, 401);
+  TestServer without_metrics;
+  EXPECT_EQ(ApiClient(without_metrics, {}).get("/metrics").status, 404);
+  const Answer metrics =
+      ApiClient(server, {{"Authorization", "Bearer metrics secret"}}).get("/metrics");
   EXPECT_EQ(metrics.status, 200);
   EXPECT_NE(metrics.raw.find("doppel_jobs{status=\"queued\"} 0"), std::string::npos) << metrics.raw;
   EXPECT_NE(metrics.raw.find("doppel_http_responses_total{code=\"200\"}"), std::string::npos);
@@ -215,7 +222,7 @@ TEST(ServerApi, HappyPathsOfSubjectsPhotosShootsImagesAndJobs) {
   const Answer variations = client.post(image + "/variations", {{"count", 2}});
   ASSERT_EQ(variations.status, 202) << variations.raw;
   EXPECT_EQ(variations.body["image_count"], 2);
-  server::Worker worker(server.worker_options());
+  services::Worker worker(server.worker_options());
   EXPECT_EQ(run_all_jobs(worker), 3);
   const Answer repeated =
       client.get("/api/shoots/" + again.body["id"].get<std::string>() + "/images");
@@ -315,7 +322,7 @@ TEST(ServerApi, ShootZipHoldsEveryPngBestFirstAsTheImageRoutesServeThem) {
   const Answer empty = alice.get(shoot_path + "/zip");
   EXPECT_EQ(empty.status, 409);
   EXPECT_EQ(empty.error_code(), "not_ready");
-  server::Worker worker(server.worker_options());
+  services::Worker worker(server.worker_options());
   EXPECT_EQ(run_all_jobs(worker), 4);
   // A favourite goes first, whatever its scores.
   const json unranked = alice.get(shoot_path + "/images").body["images"];
@@ -330,16 +337,28 @@ TEST(ServerApi, ShootZipHoldsEveryPngBestFirstAsTheImageRoutesServeThem) {
   ASSERT_EQ(zip.status, 200) << zip.raw.substr(0, 200);
   std::map<std::string, std::string> headers(zip.headers.begin(), zip.headers.end());
   EXPECT_EQ(headers["Content-Type"], "application/zip");
-  EXPECT_EQ(headers["Content-Disposition"], "attachment; filename=\"doppel-shoot-" +
-                                                shoot.body["id"].get<std::string>() + ".zip\"");
+  const std::string short_id = shoot.body["id"].get<std::string>().substr(0, 8);
+  EXPECT_EQ(headers["Content-Disposition"], "attachment; filename=\"Ada-shoot-" + short_id +
+                                                ".zip\"; filename*=UTF-8''Ada-shoot-" +
+                                                short_id + ".zip");
+  // Named for people, "<subject>-<style>-<rank>.png", best first, then the recipes.
   const std::vector<ReadEntry> entries = read_zip(zip.raw);
-  ASSERT_EQ(entries.size(), images.size());
-  for (size_t i = 0; i < entries.size(); ++i) {
+  ASSERT_EQ(entries.size(), images.size() + 1);
+  const json recipes = json::parse(entries.back().data);
+  EXPECT_EQ(entries.back().name, "recipes.json");
+  ASSERT_EQ(recipes.size(), images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
     const std::string id = images[i]["id"];
     const std::string style = images[i]["recipe"]["style"];
-    EXPECT_EQ(entries[i].name, "0" + std::to_string(i + 1) + "-" + style + "-" + id + ".png");
-    EXPECT_EQ(entries[i].data, alice.get("/api/images/" + id + "/png").raw) << id;
+    const std::string name = "Ada-" + style + "-0" + std::to_string(i + 1) + ".png";
+    EXPECT_EQ(entries[i].name, name);
+    const Answer png = alice.get("/api/images/" + id + "/png");
+    EXPECT_EQ(entries[i].data, png.raw) << id;
+    EXPECT_NE(png.headers.find("Content-Disposition")->second.find(name), std::string::npos);
     EXPECT_EQ(entries[i].crc, zlib_crc(entries[i].data));
+    EXPECT_EQ(recipes[i]["file"], name);
+    EXPECT_EQ(recipes[i]["image_id"], id);
+    EXPECT_EQ(recipes[i]["recipe"], images[i]["recipe"]);
   }
   // Another account's shoot is not found, exactly like one that never existed.
   const Answer stolen = bob.get(shoot_path + "/zip");
@@ -376,7 +395,7 @@ TEST(ServerApi, AccountStorageCountsEveryBlobOncePerKind) {
   const Answer shoot = alice.post(
       "/api/shoots", {{"subject_id", ada}, {"styles", {"anime"}}, {"count", 2}, {"seed", 3}});
   ASSERT_EQ(shoot.status, 202) << shoot.raw;
-  server::Worker worker(server.worker_options());
+  services::Worker worker(server.worker_options());
   EXPECT_EQ(run_all_jobs(worker), 2);
   const json images =
       alice.get("/api/shoots/" + shoot.body["id"].get<std::string>() + "/images").body["images"];
@@ -511,12 +530,18 @@ TEST(ServerApi, HostileInputIsRefusedAndNothingIsStored) {
   EXPECT_EQ(client.get("/api/jobs?status=queued'--").status, 400);
   EXPECT_EQ(client.get("/api/subjects").body["subjects"].size(), 2u);
 
-  // Uploads: content decides, not the name or the declared type; any bad file refuses all.
+  // Uploads: content decides, not the name or the declared type; each file is judged on its
+  // own (a bad one is named and the good ones are kept).
   answer = client.upload(photos, {{"photos", "#!/bin/sh\nrm -rf /\n", "photo.png", "image/png"}});
   EXPECT_EQ(answer.status, 415) << answer.raw;
+  EXPECT_EQ(answer.body["refused"][0]["file"], "photo.png") << answer.raw;
   answer = client.upload(photos, {{"photos", synthetic_png(), "a.png", "image/png"},
                                   {"photos", "GIF89a....", "b.gif", "image/gif"}});
-  EXPECT_EQ(answer.status, 415);
+  EXPECT_EQ(answer.status, 201) << answer.raw;
+  ASSERT_EQ(answer.body["added"].size(), 1u) << answer.raw;
+  EXPECT_EQ(answer.body["refused"].size(), 1u) << answer.raw;
+  EXPECT_EQ(answer.body["refused"][0]["file"], "b.gif") << answer.raw;
+  EXPECT_EQ(client.del("/api/photos/" + answer.body["added"][0].get<std::string>()).status, 200);
   std::string truncated = synthetic_png();
   truncated.resize(truncated.size() / 2);
   EXPECT_EQ(client.upload(photos, {{"photos", truncated, "t.png", "image/png"}}).status, 422);
@@ -578,7 +603,7 @@ TEST(ServerApi, AccountEventStreamReportsEveryJobChange) {
     });
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  server::Worker worker(server.worker_options());
+  services::Worker worker(server.worker_options());
   EXPECT_EQ(run_all_jobs(worker), 1);
   reader.join();
   EXPECT_EQ(received.rfind("event: job\ndata: {", 0), 0u) << received;

@@ -15,7 +15,7 @@
 
 #include "doppel/core/image.hpp"
 #include "doppel/server/api_server.hpp"
-#include "doppel/server/worker.hpp"
+#include "doppel/services/worker.hpp"
 #include "doppel/store/repository.hpp"
 
 namespace doppel::test {
@@ -111,8 +111,8 @@ class TestServer {
   std::unique_ptr<store::Repository> repository() const {
     return store::open_repository(database_url_);
   }
-  server::WorkerOptions worker_options(bool face_analysis = false) const {
-    server::WorkerOptions options;
+  services::WorkerOptions worker_options(bool face_analysis = false) const {
+    services::WorkerOptions options;
     options.data_dir = data_dir_;
     options.database_url = database_url_;
     options.face_analysis = face_analysis;
@@ -213,7 +213,7 @@ inline ApiClient another_account(TestServer& server, ApiClient& creator,
 }
 
 // Runs queued jobs until none is left (at most `limit`).
-inline int run_all_jobs(server::Worker& worker, int limit = 100) {
+inline int run_all_jobs(services::Worker& worker, int limit = 100) {
   int ran = 0;
   while (ran < limit && worker.run_once()) ++ran;
   return ran;

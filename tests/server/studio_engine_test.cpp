@@ -111,7 +111,7 @@ TEST(StudioEngine, AStylePackWithEveryEngineFeatureShootsAsTheCliGenerates) {
       "/api/shoots",
       {{"subject_id", subject.body["id"]}, {"styles", {"engine"}}, {"count", 1}, {"seed", 11}});
   ASSERT_EQ(shoot.status, 202) << shoot.raw;
-  server::Worker worker(server.worker_options());
+  services::Worker worker(server.worker_options());
   EXPECT_EQ(run_all_jobs(worker), 1);
   const Answer images =
       client.get("/api/shoots/" + shoot.body["id"].get<std::string>() + "/images");

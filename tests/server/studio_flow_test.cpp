@@ -94,7 +94,7 @@ TEST(StudioFlow, PhotosToTrainedDoubleToRankedPortraitsAndDeletion) {
   // Train a few steps.
   const Answer train = client.post(subject + "/train", {{"steps", 4}, {"class_word", "woman"}});
   ASSERT_EQ(train.status, 202) << train.raw;
-  server::Worker worker(server.worker_options(/*face_analysis=*/true));
+  services::Worker worker(server.worker_options(/*face_analysis=*/true));
   EXPECT_EQ(run_all_jobs(worker), 1);
   const Answer job = client.get("/api/jobs/" + train.body["job"]["id"].get<std::string>());
   ASSERT_EQ(job.body["status"], "succeeded") << job.raw;

@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-namespace doppel::server {
+namespace doppel::services {
 
 // A "train" job: one LoRA version of one subject.
 struct TrainPayload {
@@ -43,4 +43,4 @@ std::string model_display_name(const std::string& model_path);
 std::filesystem::path lora_cache_path(const std::filesystem::path& data_dir,
                                       const std::string& sha256);
 
-}  // namespace doppel::server
+}  // namespace doppel::services

@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-namespace doppel::server {
+namespace doppel::services {
 
 struct WorkerOptions {
   std::filesystem::path data_dir = "data";
@@ -54,4 +54,4 @@ class WorkerPool {
   std::vector<std::thread> threads_;
 };
 
-}  // namespace doppel::server
+}  // namespace doppel::services
