@@ -11,12 +11,6 @@
 namespace doppel {
 namespace {
 
-std::string format_number(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%g", value);
-  return buffer;
-}
-
 // A1111's latent upscalers (torch.nn.functional.interpolate modes, antialias off).
 std::optional<std::string> latent_upscale_mode(const std::string& name) {
   if (name == "Latent") return "bilinear";
@@ -61,6 +55,9 @@ void check_request(const GenerationRequest& request, int64_t factor, bool inpain
         request.negative_guidance_cutoff.min_sigma <= 1000))
     invalid("the negative guidance minimum sigma (NGMS) must be between 0 (off) and 1000 (got " +
             format_number(request.negative_guidance_cutoff.min_sigma) + ")");
+  if (!(request.token_merging_ratio >= 0 && request.token_merging_ratio <= 0.9))
+    invalid("the token merging ratio must be between 0 (off) and 0.9 (got " +
+            format_number(request.token_merging_ratio) + ")");
   if (request.clip_skip < 1 || request.clip_skip > 12)
     invalid("CLIP skip must be between 1 and 12 (got " + std::to_string(request.clip_skip) + ")");
   if (request.init_image && !(request.strength > 0 && request.strength <= 1))
@@ -90,6 +87,22 @@ void check_request(const GenerationRequest& request, int64_t factor, bool inpain
         invalid("hires fix would make an image larger than 8192 pixels; lower the scale");
   }
 }
+
+// Sets the UNet's ToMe ratio for one request and puts the previous one back, also on errors.
+class TokenMergingScope {
+ public:
+  TokenMergingScope(UNetModel unet, double ratio)
+      : unet_(std::move(unet)), previous_(unet_->token_merging_ratio()) {
+    unet_->set_token_merging_ratio(ratio);
+  }
+  ~TokenMergingScope() { unet_->set_token_merging_ratio(previous_); }
+  TokenMergingScope(const TokenMergingScope&) = delete;
+  TokenMergingScope& operator=(const TokenMergingScope&) = delete;
+
+ private:
+  UNetModel unet_;
+  double previous_;
+};
 
 // Reports one pass's "sampling" events as part of a single stage over both passes of a
 // hires fix: steps counted from `offset` of `total`, time from `elapsed_before`.
@@ -417,6 +430,10 @@ GenerationParameters StableDiffusionPipeline::describe(
     p.set("Hires upscaler", hires->upscaler);
   }
   if (request.clip_skip > 1) p.set("Clip skip", std::to_string(request.clip_skip));
+  if (request.token_merging_ratio > 0) {
+    p.set("Token merging ratio", format_number(request.token_merging_ratio));
+    if (request.hires) p.set("Token merging ratio hr", format_number(request.token_merging_ratio));
+  }
   if (request.eta != 0) p.set("Eta", format_number(request.eta));
   if (const NegativeGuidanceCutoff& ngms = request.negative_guidance_cutoff; ngms.enabled()) {
     p.set("NGMS", format_number(ngms.min_sigma));
@@ -436,7 +453,7 @@ GenerationParameters StableDiffusionPipeline::describe(
   describe_controls(request.controls, p);
   describe_ip_adapters(request.ip_adapters, request.controls.size(),
                        model_.unet->config().adm_in_channels > 0, p);
-  p.set("Version", "doppel 0.1.0");
+  p.set("Version", doppel_version());
   return p;
 }
 
@@ -604,6 +621,7 @@ std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRe
   check_controls(request.controls, model_.unet->config());
   check_ip_adapters(request.ip_adapters, *model_.unet);
   find_sampler(request.sampler);  // unknown names fail before any work
+  const TokenMergingScope token_merging(model_.unet, request.token_merging_ratio);
   const PromptConditioning conditioning =
       condition_prompts(request.prompt, request.negative_prompt, request.steps, request.clip_skip);
   // Prompt schedules ([from:to:when]) follow the second pass's own step count.

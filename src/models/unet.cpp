@@ -163,6 +163,16 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& config, const at::TensorOptions& 
   out_conv =
       out->register_module("2", layers::Conv2d(channels, config_.out_channels, 3, 1, 1, options));
   number_image_prompt_layers();
+  for (const auto& module : modules(/*include_self=*/false))
+    if (auto* block = module->as<BasicTransformerBlockImpl>())
+      block->token_merging = token_merging_;
+}
+
+void UNetModelImpl::set_token_merging_ratio(double ratio) {
+  if (!(ratio >= 0 && ratio < 1))
+    throw Error(ErrorCode::kInvalidArgument,
+                "the token merging ratio must be in [0, 1) (0 = off; A1111 allows up to 0.9)");
+  token_merging_->ratio = ratio;
 }
 
 void UNetModelImpl::number_image_prompt_layers() {
@@ -219,6 +229,8 @@ at::Tensor UNetModelImpl::forward(const at::Tensor& x, const at::Tensor& timeste
                     std::to_string(x.dim() > 1 ? x.size(1) : 0) + " channels");
   }
   const int64_t n = x.size(0);
+  token_merging_->height = x.size(2);  // ToMe merges in blocks that see this whole grid
+  token_merging_->width = x.size(3);
   const bool has_attention =
       config_.transformer_depth_middle > 0 ||
       std::any_of(config_.transformer_depth.begin(), config_.transformer_depth.end(),

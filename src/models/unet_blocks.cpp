@@ -113,7 +113,16 @@ BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads,
 
 at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& context,
                                               const ImagePromptAttention* image_prompt) {
-  at::Tensor h = x + attn1->forward(norm1->forward(x));
+  at::Tensor h;
+  if (token_merging && token_merging->ratio > 0 &&
+      x.size(1) == token_merging->height * token_merging->width) {
+    // tomesd: the matching is computed on the block's input, applied to the normed tokens.
+    const TokenMerge merge =
+        TokenMerge::plan(x, token_merging->height, token_merging->width, token_merging->ratio);
+    h = x + merge.unmerge(attn1->forward(merge.merge(norm1->forward(x))));
+  } else {
+    h = x + attn1->forward(norm1->forward(x));
+  }
   h = h + attn2->forward(norm2->forward(h), context, image_prompt);
   return h + ff->forward(norm3->forward(h));
 }

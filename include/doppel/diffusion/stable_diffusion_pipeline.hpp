@@ -63,6 +63,9 @@ struct GenerationRequest {
   // diffusers' leading / linspace / trailing; unset = the model's scheduler config, else the
   // sampler's diffusers default. Turbo, Lightning and Hyper-SD want trailing (docs/few-step.md).
   std::optional<TimestepSpacing> timestep_spacing;
+  // ToMe for SD (A1111's token_merging_ratio, 0-0.9): merges this share of the tokens before the
+  // self-attention at the latents' full resolution; faster, slightly less detailed. 0 = off.
+  double token_merging_ratio = 0;
   double eta = 0.0;  // DDIM only
   uint64_t seed = 0;
   // Images per batch and batches; image i of the whole run uses seed + i, so

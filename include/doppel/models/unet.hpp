@@ -14,6 +14,7 @@
 
 #include "doppel/models/image_prompt_attention.hpp"
 #include "doppel/models/layers.hpp"
+#include "doppel/models/token_merging.hpp"
 #include "doppel/models/unet_blocks.hpp"
 #include "doppel/models/unet_config.hpp"
 
@@ -61,6 +62,10 @@ class UNetModelImpl : public torch::nn::Module {
   // `ip_adapter.<k>` weights. Their inner widths (heads * head_dim) and LDM names:
   std::vector<int64_t> image_prompt_layer_widths() const;
   std::vector<std::string> image_prompt_layer_names() const;
+  // ToMe for SD on the self-attention of the transformer blocks at the latents' full
+  // resolution (tomesd with A1111's settings, see token_merging.hpp); 0 = off. In [0, 1).
+  void set_token_merging_ratio(double ratio);
+  double token_merging_ratio() const { return token_merging_->ratio; }
 
   TimestepMlp time_embed{nullptr};
   TimestepMlp label_mlp{nullptr};  // label_emb.0 (SDXL only)
@@ -76,6 +81,8 @@ class UNetModelImpl : public torch::nn::Module {
   UNetConfig config_;
   std::vector<int64_t> skip_channels_;
   std::vector<CrossAttention> image_prompt_layers_;
+  // Shared with every BasicTransformerBlock; forward records the latent grid in it.
+  std::shared_ptr<TokenMergingState> token_merging_ = std::make_shared<TokenMergingState>();
   std::vector<std::string> image_prompt_layer_names_;
   bool channels_last_ = false;
   bool gradient_checkpointing_ = false;

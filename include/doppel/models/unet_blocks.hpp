@@ -13,6 +13,7 @@
 
 #include "doppel/models/image_prompt_attention.hpp"
 #include "doppel/models/layers.hpp"
+#include "doppel/models/token_merging.hpp"
 #include "doppel/models/unet_config.hpp"
 
 namespace doppel {
@@ -74,6 +75,9 @@ class BasicTransformerBlockImpl : public torch::nn::Module {
   CrossAttention attn1{nullptr}, attn2{nullptr};
   FeedForward ff{nullptr};
   layers::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
+  // ToMe (set by the UNet; null or ratio 0: off): merges the self-attention's tokens when
+  // this block runs on the whole latent grid.
+  std::shared_ptr<const TokenMergingState> token_merging;
 };
 TORCH_MODULE(BasicTransformerBlock);
 
