@@ -25,6 +25,7 @@ if [ "$what" = all ] || [ "$what" = sd ]; then
   done
   "$sd" --case generate --dtype bf16 --size 512
   "$bench/control_net_bench" --dtype bf16 --size 512
+  "$bench/ip_adapter_bench" --dtype bf16 --size 512 --repeats 3
 fi
 if [ "$what" = all ] || [ "$what" = sdxl ]; then
   sd="$bench/stable_diffusion_bench --family sdxl --repeats 1"
