@@ -8,6 +8,7 @@
 #include "app/command_registry.hpp"
 #include "doppel/core/caching_cpu_allocator.hpp"
 #include "doppel/core/error.hpp"
+#include "doppel/core/generation_parameters.hpp"
 #include "doppel/core/log.hpp"
 #include "doppel/core/runtime.hpp"
 
@@ -35,7 +36,7 @@ CommandRegistration::CommandRegistration(std::string name, std::string descripti
 int main(int argc, char** argv) {
   using namespace doppel;
   CLI::App cli{"doppel — a self-hosted AI portrait studio"};
-  cli.set_version_flag("--version", "doppel 0.1.0");
+  cli.set_version_flag("--version", doppel_version());
   cli.require_subcommand(1);
   cli.fallthrough();
   auto& global = const_cast<app::GlobalOptions&>(app::global_options());

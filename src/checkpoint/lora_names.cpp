@@ -16,15 +16,6 @@ std::string text_encoder_component(size_t index) {
   return "te" + std::to_string(index);
 }
 
-bool starts_with(const std::string& text, const std::string& prefix) {
-  return text.compare(0, prefix.size(), prefix) == 0;
-}
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 std::string underscored(std::string path) {
   std::replace(path.begin(), path.end(), '.', '_');
   return path;
@@ -34,7 +25,7 @@ std::string underscored(std::string path) {
 std::map<std::string, at::Tensor> adaptable_weights(torch::nn::Module& module) {
   std::map<std::string, at::Tensor> weights;
   for (const auto& item : module.named_parameters(/*recurse=*/true)) {
-    if (item.value().dim() >= 2 && ends_with(item.key(), ".weight")) {
+    if (item.value().dim() >= 2 && item.key().ends_with(".weight")) {
       weights[item.key().substr(0, item.key().size() - 7)] = item.value();
     }
   }
@@ -95,14 +86,14 @@ std::map<std::string, std::string> diffusers_unet_module_paths(
     if (!ldm_block) continue;
     const std::string ldm_prefix = *ldm_block + ".";
     for (auto it = weights.lower_bound(ldm_prefix);
-         it != weights.end() && starts_with(it->first, ldm_prefix); ++it) {
+         it != weights.end() && it->first.starts_with(ldm_prefix); ++it) {
       candidates.push_back(attention + "." + it->first.substr(ldm_prefix.size()));
     }
   }
   std::map<std::string, std::string> paths;  // diffusers -> LDM
   for (const auto& candidate : candidates) {
     const auto ldm = diffusers_unet_name_to_ldm(candidate + ".weight", layout);
-    if (!ldm || !ends_with(*ldm, ".weight")) continue;
+    if (!ldm || !ldm->ends_with(".weight")) continue;
     const std::string ldm_module = ldm->substr(0, ldm->size() - 7);
     if (weights.count(ldm_module)) paths[candidate] = ldm_module;
   }
@@ -146,7 +137,7 @@ TargetIndex::TargetIndex(StableDiffusionCheckpoint& model) {
       const std::string& name = item.key();
       const std::string block_prefix = "transformer.resblocks.";
       const std::string packed = ".attn.in_proj_weight";
-      if (!starts_with(name, block_prefix) || !ends_with(name, packed)) continue;
+      if (!name.starts_with(block_prefix) || !name.ends_with(packed)) continue;
       const std::string block = name.substr(0, name.size() - packed.size());
       const std::string layer = block.substr(block_prefix.size());
       const std::string hf = "text_model.encoder.layers." + layer;
@@ -173,13 +164,13 @@ TargetIndex::TargetIndex(StableDiffusionCheckpoint& model) {
 
 std::optional<Target> TargetIndex::resolve(const std::string& module_name) const {
   std::string name = module_name;
-  if (starts_with(name, "base_model.model.")) name = name.substr(17);
+  if (name.starts_with("base_model.model.")) name = name.substr(17);
 
   // kohya-ss: "lora_<component>_" + the module path with '.' replaced by '_'.
   static const std::vector<std::pair<std::string, std::string>> kohya_prefixes = {
       {"lora_unet_", kUNet}, {"lora_te1_", "te0"}, {"lora_te2_", "te1"}, {"lora_te_", "te0"}};
   for (const auto& [prefix, component] : kohya_prefixes) {
-    if (!starts_with(name, prefix)) continue;
+    if (!name.starts_with(prefix)) continue;
     auto flat = underscored_.find(component + ":" + name.substr(prefix.size()));
     if (flat == underscored_.end() || flat->second.empty()) return std::nullopt;
     return dotted_.at(flat->second);
@@ -188,15 +179,15 @@ std::optional<Target> TargetIndex::resolve(const std::string& module_name) const
   // diffusers / PEFT: "<component>.<dotted path>"; bare paths are the UNet's
   // (PEFT adapters saved from a UNet alone) or the text encoder's.
   std::string component = kUNet;
-  if (starts_with(name, "unet.")) {
+  if (name.starts_with("unet.")) {
     name = name.substr(5);
-  } else if (starts_with(name, "text_encoder_2.")) {
+  } else if (name.starts_with("text_encoder_2.")) {
     component = "te1";
     name = name.substr(15);
-  } else if (starts_with(name, "text_encoder.")) {
+  } else if (name.starts_with("text_encoder.")) {
     component = "te0";
     name = name.substr(13);
-  } else if (starts_with(name, "text_model.")) {
+  } else if (name.starts_with("text_model.")) {
     component = "te0";
   }
   // Pre-PEFT diffusers attention processors: "attn1.processor.to_out_lora".
@@ -207,7 +198,7 @@ std::optional<Target> TargetIndex::resolve(const std::string& module_name) const
       {"processor.to_out_lora", "to_out.0"},
   };
   for (const auto& [old_part, new_part] : processors) {
-    if (ends_with(name, old_part)) {
+    if (name.ends_with(old_part)) {
       name = name.substr(0, name.size() - old_part.size()) + new_part;
     }
   }

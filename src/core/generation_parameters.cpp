@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
+
 namespace doppel {
 
 std::optional<std::string> GenerationParameters::get(const std::string& key) const {
@@ -107,6 +109,16 @@ GenerationParameters GenerationParameters::parse(const std::string& text) {
     }
   }
   return result;
+}
+
+std::string format_number(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g", value);
+  return buffer;
+}
+
+const char* doppel_version() {
+  return "doppel " DOPPEL_VERSION;
 }
 
 }  // namespace doppel

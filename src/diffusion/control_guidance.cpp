@@ -7,15 +7,7 @@
 
 namespace doppel {
 
-namespace {
-
-std::string format_number(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%g", value);
-  return buffer;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 void check_controls(const std::vector<ControlInput>& controls, const UNetConfig& unet) {
   for (size_t i = 0; i < controls.size(); ++i) {

@@ -9,12 +9,6 @@ namespace doppel {
 
 namespace {
 
-std::string format_number(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%g", value);
-  return buffer;
-}
-
 bool matches(const std::string& layer, const std::string& key) {
   return layer == key || (layer.size() > key.size() && layer.compare(0, key.size(), key) == 0 &&
                           layer[key.size()] == '.');

@@ -1,6 +1,7 @@
 // The one table of samplers (names, A1111 names, defaults, entry points) and
 // the generic parts of sampling: plans, img2img truncation, noising, the run loop state.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <sstream>
 
@@ -184,16 +185,11 @@ const SamplerFamily* lookup(const std::string& name) {
   return nullptr;
 }
 
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // A name, alias or "<name>_karras"; throws kInvalidArgument listing the valid names.
 const SamplerFamily& family_of(const std::string& name, bool* karras_suffix = nullptr) {
   if (karras_suffix) *karras_suffix = false;
   if (const SamplerFamily* family = lookup(name)) return *family;
-  if (ends_with(name, "_karras")) {
+  if (name.ends_with("_karras")) {
     if (const SamplerFamily* family = lookup(name.substr(0, name.size() - 7))) {
       if (karras_suffix) *karras_suffix = true;
       return *family;
@@ -248,6 +244,17 @@ const char* a1111_schedule_type(TimestepSpacing spacing) {
       return "SGM Uniform";
   }
   throw Error(ErrorCode::kInternal, "unknown timestep spacing");
+}
+
+std::optional<TimestepSpacing> spacing_from_a1111_schedule_type(const std::string& text) {
+  std::string key;
+  for (char c : text)
+    if (c != ' ' && c != '_') key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (key == "ddim") return TimestepSpacing::kLeading;
+  // A1111's "Normal" and "Uniform" both take linspace(999, 0, steps) timesteps.
+  if (key == "uniform" || key == "normal") return TimestepSpacing::kLinspace;
+  if (key == "sgmuniform") return TimestepSpacing::kTrailing;
+  return std::nullopt;
 }
 
 SamplingPlan make_sampling_plan(const std::string& sampler_name, const SchedulerConfig& config,

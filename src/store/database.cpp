@@ -9,15 +9,6 @@
 namespace doppel::store {
 namespace {
 
-bool starts_with(const std::string& text, std::string_view prefix) {
-  return text.compare(0, prefix.size(), prefix) == 0;
-}
-
-bool ends_with(const std::string& text, std::string_view suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 std::unique_ptr<Database> open_sqlite_file(const std::filesystem::path& path) {
   if (path.empty())
     throw Error(ErrorCode::kInvalidArgument, "the SQLite database path is empty (use sqlite:PATH)");
@@ -33,11 +24,11 @@ std::unique_ptr<Database> open_sqlite_file(const std::filesystem::path& path) {
 
 std::shared_ptr<Database> open_database(const std::string& url) {
   std::shared_ptr<Database> database;
-  if (starts_with(url, "postgres://") || starts_with(url, "postgresql://")) {
+  if (url.starts_with("postgres://") || url.starts_with("postgresql://")) {
     database = connect_postgres(url);
-  } else if (starts_with(url, "sqlite:")) {
+  } else if (url.starts_with("sqlite:")) {
     database = open_sqlite_file(url.substr(7));
-  } else if (ends_with(url, ".db") || ends_with(url, ".sqlite") || ends_with(url, ".sqlite3")) {
+  } else if (url.ends_with(".db") || url.ends_with(".sqlite") || url.ends_with(".sqlite3")) {
     database = open_sqlite_file(url);
   } else {
     throw Error(

@@ -11,16 +11,11 @@ namespace doppel {
 
 namespace {
 
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 bool is_unet_target(const std::string& path) {
   if (path.find(".transformer_blocks.") == std::string::npos) return false;
   for (const char* suffix :
        {".to_q", ".to_k", ".to_v", ".to_out.0", ".ff.net.0.proj", ".ff.net.2"}) {
-    if (ends_with(path, suffix)) return true;
+    if (path.ends_with(suffix)) return true;
   }
   return false;
 }
@@ -28,7 +23,7 @@ bool is_unet_target(const std::string& path) {
 bool is_text_encoder_target(const std::string& path) {
   for (const char* suffix : {".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj",
                              ".self_attn.out_proj", ".mlp.fc1", ".mlp.fc2"}) {
-    if (ends_with(path, suffix)) return true;
+    if (path.ends_with(suffix)) return true;
   }
   return false;
 }

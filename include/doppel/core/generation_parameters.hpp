@@ -24,4 +24,10 @@ struct GenerationParameters {
   static GenerationParameters parse(const std::string& text);
 };
 
+// A number as A1111 writes it into the text (Python's str of a float, shortest form: 0.7, 7, 1.5).
+std::string format_number(double value);
+
+// "doppel <version>": the "Version" A1111 records, and `doppel --version`.
+const char* doppel_version();
+
 }  // namespace doppel
