@@ -174,6 +174,27 @@ TEST(IpAdapterPipelineGolden, ScaleZeroIsThePlainPipeline) {
   EXPECT_EQ(pipeline.generate(request).front().image.rgb, plain.rgb);
 }
 
+TEST(IpAdapterPipelineGolden, SteersTheHiresPassAndSeveralImages) {
+  DOPPEL_REQUIRE_PATH(folder() / "cases.jsonl");
+  const nlohmann::json c = cases()[3];  // plus-face
+  StableDiffusionPipeline pipeline = load_pipeline(c["model"]);
+  GenerationRequest request = request_for(c);
+  request.steps = 3;
+  request.hires = HiresFix{1.5, 0.5, 2, "Latent"};
+  request.batch_size = 2;
+  const std::vector<GeneratedImage> plain = pipeline.generate(request);
+  request.ip_adapters.push_back(load_input(pipeline, c));
+  const std::vector<GeneratedImage> steered = pipeline.generate(request);
+  ASSERT_EQ(steered.size(), 2u);
+  EXPECT_EQ(steered[0].image.width, 96);
+  for (size_t i = 0; i < 2; ++i) EXPECT_NE(steered[i].image.rgb, plain[i].image.rgb);
+  // Image 2 made on its own from its seed is the same (the encoded image is shared, not state).
+  GenerationRequest second = request;
+  second.batch_size = 1;
+  second.seed = steered[1].seed;
+  EXPECT_EQ(pipeline.generate(second).front().image.rgb, steered[1].image.rgb);
+}
+
 TEST(IpAdapterGuidance, RowsStepRangeAndSeveralAdapters) {
   DOPPEL_REQUIRE_PATH(folder() / "cases.jsonl");
   const auto all = cases();
