@@ -108,6 +108,17 @@ TEST(TimestepSpacing, DefaultsAreUnchangedAndLcmRefusesASpacing) {
             make_sampling_plan("lcm", sd_config(), 4).timesteps);
 }
 
+TEST(TimestepSpacing, A1111ScheduleTypesBothWays) {
+  for (TimestepSpacing spacing : kSpacings)
+    EXPECT_EQ(spacing_from_a1111_schedule_type(a1111_schedule_type(spacing)), spacing);
+  EXPECT_EQ(spacing_from_a1111_schedule_type("sgm_uniform"), TimestepSpacing::kTrailing);
+  EXPECT_EQ(spacing_from_a1111_schedule_type("SGMUniform"), TimestepSpacing::kTrailing);
+  EXPECT_EQ(spacing_from_a1111_schedule_type("Normal"), TimestepSpacing::kLinspace);
+  EXPECT_EQ(spacing_from_a1111_schedule_type("ddim"), TimestepSpacing::kLeading);
+  for (const char* other : {"Automatic", "Karras", "Exponential", "Align Your Steps", ""})
+    EXPECT_FALSE(spacing_from_a1111_schedule_type(other)) << other;
+}
+
 // diffusers (scheduling_ddim.py, scheduling_euler_discrete.py) with 1000 training steps and SD's
 // steps_offset 1, by hand:
 //   leading:  (arange(n) * (1000 // n)).round()[::-1] + 1

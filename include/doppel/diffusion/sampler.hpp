@@ -121,5 +121,9 @@ std::optional<std::pair<std::string, bool>> sampler_from_a1111_name(const std::s
 // steps_offset 1), "Uniform" for linspace and "SGM Uniform" for trailing (those two interpolate
 // fractional timesteps where diffusers rounds to integers, so they are close, not equal).
 const char* a1111_schedule_type(TimestepSpacing spacing);
+// The inverse, for A1111 metadata and API requests ("scheduler"): its label or name ("SGM
+// Uniform", "sgm_uniform", "Uniform", "Normal", "DDIM", any case) -> the spacing; nullopt for
+// "Automatic", "Karras" (a sampler option here) and schedules doppel does not have.
+std::optional<TimestepSpacing> spacing_from_a1111_schedule_type(const std::string& text);
 
 }  // namespace doppel
