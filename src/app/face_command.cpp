@@ -29,6 +29,10 @@ FaceAnalyzerOptions analyzer_options(const FaceCommandOptions& o) {
   return options;
 }
 
+// `face check` exit status when a photo was rejected, missing or unreadable (docs/face.md);
+// 1 stays "doppel failed" and 2 "bad command line".
+constexpr int kSomePhotosRejected = 3;
+
 nlohmann::json box_json(const FaceDetection& d) {
   return {{"left", d.box.left},
           {"top", d.box.top},
@@ -45,7 +49,11 @@ nlohmann::json number(double value) {
 nlohmann::json verdict_json(const PhotoVerdict& v) {
   nlohmann::json reasons = nlohmann::json::array();
   for (const auto& r : v.reasons)
-    reasons.push_back({{"code", r.code}, {"message", r.message}, {"rejects", r.rejects}});
+    reasons.push_back({{"code", r.code},
+                       {"message", r.message},
+                       {"rejects", r.rejects},
+                       {"detail", r.detail},
+                       {"figures", r.figures}});
   nlohmann::json out = {
       {"file", v.label}, {"faces", v.faces}, {"accepted", v.accepted}, {"reasons", reasons}};
   if (v.face) {
@@ -128,8 +136,18 @@ CommandRegistration face_command{
           intake_options.measure_brisque = !*no_brisque;
           PhotoIntake intake(analyzer, intake_options);
           std::vector<std::filesystem::path> paths(files->begin(), files->end());
-          for (const auto& verdict : intake.examine_set(paths))
+          int rejected = 0;
+          for (const auto& verdict : intake.examine_set(paths)) {
             std::cout << verdict_json(verdict).dump() << "\n";
+            rejected += verdict.accepted ? 0 : 1;
+          }
+          // Scripts can tell "all usable" from "some not" by the exit status alone.
+          if (rejected > 0) {
+            std::cerr << rejected << " of " << paths.size()
+                      << " photos were not accepted (missing, unreadable or failing a check; "
+                         "the reasons are in their lines)\n";
+            return kSomePhotosRejected;
+          }
           return 0;
         }
         if (embed->parsed()) {

@@ -1,6 +1,9 @@
 // doppel train: a person's LoRA from a folder of their photos.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
 #include <iostream>
 
 #include "app/command_registry.hpp"
@@ -68,7 +71,48 @@ std::vector<TrainingExample> crop_to_portraits(std::vector<TrainingExample> exam
   return accepted;
 }
 
+// The arguments that need no photo and no model read, checked before the face check of every
+// photo (minutes on a large folder) so a typo fails at once.
+void check_arguments(const TrainOptions& options) {
+  std::string extension = std::filesystem::path(options.out).extension().string();
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (extension != ".safetensors")
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "--out must name a .safetensors file (the format A1111, ComfyUI and doppel load), "
+        "e.g. --out " +
+            (std::filesystem::path(options.out).replace_extension(".safetensors").string()));
+  if (!options.tiny_demo && options.model.empty())
+    throw Error(ErrorCode::kInvalidArgument,
+                "--model is required: the base checkpoint (.safetensors) or diffusers folder "
+                "to train on (or --tiny-demo to try training on a tiny built-in model)");
+  if (!options.tiny_demo && !std::filesystem::exists(options.model))
+    throw Error(ErrorCode::kNotFound, "--model " + options.model +
+                                          " does not exist; give the path of a .safetensors "
+                                          "checkpoint or a diffusers folder");
+  const int resolution = options.training.resolution;
+  if (resolution < 64 || resolution > 2048 || resolution % 8 != 0)
+    throw Error(ErrorCode::kInvalidArgument,
+                "--resolution must be a multiple of 8 from 64 to 2048 (512 for SD 1.x, 768 for "
+                "SD 2.x), got " +
+                    std::to_string(resolution));
+}
+
+// What to do with the LoRA now: the file, the trigger words, and a command to try it.
+void print_usage_hint(const TrainOptions& options, const std::filesystem::path& lora) {
+  const std::string subject = options.trigger + " " + options.class_word;
+  const std::string model = options.tiny_demo ? "--tiny-demo" : "--model " + options.model;
+  std::cerr << "\nThe LoRA is ready: " << lora.string() << "\n"
+            << "Put \"" << subject << "\" in a prompt to get the person, for example:\n"
+            << "  doppel generate " << model << " --lora " << lora.string()
+            << ":0.9 --prompt \"a portrait photo of " << subject << ", natural light\"\n"
+            << "In AUTOMATIC1111 or ComfyUI: copy it to models/Lora and add <lora:"
+            << lora.stem().string() << ":0.9> to a prompt with \"" << subject << "\".\n";
+}
+
 int run_train(TrainOptions& options) {
+  check_arguments(options);
   LoraTrainingOptions& training = options.training;
   training.network.alpha =
       options.alpha < 0 ? static_cast<double>(training.network.rank) : options.alpha;
@@ -87,11 +131,6 @@ int run_train(TrainOptions& options) {
     model = make_tiny_stable_diffusion();
     training.model_name = "doppel-tiny-demo";
   } else {
-    if (options.model.empty()) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  "--model is required: the base checkpoint (.safetensors) or diffusers folder "
-                  "to train on (or --tiny-demo to try training on a tiny built-in model)");
-    }
     ModelLoadOptions load;
     load.path = options.model;
     if (!options.config.empty()) load.config_path = options.config;
@@ -111,6 +150,7 @@ int run_train(TrainOptions& options) {
       trainer.train(options.out, options.resume, make_terminal_progress_bar());
   for (const auto& sample : report.samples) std::cerr << "sample: " << sample.string() << "\n";
   std::cout << report.lora.string() << "\n";
+  print_usage_hint(options, report.lora);
   return 0;
 }
 

@@ -85,13 +85,15 @@ static void parse_header(const uint8_t* data, size_t size, const std::string& la
   if (size > 8 && data[8] != '{' && impossible_length) {
     std::string hint = "; use a .safetensors file";
     if (data[0] == 'P' && data[1] == 'K')
-      hint = " (it is a zip archive, such as a PyTorch .ckpt/.pt file); convert it to "
-             ".safetensors first";
+      hint =
+          " (it is a zip archive, such as a PyTorch .ckpt/.pt file); convert it to "
+          ".safetensors first";
     else if (data[0] == 0x89 && data[1] == 'P' && data[2] == 'N' && data[3] == 'G')
       hint = " (it is a PNG image)";
     else if (data[0] == 0x80)
-      hint = " (it looks like a Python pickle, such as a .ckpt/.bin file); convert it to "
-             ".safetensors first";
+      hint =
+          " (it looks like a Python pickle, such as a .ckpt/.bin file); convert it to "
+          ".safetensors first";
     fail(label, "not a safetensors file: it does not begin with a safetensors header" + hint);
   }
   if (header_length > kMaxHeaderBytes)

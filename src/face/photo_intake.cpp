@@ -21,12 +21,16 @@ std::string format(const char* pattern, double value) {
   return text;
 }
 
-void reject(PhotoVerdict& verdict, std::string code, std::string message) {
-  verdict.reasons.push_back({std::move(code), std::move(message), true});
+void reject(PhotoVerdict& verdict, std::string code, std::string message, std::string detail = "",
+            std::map<std::string, double> figures = {}) {
+  verdict.reasons.push_back(
+      {std::move(code), std::move(message), true, std::move(detail), std::move(figures)});
 }
 
-void note(PhotoVerdict& verdict, std::string code, std::string message) {
-  verdict.reasons.push_back({std::move(code), std::move(message), false});
+void note(PhotoVerdict& verdict, std::string code, std::string message, std::string detail = "",
+          std::map<std::string, double> figures = {}) {
+  verdict.reasons.push_back(
+      {std::move(code), std::move(message), false, std::move(detail), std::move(figures)});
 }
 
 // FNV-1a over the size and pixels: equal hashes mean the same decoded picture.
@@ -99,14 +103,16 @@ PhotoVerdict PhotoIntake::examine(const Image& photo, const std::string& label) 
       ++competing;
   if (competing > 0) {
     reject(verdict, "multiple_faces",
-           std::to_string(competing + 1) +
-               " faces of similar size were found, so it is unclear who the photo is of. Use a "
-               "photo of you alone, or crop it to your face.");
+           "There is more than one person in this photo, so it is unclear who it is of. Use a "
+           "photo of you alone, or crop it to your face.",
+           std::to_string(competing + 1) + " faces of similar size",
+           {{"faces", static_cast<double>(competing + 1)}});
   } else if (faces.size() > 1) {
     note(verdict, "extra_faces",
+         "Smaller faces in the background were ignored; the largest face was used.",
          std::to_string(faces.size() - 1) +
-             (faces.size() == 2 ? " smaller face was" : " smaller faces were") +
-             " ignored; the largest face was used.");
+             (faces.size() == 2 ? " smaller face ignored" : " smaller faces ignored"),
+         {{"faces", static_cast<double>(faces.size() - 1)}});
   }
 
   const AnalyzedFace& face = faces[chosen];
@@ -116,55 +122,73 @@ PhotoVerdict PhotoIntake::examine(const Image& photo, const std::string& label) 
 
   if (m.face_width_px < t.min_face_width_px)
     reject(verdict, "face_too_small",
-           format("The face is only %.0f pixels wide", m.face_width_px) +
-               format(" (at least %.0f are needed). Use a closer or higher-resolution photo.",
-                      t.min_face_width_px));
+           "The face is too small in this photo. Use a closer or higher-resolution photo where "
+           "the face fills more of the picture.",
+           format("face %.0f pixels wide", m.face_width_px) +
+               format(", at least %.0f needed", t.min_face_width_px),
+           {{"value", std::round(m.face_width_px)}, {"limit", t.min_face_width_px}});
   if (m.sharpness < t.min_sharpness)
-    reject(verdict, "blurred",
-           format("The face is blurred or out of focus (sharpness %.0f", m.sharpness) +
-               format(", at least %.0f needed). Use a sharp photo.", t.min_sharpness));
+    reject(
+        verdict, "blurred",
+        "The face is blurred or out of focus. Use a sharp photo: hold the camera still, and "
+        "avoid screenshots and small copies.",
+        format("sharpness %.0f", m.sharpness) + format(", at least %.0f needed", t.min_sharpness),
+        {{"value", std::round(m.sharpness)}, {"limit", t.min_sharpness}});
   const double head_turn = std::hypot(m.pose.yaw_degrees, m.pose.pitch_degrees);
   if (head_turn > t.max_head_turn_degrees)
     reject(verdict, "extreme_pose",
            std::string(std::abs(m.pose.yaw_degrees) >= std::abs(m.pose.pitch_degrees)
-                           ? "The head is turned too far to the side"
-                           : "The head is tilted too far up or down") +
-               format(" (about %.0f degrees from facing the camera", head_turn) +
-               format(", at most %.0f). Use a photo where you face the camera.",
-                      t.max_head_turn_degrees));
+                           ? "The head is turned too far to the side."
+                           : "The head is tilted too far up or down.") +
+               " Use a photo where you face the camera or are turned only slightly.",
+           format("about %.0f degrees from facing the camera", head_turn) +
+               format(", at most %.0f", t.max_head_turn_degrees),
+           {{"value", std::round(head_turn)}, {"limit", t.max_head_turn_degrees}});
   if (m.brightness < t.min_brightness)
     reject(verdict, "too_dark",
-           format("The face is too dark (brightness %.0f of 255", m.brightness) +
-               format(", at least %.0f needed). Use a photo taken in better light.",
-                      t.min_brightness));
+           "The face is too dark. Use a photo taken in daylight or good indoor light.",
+           format("brightness %.0f of 255", m.brightness) +
+               format(", at least %.0f needed", t.min_brightness),
+           {{"value", std::round(m.brightness)}, {"limit", t.min_brightness}});
   else if (m.brightness > t.max_brightness || m.clipped_fraction > t.max_clipped_fraction)
-    reject(verdict, "overexposed",
-           format("The face is overexposed (%.0f%% of it is pure white). Use a photo without "
-                  "harsh light or flash glare.",
-                  100 * m.clipped_fraction));
+    reject(
+        verdict, "overexposed",
+        "The face is too bright: flash or harsh light washed it out. Use a photo in softer "
+        "light.",
+        format("brightness %.0f of 255", m.brightness) +
+            format(", %.0f%% of the face pure white", 100 * m.clipped_fraction),
+        {{"value", std::round(m.brightness)}, {"percent", std::round(100 * m.clipped_fraction)}});
   if (m.eye_openness < t.min_eye_openness)
-    reject(verdict, "eyes_closed", "The eyes look closed. Use a photo with your eyes open.");
+    reject(verdict, "eyes_closed", "The eyes look closed. Use a photo with your eyes open.",
+           format("eye openness %.2f", m.eye_openness) +
+               format(", at least %.2f needed", t.min_eye_openness),
+           {{"value", m.eye_openness}, {"limit", t.min_eye_openness}});
   if (m.mouth_contrast < t.min_mouth_contrast)
     reject(verdict, "occluded",
            "The mouth seems covered (a mask, a hand or an object). Use a photo with the whole "
-           "face visible.");
+           "face visible.",
+           format("mouth contrast %.2f", m.mouth_contrast) +
+               format(", at least %.2f needed", t.min_mouth_contrast),
+           {{"value", m.mouth_contrast}, {"limit", t.min_mouth_contrast}});
 
   if (options_.portrait.size > 0) {
     verdict.portrait = extract_portrait_crop(photo, face.detection, options_.portrait);
     if (verdict.portrait.outside_fraction > t.max_portrait_outside_fraction)
       note(verdict, "face_near_edge",
-           format("The face is close to the photo's edge: %.0f%% of the portrait crop had to be "
-                  "filled in by mirroring.",
-                  100 * verdict.portrait.outside_fraction));
+           "The face is close to the photo's edge, so part of the portrait had to be filled in. "
+           "A photo with more room around the face works better.",
+           format("%.0f%% of the portrait crop filled in by mirroring",
+                  100 * verdict.portrait.outside_fraction),
+           {{"percent", std::round(100 * verdict.portrait.outside_fraction)}});
     if (brisque_) verdict.brisque = brisque_->score(verdict.portrait.image);
     if (std::isfinite(verdict.brisque)) {
       verdict.quality_score = std::clamp(100.0 - verdict.brisque, 0.0, 100.0);
       if (verdict.brisque > t.max_brisque)
         note(verdict, "low_quality",
-             format("The image quality is low (BRISQUE %.0f", verdict.brisque) +
-                 format(", above %.0f): noise, compression or blur. A cleaner photo would "
-                        "train better.",
-                        t.max_brisque));
+             "The image quality is low (noise, compression or blur). A cleaner photo would "
+             "train better.",
+             format("BRISQUE %.0f", verdict.brisque) + format(", above %.0f", t.max_brisque),
+             {{"value", std::round(verdict.brisque)}, {"limit", t.max_brisque}});
     }
   }
   verdict.face = std::move(faces[chosen]);
@@ -243,8 +267,10 @@ void PhotoIntake::apply_set_gates(std::vector<PhotoVerdict>& verdicts) const {
     if (d > t.max_pair_distance)
       for (size_t i : members)
         note(verdicts[i], "different_person",
-             format("The two photos may show different people (distance %.2f", d) +
-                 format(", the same person is usually below %.2f).", t.max_pair_distance));
+             "The two photos may show different people. Use only photos of the same person.",
+             format("distance %.2f between the two faces", d) +
+                 format("; the same person is usually below %.2f", t.max_pair_distance),
+             {{"value", d}, {"limit", t.max_pair_distance}});
   } else if (members.size() >= 3) {
     std::vector<FaceDescriptor> descriptors;
     for (size_t i : members) descriptors.push_back(verdicts[i].face->descriptor);
@@ -253,12 +279,11 @@ void PhotoIntake::apply_set_gates(std::vector<PhotoVerdict>& verdicts) const {
       const double d = centre.distance(verdicts[i].face->descriptor);
       if (d <= t.max_identity_distance) continue;
       reject(verdicts[i], "different_person",
-             format("This face does not match the other photos (distance %.2f from their "
-                    "typical face",
-                    d) +
-                 format(", the same person is usually below %.2f); it seems to show someone "
-                        "else.",
-                        t.max_identity_distance));
+             "This face does not match the other photos; it seems to show someone else. Use "
+             "only photos of the same person.",
+             format("distance %.2f from the typical face of the other photos", d) +
+                 format("; the same person is usually below %.2f", t.max_identity_distance),
+             {{"value", d}, {"limit", t.max_identity_distance}});
       verdicts[i].accepted = false;
     }
   }

@@ -152,6 +152,34 @@ TEST(TrainCommand, BadInputGetsAClearMessage) {
   std::filesystem::remove_all(images);
 }
 
+// Arguments that need no photo are checked before the face check of every photo, so a typo
+// fails at once (issue 24).
+TEST(TrainCommand, ChecksModelResolutionAndOutBeforeThePhotos) {
+  const auto faces = test::faces_dir();
+  DOPPEL_REQUIRE_PATH(faces / "barack_obama__facerec_obama.jpg");
+  const auto images = temp_folder("early_checks");
+  std::filesystem::copy_file(faces / "barack_obama__facerec_obama.jpg",
+                             images / "barack_obama__facerec_obama.jpg");
+  const auto out = images.parent_path() / "early_checks.safetensors";
+  const std::string photos = "train --images " + images.string();
+  std::string errors;
+  EXPECT_EQ(run_train(photos + " --out " + out.string(), &errors), 1);
+  EXPECT_NE(errors.find("--model is required"), std::string::npos) << errors;
+  EXPECT_EQ(
+      run_train(photos + " --model /no/such/model.safetensors --out " + out.string(), &errors), 1);
+  EXPECT_NE(errors.find("/no/such/model.safetensors does not exist"), std::string::npos) << errors;
+  EXPECT_EQ(errors.find("using "), std::string::npos) << errors;
+  EXPECT_EQ(run_train(photos + " --tiny-demo --resolution 100 --out " + out.string(), &errors), 1);
+  EXPECT_NE(errors.find("--resolution must be a multiple of 8"), std::string::npos) << errors;
+  EXPECT_EQ(run_train(photos + " --tiny-demo --out " + (images / "lora.pt").string(), &errors), 1);
+  EXPECT_NE(errors.find("--out must name a .safetensors file"), std::string::npos) << errors;
+  EXPECT_NE(errors.find("lora.safetensors"), std::string::npos) << errors;
+  // None of them looked at the photo (the face check prints "using N of M photos").
+  EXPECT_EQ(errors.find("using "), std::string::npos) << errors;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  std::filesystem::remove_all(images);
+}
+
 TEST(TrainCommand, FaceCheckCropsAcceptedPhotosAndReportsTheOthers) {
   const auto faces = test::faces_dir();
   DOPPEL_REQUIRE_PATH(faces / "barack_obama__facerec_obama.jpg");
@@ -172,6 +200,11 @@ TEST(TrainCommand, FaceCheckCropsAcceptedPhotosAndReportsTheOthers) {
       << errors;
   EXPECT_NE(errors.find("using 3 of 4 photos"), std::string::npos) << errors;
   EXPECT_TRUE(std::filesystem::exists(out));
+  // It ends by saying how to use the LoRA.
+  EXPECT_NE(errors.find("doppel generate --tiny-demo --lora " + out.string() + ":0.9"),
+            std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("<lora:obama:0.9>"), std::string::npos) << errors;
   std::filesystem::remove_all(images);
   std::filesystem::remove_all(out.parent_path());
 }

@@ -1,7 +1,9 @@
 // Photo intake gates: every gate trips on a real photo of the test set (or a
 // transformation of one), and the clean photos of every person stay accepted.
 #include <gtest/gtest.h>
+
 #include <unistd.h>
+#include <algorithm>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -151,7 +153,28 @@ TEST(PhotoIntakeGates, EachGateTripsOnARealOrTransformedPhoto) {
     const PhotoVerdict verdict = intake.examine(c.make(), c.description);
     EXPECT_FALSE(verdict.accepted) << codes_of(verdict);
     EXPECT_TRUE(verdict.has_reason(c.expected_code)) << "got: " << codes_of(verdict);
-    for (const auto& reason : verdict.reasons) EXPECT_FALSE(reason.message.empty());
+    for (const auto& reason : verdict.reasons) {
+      EXPECT_FALSE(reason.message.empty());
+      // Plain words for the person (issue 24): what is wrong and what to do, no measurements;
+      // the numbers are in the detail line and, by name, in the figures.
+      EXPECT_EQ(reason.message.find_first_of("0123456789"), std::string::npos) << reason.message;
+      if (reason.rejects) {
+        EXPECT_NE(reason.message.find("Use "), std::string::npos) << reason.message;
+      }
+      if (reason.code != "no_face" && reason.code != "unreadable") {
+        EXPECT_NE(reason.detail.find_first_of("0123456789"), std::string::npos)
+            << reason.code << ": " << reason.detail;
+        EXPECT_FALSE(reason.figures.empty()) << reason.code;
+      }
+    }
+    if (c.expected_code == "blurred") {
+      const auto blurred = std::find_if(verdict.reasons.begin(), verdict.reasons.end(),
+                                        [](const auto& r) { return r.code == "blurred"; });
+      ASSERT_NE(blurred, verdict.reasons.end());
+      EXPECT_EQ(blurred->figures.at("limit"), 200);
+      EXPECT_LT(blurred->figures.at("value"), 200);
+      EXPECT_NE(blurred->detail.find("at least 200 needed"), std::string::npos) << blurred->detail;
+    }
   }
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,9 +54,17 @@ struct IntakeOptions {
 };
 
 struct IntakeReason {
-  std::string code;     // stable: "no_face", "blurred", ... (docs/face.md lists them)
-  std::string message;  // for the person uploading the photo
+  std::string code;  // stable: "no_face", "blurred", ... (docs/face.md lists them)
+  // For the person uploading the photo, in plain words: what is wrong and what to do. No
+  // measurements: those are in `detail`.
+  std::string message;
   bool rejects = true;  // false: a note, the photo is still used
+  // The measurement behind the verdict, for those who want it: "sharpness 104, at least 200
+  // needed"; empty when there is none.
+  std::string detail{};
+  // The same numbers by name ("value", "limit", "faces", "percent"), so a user interface can
+  // write the detail in its own language.
+  std::map<std::string, double> figures{};
 };
 
 struct PhotoVerdict {
