@@ -328,6 +328,11 @@ try {
   await page.getByRole("button", { name: "Cancel training" }).click();
   await page.locator(".next-step").getByText("Training was cancelled.").waitFor();
   await shot(page, "05a-training-cancelled");
+  // The advanced fold: the person is a woman, trained at LoRA rank 4.
+  await page.locator(".advanced summary").click();
+  await page.getByLabel("The person is a").selectOption("woman");
+  await page.getByLabel("LoRA rank").selectOption("4");
+  await shot(page, "05b-advanced-training");
   await page.getByRole("button", { name: "Train my double" }).click();
   await page.locator(".next-step [role=progressbar]").waitFor();
   await shot(page, "05-training");
@@ -362,6 +367,8 @@ try {
   await page.locator('.style-card[data-style-id="anime"]').press("Enter"); // keyboard works too
   assert.equal(await page.locator('.style-card[aria-pressed="true"]').count(), 2);
   await page.getByLabel("Portraits per style").selectOption("1");
+  await page.locator(".advanced summary").click();
+  await page.getByLabel("Seed (empty: new portraits every time)").fill("1234");
   await shot(page, "07-style-picker");
   await page.getByRole("button", { name: "Shoot 2 portraits" }).click();
 
@@ -401,7 +408,9 @@ try {
   const viewer = page.locator("dialog.viewer");
   await viewer.waitFor();
   await viewer.getByText("Prompt", { exact: true }).waitFor();
-  assert.match(await viewer.locator(".recipe").innerText(), /\d+ steps · CFG [\d.]+ · seed \d+/);
+  const recipeText = await viewer.locator(".recipe").innerText();
+  assert.match(recipeText, /\d+ steps · CFG [\d.]+ · seed 123[45]\b/); // the advanced seed
+  assert.match(recipeText, /ohwx woman/, "the class chosen for training is in the prompt");
   await shot(page, "10-full-size");
   const download = page.waitForEvent("download");
   await viewer.getByRole("link", { name: "Download" }).click();

@@ -58,6 +58,20 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): void {
         { id: "count-per-style", name: "count" },
         ...[1, 2, 3, 4, 6, 8].map((n) => h("option", { value: n, selected: n === 2 }, String(n))),
       );
+      const seed = h("input", {
+        type: "number",
+        id: "shoot-seed",
+        min: 0,
+        max: 4294967295,
+        inputmode: "numeric",
+      });
+      const advanced = h(
+        "details",
+        { class: "advanced card" },
+        h("summary", {}, t("advanced")),
+        h("p", { class: "muted" }, t("advancedShootIntro")),
+        h("label", { class: "field", for: "shoot-seed" }, h("span", {}, t("shootSeed")), seed),
+      );
       const start = h(
         "button",
         { type: "button", class: "primary", disabled: true },
@@ -77,11 +91,13 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): void {
       };
       start.addEventListener("click", () =>
         whileBusy(start, async () => {
-          const shoot = await api<Shoot>("POST", "/api/shoots", {
+          const body: Record<string, unknown> = {
             subject_id: subjectId,
             styles: [...selected],
             count: Number(count.value),
-          });
+          };
+          if (seed.value && seed.checkValidity()) body.seed = Number(seed.value);
+          const shoot = await api<Shoot>("POST", "/api/shoots", body);
           navigate(`/subjects/${subjectId}/gallery?shoot=${shoot.id}`);
         }),
       );
@@ -98,6 +114,7 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): void {
           count,
           start,
         ),
+        advanced,
         h(
           "section",
           { "aria-label": t("chooseStyles") },

@@ -265,11 +265,65 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
     drawTrain();
   }
 
+  // Training settings for those who want them (A1111 / kohya users); empty: the server's
+  // defaults for the model.
+  const stepsInput = h("input", {
+    type: "number",
+    id: "train-steps",
+    min: 1,
+    max: 5000,
+    inputmode: "numeric",
+    placeholder: t("defaultChoice"),
+  });
+  const rankSelect = h(
+    "select",
+    { id: "train-rank" },
+    h("option", { value: "" }, t("defaultChoice")),
+    ...[4, 8, 16, 32, 64].map((rank) => h("option", { value: rank }, String(rank))),
+  );
+  const classSelect = h(
+    "select",
+    { id: "train-class" },
+    ...(["person", "woman", "man", "girl", "boy"] as const).map((word) =>
+      h("option", { value: word }, t(`class_${word}`)),
+    ),
+  );
+  const advanced = h(
+    "details",
+    { class: "advanced" },
+    h("summary", {}, t("advanced")),
+    h("p", { class: "muted" }, t("advancedTrainIntro")),
+    h(
+      "div",
+      { class: "advanced-fields" },
+      h(
+        "label",
+        { class: "field", for: "train-class" },
+        h("span", {}, t("classWord")),
+        classSelect,
+      ),
+      h(
+        "label",
+        { class: "field", for: "train-steps" },
+        h("span", {}, t("trainSteps")),
+        stepsInput,
+      ),
+      h("label", { class: "field", for: "train-rank" }, h("span", {}, t("trainRank")), rankSelect),
+    ),
+  );
+
+  function trainingSettings(): Record<string, string | number> {
+    const settings: Record<string, string | number> = { class_word: classSelect.value };
+    if (stepsInput.value && stepsInput.checkValidity()) settings.steps = Number(stepsInput.value);
+    if (rankSelect.value) settings.rank = Number(rankSelect.value);
+    return settings;
+  }
+
   async function startTraining(): Promise<void> {
     const answer = await api<{ job: Job; lora_version: LoraVersion }>(
       "POST",
       `/api/subjects/${subjectId}/train`,
-      {},
+      trainingSettings(),
     );
     trainJob = answer.job;
     versions = [...versions, answer.lora_version];
@@ -535,6 +589,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
       h("h2", { id: "train-title" }, t("trainTitle")),
       h("p", { class: "intro" }, t("trainIntro")),
       trainPanel,
+      advanced,
     ),
   );
 
