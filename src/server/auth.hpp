@@ -7,6 +7,8 @@
 #include <mutex>
 #include <string>
 
+#include "server/work_slots.hpp"
+
 namespace doppel::server {
 
 // Argon2id string (libsodium crypto_pwhash_str); `fast` uses the minimum cost (tests).
@@ -45,23 +47,6 @@ class LoginRateLimiter {
 
 // A bound on the Argon2 work running at once (each check takes tens of MB and a core for a
 // tenth of a second): requests beyond it are answered 429 instead of piling up.
-class PasswordCheckSlots {
- public:
-  explicit PasswordCheckSlots(int slots) : free_(slots) {}
-  bool try_acquire() {
-    std::lock_guard lock(mutex_);
-    if (free_ <= 0) return false;
-    --free_;
-    return true;
-  }
-  void release() {
-    std::lock_guard lock(mutex_);
-    ++free_;
-  }
-
- private:
-  std::mutex mutex_;
-  int free_;
-};
+using PasswordCheckSlots = WorkSlots;
 
 }  // namespace doppel::server

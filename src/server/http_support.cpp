@@ -1,6 +1,8 @@
 #include "server/http_support.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 namespace doppel::server {
 
@@ -40,6 +42,13 @@ int http_status_for(ErrorCode code) {
       return 500;
   }
   return 500;
+}
+
+bool is_disk_full(const Error& error) {
+  const std::string message = error.what();
+  return error.code() == ErrorCode::kIo &&
+         (message.find(std::strerror(ENOSPC)) != std::string::npos ||
+          message.find(std::strerror(EDQUOT)) != std::string::npos);
 }
 
 std::string status_code_name(int status) {

@@ -40,6 +40,10 @@ void send_error(httplib::Response& response, int status, const std::string& code
 // files, 500 for the rest.
 int http_status_for(ErrorCode code);
 
+// True for an I/O error of a full disk or an exhausted quota (ENOSPC, EDQUOT): the client
+// is told so (507 disk_full) instead of a generic failure.
+bool is_disk_full(const Error& error);
+
 // The text of an HTTP status ("Not Found") for error answers httplib produced itself.
 std::string status_code_name(int status);
 

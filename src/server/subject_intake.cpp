@@ -7,6 +7,7 @@
 #include "doppel/core/log.hpp"
 #include "doppel/face/subject_profile.hpp"
 #include "doppel/studio/subject_readiness.hpp"
+#include "server/work_slots.hpp"
 
 namespace doppel::server {
 namespace {
@@ -16,8 +17,11 @@ constexpr size_t kMaxCachedVerdicts = 2000;
 nlohmann::json reasons_to_json(const std::vector<IntakeReason>& reasons) {
   nlohmann::json list = nlohmann::json::array();
   for (const IntakeReason& reason : reasons)
-    list.push_back(
-        {{"code", reason.code}, {"message", reason.message}, {"rejects", reason.rejects}});
+    list.push_back({{"code", reason.code},
+                    {"message", reason.message},
+                    {"rejects", reason.rejects},
+                    {"detail", reason.detail},
+                    {"figures", reason.figures}});
   return list;
 }
 
@@ -61,8 +65,12 @@ PhotoVerdict SubjectIntake::examine(const store::Photo& photo) {
   try {
     ImageReadOptions read;
     read.max_pixels = max_pixels_;
-    const Image image = decode_image(blobs_.get(photo.blob_sha256), read, "photo " + photo.id);
-    verdict = intake_->examine(image, photo.id);
+    std::optional<Image> image;
+    {
+      WorkSlot slot(photo_decode_slots(), std::chrono::hours(1));  // the upload's own slot is free
+      image = decode_image(blobs_.get(photo.blob_sha256), read, "photo " + photo.id);
+    }
+    verdict = intake_->examine(*image, photo.id);
   } catch (const std::exception& error) {
     verdict = PhotoVerdict{};
     verdict.label = photo.id;

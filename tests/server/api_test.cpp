@@ -339,8 +339,8 @@ TEST(ServerApi, ShootZipHoldsEveryPngBestFirstAsTheImageRoutesServeThem) {
   EXPECT_EQ(headers["Content-Type"], "application/zip");
   const std::string short_id = shoot.body["id"].get<std::string>().substr(0, 8);
   EXPECT_EQ(headers["Content-Disposition"], "attachment; filename=\"Ada-shoot-" + short_id +
-                                                ".zip\"; filename*=UTF-8''Ada-shoot-" +
-                                                short_id + ".zip");
+                                                ".zip\"; filename*=UTF-8''Ada-shoot-" + short_id +
+                                                ".zip");
   // Named for people, "<subject>-<style>-<rank>.png", best first, then the recipes.
   const std::vector<ReadEntry> entries = read_zip(zip.raw);
   ASSERT_EQ(entries.size(), images.size() + 1);

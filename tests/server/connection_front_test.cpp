@@ -22,6 +22,10 @@ int64_t millis_since(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
 }
 
+int64_t micros_since(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+}
+
 TEST(ServerFront, HealthAnswersFastWhileFortySlowSocketsDripTheirHeaders) {
   TestServer server;
   const int port = server.server().port();
@@ -47,7 +51,7 @@ TEST(ServerFront, HealthAnswersFastWhileFortySlowSocketsDripTheirHeaders) {
   for (int i = 0; i < 20; ++i) {
     const auto start = Clock::now();
     const auto answer = client.Get("/api/health");
-    latencies.push_back(millis_since(start));
+    latencies.push_back(micros_since(start));
     ASSERT_TRUE(answer) << "health did not answer while slow sockets were open";
     EXPECT_EQ(answer->status, 200);
   }
@@ -55,8 +59,8 @@ TEST(ServerFront, HealthAnswersFastWhileFortySlowSocketsDripTheirHeaders) {
   drip.join();
   std::sort(latencies.begin(), latencies.end());
   std::cout << "[ figure ] /api/health under 40 slow sockets: median " << latencies[10]
-            << " ms, max " << latencies.back() << " ms (20 requests)" << std::endl;
-  EXPECT_LT(latencies.back(), 1000);
+            << " us, max " << latencies.back() << " us (20 requests)" << std::endl;
+  EXPECT_LT(latencies.back(), 1'000'000);
 }
 
 TEST(ServerFront, AHeadThatDoesNotArriveInTimeIsAnswered408AndClosed) {

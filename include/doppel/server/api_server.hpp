@@ -34,6 +34,9 @@ struct ServerOptions {
   int64_t max_upload_bytes = 20LL * 1024 * 1024;  // one multipart request
   int64_t max_json_bytes = 256 * 1024;            // any other request body
   int64_t max_photo_pixels = 40LL * 1000 * 1000;  // per photo, checked before decoding
+  // ... and the memory its pixels take while decoded (pixels x channels x bytes per sample):
+  // a 40-megapixel 8-bit RGBA photo fits, a 16-bit one does not.
+  int64_t max_photo_decode_bytes = 160LL << 20;
   int max_photos_per_upload = 30;
   int login_attempts = 5;                 // failures per account+IP ...
   int64_t login_window_ms = 15 * 60'000;  // ... within this window, then 429
@@ -43,6 +46,7 @@ struct ServerOptions {
   bool face_analysis = true;           // false: photos stay "pending" (no models)
   int http_threads = 32;               // event streams may hold all but 4 of them
   int max_streams_per_account = 4;     // open event streams of one account
+  std::string metrics_token;           // GET /metrics wants it as a bearer token; empty: off
   // Slow and oversized requests (see src/server/connection_front.hpp): a request's head must
   // arrive within header_timeout_ms, its body at least at min_upload_bytes_per_second after
   // that; one client address may hold max_connections_per_address connections at once.
