@@ -67,6 +67,7 @@ const en = {
   trainButton: "Train my double",
   trainAgain: "Train again",
   trainStartAbove: "Start it with “Train my double” in the next step above.",
+  downloadLora: "Download the double (.safetensors for AUTOMATIC1111 and ComfyUI)",
   advanced: "Advanced settings",
   advancedTrainIntro:
     "For those who know DreamBooth-LoRA training; the defaults suit most people. Used by the next training.",
@@ -320,6 +321,7 @@ const zh: Record<TextKey, string> = {
   trainButton: "训练我的分身",
   trainAgain: "重新训练",
   trainStartAbove: "点击上方“下一步”里的“训练我的分身”即可开始。",
+  downloadLora: "下载分身（.safetensors 文件，可用于 AUTOMATIC1111 和 ComfyUI）",
   advanced: "高级设置",
   advancedTrainIntro: "给熟悉 DreamBooth-LoRA 训练的人用；默认值适合大多数人。用于下一次训练。",
   advancedShootIntro: "给想要完全重现一次拍摄的人用；默认值适合大多数人。",

@@ -436,7 +436,17 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
     } else if (ready) {
       parts.push(
         h("p", { class: "success" }, t("trainDone")),
-        trainButton(t("trainAgain"), "secondary"),
+        h(
+          "div",
+          { class: "actions-row" },
+          trainButton(t("trainAgain"), "secondary"),
+          h(
+            "a",
+            { class: "button secondary", href: `/api/loras/${ready.id}/file`, download: "" },
+            icon("download"),
+            t("downloadLora"),
+          ),
+        ),
       );
     } else if (current === "needs_photos") {
       parts.push(h("p", { class: "muted" }, t("trainNeedsPhotos")));
