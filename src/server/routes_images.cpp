@@ -1,0 +1,100 @@
+// Images: records, PNGs, favourites, "again" and variations.
+#include "server/api_state.hpp"
+
+namespace doppel::server {
+
+void ApiServer::State::subject_images(Call& call) {
+  const store::Subject subject = subject_of(call, 1);
+  std::vector<store::Image> images;
+  for (const store::Shoot& shoot : repository->list_shoots(call.account_id(), subject.id)) {
+    auto some = repository->list_images(call.account_id(), shoot.id);
+    images.insert(images.end(), some.begin(), some.end());
+  }
+  rank_images(images);
+  json list = json::array();
+  for (const store::Image& image : images) list.push_back(image_json(image));
+  send_json(call.response, 200, {{"images", list}});
+}
+
+void ApiServer::State::get_image(Call& call) {
+  const auto image = repository->get_image(call.account_id(), call.id(1, "image"));
+  if (!image) not_found("image");
+  send_json(call.response, 200, image_json(*image));
+}
+
+void ApiServer::State::image_png(Call& call) {
+  const auto image = repository->get_image(call.account_id(), call.id(1, "image"));
+  if (!image) not_found("image");
+  // Named as in the shoot's zip: "<subject>-<style>-<rank in its shoot>.png".
+  std::string name = "doppel-" + image->id + ".png";
+  if (const auto shoot = repository->get_shoot(call.account_id(), image->shoot_id)) {
+    const auto subject = repository->get_subject(call.account_id(), shoot->subject_id);
+    const auto ranked = repository->list_images(call.account_id(), shoot->id);
+    const auto at = std::find_if(ranked.begin(), ranked.end(),
+                                 [&](const store::Image& other) { return other.id == image->id; });
+    const json recipe = parse_stored_json(image->recipe_json);
+    const json style = recipe.is_object() ? recipe.value("style", json()) : json();
+    const size_t digits = std::max<size_t>(2, std::to_string(ranked.size()).size());
+    name = portrait_file_name(subject ? subject->name : "portrait",
+                              style.is_string() ? style.get<std::string>() : "",
+                              static_cast<size_t>(at - ranked.begin()) + 1, digits);
+  }
+  call.response.set_header("Content-Disposition", attachment_header(name));
+  call.response.set_header("X-Content-Type-Options", "nosniff");
+  call.response.set_content(blobs->get(image->blob_sha256), "image/png");
+}
+
+void ApiServer::State::favourite_image(Call& call) {
+  const std::string id = call.id(1, "image");
+  json body = parse_json_body(call.request, options.max_json_bytes);
+  allow_only(body, {"favourite"});
+  const bool favourite = boolean_field(body, "favourite", true, false);
+  if (!repository->set_image_favourite(call.account_id(), id, favourite)) not_found("image");
+  send_json(call.response, 200, image_json(*repository->get_image(call.account_id(), id)));
+}
+
+void ApiServer::State::delete_image(Call& call) {
+  const store::Deletion deletion = repository->delete_image(call.account_id(), call.id(1, "image"));
+  if (!deletion.found) not_found("image");
+  remove_blobs(deletion);
+  send_json(call.response, 200, {{"deleted", true}});
+}
+
+void ApiServer::State::again(Call& call) {
+  const auto image = repository->get_image(call.account_id(), call.id(1, "image"));
+  if (!image) not_found("image");
+  json body = parse_json_body(call.request, options.max_json_bytes);
+  allow_only(body, {"idempotency_key"});
+  const auto shoot = repository->get_shoot(call.account_id(), image->shoot_id);
+  const auto subject =
+      shoot ? repository->get_subject(call.account_id(), shoot->subject_id) : std::nullopt;
+  if (!subject) not_found("image");
+  // The recipe comes from the store (never from the client), so its LoRA paths are ours.
+  const json recipe = parse_stored_json(image->recipe_json);
+  const Shot shot = shot_from_recipe(recipe);
+  const store::Shoot again_shoot = create_shoot_with_jobs(
+      call, *subject, {shot}, string_field(body, "idempotency_key", false, 100),
+      model_path_of_recipe(recipe));
+  send_json(call.response, 202, shoot_json(again_shoot));
+}
+
+void ApiServer::State::variations(Call& call) {
+  const auto image = repository->get_image(call.account_id(), call.id(1, "image"));
+  if (!image) not_found("image");
+  json body = parse_json_body(call.request, options.max_json_bytes);
+  allow_only(body, {"count", "first", "idempotency_key"});
+  const int count = static_cast<int>(integer_field(body, "count", 1, 20, 4));
+  const int first = static_cast<int>(integer_field(body, "first", 1, 1'000'000, 1));
+  const auto shoot = repository->get_shoot(call.account_id(), image->shoot_id);
+  const auto subject =
+      shoot ? repository->get_subject(call.account_id(), shoot->subject_id) : std::nullopt;
+  if (!subject) not_found("image");
+  const json recipe = parse_stored_json(image->recipe_json);
+  const std::vector<Shot> shots = plan_variations(recipe, count, first);
+  const store::Shoot variation_shoot = create_shoot_with_jobs(
+      call, *subject, shots, string_field(body, "idempotency_key", false, 100),
+      model_path_of_recipe(recipe));
+  send_json(call.response, 202, shoot_json(variation_shoot));
+}
+
+}  // namespace doppel::server

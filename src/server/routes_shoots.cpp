@@ -1,0 +1,303 @@
+// Style packs and shoots: planning, queueing, progress, cancelling, zip downloads.
+#include "server/api_state.hpp"
+
+namespace doppel::server {
+
+void ApiServer::State::list_styles(Call& call) {
+  json list = json::array();
+  for (const StylePack& pack : styles) list.push_back(style_pack_to_json(pack));
+  send_json(call.response, 200, {{"styles", list}});
+}
+
+std::vector<Shot> ApiServer::State::adapt_to_model(std::vector<Shot> shots,
+                                                   const store::Model& model) const {
+  for (Shot& shot : shots) {
+    // The recipe names its model's file, so "again" runs on the same model later.
+    shot.recipe["model"]["path"] = model.path;
+    if (model.builtin) {
+      // The tiny model makes 64x64 images; its recipes say so, so they stay reproducible.
+      shot.recipe["width"] = 64;
+      shot.recipe["height"] = 64;
+      shot.recipe["steps"] = std::min<int64_t>(shot.recipe["steps"].get<int64_t>(), 8);
+    }
+    shot = shot_from_recipe(shot.recipe);
+  }
+  return shots;
+}
+
+std::string ApiServer::State::model_path_of_recipe(const json& recipe) {
+  const json model = recipe.value("model", json::object());
+  if (!model.contains("path")) {
+    // Recipes from before the models registry name only the model: the tiny one by its name,
+    // any other was the server's --model of the time, the default now.
+    return model.value("name", "") == "doppel-tiny-demo" ? "" : repository->default_model().path;
+  }
+  const std::string path = model["path"].is_string() ? model["path"].get<std::string>() : "";
+  if (!path.empty() && !repository->find_model_by_path(path))
+    throw HttpError(409, "conflict",
+                    "the model this image was made with (" + path +
+                        ") is no longer registered; register it again (POST /api/models) to "
+                        "shoot this recipe again");
+  return path;
+}
+
+store::Shoot ApiServer::State::create_shoot_with_jobs(
+    Call& call, const store::Subject& subject, const std::vector<Shot>& shots,
+    const std::optional<std::string>& idempotency_key, const std::string& model_path) {
+  json style_ids = json::array();
+  for (const Shot& shot : shots) {
+    if (std::find(style_ids.begin(), style_ids.end(), shot.style_id) == style_ids.end())
+      style_ids.push_back(shot.style_id);
+  }
+  store::Shoot shoot;
+  shoot.subject_id = subject.id;
+  shoot.styles_json = style_ids.dump();
+  shoot.image_count = static_cast<int64_t>(shots.size());
+  shoot.status = "queued";
+  shoot = repository->create_shoot(call.account_id(), shoot);
+  for (size_t i = 0; i < shots.size(); ++i) {
+    queue::NewJob job;
+    job.kind = "shoot";
+    job.subject_id = subject.id;
+    job.payload_json =
+        json{{"shoot_id", shoot.id}, {"recipe", shots[i].recipe}, {"model_path", model_path}}
+            .dump();
+    if (idempotency_key)
+      job.idempotency_key = "shoot:" + *idempotency_key + ":" + std::to_string(i);
+    const store::Job queued = jobs->enqueue(call.account_id(), job);
+    if (i == 0 && parse_stored_json(queued.payload_json).value("shoot_id", "") != shoot.id) {
+      // A repeated request: the first one's shoot stands.
+      repository->delete_shoot(call.account_id(), shoot.id);
+      const auto earlier = repository->get_shoot(
+          call.account_id(), parse_stored_json(queued.payload_json).value("shoot_id", ""));
+      if (!earlier)
+        throw HttpError(409, "conflict", "this idempotency key was used for a deleted shoot");
+      return *earlier;
+    }
+  }
+  return shoot;
+}
+
+void ApiServer::State::create_shoot(Call& call) {
+  json body = parse_json_body(call.request, options.max_json_bytes);
+  allow_only(body, {"subject_id", "styles", "count", "seed", "lora_version_id", "class_word",
+                    "idempotency_key"});
+  const std::string subject_id = *string_field(body, "subject_id", true, 64);
+  if (!is_record_id(subject_id)) not_found("subject");
+  const auto subject = repository->get_subject(call.account_id(), subject_id);
+  if (!subject) not_found("subject");
+  if (!body.contains("styles") || !body["styles"].is_array() || body["styles"].empty())
+    bad_request("field 'styles' must be a non-empty list of style ids (GET /api/styles)");
+  ShootRequest request;
+  for (const json& id : body["styles"]) {
+    if (!id.is_string()) bad_request("field 'styles' must list style ids as strings");
+    const auto it = std::find_if(styles.begin(), styles.end(), [&](const StylePack& pack) {
+      return pack.id == id.get<std::string>();
+    });
+    if (it == styles.end())
+      bad_request("unknown style '" + id.get<std::string>() + "'; GET /api/styles lists them");
+    if (const auto missing = missing_style_files(*it, default_models_dir()); !missing.empty())
+      throw HttpError(409, "style_not_installed",
+                      "style '" + it->id + "' needs " + missing.front().filename().string() +
+                          (missing.size() > 1 ? " and other files" : "") +
+                          ", which the server does not have; put it in " +
+                          missing.front().parent_path().string() + " or choose another style");
+    request.styles.push_back(*it);
+  }
+  request.count_per_style = static_cast<int>(integer_field(body, "count", 1, 20, 4));
+  request.base_seed = static_cast<uint64_t>(integer_field(
+      body, "seed", 0, kMaxSeed, static_cast<int64_t>(std::random_device{}() & kMaxSeed)));
+  // Shot on the model that is the default now; the jobs name it.
+  const store::Model model = repository->default_model();
+  request.family = parse_model_family(model.family);
+  request.model_name = model.name;
+  request.subject.trigger_word = subject->trigger_word;
+  request.subject.class_word = check_class_word(string_field(body, "class_word", false, 40));
+
+  // The subject's LoRA: the one asked for, else the newest one trained on this model (none:
+  // training-free). LoRAs from before the models registry do not say their model.
+  const auto trained_on_model = [&](const store::LoraVersion& version) {
+    const json settings = parse_stored_json(version.settings_json);
+    const json path = settings.is_object() ? settings.value("model_path", json()) : json();
+    return !path.is_string() || path.get<std::string>() == model.path;
+  };
+  std::optional<store::LoraVersion> lora;
+  if (const auto id = string_field(body, "lora_version_id", false, 64)) {
+    if (!is_record_id(*id)) not_found("LoRA");
+    lora = repository->get_lora_version(call.account_id(), *id);
+    if (!lora || lora->subject_id != subject->id) not_found("LoRA");
+    if (!lora->blob_sha256)
+      throw HttpError(409, "not_ready", "this LoRA version has not finished training");
+    if (!trained_on_model(*lora))
+      throw HttpError(409, "conflict",
+                      "this LoRA version was trained on another model than the default one (" +
+                          model.name +
+                          "); make its model the default (PUT /api/models/{model_id}/default) "
+                          "or train the subject again");
+  } else {
+    for (const auto& version : repository->list_lora_versions(call.account_id(), subject->id)) {
+      if (version.blob_sha256 && trained_on_model(version) &&
+          (!lora || version.created_at >= lora->created_at))
+        lora = version;
+    }
+  }
+  if (lora) {
+    request.subject.lora = lora_cache_path(options.data_dir, *lora->blob_sha256);
+    request.subject.lora_sha256 = *lora->blob_sha256;
+    if (!body.contains("class_word")) {
+      const json settings = parse_stored_json(lora->settings_json);
+      if (settings.is_object() && settings.value("class_word", json()).is_string())
+        request.subject.class_word = settings["class_word"].get<std::string>();
+    }
+  }
+  const std::vector<Shot> shots = adapt_to_model(plan_shoot(request), model);
+  const store::Shoot shoot = create_shoot_with_jobs(
+      call, *subject, shots, string_field(body, "idempotency_key", false, 100), model.path);
+  send_json(call.response, 202, shoot_json(shoot));
+}
+
+void ApiServer::State::list_shoots(Call& call) {
+  std::string subject_id;
+  if (call.request.has_param("subject_id")) {
+    subject_id = call.request.get_param_value("subject_id");
+    if (!is_record_id(subject_id) || !repository->get_subject(call.account_id(), subject_id))
+      not_found("subject");
+  }
+  json list = json::array();
+  for (const store::Shoot& shoot : repository->list_shoots(call.account_id(), subject_id))
+    list.push_back(shoot_json(shoot));
+  send_json(call.response, 200, {{"shoots", list}});
+}
+
+void ApiServer::State::get_shoot(Call& call) {
+  const auto shoot = repository->get_shoot(call.account_id(), call.id(1, "shoot"));
+  if (!shoot) not_found("shoot");
+  json answer = shoot_json(*shoot);
+  answer["images_done"] = repository->list_images(call.account_id(), shoot->id).size();
+  // The shoot's jobs, for a progress bar: how many are in each state, and overall progress.
+  json states = {{"queued", 0}, {"running", 0}, {"succeeded", 0}, {"dead", 0}, {"cancelled", 0}};
+  double progress = 0;
+  int64_t count = 0;
+  for (const store::Job& job : jobs->list(call.account_id(), std::nullopt, 10'000)) {
+    if (job.kind != "shoot" ||
+        parse_stored_json(job.payload_json).value("shoot_id", "") != shoot->id)
+      continue;
+    states[store::job_status_name(job.status)] =
+        states[store::job_status_name(job.status)].get<int64_t>() + 1;
+    progress += job.status == store::JobStatus::kSucceeded ? 1.0 : job.progress;
+    ++count;
+  }
+  answer["jobs"] = states;
+  if (count > 0 && states["queued"] == 0 && states["running"] == 0 &&
+      answer["images_done"].get<int64_t>() < shoot->image_count)
+    answer["status"] = "incomplete";  // some jobs died or were cancelled
+  answer["progress"] = count > 0 ? progress / static_cast<double>(count) : 0.0;
+  send_json(call.response, 200, answer);
+}
+
+void ApiServer::State::cancel_shoot(Call& call) {
+  const auto shoot = repository->get_shoot(call.account_id(), call.id(1, "shoot"));
+  if (!shoot) not_found("shoot");
+  int64_t cancelled = 0;
+  for (const store::Job& job : jobs->list(call.account_id(), std::nullopt, 10'000)) {
+    if (job.kind != "shoot" || job_finished(job) ||
+        parse_stored_json(job.payload_json).value("shoot_id", "") != shoot->id)
+      continue;
+    if (jobs->cancel(call.account_id(), job.id)) ++cancelled;
+  }
+  send_json(call.response, 200, {{"shoot_id", shoot->id}, {"cancelled_jobs", cancelled}});
+}
+
+void ApiServer::State::delete_shoot(Call& call) {
+  const store::Deletion deletion = repository->delete_shoot(call.account_id(), call.id(1, "shoot"));
+  if (!deletion.found) not_found("shoot");
+  remove_blobs(deletion);
+  send_json(call.response, 200, {{"deleted", true}});
+}
+
+void ApiServer::State::shoot_images(Call& call) {
+  const auto shoot = repository->get_shoot(call.account_id(), call.id(1, "shoot"));
+  if (!shoot) not_found("shoot");
+  json list = json::array();
+  for (const store::Image& image : repository->list_images(call.account_id(), shoot->id))
+    list.push_back(image_json(image));
+  send_json(call.response, 200, {{"images", list}});
+}
+
+void ApiServer::State::shoot_zip(Call& call) {
+  const auto shoot = repository->get_shoot(call.account_id(), call.id(1, "shoot"));
+  if (!shoot) not_found("shoot");
+  const std::vector<store::Image> images = repository->list_images(call.account_id(), shoot->id);
+  if (images.empty())
+    throw HttpError(409, "not_ready",
+                    "this shoot has no images yet; download it once some are done");
+  // Best first, named for people: "<subject>-<style>-<rank>.png", and recipes.json (every
+  // image's file, rank, likeness and recipe) so the zip alone says how each was made.
+  const auto subject = repository->get_subject(call.account_id(), shoot->subject_id);
+  const std::string subject_name = subject ? subject->name : "portrait";
+  json recipes = json::array();
+  struct Entry {
+    std::string name;
+    std::string sha256;
+    int64_t created_at = 0;
+  };
+  auto entries = std::make_shared<std::vector<Entry>>();
+  const size_t digits = std::max<size_t>(2, std::to_string(images.size()).size());
+  uint64_t name_bytes = 0;
+  uint64_t data_bytes = 0;  // on disk, so never less than the PNGs themselves
+  for (size_t i = 0; i < images.size(); ++i) {
+    const json recipe = parse_stored_json(images[i].recipe_json);
+    const json style = recipe.is_object() ? recipe.value("style", json()) : json();
+    Entry entry{portrait_file_name(subject_name, style.is_string() ? style.get<std::string>() : "",
+                                   i + 1, digits),
+                images[i].blob_sha256, images[i].created_at};
+    json described = {{"file", entry.name}, {"rank", i + 1}, {"image_id", images[i].id}};
+    described.update(image_likeness_json(images[i]));
+    described["recipe"] = recipe;
+    recipes.push_back(std::move(described));
+    name_bytes += entry.name.size();
+    data_bytes += blobs->size_on_disk(entry.sha256);
+    entries->push_back(std::move(entry));
+  }
+  auto recipes_text = std::make_shared<std::string>(recipes.dump(2) + "\n");
+  const int64_t shot_at = shoot->created_at;
+  name_bytes += std::string_view("recipes.json").size();
+  data_bytes += recipes_text->size();
+  // The answer streams, so whatever would not fit must be refused before it starts.
+  if (entries->size() + 1 > kMaxZipFiles ||
+      stored_zip_size(entries->size() + 1, name_bytes, data_bytes) > kMaxZipBytes)
+    throw HttpError(413, "too_large",
+                    "the shoot's " + std::to_string(entries->size()) +
+                        " images come to more than a zip file can hold (4 GiB, 65534 files); "
+                        "download them one by one (GET /api/images/{image_id}/png)");
+  call.response.set_header("Content-Disposition",
+                           attachment_header(file_name_part(subject_name) + "-shoot-" +
+                                             shoot->id.substr(0, 8) + ".zip"));
+  call.response.set_header("X-Content-Type-Options", "nosniff");
+  call.response.set_chunked_content_provider(
+      "application/zip", [this, entries, recipes_text, shot_at](size_t, httplib::DataSink& sink) {
+        try {
+          ZipWriter zip(
+              [&sink](std::string_view bytes) { return sink.write(bytes.data(), bytes.size()); });
+          for (const Entry& entry : *entries) {
+            std::string png;
+            try {
+              png = blobs->get(entry.sha256);
+            } catch (const Error& error) {
+              if (error.code() != ErrorCode::kNotFound) throw;
+              continue;  // the image was deleted while the zip was being sent
+            }
+            if (stopping || !zip.add(entry.name, png, entry.created_at)) return false;
+          }
+          if (stopping || !zip.add("recipes.json", *recipes_text, shot_at) || !zip.finish())
+            return false;
+          sink.done();
+          return true;
+        } catch (const std::exception& error) {
+          log_error(std::string("zip download stopped: ") + error.what());
+          return false;  // the client sees a cut-off download, never a zip with a bad file
+        }
+      });
+}
+
+}  // namespace doppel::server

@@ -1,0 +1,260 @@
+// Subjects, their photos (upload and intake), training and LoRA versions.
+#include "server/api_state.hpp"
+
+namespace doppel::server {
+
+void ApiServer::State::list_subjects(Call& call) {
+  json list = json::array();
+  for (const store::Subject& subject : repository->list_subjects(call.account_id()))
+    list.push_back(subject_view(call, subject));
+  send_json(call.response, 200, {{"subjects", list}});
+}
+
+void ApiServer::State::create_subject(Call& call) {
+  json body = parse_json_body(call.request, options.max_json_bytes);
+  allow_only(body, {"name", "trigger_word"});
+  const std::string name = check_name(string_field(body, "name", true, 100));
+  const std::string trigger = string_field(body, "trigger_word", false, 24).value_or("ohwx");
+  check_trigger_word(trigger);
+  const store::Subject subject = repository->create_subject(call.account_id(), name, trigger);
+  send_json(call.response, 201, subject_view(call, subject));
+}
+
+void ApiServer::State::get_subject(Call& call) {
+  send_json(call.response, 200, subject_view(call, subject_of(call, 1)));
+}
+
+void ApiServer::State::update_subject(Call& call) {
+  store::Subject subject = subject_of(call, 1);
+  json body = parse_json_body(call.request, options.max_json_bytes);
+  allow_only(body, {"name"});
+  subject.name = check_name(string_field(body, "name", true, 100));
+  if (!repository->update_subject(call.account_id(), subject)) not_found("subject");
+  send_json(call.response, 200,
+            subject_json(*repository->get_subject(call.account_id(), subject.id)));
+}
+
+void ApiServer::State::delete_subject(Call& call) {
+  const store::Deletion deletion =
+      repository->delete_subject(call.account_id(), call.id(1, "subject"));
+  if (!deletion.found) not_found("subject");
+  remove_blobs(deletion);
+  send_json(call.response, 200, {{"deleted", true}});
+}
+
+void ApiServer::State::list_photos(Call& call) {
+  const store::Subject subject = subject_of(call, 1);
+  json list = json::array();
+  for (const store::Photo& photo : repository->list_photos(call.account_id(), subject.id))
+    list.push_back(photo_json(photo));
+  // Readiness needs the verdicts as the face layer describes them: rebuild from the store.
+  std::vector<PhotoVerdict> verdicts;
+  for (const store::Photo& photo : repository->list_photos(call.account_id(), subject.id)) {
+    PhotoVerdict verdict;
+    verdict.label = photo.id;
+    verdict.accepted = photo.verdict == "accepted";
+    const json reasons = parse_stored_json(photo.reasons_json);
+    if (reasons.is_array()) {
+      for (const json& reason : reasons) {
+        if (reason.is_object() && reason.value("code", json()).is_string())
+          verdict.reasons.push_back({reason.value("code", ""), reason.value("message", ""),
+                                     reason.value("rejects", true)});
+      }
+    }
+    verdicts.push_back(std::move(verdict));
+  }
+  send_json(
+      call.response, 200,
+      {{"photos", list}, {"readiness", readiness_to_json(assess_subject_readiness(verdicts))}});
+}
+
+void ApiServer::State::upload_photos(Call& call) {
+  const store::Subject subject = subject_of(call, 1);
+  if (!call.request.is_multipart_form_data())
+    throw HttpError(415, "unsupported_media_type",
+                    "upload photos as multipart/form-data in the field 'photos'");
+  std::vector<const httplib::MultipartFormData*> files;
+  for (const auto& [name, file] : call.request.files) {
+    if (name != "photos")
+      bad_request("unknown form field '" + name + "'; send the photos in the field 'photos'");
+    files.push_back(&file);
+  }
+  if (files.empty()) bad_request("no photos in the upload; send them in the field 'photos'");
+  if (static_cast<int>(files.size()) > options.max_photos_per_upload)
+    bad_request("at most " + std::to_string(options.max_photos_per_upload) +
+                " photos per upload; send the rest in another request");
+  // Each file is judged on its own: the good ones are stored, every bad one is reported by
+  // its file name (one bad file in a batch must not lose the others).
+  ImageReadOptions read;
+  read.max_pixels = options.max_photo_pixels;
+  read.max_decoded_bytes = options.max_photo_decode_bytes;
+  json added = json::array();
+  json refused = json::array();
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string name = upload_file_name(files[i]->filename, i);
+    try {
+      ImageHeader header;
+      try {
+        header = sniff_image_header(files[i]->content, name);
+      } catch (const Error&) {
+        throw HttpError(415, "unsupported_media_type",
+                        name + " is not a PNG, JPEG or WebP image (judged by its content)");
+      }
+      if (static_cast<int64_t>(header.width) * header.height > options.max_photo_pixels)
+        throw HttpError(413, "too_large",
+                        name + " has " + std::to_string(header.width) + "x" +
+                            std::to_string(header.height) + " pixels; at most " +
+                            std::to_string(options.max_photo_pixels) + " pixels are accepted");
+      check_decode_budget(header, name);
+      WorkSlot slot(photo_decode_slots(), std::chrono::seconds(30));
+      if (!slot.held())
+        throw HttpError(503, "busy", "the server is decoding other photos; try again in a minute");
+      decode_image(files[i]->content, read, name);  // throws kInvalidFile for a broken file
+    } catch (const HttpError& error) {
+      refused.push_back({{"file", name}, {"code", error.code()}, {"message", error.what()}});
+      continue;
+    } catch (const Error& error) {
+      refused.push_back({{"file", name}, {"code", "invalid_file"}, {"message", error.what()}});
+      continue;
+    }
+    store::Photo photo;
+    photo.subject_id = subject.id;
+    photo.blob_sha256 = blobs->put(files[i]->content);  // stored by digest, never the client's name
+    photo.original_size = static_cast<int64_t>(files[i]->content.size());
+    photo = repository->add_photo(call.account_id(), photo);
+    added.push_back(photo.id);
+  }
+  if (added.empty()) {
+    // Nothing usable: an error naming every file, with the list for the studio.
+    std::string message;
+    for (const json& each : refused)
+      message += (message.empty() ? "" : "; ") + each["message"].get<std::string>();
+    json body = {{"error",
+                  {{"code", refused.size() == 1 ? refused[0]["code"] : json("invalid_file")},
+                   {"message", message}}},
+                 {"refused", refused}};
+    const json only_code = refused.size() == 1 ? refused[0]["code"] : json();
+    const int status = only_code == "too_large" ? 413 : only_code == "invalid_file" ? 422 : 415;
+    send_json(call.response, status, body);
+    return;
+  }
+  const json readiness = intake->refresh(call.account_id(), subject.id);
+  json photos = json::array();
+  for (const store::Photo& photo : repository->list_photos(call.account_id(), subject.id))
+    photos.push_back(photo_json(photo));
+  send_json(call.response, 201,
+            {{"added", added}, {"refused", refused}, {"photos", photos}, {"readiness", readiness}});
+}
+
+void ApiServer::State::photo_file(Call& call) {
+  const auto photo = repository->get_photo(call.account_id(), call.id(1, "photo"));
+  if (!photo) not_found("photo");
+  std::string bytes = blobs->get(photo->blob_sha256);
+  const ImageHeader header = sniff_image_header(bytes, "photo");
+  const std::string type = header.format == ImageFormat::kPng    ? "image/png"
+                           : header.format == ImageFormat::kJpeg ? "image/jpeg"
+                                                                 : "image/webp";
+  call.response.set_header("X-Content-Type-Options", "nosniff");
+  call.response.set_content(std::move(bytes), type);
+}
+
+void ApiServer::State::photo_crop(Call& call) {
+  const auto photo = repository->get_photo(call.account_id(), call.id(1, "photo"));
+  if (!photo) not_found("photo");
+  if (!photo->crop_blob)
+    throw HttpError(404, "not_found", "this photo has no face crop (it was not accepted)");
+  call.response.set_header("X-Content-Type-Options", "nosniff");
+  call.response.set_content(blobs->get(*photo->crop_blob), "image/png");
+}
+
+void ApiServer::State::delete_photo(Call& call) {
+  const auto photo = repository->get_photo(call.account_id(), call.id(1, "photo"));
+  if (!photo) not_found("photo");
+  const store::Deletion deletion = repository->delete_photo(call.account_id(), photo->id);
+  if (!deletion.found) not_found("photo");
+  remove_blobs(deletion);
+  const json readiness = intake->refresh(call.account_id(), photo->subject_id);
+  send_json(call.response, 200, {{"deleted", true}, {"readiness", readiness}});
+}
+
+void ApiServer::State::train(Call& call) {
+  store::Subject subject = subject_of(call, 1);
+  json body = parse_json_body(call.request, options.max_json_bytes);
+  allow_only(body, {"steps", "rank", "class_word", "seed", "idempotency_key"});
+  // Trained on the model that is the default now; the job names it.
+  const store::Model model = repository->default_model();
+  if (model.family == model_family_name(ModelFamily::kSdxl))
+    throw HttpError(409, "training_unsupported",
+                    "the default model, " + model.name +
+                        ", is an SDXL model, and doppel trains a person's LoRA on SD 1.x and 2.x "
+                        "models only; make an SD 1.x or 2.x model the default to train, or shoot "
+                        "SDXL styles without training");
+  const TrainingDefaults defaults = training_defaults(model);
+  TrainPayload payload;
+  payload.steps = integer_field(body, "steps", 1, 5000, defaults.steps);
+  payload.rank = integer_field(body, "rank", 1, 128, defaults.rank);
+  payload.resolution = defaults.resolution;
+  payload.model_path = model.path;
+  payload.seed = integer_field(body, "seed", 0, kMaxSeed, 0);
+  payload.class_word = check_class_word(string_field(body, "class_word", false, 40));
+  payload.trigger_word = subject.trigger_word;
+  const auto key = string_field(body, "idempotency_key", false, 100);
+
+  const auto photos = repository->list_photos(call.account_id(), subject.id);
+  const auto accepted = std::count_if(photos.begin(), photos.end(), [](const store::Photo& photo) {
+    return photo.verdict == "accepted" && photo.crop_blob;
+  });
+  if (accepted < kMinimumPhotosToTrain)
+    throw HttpError(409, "not_ready",
+                    "training needs at least " + std::to_string(kMinimumPhotosToTrain) +
+                        " accepted photos; this subject has " + std::to_string(accepted) +
+                        ". Add more clear photos of the face");
+
+  store::LoraVersion version;
+  version.subject_id = subject.id;
+  version.settings_json = train_payload_settings(payload).dump();
+  version = repository->add_lora_version(call.account_id(), version);
+  payload.lora_version_id = version.id;
+  queue::NewJob job;
+  job.kind = "train";
+  job.payload_json = train_payload_to_json(payload).dump();
+  job.subject_id = subject.id;
+  job.idempotency_key = key ? std::optional<std::string>("train:" + *key) : std::nullopt;
+  job.max_attempts = 3;
+  const store::Job queued = jobs->enqueue(call.account_id(), job);
+  if (train_payload_from_json(parse_stored_json(queued.payload_json)).lora_version_id !=
+      version.id) {
+    // The same request was made before: answer with its job, keep nothing new.
+    remove_blobs(repository->delete_lora_version(call.account_id(), version.id));
+    const auto earlier = train_payload_from_json(parse_stored_json(queued.payload_json));
+    const auto earlier_version =
+        repository->get_lora_version(call.account_id(), earlier.lora_version_id);
+    send_json(call.response, 202,
+              {{"job", job_json(queued)},
+               {"lora_version", earlier_version ? lora_json(*earlier_version) : json(nullptr)}});
+    return;
+  }
+  subject.status = "training";
+  repository->update_subject(call.account_id(), subject);
+  send_json(call.response, 202, {{"job", job_json(queued)}, {"lora_version", lora_json(version)}});
+}
+
+void ApiServer::State::list_loras(Call& call) {
+  const store::Subject subject = subject_of(call, 1);
+  json list = json::array();
+  for (const auto& version : repository->list_lora_versions(call.account_id(), subject.id))
+    list.push_back(lora_json(version));
+  send_json(call.response, 200, {{"loras", list}});
+}
+
+void ApiServer::State::lora_file(Call& call) {
+  const auto version = repository->get_lora_version(call.account_id(), call.id(1, "LoRA"));
+  if (!version) not_found("LoRA");
+  if (!version->blob_sha256)
+    throw HttpError(409, "not_ready", "this LoRA version has not finished training");
+  call.response.set_header("Content-Disposition",
+                           "attachment; filename=\"doppel-lora-" + version->id + ".safetensors\"");
+  call.response.set_content(blobs->get(*version->blob_sha256), "application/octet-stream");
+}
+
+}  // namespace doppel::server
