@@ -4,13 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 #include <iterator>
+#include <map>
 
 #include "doppel/checkpoint/clip_vision.hpp"
 #include "doppel/checkpoint/ip_adapter.hpp"
 #include "doppel/checkpoint/stable_diffusion.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"
+#include "doppel/models/unet.hpp"
 #include "golden_support.hpp"
 #include "support/shared_data.hpp"
 
@@ -286,6 +289,92 @@ TEST(IpAdapterLoading, RefusesFilesThatAreNotIpAdapters) {
   }
   EXPECT_THROW(load_ip_adapter(damaged, sd1), Error);
   fs::remove(damaged);
+}
+
+// Writes `adapter`'s parameters as an h94-style .safetensors (its names are h94's).
+fs::path write_adapter(IpAdapterImpl& adapter, const std::string& name,
+                       const std::function<void(std::map<std::string, at::Tensor>&)>& edit = {}) {
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& item : adapter.named_parameters())
+    tensors[item.key()] = item.value().to(at::kHalf);
+  if (edit) edit(tensors);
+  const fs::path path = fs::temp_directory_path() / ("doppel_test_" + name + ".safetensors");
+  save_safetensors(path, tensors);
+  return path;
+}
+
+TEST(IpAdapterLoading, FullFaceAndRefusedVariantsFromTheirTensors) {
+  DOPPEL_REQUIRE_PATH(folder());
+  at::NoGradGuard no_grad;
+  const UNetConfig sd1 = load_base("sd1").unet->config();
+  IpAdapterConfig config;
+  config.kind = ImageProjectionKind::kMlp;
+  config.image_embed_dim = 40;
+  config.mlp_hidden = 40;
+  config.cross_attention_dim = sd1.context_dim;
+  config.layer_widths = image_prompt_layer_widths(sd1);
+  for (size_t i = 0; i < config.layer_widths.size(); ++i)
+    config.layer_keys.push_back(static_cast<int64_t>(2 * i + 1));
+  IpAdapter full_face(config);
+  layers::randomize_parameters(*full_face, 4);
+  // ip-adapter-full-face: an MLP on every penultimate token (257 image tokens here).
+  const fs::path path = write_adapter(*full_face, "full_face");
+  LoadedIpAdapter loaded = load_ip_adapter(path, sd1);
+  EXPECT_EQ(loaded.model->config().kind, ImageProjectionKind::kMlp);
+  LoadedClipVision encoder = load_clip_vision_encoder(folder() / "models/image_encoder");
+  const at::Tensor hidden = encoder.model->forward(at::zeros({1, 3, 224, 224})).penultimate;
+  const at::Tensor tokens = loaded.model->project(hidden);
+  EXPECT_EQ(tokens.sizes(), (std::vector<int64_t>{1, 257, 32}));
+  EXPECT_TRUE(
+      at::allclose(tokens, full_face->project(hidden).to(at::kHalf).to(at::kFloat), 1e-2, 1e-2));
+  fs::remove(path);
+
+  auto refused = [&](const std::string& name,
+                     const std::function<void(std::map<std::string, at::Tensor>&)>& edit,
+                     ErrorCode code, const std::string& words) {
+    const fs::path file = write_adapter(*full_face, name, edit);
+    std::string message;
+    try {
+      load_ip_adapter(file, sd1);
+      ADD_FAILURE() << name << " loaded";
+    } catch (const Error& error) {
+      EXPECT_EQ(error.code(), code) << name;
+      message = error.what();
+    }
+    EXPECT_NE(message.find(words), std::string::npos) << message;
+    fs::remove(file);
+  };
+  // FaceID: proj.0 / proj.2 / norm (InsightFace embeddings in), and FaceID Plus.
+  refused(
+      "faceid",
+      [](auto& t) {
+        t.erase("image_proj.proj.3.weight");
+        t["image_proj.norm.weight"] = t["image_proj.proj.3.bias"];
+        t.erase("image_proj.proj.3.bias");
+      },
+      ErrorCode::kUnsupported, "FaceID");
+  refused(
+      "faceid_plus",
+      [](auto& t) {
+        t["image_proj.perceiver_resampler.proj_in.weight"] = at::zeros({4, 4});
+      },
+      ErrorCode::kUnsupported, "FaceID Plus");
+  // Layer keys out of diffusers' order, and a key/value pair of different widths.
+  refused(
+      "keys",
+      [](auto& t) {
+        t["ip_adapter.4.to_k_ip.weight"] = t["ip_adapter.3.to_k_ip.weight"];
+        t["ip_adapter.4.to_v_ip.weight"] = t["ip_adapter.3.to_v_ip.weight"];
+        t.erase("ip_adapter.3.to_k_ip.weight");
+        t.erase("ip_adapter.3.to_v_ip.weight");
+      },
+      ErrorCode::kInvalidFile, "1, 3, 5");
+  refused(
+      "widths",
+      [](auto& t) {
+        t["ip_adapter.1.to_v_ip.weight"] = at::zeros({8, 32});
+      },
+      ErrorCode::kInvalidFile, "differ in width");
 }
 
 TEST(IpAdapterLoading, FindsTheImageEncoderAsH94LaysThemOut) {
