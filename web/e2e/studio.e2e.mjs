@@ -451,6 +451,11 @@ try {
   await page.getByRole("link", { name: "Shoot portraits" }).click();
   await page.locator('.style-card[data-style-id="anime"]').click();
   await page.getByLabel("Portraits per style").selectOption("8");
+  // An estimate from this machine's measured speed on the first shoot.
+  assert.match(
+    await page.locator(".shoot-estimate").innerText(),
+    /^About .+ on this computer, measured on its earlier portraits\.$/,
+  );
   await page.getByRole("button", { name: "Shoot 8 portraits" }).click();
   await page.getByRole("button", { name: "Cancel the rest" }).click();
   await page.getByText(/Cancelled: \d of 8 portraits made/).waitFor({ timeout: 60000 });

@@ -59,6 +59,7 @@ export interface Job {
   error: string | null;
   created_at: number;
   updated_at: number;
+  finished_at?: number | null;
 }
 export interface LoraVersion {
   id: string;

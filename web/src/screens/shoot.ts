@@ -1,9 +1,9 @@
 // The style picker: cards with each style's name, description and (once this person has one)
 // their best portrait in it; how many per style; then the shoot starts and the gallery shows it.
 
-import { api, Image, Shoot, StylePack, Subject } from "../api";
+import { api, Image, Job, Shoot, StylePack, Subject } from "../api";
 import { h, replaceChildren } from "../dom";
-import { locale, localized, t } from "../i18n";
+import { formatDuration, locale, localized, t } from "../i18n";
 import { navigate } from "../main";
 import { errorBox, loadingBox, pageHeading, whileBusy } from "../ui";
 
@@ -36,6 +36,25 @@ function styleCard(
   return button;
 }
 
+// Seconds per portrait on this machine: the median gap between portraits of one shoot
+// finishing one after another (jobs of a shoot run back to back); null before any shoot.
+function measuredSecondsPerPortrait(jobs: Job[]): number | null {
+  const finished = new Map<string, number[]>();
+  for (const job of jobs) {
+    const shootId = job.result?.shoot_id;
+    if (job.kind !== "shoot" || typeof shootId !== "string" || !job.finished_at) continue;
+    finished.set(shootId, [...(finished.get(shootId) ?? []), job.finished_at]);
+  }
+  const gaps: number[] = [];
+  for (const times of finished.values()) {
+    times.sort((a, b) => a - b);
+    for (let i = 1; i < times.length; i++) gaps.push((times[i] - times[i - 1]) / 1000);
+  }
+  if (!gaps.length) return null;
+  gaps.sort((a, b) => a - b);
+  return gaps[Math.floor(gaps.length / 2)];
+}
+
 export function renderShoot(main: HTMLElement, [subjectId]: string[]): void {
   const body = h("div", {}, loadingBox());
   main.append(body);
@@ -43,11 +62,14 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): void {
 
   async function load(): Promise<void> {
     try {
-      const [subject, { styles }, { images }] = await Promise.all([
+      const [subject, { styles }, { images }, { jobs }] = await Promise.all([
         api<Subject>("GET", `/api/subjects/${subjectId}`),
         api<{ styles: StylePack[] }>("GET", "/api/styles"),
         api<{ images: Image[] }>("GET", `/api/subjects/${subjectId}/images`),
+        api<{ jobs: Job[] }>("GET", "/api/jobs?status=succeeded&limit=500"),
       ]);
+      const perPortrait = measuredSecondsPerPortrait(jobs);
+      const estimate = h("p", { class: "muted shoot-estimate", "aria-live": "polite" });
       const samples = new Map<string, Image>();
       for (const image of images) {
         const style = image.recipe.style;
@@ -81,6 +103,10 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): void {
         const total = selected.size * Number(count.value);
         start.disabled = total === 0;
         start.textContent = total === 0 ? t("startShootNone") : t("startShoot", { count: total });
+        estimate.textContent =
+          total > 0 && perPortrait !== null
+            ? t("shootEstimate", { time: formatDuration(total * perPortrait) })
+            : "";
       };
       count.addEventListener("change", updateStart);
       const toggle = (id: string, button: HTMLButtonElement) => {
@@ -113,6 +139,7 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): void {
           h("label", { for: "count-per-style" }, t("perStyle")),
           count,
           start,
+          estimate,
         ),
         advanced,
         h(
