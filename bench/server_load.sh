@@ -18,7 +18,7 @@ for _ in $(seq 100); do grep -q "serving on" "$data/serve.log" && break; sleep 0
 api="http://127.0.0.1:$port"
 token=$(grep -o 'token=[0-9a-f]*' "$data/serve.log" | head -1 | cut -d= -f2)
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
-curl -sf -c "$data/cookies" -X POST "$api/api/setup" \
+curl -sf -c "$data/cookies" -X POST "$api/api/setup" -H "Content-Type: application/json" \
   -d "{\"token\":\"$token\",\"email\":\"load@example.com\",\"password\":\"load test password\"}" >/dev/null
 csrf=$(awk '/doppel_csrf/ {print $7}' "$data/cookies")
 bearer=$(curl -sf -b "$data/cookies" -H "X-CSRF-Token: $csrf" -X POST "$api/api/tokens" \
