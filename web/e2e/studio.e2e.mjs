@@ -351,6 +351,10 @@ try {
     /^(Likeness in test portraits: [1-9]\d*\/100|The likeness could not be measured: no face was found in the test portraits\.)$/,
   );
   assert.equal(await page.locator(".heading-slot .badge").innerText(), "Double ready");
+  assert.match(
+    await page.locator(".train-estimate").innerText(),
+    /^The last training on this computer took about [\d.,]+ \w+\.$/,
+  );
   // The trained double can be taken to other tools.
   const loraDownload = page.waitForEvent("download");
   await page.getByRole("link", { name: /Download the double \(\.safetensors/ }).click();

@@ -210,6 +210,18 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
   let trainJob: Job | null = null;
   let versions: LoraVersion[] = [];
   let readiness: Readiness | null = null;
+  // How long the last finished training took here (any person's): the estimate before starting.
+  let lastTrainingSeconds: number | null = null;
+
+  function estimateLine(): HTMLElement | null {
+    return lastTrainingSeconds === null
+      ? null
+      : h(
+          "p",
+          { class: "muted train-estimate" },
+          t("trainEstimate", { time: formatDuration(lastTrainingSeconds) }),
+        );
+  }
 
   const fileInput = h("input", {
     type: "file",
@@ -367,6 +379,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
             : null,
           h("p", { class: "next-text" }, t("nextTrain", { name })),
           trainButton(t("trainButton"), "primary"),
+          estimateLine(),
         );
         break;
       }
@@ -447,6 +460,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
             t("downloadLora"),
           ),
         ),
+        estimateLine(),
       );
     } else if (current === "needs_photos") {
       parts.push(h("p", { class: "muted" }, t("trainNeedsPhotos")));
@@ -525,13 +539,22 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
     }
   }
 
+  function measureLastTraining(jobs: Job[]): void {
+    const last = jobs
+      .filter((job) => job.kind === "train" && job.status === "succeeded" && job.finished_at)
+      .sort((a, b) => b.finished_at! - a.finished_at!)[0];
+    if (last) lastTrainingSeconds = (last.finished_at! - last.created_at) / 1000;
+  }
+
   async function refreshVersions(): Promise<void> {
-    const [loaded, loraList] = await Promise.all([
+    const [loaded, loraList, jobList] = await Promise.all([
       api<Subject>("GET", `/api/subjects/${subjectId}`),
       api<{ loras: LoraVersion[] }>("GET", `/api/subjects/${subjectId}/loras`),
+      api<{ jobs: Job[] }>("GET", "/api/jobs?status=succeeded&limit=100"),
     ]);
     subject = loaded;
     versions = loraList.loras;
+    measureLastTraining(jobList.jobs);
     draw();
   }
 
@@ -547,6 +570,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
       photos = photoList.photos;
       readiness = photoList.readiness;
       versions = loraList.loras;
+      measureLastTraining(jobList.jobs);
       trainJob =
         jobList.jobs.find(
           (job) => job.kind === "train" && job.subject_id === subjectId && !isFinished(job),
