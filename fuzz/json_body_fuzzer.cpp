@@ -21,7 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const nlohmann::json body = doppel::server::parse_json_body(request, 4096);
     try {
-      doppel::server::allow_only(body, {"email", "password", "count", "favourite", "styles"});
+      doppel::server::check_body_fields(
+          body, "email:string!,password:string!,count:integer,favourite:boolean,styles:strings");
     } catch (const doppel::server::HttpError&) {
     }
     try {

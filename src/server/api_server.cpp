@@ -36,27 +36,29 @@ void ApiServer::State::register_routes() {
   add("GET", "/api/setup", "Whether the first account still has to be created", false, "",
       member(&S::setup_status));
   add("POST", "/api/setup", "Create the first account with the one-time set-up token", false,
-      "json", member(&S::setup));
-  add("POST", "/api/sessions", "Sign in (sets the session and CSRF cookies)", false, "json",
-      member(&S::sign_in));
+      JsonBody{"token:string!,email:string!,password:string!,display_name:string"},
+      member(&S::setup));
+  add("POST", "/api/sessions", "Sign in (sets the session and CSRF cookies)", false,
+      JsonBody{"email:string!,password:string!"}, member(&S::sign_in));
   add("DELETE", "/api/sessions/current", "Sign out", true, "", member(&S::sign_out));
   add("GET", "/api/account", "The signed-in account (and its CSRF token)", true, "",
       member(&S::get_account));
-  add("DELETE", "/api/account", "Delete the account and everything it owns", true, "json",
-      member(&S::delete_account));
+  add("DELETE", "/api/account", "Delete the account and everything it owns", true,
+      JsonBody{"password:string!"}, member(&S::delete_account));
   add("GET", "/api/account/storage", "Storage the account's photos, images and LoRAs take", true,
       "", member(&S::account_storage));
-  add("POST", "/api/accounts", "Create another account (for a family member)", true, "json",
-      member(&S::create_account));
+  add("POST", "/api/accounts", "Create another account (for a family member)", true,
+      JsonBody{"email:string!,password:string!,display_name:string"}, member(&S::create_account));
   add("GET", "/api/tokens", "List API tokens", true, "", member(&S::list_tokens));
-  add("POST", "/api/tokens", "Create an API token (shown once)", true, "json",
-      member(&S::create_token));
+  add("POST", "/api/tokens", "Create an API token (shown once)", true,
+      JsonBody{"name:string!,expires_in_days:integer"}, member(&S::create_token));
   add("DELETE", "/api/tokens/{token_id}", "Revoke an API token", true, "",
       member(&S::delete_token));
   add("GET", "/api/subjects", "List subjects", true, "", member(&S::list_subjects));
-  add("POST", "/api/subjects", "Create a subject", true, "json", member(&S::create_subject));
+  add("POST", "/api/subjects", "Create a subject", true,
+      JsonBody{"name:string!,trigger_word:string"}, member(&S::create_subject));
   add("GET", "/api/subjects/{subject_id}", "Get a subject", true, "", member(&S::get_subject));
-  add("PATCH", "/api/subjects/{subject_id}", "Rename a subject", true, "json",
+  add("PATCH", "/api/subjects/{subject_id}", "Rename a subject", true, JsonBody{"name:string!"},
       member(&S::update_subject));
   add("DELETE", "/api/subjects/{subject_id}", "Delete a subject and everything made from it", true,
       "", member(&S::delete_subject));
@@ -70,7 +72,8 @@ void ApiServer::State::register_routes() {
       member(&S::photo_crop));
   add("DELETE", "/api/photos/{photo_id}", "Delete a photo", true, "", member(&S::delete_photo));
   add("POST", "/api/subjects/{subject_id}/train", "Train the subject's LoRA (queues a job)", true,
-      "json", member(&S::train));
+      JsonBody{"steps:integer,rank:integer,class_word:string,seed:integer,idempotency_key:string"},
+      member(&S::train));
   add("GET", "/api/subjects/{subject_id}/loras", "The subject's LoRA versions", true, "",
       member(&S::list_loras));
   add("GET", "/api/subjects/{subject_id}/images", "All images of a subject, best first", true, "",
@@ -81,7 +84,9 @@ void ApiServer::State::register_routes() {
   add("GET", "/api/shoots", "List shoots (optionally ?subject_id=)", true, "",
       member(&S::list_shoots));
   add("POST", "/api/shoots", "Shoot a subject in some styles (queues one job per image)", true,
-      "json", member(&S::create_shoot));
+      JsonBody{"subject_id:string!,styles:strings!,count:integer,seed:integer,lora_version_id:"
+               "string,class_word:string,idempotency_key:string"},
+      member(&S::create_shoot));
   add("GET", "/api/shoots/{shoot_id}", "Get a shoot", true, "", member(&S::get_shoot));
   add("POST", "/api/shoots/{shoot_id}/cancel", "Cancel the shoot's images not made yet", true, "",
       member(&S::cancel_shoot));
@@ -95,17 +100,17 @@ void ApiServer::State::register_routes() {
       member(&S::get_image));
   add("GET", "/api/images/{image_id}/png", "Download the PNG (A1111 parameters inside)", true, "",
       member(&S::image_png));
-  add("PUT", "/api/images/{image_id}/favourite", "Mark or unmark a favourite", true, "json",
-      member(&S::favourite_image));
+  add("PUT", "/api/images/{image_id}/favourite", "Mark or unmark a favourite", true,
+      JsonBody{"favourite:boolean!"}, member(&S::favourite_image));
   add("DELETE", "/api/images/{image_id}", "Delete an image", true, "", member(&S::delete_image));
-  add("POST", "/api/images/{image_id}/again", "Shoot the same recipe and seed again", true, "json",
-      member(&S::again));
-  add("POST", "/api/images/{image_id}/variations", "Shoot variations of an image", true, "json",
-      member(&S::variations));
+  add("POST", "/api/images/{image_id}/again", "Shoot the same recipe and seed again", true,
+      JsonBody{"idempotency_key:string"}, member(&S::again));
+  add("POST", "/api/images/{image_id}/variations", "Shoot variations of an image", true,
+      JsonBody{"count:integer,first:integer,idempotency_key:string"}, member(&S::variations));
   add("GET", "/api/models", "The installation's models (the tiny built-in one included)", true, "",
       member(&S::list_models));
-  add("POST", "/api/models", "Register a Stable Diffusion model on the server's disk", true, "json",
-      member(&S::add_model));
+  add("POST", "/api/models", "Register a Stable Diffusion model on the server's disk", true,
+      JsonBody{"path:string!,name:string"}, member(&S::add_model));
   add("PUT", "/api/models/{model_id}/default", "Make a model the default for new shoots", true, "",
       member(&S::set_default_model));
   add("DELETE", "/api/models/{model_id}", "Remove a model (not the built-in or default one)", true,
@@ -165,7 +170,7 @@ std::optional<Auth> ApiServer::State::authenticate(const httplib::Request& reque
 
 void ApiServer::State::dispatch(const Route& route, const httplib::Request& request,
                                 httplib::Response& response) {
-  Call call{request, response, std::nullopt};
+  Call call{request, response, std::nullopt, json::object()};
   try {
     if (route.info.authenticated) {
       call.auth = authenticate(request);
@@ -183,6 +188,10 @@ void ApiServer::State::dispatch(const Route& route, const httplib::Request& requ
                           "sign-in answer, also in the doppel_csrf cookie)");
         }
       }
+    }
+    if (route.body.starts_with("json:")) {
+      call.body = parse_json_body(request, options.max_json_bytes);
+      check_body_fields(call.body, route.body.substr(5));
     }
     route.handler(call);
   } catch (const HttpError& error) {
@@ -226,11 +235,9 @@ json ApiServer::State::openapi() const {
                             {"schema", {{"type", "string"}, {"pattern", pattern}}}});
     }
     if (!parameters.empty()) operation["parameters"] = parameters;
-    if (route.body == "json") {
-      const auto fields = request_fields().find(route.info.method + " " + route.info.path);
-      const json schema = fields != request_fields().end() ? request_schema(fields->second)
-                                                           : json{{"type", "object"}};
-      operation["requestBody"]["content"]["application/json"]["schema"] = schema;
+    if (route.body.starts_with("json:")) {
+      operation["requestBody"]["content"]["application/json"]["schema"] =
+          request_schema(route.body.substr(5));
     } else if (route.body == "multipart") {
       json photos = {{"type", "array"}, {"items", {{"type", "string"}, {"format", "binary"}}}};
       json schema = {{"type", "object"}, {"properties", {{"photos", photos}}}};

@@ -70,6 +70,7 @@ struct Call {
   const httplib::Request& request;
   httplib::Response& response;
   std::optional<Auth> auth;
+  nlohmann::json body;  // a JSON body, checked against the route's fields before the handler
 
   const std::string& account_id() const { return auth->account.id; }
   // The n-th path parameter; ids that cannot be a record are "not found" at once.
@@ -101,9 +102,16 @@ class PasswordSlot {
   PasswordCheckSlots& slots_;
 };
 
+// The JSON body a route takes, declared once: the dispatcher refuses any other field, and the
+// OpenAPI document lists them. "name:type" with "!" for required fields; types string, integer,
+// boolean or strings (a list of strings).
+struct JsonBody {
+  const char* fields = "";
+};
+
 struct Route {
   RouteInfo info;
-  std::string body;  // "json", "multipart" or "" (for the OpenAPI document)
+  std::string body;  // "multipart", "" (none) or the JsonBody fields ("json:" + fields)
   Handler handler;
 };
 
@@ -284,32 +292,6 @@ inline std::string check_name(const std::optional<std::string>& name) {
   return *name;
 }
 
-// The fields each JSON body takes, for the OpenAPI document: "name:type" with "!" for required
-// fields and type string, integer, boolean or strings (a list of strings). The handlers accept
-// exactly these (allow_only), and reject anything else with 400.
-inline const std::map<std::string, std::string>& request_fields() {
-  static const std::map<std::string, std::string> fields = {
-      {"POST /api/setup", "token:string!,email:string!,password:string!,display_name:string"},
-      {"POST /api/sessions", "email:string!,password:string!"},
-      {"DELETE /api/account", "password:string!"},
-      {"POST /api/accounts", "email:string!,password:string!,display_name:string"},
-      {"POST /api/tokens", "name:string!,expires_in_days:integer"},
-      {"POST /api/subjects", "name:string!,trigger_word:string"},
-      {"PATCH /api/subjects/{subject_id}", "name:string!"},
-      {"POST /api/subjects/{subject_id}/train",
-       "steps:integer,rank:integer,class_word:string,seed:integer,idempotency_key:string"},
-      {"POST /api/shoots",
-       "subject_id:string!,styles:strings!,count:integer,seed:integer,lora_version_id:string,"
-       "class_word:string,idempotency_key:string"},
-      {"PUT /api/images/{image_id}/favourite", "favourite:boolean!"},
-      {"POST /api/models", "path:string!,name:string"},
-      {"POST /api/images/{image_id}/again", "idempotency_key:string"},
-      {"POST /api/images/{image_id}/variations",
-       "count:integer,first:integer,idempotency_key:string"},
-  };
-  return fields;
-}
-
 inline json request_schema(const std::string& spec) {
   json schema = {{"type", "object"}, {"additionalProperties", false}};
   json required = json::array();
@@ -381,10 +363,16 @@ struct ApiServer::State {
   std::map<int, int64_t> responses;  // by status code
 
   // --- plumbing ---
+  // `body`: "" (none) or "multipart".
   void add(const char* method, const char* path, const char* summary, bool authenticated,
            const char* body, Handler handler) {
     routes.push_back({{method, path, summary, authenticated}, body, std::move(handler)});
     route_infos.push_back(routes.back().info);
+  }
+  void add(const char* method, const char* path, const char* summary, bool authenticated,
+           JsonBody body, Handler handler) {
+    add(method, path, summary, authenticated, "", std::move(handler));
+    routes.back().body = std::string("json:") + body.fields;
   }
   void register_routes();
   void install(const Route& route);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <sstream>
 
 namespace doppel::server {
 
@@ -93,15 +94,16 @@ nlohmann::json parse_json_body(const httplib::Request& request, int64_t max_byte
   return body;
 }
 
-void allow_only(const nlohmann::json& body, std::initializer_list<const char*> allowed) {
+void check_body_fields(const nlohmann::json& body, const std::string& fields) {
+  std::vector<std::string> names;
+  std::stringstream list(fields);
+  for (std::string field; std::getline(list, field, ',');)
+    names.push_back(field.substr(0, field.find(':')));
   for (const auto& item : body.items()) {
-    const bool known = std::any_of(allowed.begin(), allowed.end(),
-                                   [&](const char* key) { return item.key() == key; });
-    if (!known) {
-      std::string list;
-      for (const char* key : allowed) list += (list.empty() ? "" : ", ") + std::string(key);
-      bad_request("unknown field '" + item.key() + "'; the fields are: " + list);
-    }
+    if (std::find(names.begin(), names.end(), item.key()) != names.end()) continue;
+    std::string known;
+    for (const std::string& name : names) known += (known.empty() ? "" : ", ") + name;
+    bad_request("unknown field '" + item.key() + "'; the fields are: " + known);
   }
 }
 

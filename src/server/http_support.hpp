@@ -52,7 +52,9 @@ std::string status_code_name(int status);
 nlohmann::json parse_json_body(const httplib::Request& request, int64_t max_bytes);
 
 // 400 naming the first field of `body` that is not in `allowed`.
-void allow_only(const nlohmann::json& body, std::initializer_list<const char*> allowed);
+// Refuses (400) a field the route's `fields` ("name:type!,name:type") does not declare, naming
+// the ones it does.
+void check_body_fields(const nlohmann::json& body, const std::string& fields);
 
 // A string field: 400 when missing (required), not a string, longer than `max_length`
 // characters (bytes) or holding control characters.

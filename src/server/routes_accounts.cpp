@@ -30,8 +30,7 @@ void ApiServer::State::setup_status(Call& call) {
 
 void ApiServer::State::setup(Call& call) {
   check_same_origin_json(call.request);
-  json body = parse_json_body(call.request, options.max_json_bytes);
-  allow_only(body, {"token", "email", "password", "display_name"});
+  const json& body = call.body;
   const std::string token = *string_field(body, "token", true, 128);
   const std::string email = normalise_email(*string_field(body, "email", true, 254));
   const std::string password = *string_field(body, "password", true, 1024);
@@ -51,8 +50,7 @@ void ApiServer::State::setup(Call& call) {
 
 void ApiServer::State::sign_in(Call& call) {
   check_same_origin_json(call.request);
-  json body = parse_json_body(call.request, options.max_json_bytes);
-  allow_only(body, {"email", "password"});
+  const json& body = call.body;
   const std::string email = normalise_email(*string_field(body, "email", true, 254));
   const std::string password = *string_field(body, "password", true, 1024);
   const std::string key = email + "|" + call.request.remote_addr;
@@ -85,8 +83,7 @@ void ApiServer::State::get_account(Call& call) {
 }
 
 void ApiServer::State::create_account(Call& call) {
-  json body = parse_json_body(call.request, options.max_json_bytes);
-  allow_only(body, {"email", "password", "display_name"});
+  const json& body = call.body;
   const std::string email = normalise_email(*string_field(body, "email", true, 254));
   const std::string password = *string_field(body, "password", true, 1024);
   const std::string display_name = string_field(body, "display_name", false, 100).value_or("");
@@ -100,8 +97,7 @@ void ApiServer::State::create_account(Call& call) {
 }
 
 void ApiServer::State::delete_account(Call& call) {
-  json body = parse_json_body(call.request, options.max_json_bytes);
-  allow_only(body, {"password"});
+  const json& body = call.body;
   const std::string password = *string_field(body, "password", true, 1024);
   const std::string key = "delete-account|" + call.account_id();
   PasswordSlot slot(call, password_slots);
@@ -125,8 +121,7 @@ void ApiServer::State::list_tokens(Call& call) {
 }
 
 void ApiServer::State::create_token(Call& call) {
-  json body = parse_json_body(call.request, options.max_json_bytes);
-  allow_only(body, {"name", "expires_in_days"});
+  const json& body = call.body;
   const std::string name = check_name(string_field(body, "name", true, 100));
   const auto days = optional_integer_field(body, "expires_in_days", 1, 3650);
   const std::string secret = random_token();

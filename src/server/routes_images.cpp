@@ -46,8 +46,7 @@ void ApiServer::State::image_png(Call& call) {
 
 void ApiServer::State::favourite_image(Call& call) {
   const std::string id = call.id(1, "image");
-  json body = parse_json_body(call.request, options.max_json_bytes);
-  allow_only(body, {"favourite"});
+  const json& body = call.body;
   const bool favourite = boolean_field(body, "favourite", true, false);
   if (!repository->set_image_favourite(call.account_id(), id, favourite)) not_found("image");
   send_json(call.response, 200, image_json(*repository->get_image(call.account_id(), id)));
@@ -63,8 +62,7 @@ void ApiServer::State::delete_image(Call& call) {
 void ApiServer::State::again(Call& call) {
   const auto image = repository->get_image(call.account_id(), call.id(1, "image"));
   if (!image) not_found("image");
-  json body = parse_json_body(call.request, options.max_json_bytes);
-  allow_only(body, {"idempotency_key"});
+  const json& body = call.body;
   const auto shoot = repository->get_shoot(call.account_id(), image->shoot_id);
   const auto subject =
       shoot ? repository->get_subject(call.account_id(), shoot->subject_id) : std::nullopt;
@@ -81,8 +79,7 @@ void ApiServer::State::again(Call& call) {
 void ApiServer::State::variations(Call& call) {
   const auto image = repository->get_image(call.account_id(), call.id(1, "image"));
   if (!image) not_found("image");
-  json body = parse_json_body(call.request, options.max_json_bytes);
-  allow_only(body, {"count", "first", "idempotency_key"});
+  const json& body = call.body;
   const int count = static_cast<int>(integer_field(body, "count", 1, 20, 4));
   const int first = static_cast<int>(integer_field(body, "first", 1, 1'000'000, 1));
   const auto shoot = repository->get_shoot(call.account_id(), image->shoot_id);

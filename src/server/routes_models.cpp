@@ -25,8 +25,7 @@ void ApiServer::State::list_models(Call& call) {
 }
 
 void ApiServer::State::add_model(Call& call) {
-  json body = parse_json_body(call.request, options.max_json_bytes);
-  allow_only(body, {"path", "name"});
+  const json& body = call.body;
   const std::string given = *string_field(body, "path", true, 4096);
   if (given.find_first_not_of(' ') == std::string::npos)
     bad_request(

@@ -79,9 +79,7 @@ store::Shoot ApiServer::State::create_shoot_with_jobs(
 }
 
 void ApiServer::State::create_shoot(Call& call) {
-  json body = parse_json_body(call.request, options.max_json_bytes);
-  allow_only(body, {"subject_id", "styles", "count", "seed", "lora_version_id", "class_word",
-                    "idempotency_key"});
+  const json& body = call.body;
   const std::string subject_id = *string_field(body, "subject_id", true, 64);
   if (!is_record_id(subject_id)) not_found("subject");
   const auto subject = repository->get_subject(call.account_id(), subject_id);

@@ -11,8 +11,7 @@ void ApiServer::State::list_subjects(Call& call) {
 }
 
 void ApiServer::State::create_subject(Call& call) {
-  json body = parse_json_body(call.request, options.max_json_bytes);
-  allow_only(body, {"name", "trigger_word"});
+  const json& body = call.body;
   const std::string name = check_name(string_field(body, "name", true, 100));
   const std::string trigger = string_field(body, "trigger_word", false, 24).value_or("ohwx");
   check_trigger_word(trigger);
@@ -26,8 +25,7 @@ void ApiServer::State::get_subject(Call& call) {
 
 void ApiServer::State::update_subject(Call& call) {
   store::Subject subject = subject_of(call, 1);
-  json body = parse_json_body(call.request, options.max_json_bytes);
-  allow_only(body, {"name"});
+  const json& body = call.body;
   subject.name = check_name(string_field(body, "name", true, 100));
   if (!repository->update_subject(call.account_id(), subject)) not_found("subject");
   send_json(call.response, 200,
@@ -179,8 +177,7 @@ void ApiServer::State::delete_photo(Call& call) {
 
 void ApiServer::State::train(Call& call) {
   store::Subject subject = subject_of(call, 1);
-  json body = parse_json_body(call.request, options.max_json_bytes);
-  allow_only(body, {"steps", "rank", "class_word", "seed", "idempotency_key"});
+  const json& body = call.body;
   // Trained on the model that is the default now; the job names it.
   const store::Model model = repository->default_model();
   if (model.family == model_family_name(ModelFamily::kSdxl))
