@@ -12,7 +12,9 @@
 #include "doppel/core/paths.hpp"
 #include "doppel/core/random.hpp"
 #include "doppel/diffusion/generation_session.hpp"
+#include "doppel/diffusion/noise_schedule.hpp"
 #include "doppel/diffusion/sampler.hpp"
+#include "doppel/face/face_aligner.hpp"
 #include "doppel/face/face_pose_map.hpp"
 
 namespace doppel::app {
@@ -41,8 +43,15 @@ struct GenerateOptions {
   std::vector<std::string> control_preprocessors;  // canny | face_pose | none, per --control
   std::string vae_tiling = "auto";                 // auto | on | off
   std::string taesd;                               // TAESD decoder for live previews
-  std::string preview;         // where the preview PNG goes (default: next to --out)
-  int64_t preview_every = 10;  // A1111's "live preview every N sampling steps"
+  std::string preview;                      // where the preview PNG goes (default: next to --out)
+  int64_t preview_every = 10;               // A1111's "live preview every N sampling steps"
+  std::vector<std::string> ip_adapters;     // IP-Adapter files
+  std::vector<std::string> ip_images;       // the i-th adapter's picture
+  std::vector<double> ip_scales;            // the i-th adapter's weight (default 1)
+  std::vector<std::string> image_encoders;  // one for all adapters, or one each
+  std::string timestep_spacing;             // leading | linspace | trailing
+  double ngms = 0;                          // A1111's negative guidance minimum sigma
+  bool ngms_all_steps = false;
   GenerationRequest request;
 };
 
@@ -202,6 +211,33 @@ std::vector<ControlSelection> control_selections(const GenerateOptions& options)
   return selections;
 }
 
+// Every --ip-adapter with its --ip-image, --ip-scale and --image-encoder (by position).
+std::vector<ImagePromptSelection> image_prompt_selections(const GenerateOptions& options) {
+  const size_t count = options.ip_adapters.size();
+  if (options.ip_images.size() != count)
+    throw Error(ErrorCode::kInvalidArgument,
+                "give one --ip-image per --ip-adapter (the picture of the person or the style), "
+                "in the same order; got " +
+                    std::to_string(count) + " adapters and " +
+                    std::to_string(options.ip_images.size()) + " images");
+  if (options.ip_scales.size() > count)
+    throw Error(ErrorCode::kInvalidArgument, "more --ip-scale options than --ip-adapter options");
+  if (options.image_encoders.size() > 1 && options.image_encoders.size() != count)
+    throw Error(ErrorCode::kInvalidArgument,
+                "give one --image-encoder for all adapters, or one per --ip-adapter");
+  std::vector<ImagePromptSelection> selections;
+  for (size_t i = 0; i < count; ++i) {
+    ImagePromptSelection selection;
+    selection.adapter = options.ip_adapters[i];
+    selection.image = read_image(options.ip_images[i]);
+    if (i < options.ip_scales.size()) selection.scale = options.ip_scales[i];
+    if (!options.image_encoders.empty())
+      selection.encoder = options.image_encoders[options.image_encoders.size() == 1 ? 0 : i];
+    selections.push_back(std::move(selection));
+  }
+  return selections;
+}
+
 // --taesd: where the live preview goes (rewritten atomically, so a viewer can keep it open).
 std::filesystem::path preview_path(const GenerateOptions& options) {
   if (!options.preview.empty()) return options.preview;
@@ -234,6 +270,7 @@ SessionOptions session_options(const GenerateOptions& options) {
   if (!options.taesd.empty()) session.taesd = options.taesd;
   session.dtype = options.dtype;
   session.preprocessors["face_pose"] = face_pose_preprocessor();
+  session.face_crop = largest_face_crop();
   return session;
 }
 
@@ -253,6 +290,11 @@ int run_generate(GenerateOptions& options) {
   if (options.vae_tiling != "auto") request.tiled_vae = options.vae_tiling == "on";
   for (const auto& spec : options.loras) job.loras.push_back(parse_lora_spec(spec));
   job.controls = control_selections(options);
+  job.ip_adapters = image_prompt_selections(options);
+  if (!options.timestep_spacing.empty())
+    request.timestep_spacing = parse_timestep_spacing(options.timestep_spacing);
+  request.negative_guidance_cutoff.min_sigma = options.ngms;
+  request.negative_guidance_cutoff.all_steps = options.ngms_all_steps;
   if (options.tiny_demo)
     std::cerr << "doppel: generating with a tiny demo model built in code (random weights: "
                  "expect abstract noise).\n"
@@ -376,6 +418,31 @@ CommandRegistration generate_command{
                          "Live preview PNG (default: <out>-preview.png)");
       command.add_option("--preview-every", options->preview_every, "Preview every N steps")
           ->capture_default_str();
+      command.add_option("--ip-adapter", options->ip_adapters,
+                         "IP-Adapter file (h94 .safetensors or .bin; repeatable): steers the "
+                         "image by a picture, e.g. ip-adapter-plus-face_sd15 for a person");
+      command.add_option("--ip-image", options->ip_images,
+                         "The picture of the i-th --ip-adapter (for face adapters, a photo of the "
+                         "person: doppel crops the face)");
+      command.add_option("--ip-scale", options->ip_scales,
+                         "Weight of the i-th --ip-adapter (default 1; 0.5-0.8 keeps more of the "
+                         "prompt)");
+      command.add_option("--image-encoder", options->image_encoders,
+                         "CLIP image encoder folder or file (default: beside the adapter, or "
+                         "models/image_encoder)");
+      command
+          .add_option("--timestep-spacing", options->timestep_spacing,
+                      "leading, linspace or trailing (diffusers' names; Turbo, Lightning and "
+                      "Hyper-SD need trailing); default: the model's")
+          ->check(CLI::IsMember({"leading", "linspace", "trailing"}));
+      command.add_option("--ngms", options->ngms,
+                         "A1111's negative guidance minimum sigma: skip the negative prompt "
+                         "below this noise level (e.g. 0.5; 0 = off)");
+      command.add_flag("--ngms-all-steps", options->ngms_all_steps,
+                       "With --ngms: skip it at every step below the sigma, not every other");
+      command.add_option("--tome", r.token_merging_ratio,
+                         "Token merging ratio (A1111's ToMe, 0-0.9; 0.3 is faster, changes the "
+                         "image a little)");
       command.add_option("--dtype", options->dtype, "Compute dtype: fp32, bf16 or auto")
           ->capture_default_str();
       command.add_option("--out", options->out, "Output PNG (or folder)")->capture_default_str();

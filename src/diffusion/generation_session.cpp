@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <list>
 
+#include "doppel/checkpoint/clip_vision.hpp"
 #include "doppel/checkpoint/control_net.hpp"
+#include "doppel/checkpoint/ip_adapter.hpp"
 #include "doppel/checkpoint/lora.hpp"
 #include "doppel/checkpoint/model_hash.hpp"
 #include "doppel/checkpoint/taesd.hpp"
@@ -84,6 +86,8 @@ struct LoadedModel {
   std::vector<LoraReference> lora_references;
   AppliedLoras applied;
   std::map<std::string, LoadedControlNet> control_nets;  // by path
+  std::map<std::string, LoadedIpAdapter> ip_adapters;    // by path
+  std::map<std::string, LoadedClipVision> encoders;      // by path
 };
 
 // A file's sha256, remembered while its size and modification time stay the same.
@@ -124,6 +128,7 @@ struct GenerationSession::State {
   std::vector<LoraSelection> wanted_loras(const SessionRequest& request);
   void merge_loras(LoadedModel& loaded, const std::vector<LoraSelection>& wanted);
   ControlInput control_input(LoadedModel& loaded, const ControlSelection& selection);
+  IpAdapterInput ip_adapter_input(LoadedModel& loaded, const ImagePromptSelection& selection);
 };
 
 const ClipTokenizer& GenerationSession::State::clip_tokenizer() {
@@ -298,6 +303,47 @@ ControlInput GenerationSession::State::control_input(LoadedModel& loaded,
   return control;
 }
 
+IpAdapterInput GenerationSession::State::ip_adapter_input(LoadedModel& loaded,
+                                                          const ImagePromptSelection& selection) {
+  const at::ScalarType dtype = loaded.pipeline->compute_dtype();
+  const at::Device device = loaded.pipeline->device();
+  const std::string adapter_key = selection.adapter.string();
+  auto adapter = loaded.ip_adapters.find(adapter_key);
+  if (adapter == loaded.ip_adapters.end()) {
+    log_info("loading IP-Adapter " + adapter_key);
+    adapter = loaded.ip_adapters
+                  .emplace(adapter_key,
+                           load_ip_adapter(selection.adapter,
+                                           loaded.pipeline->model().unet->config(), dtype, device))
+                  .first;
+  }
+  const std::filesystem::path encoder_path =
+      !selection.encoder.empty()
+          ? selection.encoder
+          : find_image_encoder(selection.adapter, adapter->second.model->config(),
+                               default_models_dir());
+  auto encoder = loaded.encoders.find(encoder_path.string());
+  if (encoder == loaded.encoders.end()) {
+    log_info("loading image encoder " + encoder_path.string());
+    encoder =
+        loaded.encoders
+            .emplace(encoder_path.string(), load_clip_vision_encoder(encoder_path, dtype, device))
+            .first;
+  }
+  IpAdapterInput input;
+  input.adapter = adapter->second.model;
+  input.encoder = encoder->second.model;
+  const bool face_variant = adapter->second.name.find("face") != std::string::npos;
+  input.image =
+      face_variant && options.face_crop ? options.face_crop(selection.image) : selection.image;
+  input.scale = selection.scale;
+  input.guidance_start = selection.guidance_start;
+  input.guidance_end = selection.guidance_end;
+  input.block_scales = selection.block_scales;
+  input.model_name = adapter->second.name + " [" + adapter->second.short_hash + "]";
+  return input;
+}
+
 GenerationSession::GenerationSession(SessionOptions options) : state_(std::make_unique<State>()) {
   State& s = *state_;
   s.options = std::move(options);
@@ -325,6 +371,9 @@ std::vector<GeneratedImage> GenerationSession::generate(const SessionRequest& in
   request.controls.clear();
   for (const ControlSelection& selection : in.controls)
     request.controls.push_back(s.control_input(loaded, selection));
+  request.ip_adapters.clear();
+  for (const ImagePromptSelection& selection : in.ip_adapters)
+    request.ip_adapters.push_back(s.ip_adapter_input(loaded, selection));
   LivePreview preview;
   if (in.preview) {
     if (!s.taesd)

@@ -2,9 +2,12 @@
 
 #include <opencv2/core.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 
 #include "doppel/core/error.hpp"
+#include "doppel/core/paths.hpp"
 #include "face/dlib_bridge.hpp"
 
 namespace doppel {
@@ -140,6 +143,26 @@ PortraitCrop extract_portrait_crop(const Image& image, const FaceDetection& face
     }
   result.outside_fraction = double(outside) / total;
   return result;
+}
+
+std::function<Image(const Image&)> largest_face_crop(int size, double padding) {
+  auto detector = std::make_shared<std::unique_ptr<FaceDetector>>();
+  return [detector, size, padding](const Image& photo) {
+    if (!*detector) *detector = std::make_unique<FaceDetector>(default_landmark_model_path());
+    const std::vector<FaceDetection> faces = (*detector)->detect(photo);
+    if (faces.empty())
+      throw Error(ErrorCode::kInvalidArgument,
+                  "no face found in the identity photo; use a photo where the face is clearly "
+                  "visible (a face adapter reads the face, not the whole picture)");
+    const auto largest = std::max_element(
+        faces.begin(), faces.end(), [](const FaceDetection& a, const FaceDetection& b) {
+          return a.box.width() * a.box.height() < b.box.width() * b.box.height();
+        });
+    PortraitCropOptions options;
+    options.size = size;
+    options.padding = padding;
+    return extract_portrait_crop(photo, *largest, options).image;
+  };
 }
 
 }  // namespace doppel

@@ -80,6 +80,37 @@ TEST(GenerateCommand, SeededPngEqualsTheReferenceImage) {
   EXPECT_NE(errors.find("sampling"), std::string::npos);  // the progress bar was drawn
 }
 
+// golden/ipadapter: `doppel generate --ip-adapter` gives the reference pipeline's image (±1).
+TEST(GenerateCommand, IpAdapterRunEqualsTheReferenceImage) {
+  const auto golden = test::golden_dir() / "ipadapter";
+  DOPPEL_REQUIRE_PATH(golden / "models" / "ip-adapter_sd15.safetensors");
+  const auto out = temp_folder("doppel_generate_ip_adapter") / "ip.png";
+  std::string errors;
+  ASSERT_EQ(
+      run_doppel("generate --model " + (golden / ".." / "sd1" / "diffusers").string() +
+                     " --prompt " + quote("a portrait photograph of a woman in a garden") +
+                     " --negative " + quote("blurry, low quality") +
+                     " --sampler ddim --steps 8 --cfg 7.5 --seed 2024 --width 64 --height 64"
+                     " --dtype fp32 --ip-adapter " +
+                     (golden / "models" / "ip-adapter_sd15.safetensors").string() + " --ip-image " +
+                     (golden / "images" / "angelina_jolie__deepface_img10.jpg").string() +
+                     " --ip-scale 0.6 --out " + out.string(),
+                 &errors),
+      0)
+      << errors;
+  EXPECT_LE(max_pixel_difference(out, golden / "goldens" / "txt2img_sd15_base_ddim8_ip0.6.png"), 1);
+  const auto parameters = GenerationParameters::parse(read_png_text(read_file(out)).at(0).second);
+  EXPECT_NE(parameters.get("ControlNet 0").value_or("").find("Module: ip-adapter_clip_sd15"),
+            std::string::npos)
+      << parameters.to_text();
+  // An adapter without its picture is refused before anything loads.
+  EXPECT_NE(run_doppel("generate --tiny-demo --ip-adapter " +
+                           (golden / "models" / "ip-adapter_sd15.safetensors").string(),
+                       &errors),
+            0);
+  EXPECT_NE(errors.find("--ip-image"), std::string::npos) << errors;
+}
+
 // golden/lora: the same run with the kohya LoRA merged at 0.7 into both models.
 TEST(GenerateCommand, LoraMergedRunEqualsTheReferenceImage) {
   auto golden = test::golden_dir();

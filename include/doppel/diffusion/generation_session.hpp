@@ -59,6 +59,20 @@ struct ControlSelection {
   double guidance_end = 1.0;
 };
 
+// An IP-Adapter for one request (A1111's ControlNet extension calls it a unit): the picture of
+// the person or the style, steering every cross-attention layer.
+struct ImagePromptSelection {
+  std::filesystem::path adapter;  // h94 .safetensors or .bin (base, plus, plus-face, full-face)
+  // The CLIP image encoder; empty: found beside the adapter as h94 lays them out, else in
+  // models/image_encoder.
+  std::filesystem::path encoder;
+  Image image;  // face variants get the session's face crop of it (SessionOptions::face_crop)
+  double scale = 1.0;
+  double guidance_start = 0.0;
+  double guidance_end = 1.0;
+  std::map<std::string, double> block_scales;  // per-block multipliers (see IpAdapterInput)
+};
+
 // Turns a photo into a control map (A1111's ControlNet "modules").
 using ControlPreprocessor = std::function<Image(const Image&)>;
 
@@ -80,6 +94,9 @@ struct SessionOptions {
   int64_t model_cache_bytes = 0;
   // Preprocessors beyond "none" and "canny" (e.g. "face_pose", from the face layer).
   std::map<std::string, ControlPreprocessor> preprocessors;
+  // The aligned face of a photo, for IP-Adapter face variants (file names with "face"); unset:
+  // the photo is used as given.
+  std::function<Image(const Image&)> face_crop;
 };
 
 // What a request adds to the session's model for its images.
@@ -90,6 +107,7 @@ struct SessionRequest {
   // LoRAs besides the prompt's <lora:NAME:WEIGHT> tags (which the session resolves itself).
   std::vector<LoraSelection> loras;
   std::vector<ControlSelection> controls;
+  std::vector<ImagePromptSelection> ip_adapters;
   // Live previews (needs SessionOptions::taesd): every `preview_every` model calls.
   std::function<void(const Image& preview, int64_t call, int64_t calls)> preview;
   int64_t preview_every = 10;

@@ -3,6 +3,8 @@
 // (b) a head-and-shoulders portrait crop, face centred and scaled the same way
 // in every photo, for LoRA training.
 #pragma once
+#include <functional>
+
 #include "doppel/core/image.hpp"
 #include "doppel/face/face_detector.hpp"
 
@@ -49,5 +51,9 @@ struct PortraitCrop {
 // Head-and-shoulders crop at any size, eyes level, borders mirrored.
 PortraitCrop extract_portrait_crop(const Image& image, const FaceDetection& face,
                                    const PortraitCropOptions& options = {});
+
+// The aligned crop of the largest face in a photo (the default landmark model, loaded on first
+// use): what IP-Adapter's face variants read. Throws kInvalidArgument when no face is found.
+std::function<Image(const Image&)> largest_face_crop(int size = 256, double padding = 0.4);
 
 }  // namespace doppel
