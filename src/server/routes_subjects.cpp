@@ -88,9 +88,18 @@ void ApiServer::State::upload_photos(Call& call) {
   read.max_decoded_bytes = options.max_photo_decode_bytes;
   json added = json::array();
   json refused = json::array();
+  // The same file twice for one person (a retried upload, say) is kept once.
+  std::set<std::string> digests;
+  for (const store::Photo& photo : repository->list_photos(call.account_id(), subject.id))
+    digests.insert(photo.blob_sha256);
   for (size_t i = 0; i < files.size(); ++i) {
     const std::string name = upload_file_name(files[i]->filename, i);
     try {
+      if (!digests.insert(store::sha256_hex(files[i]->content)).second)
+        throw HttpError(409, "duplicate",
+                        name +
+                            " is the same file as a photo this person has already; it was "
+                            "not added again");
       ImageHeader header;
       try {
         header = sniff_image_header(files[i]->content, name);
@@ -132,7 +141,10 @@ void ApiServer::State::upload_photos(Call& call) {
                    {"message", message}}},
                  {"refused", refused}};
     const json only_code = refused.size() == 1 ? refused[0]["code"] : json();
-    const int status = only_code == "too_large" ? 413 : only_code == "invalid_file" ? 422 : 415;
+    const int status = only_code == "too_large"      ? 413
+                       : only_code == "invalid_file" ? 422
+                       : only_code == "duplicate"    ? 409
+                                                     : 415;
     send_json(call.response, status, body);
     return;
   }

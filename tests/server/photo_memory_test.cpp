@@ -146,5 +146,26 @@ TEST_F(PhotoMemory, AJpegCutShortIsRefusedAsDamaged) {
   EXPECT_TRUE(client_.get(subject_ + "/photos").body["photos"].empty());
 }
 
+// Issue 23, item 10: a retried upload stored the same photos twice.
+TEST_F(PhotoMemory, TheSameFileIsKeptOncePerPerson) {
+  const std::string png = synthetic_png(40, 30, 70);
+  const Answer first = client_.upload(
+      subject_ + "/photos",
+      {{"photos", png, "a.png", "image/png"}, {"photos", png, "b.png", "image/png"}});
+  ASSERT_EQ(first.status, 201) << first.raw;
+  EXPECT_EQ(first.body["added"].size(), 1u);
+  ASSERT_EQ(first.body["refused"].size(), 1u);
+  EXPECT_EQ(first.body["refused"][0]["code"], "duplicate");
+  const Answer again =
+      client_.upload(subject_ + "/photos", {{"photos", png, "a.png", "image/png"}});
+  EXPECT_EQ(again.status, 409) << again.raw;
+  EXPECT_EQ(client_.get(subject_ + "/photos").body["photos"].size(), 1u);
+  // Another person may have the same file.
+  const std::string other =
+      "/api/subjects/" +
+      client_.post("/api/subjects", {{"name", "Bea"}}).body["id"].get<std::string>();
+  EXPECT_EQ(client_.upload(other + "/photos", {{"photos", png, "a.png", "image/png"}}).status, 201);
+}
+
 }  // namespace
 }  // namespace doppel::test
