@@ -186,6 +186,52 @@ const SamplerFamily* lookup(const std::string& name) {
 }
 
 // A name, alias or "<name>_karras"; throws kInvalidArgument listing the valid names.
+// "DPM++ 2M", "dpm++2m", "Euler-A" -> "dpmpp2m", "eulera": spelling that does not matter.
+std::string spelling_key(const std::string& name) {
+  std::string key;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+    if (c == '+') {
+      key += 'p';
+    } else if (std::isalnum(static_cast<unsigned char>(c))) {
+      key += c;
+    }
+  }
+  return key;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The registry name a mistyped or A1111-spelt sampler most likely means (nullopt: none close).
+std::optional<std::string> closest_sampler(const std::string& name) {
+  const std::string key = spelling_key(name);
+  std::optional<std::string> best;
+  size_t best_distance = 3;  // at most two edits away
+  for (const auto& family : families()) {
+    for (const std::string& spelling : {family.info.name, family.info.display_name}) {
+      const size_t distance = edit_distance(key, spelling_key(spelling));
+      if (distance < best_distance) {
+        best_distance = distance;
+        best = family.info.name;
+      }
+    }
+  }
+  return best;
+}
+
 const SamplerFamily& family_of(const std::string& name, bool* karras_suffix = nullptr) {
   if (karras_suffix) *karras_suffix = false;
   if (const SamplerFamily* family = lookup(name)) return *family;
@@ -195,8 +241,10 @@ const SamplerFamily& family_of(const std::string& name, bool* karras_suffix = nu
       return *family;
     }
   }
-  throw Error(ErrorCode::kInvalidArgument, "unknown sampler '" + name +
-                                               "'; valid samplers: " + valid_names() +
+  std::string hint;
+  if (const auto suggestion = closest_sampler(name)) hint = "did you mean '" + *suggestion + "'? ";
+  throw Error(ErrorCode::kInvalidArgument, "unknown sampler '" + name + "'; " + hint +
+                                               "valid samplers: " + valid_names() +
                                                " (add _karras for Karras sigmas where supported)");
 }
 

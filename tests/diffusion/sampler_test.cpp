@@ -443,6 +443,26 @@ TEST(SamplerTest, RegistryNamesAndA1111Names) {
   EXPECT_EQ(find_sampler("dpmpp_2m_karras").name, "dpmpp_2m");
   EXPECT_EQ(a1111_sampler_name("dpmpp_2m_karras", false), "DPM++ 2M Karras");
   EXPECT_THROW(find_sampler("dpm_adaptive"), Error);
+  // A near miss or an A1111 spelling is answered with the name meant.
+  for (const auto& [typed, meant] :
+       std::vector<std::pair<std::string, std::string>>{{"dpm++2m", "dpmpp_2m"},
+                                                        {"DPM++ 2M", "dpmpp_2m"},
+                                                        {"eular_a", "euler_a"},
+                                                        {"Euler a", "euler_a"},
+                                                        {"ddmi", "ddim"}}) {
+    try {
+      find_sampler(typed);
+      ADD_FAILURE() << typed << " was accepted";
+    } catch (const Error& error) {
+      EXPECT_NE(std::string(error.what()).find("did you mean '" + meant + "'"), std::string::npos)
+          << typed << ": " << error.what();
+    }
+  }
+  try {
+    find_sampler("quantum_leap");
+  } catch (const Error& error) {
+    EXPECT_EQ(std::string(error.what()).find("did you mean"), std::string::npos) << error.what();
+  }
 }
 
 TEST(SamplerTest, RejectsBadRequestsWithUsefulMessages) {
