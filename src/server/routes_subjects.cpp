@@ -209,7 +209,13 @@ void ApiServer::State::train(Call& call) {
   payload.trigger_word = subject.trigger_word;
   const auto key = string_field(body, "idempotency_key", false, 100);
 
-  const auto photos = repository->list_photos(call.account_id(), subject.id);
+  auto photos = repository->list_photos(call.account_id(), subject.id);
+  // Photos an interrupted upload left unjudged are judged now, not at the next upload.
+  if (std::any_of(photos.begin(), photos.end(),
+                  [](const store::Photo& photo) { return photo.verdict == "pending"; })) {
+    intake->refresh(call.account_id(), subject.id);
+    photos = repository->list_photos(call.account_id(), subject.id);
+  }
   const auto accepted = std::count_if(photos.begin(), photos.end(), [](const store::Photo& photo) {
     return photo.verdict == "accepted" && photo.crop_blob;
   });

@@ -9,6 +9,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <string>
 
+#include "doppel/store/blob_store.hpp"
 #include "server_test_support.hpp"
 
 namespace doppel::test {
@@ -165,6 +166,33 @@ TEST_F(PhotoMemory, TheSameFileIsKeptOncePerPerson) {
       "/api/subjects/" +
       client_.post("/api/subjects", {{"name", "Bea"}}).body["id"].get<std::string>();
   EXPECT_EQ(client_.upload(other + "/photos", {{"photos", png, "a.png", "image/png"}}).status, 201);
+}
+
+// Issue 23, item 10: a killed upload left its photos "pending" (and training refused) until
+// the next upload.
+TEST(PhotoIntakeResume, PhotosLeftPendingAreJudgedWhenTrainingIsAsked) {
+  TestServer server;  // with the face check
+  ApiClient client = first_account(server);
+  const std::string subject =
+      "/api/subjects/" +
+      client.post("/api/subjects", {{"name", "Ada"}}).body["id"].get<std::string>();
+  const Answer upload = client.upload(
+      subject + "/photos", {{"photos", synthetic_png(48, 40, 60), "a.png", "image/png"}});
+  ASSERT_EQ(upload.status, 201) << upload.raw;
+  if (upload.body["photos"][0]["verdict"] == "pending")
+    GTEST_SKIP() << "the face check's models are not installed here";
+  // What a server killed between storing a photo and judging it leaves behind.
+  auto repository = server.repository();
+  const auto account = repository->find_account_by_email("ada@example.com");
+  store::Photo photo;
+  photo.subject_id = subject.substr(std::string("/api/subjects/").size());
+  photo.blob_sha256 =
+      store::BlobStore::open(server.data_dir(), std::nullopt, true).put(synthetic_png(48, 40, 120));
+  photo.original_size = 100;
+  photo = repository->add_photo(account->id, photo);
+  ASSERT_EQ(repository->get_photo(account->id, photo.id)->verdict, "pending");
+  EXPECT_EQ(client.post(subject + "/train", json::object()).status, 409);  // no faces in them
+  EXPECT_NE(repository->get_photo(account->id, photo.id)->verdict, "pending");
 }
 
 }  // namespace
