@@ -15,6 +15,7 @@ apt_packages=(
   libsqlite3-dev libpq-dev libsodium-dev libcurl4-openssl-dev zlib1g-dev libjpeg-dev libicu-dev
   postgresql  # the store and queue tests run their PostgreSQL cases on a private server
   libgtest-dev googletest
+  python3  # regenerates the HTML entity table in a test (scripts/generate_html_entities.py)
   chromium fonts-wqy-zenhei  # the web studio's end-to-end test (CJK glyphs for its screenshots)
 )
 missing=()

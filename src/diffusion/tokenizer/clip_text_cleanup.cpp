@@ -1,4 +1,4 @@
-#include "diffusion/clip_text_cleanup.hpp"
+#include "diffusion/tokenizer/clip_text_cleanup.hpp"
 
 #include <unicode/locid.h>
 #include <unicode/normalizer2.h>
@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "diffusion/html_entities.hpp"
+#include "diffusion/tokenizer/html_entities.hpp"
 #include "doppel/core/error.hpp"
 
 namespace doppel::clip_text {

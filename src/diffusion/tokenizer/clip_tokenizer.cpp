@@ -11,7 +11,7 @@
 #include <queue>
 #include <unordered_map>
 
-#include "diffusion/clip_text_cleanup.hpp"
+#include "diffusion/tokenizer/clip_text_cleanup.hpp"
 #include "doppel/core/atomic_file.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/paths.hpp"
