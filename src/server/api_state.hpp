@@ -58,7 +58,8 @@ using store::unix_millis_now;
 
 inline constexpr const char* kSessionCookie = "doppel_session";
 inline constexpr const char* kCsrfCookie = "doppel_csrf";
-inline constexpr int kMinimumPhotosToTrain = 5;
+// Training is offered from the readiness rule's minimum on (one number for API, studio, web).
+inline const int kMinimumPhotosToTrain = ReadinessThresholds{}.minimum_photos;
 
 struct Auth {
   store::Account account;

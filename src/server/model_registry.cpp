@@ -31,7 +31,8 @@ bool inside(const std::filesystem::path& path, const std::filesystem::path& fold
 std::string resolve_in_model_folders(const std::string& path,
                                      const std::vector<std::filesystem::path>& folders) {
   namespace fs = std::filesystem;
-  std::vector<fs::path> roots;
+  std::vector<fs::path> roots;          // resolved (canonical)
+  std::vector<fs::path> written_roots;  // as given, where that differs
   std::string names;
   for (const fs::path& folder : folders) {
     std::error_code status;
@@ -39,6 +40,9 @@ std::string resolve_in_model_folders(const std::string& path,
     if (status) continue;
     roots.push_back(root);
     names += (names.empty() ? "" : ", ") + root.string();
+    // A folder named through a link: paths written under its given name are inside it too.
+    const fs::path given = fs::absolute(folder, status).lexically_normal();
+    if (!status && given != root) written_roots.push_back(given);
   }
   const auto outside = [&]() -> Error {
     return Error(ErrorCode::kInvalidArgument,
@@ -58,8 +62,9 @@ std::string resolve_in_model_folders(const std::string& path,
     while (!candidate.has_filename() && candidate.has_parent_path() &&
            candidate != candidate.parent_path())
       candidate = candidate.parent_path();  // "sd15/" and "sd15" alike
-    if (std::none_of(roots.begin(), roots.end(),
-                     [&](const fs::path& root) { return inside(candidate, root); }))
+    const auto holds_candidate = [&](const fs::path& root) { return inside(candidate, root); };
+    if (std::none_of(roots.begin(), roots.end(), holds_candidate) &&
+        std::none_of(written_roots.begin(), written_roots.end(), holds_candidate))
       continue;
     std::error_code status;
     const fs::path real = fs::canonical(candidate, status);
@@ -120,7 +125,9 @@ TrainingDefaults training_defaults(const store::Model& model) {
   if (model.builtin) return {20, 4, 64};  // the tiny model makes 64x64 images in a blink
   // SD 2.x v-prediction models (768-v) were trained at 768 pixels, the others at 512.
   const bool sd2_768 = model.family == "sd2" && model.prediction == "v_prediction";
-  return {400, 16, sd2_768 ? 768 : 512};
+  TrainingDefaults defaults;
+  if (sd2_768) defaults.resolution = 768;
+  return defaults;
 }
 
 }  // namespace doppel::server

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "doppel/services/job_payloads.hpp"
 #include "doppel/store/records.hpp"
 
 namespace doppel::server {
@@ -30,12 +31,7 @@ std::string resolve_in_model_folders(const std::string& path,
 store::Model inspect_model_for_registry(const std::string& path,
                                         const std::optional<std::string>& name);
 
-// Training settings where a request gives none, and the resolution it trains at.
-struct TrainingDefaults {
-  int64_t steps = 400;
-  int64_t rank = 16;
-  int64_t resolution = 512;
-};
+using services::TrainingDefaults;
 TrainingDefaults training_defaults(const store::Model& model);
 
 }  // namespace doppel::server

@@ -9,119 +9,12 @@
 
 #include "doppel/core/error.hpp"
 #include "doppel/store/repository.hpp"
+#include "store/sql_rows.hpp"
 
 namespace doppel::store {
 namespace {
 
-SqlValue optional_value(const std::optional<std::string>& value) {
-  if (value) return *value;
-  return nullptr;
-}
-
-SqlValue optional_value(const std::optional<double>& value) {
-  if (value) return *value;
-  return nullptr;
-}
-
-SqlValue optional_value(const std::optional<int64_t>& value) {
-  if (value) return *value;
-  return nullptr;
-}
-
-void require_json(const std::string& text, const char* field) {
-  if (!nlohmann::json::accept(text))
-    throw Error(ErrorCode::kInvalidArgument,
-                std::string(field) + " is not valid JSON: '" + text.substr(0, 80) + "'");
-}
-
-void require_text(const std::string& text, const char* field) {
-  if (text.empty()) throw Error(ErrorCode::kInvalidArgument, std::string(field) + " is empty");
-}
-
-// --- column lists and row readers (kept next to each other so they cannot drift) ---
-
-constexpr const char* kAccountColumns = "id, email, display_name, password_hash, created_at";
-Account read_account(const SqlRow& row) {
-  return Account{row.text(0), row.text(1), row.text(2), row.text(3), row.integer(4)};
-}
-
-constexpr const char* kSessionColumns =
-    "id, account_id, token_hash, csrf_secret, created_at, expires_at";
-Session read_session(const SqlRow& row) {
-  return Session{row.text(0), row.text(1),    row.text(2),
-                 row.text(3), row.integer(4), row.integer(5)};
-}
-
-constexpr const char* kApiTokenColumns = "id, account_id, name, token_hash, created_at, expires_at";
-ApiToken read_api_token(const SqlRow& row) {
-  return ApiToken{row.text(0), row.text(1),    row.text(2),
-                  row.text(3), row.integer(4), row.optional_integer(5)};
-}
-
-constexpr const char* kSubjectColumns =
-    "id, account_id, name, trigger_word, status, face_profile_blob, created_at, updated_at";
-Subject read_subject(const SqlRow& row) {
-  return Subject{row.text(0), row.text(1),          row.text(2),    row.text(3),
-                 row.text(4), row.optional_text(5), row.integer(6), row.integer(7)};
-}
-
-constexpr const char* kPhotoColumns =
-    "id, account_id, subject_id, blob_sha256, original_size, verdict, reasons_json, crop_blob, "
-    "created_at";
-Photo read_photo(const SqlRow& row) {
-  return Photo{row.text(0), row.text(1), row.text(2),          row.text(3),   row.integer(4),
-               row.text(5), row.text(6), row.optional_text(7), row.integer(8)};
-}
-
-constexpr const char* kLoraColumns =
-    "id, account_id, subject_id, blob_sha256, settings_json, validation_likeness, status, "
-    "created_at, updated_at";
-LoraVersion read_lora(const SqlRow& row) {
-  return LoraVersion{row.text(0),          row.text(1),    row.text(2),
-                     row.optional_text(3), row.text(4),    row.optional_real(5),
-                     row.text(6),          row.integer(7), row.integer(8)};
-}
-
-constexpr const char* kShootColumns =
-    "id, account_id, subject_id, styles_json, image_count, status, created_at, updated_at";
-Shoot read_shoot(const SqlRow& row) {
-  return Shoot{row.text(0),    row.text(1), row.text(2),    row.text(3),
-               row.integer(4), row.text(5), row.integer(6), row.integer(7)};
-}
-
-constexpr const char* kImageColumns =
-    "id, account_id, shoot_id, blob_sha256, recipe_json, likeness, quality, favourite, "
-    "created_at";
-Image read_image(const SqlRow& row) {
-  return Image{row.text(0),          row.text(1),         row.text(2),
-               row.text(3),          row.text(4),         row.optional_real(5),
-               row.optional_real(6), row.integer(7) != 0, row.integer(8)};
-}
-
-constexpr const char* kModelColumns =
-    "id, name, path, family, prediction, builtin, is_default, added_at";
-Model read_model(const SqlRow& row) {
-  return Model{row.text(0), row.text(1),         row.text(2),         row.text(3),
-               row.text(4), row.integer(5) != 0, row.integer(6) != 0, row.integer(7)};
-}
-
-template <typename Record, typename Reader>
-std::optional<Record> first(const SqlResult& result, Reader read) {
-  if (result.rows.empty()) return std::nullopt;
-  return read(result.rows.front());
-}
-
-template <typename Record, typename Reader>
-std::vector<Record> all(const SqlResult& result, Reader read) {
-  std::vector<Record> records;
-  records.reserve(result.rows.size());
-  for (const SqlRow& row : result.rows) records.push_back(read(row));
-  return records;
-}
-
-std::string select_from(const char* columns, const char* table, const char* where) {
-  return std::string("SELECT ") + columns + " FROM " + table + " WHERE " + where;
-}
+using namespace rows;
 
 class SqlRepository final : public Repository {
  public:

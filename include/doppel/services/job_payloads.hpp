@@ -10,14 +10,22 @@
 
 namespace doppel::services {
 
+// Training settings where a request gives none, and the resolution it trains at (one place for
+// the API, the queued payloads and the studio).
+struct TrainingDefaults {
+  int64_t steps = 400;
+  int64_t rank = 16;
+  int64_t resolution = 512;
+};
+
 // A "train" job: one LoRA version of one subject.
 struct TrainPayload {
   std::string lora_version_id;
   std::string trigger_word;
   std::string class_word = "person";
-  int64_t steps = 400;
-  int64_t rank = 16;
-  int64_t resolution = 512;
+  int64_t steps = TrainingDefaults{}.steps;
+  int64_t rank = TrainingDefaults{}.rank;
+  int64_t resolution = TrainingDefaults{}.resolution;
   int64_t seed = 0;
   // The base model to train on ("" for the tiny built-in one); none in jobs queued before
   // the models registry, which run on the current default model.
