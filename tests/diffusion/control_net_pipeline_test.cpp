@@ -15,9 +15,12 @@
 #include "support/error_code.hpp"
 #include "support/shared_data.hpp"
 #include "support/test_tokenizer.hpp"
+#include "support/tiny_pipeline.hpp"
 
 namespace doppel {
 namespace {
+
+using test::tiny_pipeline;
 
 using test::code_of;
 using test::test_tokenizer;
@@ -109,10 +112,6 @@ Image gradient_image(int width, int height) {
       for (int c = 0; c < 3; ++c)
         image.rgb.push_back(static_cast<uint8_t>((x * 255 / width + y * 3 + c * 60) % 256));
   return image;
-}
-
-StableDiffusionPipeline tiny_pipeline() {
-  return StableDiffusionPipeline(make_tiny_stable_diffusion(7), test_tokenizer(), "tiny");
 }
 
 GenerationRequest tiny_request() {

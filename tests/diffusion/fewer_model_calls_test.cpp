@@ -10,9 +10,12 @@
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
 #include "support/error_code.hpp"
 #include "support/test_tokenizer.hpp"
+#include "support/tiny_pipeline.hpp"
 
 namespace doppel {
 namespace {
+
+using test::tiny_pipeline;
 
 using test::code_of;
 
@@ -157,24 +160,16 @@ TEST(FewerModelCalls, NgmsRejectsImpossibleValues) {
 
 // ----------------------------------------------------------- whole generations
 
-StableDiffusionPipeline tiny_pipeline() {
-  return StableDiffusionPipeline(make_tiny_stable_diffusion(7), test::test_tokenizer(), "tiny");
-}
-
-GenerationRequest tiny_request() {
-  GenerationRequest request;
-  request.prompt = "a portrait of a person";
-  request.negative_prompt = "blurry";
-  request.width = request.height = 64;
+GenerationRequest six_step_request() {
+  GenerationRequest request = test::tiny_request();
   request.steps = 6;
-  request.sampler = "euler_a";
   request.seed = 21;
   return request;
 }
 
 TEST(FewerModelCallsPipeline, AtCfgOneTheNegativePromptIsNeverUsed) {
   auto pipeline = tiny_pipeline();
-  GenerationRequest request = tiny_request();
+  GenerationRequest request = six_step_request();
   request.guidance_scale = 1.0;
   const auto first = pipeline.generate(request).front();
   request.negative_prompt = "a completely different negative prompt";
@@ -184,7 +179,7 @@ TEST(FewerModelCallsPipeline, AtCfgOneTheNegativePromptIsNeverUsed) {
 
 TEST(FewerModelCallsPipeline, NgmsIsOffByDefaultRecordedWhenOnAndChangesOnlyLowNoiseCalls) {
   auto pipeline = tiny_pipeline();
-  GenerationRequest request = tiny_request();
+  GenerationRequest request = six_step_request();
   const auto reference = pipeline.generate(request).front();
   EXPECT_FALSE(reference.parameters.get("NGMS"));
   EXPECT_FALSE(reference.parameters.get("NGMS all steps"));
@@ -206,7 +201,7 @@ TEST(FewerModelCallsPipeline, NgmsIsOffByDefaultRecordedWhenOnAndChangesOnlyLowN
   // Skipping every call is CFG 1: the negative prompt no longer matters.
   request.negative_guidance_cutoff = {1000.0, true};
   const auto all = pipeline.generate(request).front();
-  GenerationRequest cfg_one = tiny_request();
+  GenerationRequest cfg_one = six_step_request();
   cfg_one.guidance_scale = 1.0;
   EXPECT_EQ(all.image.rgb, pipeline.generate(cfg_one).front().image.rgb);
 

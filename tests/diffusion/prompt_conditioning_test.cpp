@@ -19,9 +19,12 @@
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
 #include "support/shared_data.hpp"
 #include "support/test_tokenizer.hpp"
+#include "support/tiny_pipeline.hpp"
 
 namespace doppel {
 namespace {
+
+using test::tiny_pipeline;
 
 using test::test_tokenizer;
 
@@ -351,10 +354,6 @@ TEST(PromptConditioning, GuidedDenoiserSwitchesConditioningAtTheScheduledStep) {
 }
 
 // ------------------------------------------------- the real (tiny) CLIP encoder
-
-StableDiffusionPipeline tiny_pipeline() {
-  return StableDiffusionPipeline(make_tiny_stable_diffusion(7), test_tokenizer(), "tiny");
-}
 
 // The conditioning before the prompt language was wired in: chunks from the tokenizer,
 // one encoder batch each, the shorter padded with empty chunks.

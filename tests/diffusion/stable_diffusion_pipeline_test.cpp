@@ -14,9 +14,13 @@
 #include "support/error_code.hpp"
 #include "support/shared_data.hpp"
 #include "support/test_tokenizer.hpp"
+#include "support/tiny_pipeline.hpp"
 
 namespace doppel {
 namespace {
+
+using test::tiny_pipeline;
+using test::tiny_request;
 
 using test::code_of;
 using test::test_tokenizer;
@@ -119,21 +123,6 @@ TEST(StableDiffusionPipelineGolden, Sd2VPredictionDdimMatchesReference) {
   expect_txt2img_parity(pipeline,
                         (folder / "goldens" / "txt2img_ddim_vpred_6steps.safetensors").string(),
                         "ddim", false, 6);
-}
-
-StableDiffusionPipeline tiny_pipeline() {
-  return StableDiffusionPipeline(make_tiny_stable_diffusion(7), test_tokenizer(), "tiny");
-}
-
-GenerationRequest tiny_request() {
-  GenerationRequest request;
-  request.prompt = "a portrait of a person";
-  request.negative_prompt = "blurry";
-  request.width = request.height = 64;
-  request.steps = 4;
-  request.sampler = "euler_a";
-  request.seed = 11;
-  return request;
 }
 
 TEST(StableDiffusionPipeline, EachImageDependsOnlyOnItsSeed) {

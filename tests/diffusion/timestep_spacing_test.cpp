@@ -16,9 +16,13 @@
 #include "support/error_code.hpp"
 #include "support/shared_data.hpp"
 #include "support/test_tokenizer.hpp"
+#include "support/tiny_pipeline.hpp"
 
 namespace doppel {
 namespace {
+
+using test::tiny_pipeline;
+using test::tiny_request;
 
 using test::code_of;
 
@@ -237,21 +241,6 @@ TEST(TimestepSpacingGolden, EverySpacingOfTheGoldenTablesThroughTheRequest) {
 }
 
 // ----------------------------------------------------------------- the pipeline
-
-StableDiffusionPipeline tiny_pipeline() {
-  return StableDiffusionPipeline(make_tiny_stable_diffusion(7), test::test_tokenizer(), "tiny");
-}
-
-GenerationRequest tiny_request() {
-  GenerationRequest request;
-  request.prompt = "a portrait of a person";
-  request.negative_prompt = "blurry";
-  request.width = request.height = 64;
-  request.steps = 4;
-  request.sampler = "euler_a";
-  request.seed = 11;
-  return request;
-}
 
 TEST(TimestepSpacingPipeline, TheRequestsSpacingChangesTheImageAndIsRecorded) {
   auto pipeline = tiny_pipeline();
