@@ -324,9 +324,7 @@ ApiServer::ApiServer(ServerOptions options) : state_(std::make_unique<State>(std
     log_warning("cannot make the data folder " + s.options.data_dir.string() +
                 " private to its owner (" + private_status.message() + ")");
   s.data_lock = std::make_unique<DataFolderLock>(s.options.data_dir);
-  s.database = s.options.database_url.empty()
-                   ? store::open_default_database(s.options.data_dir.string())
-                   : store::open_database(s.options.database_url);
+  s.database = store::open_database(s.options.database_url, s.options.data_dir);
   s.repository = store::make_repository(s.database);
   s.jobs = queue::make_job_queue(s.database);
   s.blobs = std::make_unique<store::BlobStore>(

@@ -395,9 +395,7 @@ Worker::Worker(WorkerOptions options) : state_(std::make_unique<State>()) {
   s.options = std::move(options);
   if (s.options.worker_id.empty()) s.options.worker_id = default_worker_id();
   std::filesystem::create_directories(s.options.data_dir);
-  s.database = s.options.database_url.empty()
-                   ? store::open_default_database(s.options.data_dir.string())
-                   : store::open_database(s.options.database_url);
+  s.database = store::open_database(s.options.database_url, s.options.data_dir);
   s.repository = store::make_repository(s.database);
   s.jobs = queue::make_job_queue(s.database);
   s.blobs = std::make_unique<store::BlobStore>(

@@ -39,8 +39,9 @@ std::shared_ptr<Database> open_database(const std::string& url) {
   return database;
 }
 
-std::shared_ptr<Database> open_default_database(const std::string& data_dir) {
-  return open_database("sqlite:" + (std::filesystem::path(data_dir) / "doppel.db").string());
+std::shared_ptr<Database> open_database(const std::string& url,
+                                        const std::filesystem::path& data_dir) {
+  return open_database(url.empty() ? "sqlite:" + (data_dir / "doppel.db").string() : url);
 }
 
 void run_nested_transaction(int& depth, const std::function<void()>& work,

@@ -2,6 +2,7 @@
 // typed parameters, one transaction at a time. Two back ends: SQLite and PostgreSQL.
 #pragma once
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -68,7 +69,9 @@ class Database {
 // (kUnsupported) when the database's schema is newer than this build knows.
 std::shared_ptr<Database> open_database(const std::string& url);
 
-// The same, for the SQLite file <data_dir>/doppel.db (created with its folder if absent).
-std::shared_ptr<Database> open_default_database(const std::string& data_dir);
+// `url`, or when it is empty the embedded SQLite file <data_dir>/doppel.db (created with its
+// folder if absent): what the server and its workers open.
+std::shared_ptr<Database> open_database(const std::string& url,
+                                        const std::filesystem::path& data_dir);
 
 }  // namespace doppel::store
