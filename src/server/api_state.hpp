@@ -26,6 +26,9 @@
 #include "doppel/face/subject_profile.hpp"
 #include "doppel/queue/job_queue.hpp"
 #include "doppel/services/job_payloads.hpp"
+#include "doppel/services/model_registry.hpp"
+#include "doppel/services/subject_intake.hpp"
+#include "doppel/services/work_slots.hpp"
 #include "doppel/store/blob_garbage.hpp"
 #include "doppel/store/blob_store.hpp"
 #include "doppel/store/database.hpp"
@@ -37,21 +40,26 @@
 #include "server/auth.hpp"
 #include "server/connection_front.hpp"
 #include "server/http_support.hpp"
-#include "server/model_registry.hpp"
 #include "server/password_rules.hpp"
 #include "server/request_guards.hpp"
 #include "server/studio_views.hpp"
-#include "server/subject_intake.hpp"
-#include "server/work_slots.hpp"
 #include "server/zip_archive.hpp"
 
 namespace doppel::server {
 
+using services::inspect_model_for_registry;
 using services::lora_cache_path;
+using services::normalise_model_path;
+using services::photo_decode_slots;
+using services::resolve_in_model_folders;
+using services::SubjectIntake;
+using services::training_defaults;
+using services::TrainingDefaults;
 using services::train_payload_from_json;
 using services::train_payload_settings;
 using services::train_payload_to_json;
 using services::TrainPayload;
+using services::WorkSlot;
 
 using nlohmann::json;
 using store::unix_millis_now;

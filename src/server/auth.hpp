@@ -7,7 +7,7 @@
 #include <mutex>
 #include <string>
 
-#include "server/work_slots.hpp"
+#include "doppel/services/work_slots.hpp"
 
 namespace doppel::server {
 
@@ -47,6 +47,6 @@ class LoginRateLimiter {
 
 // A bound on the Argon2 work running at once (each check takes tens of MB and a core for a
 // tenth of a second): requests beyond it are answered 429 instead of piling up.
-using PasswordCheckSlots = WorkSlots;
+using PasswordCheckSlots = services::WorkSlots;
 
 }  // namespace doppel::server

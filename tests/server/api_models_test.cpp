@@ -11,7 +11,7 @@
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "doppel/services/job_payloads.hpp"
-#include "server/model_registry.hpp"
+#include "doppel/services/model_registry.hpp"
 #include "server/server_test_support.hpp"
 #include "support/shared_data.hpp"
 
@@ -392,18 +392,18 @@ TEST(ServerModels, ServeWithAModelRegistersItOnceAndMakesItTheDefault) {
 TEST(ServerModels, TrainingDefaultsAndPayloadsFollowTheModel) {
   store::Model builtin;
   builtin.builtin = true;
-  const server::TrainingDefaults tiny = server::training_defaults(builtin);
+  const services::TrainingDefaults tiny = services::training_defaults(builtin);
   EXPECT_EQ(tiny.steps, 20);
   EXPECT_EQ(tiny.rank, 4);
   EXPECT_EQ(tiny.resolution, 64);
   store::Model sd15;
   sd15.path = "/models/sd15.safetensors";
-  EXPECT_EQ(server::training_defaults(sd15).resolution, 512);
-  EXPECT_EQ(server::training_defaults(sd15).steps, 400);
+  EXPECT_EQ(services::training_defaults(sd15).resolution, 512);
+  EXPECT_EQ(services::training_defaults(sd15).steps, 400);
   store::Model sd21;
   sd21.family = "sd2";
   sd21.prediction = "v_prediction";
-  EXPECT_EQ(server::training_defaults(sd21).resolution, 768);
+  EXPECT_EQ(services::training_defaults(sd21).resolution, 768);
 
   services::TrainPayload payload;
   payload.lora_version_id = std::string(32, 'a');

@@ -1,4 +1,4 @@
-#include "server/subject_intake.hpp"
+#include "doppel/services/subject_intake.hpp"
 
 #include <algorithm>
 #include <set>
@@ -6,10 +6,10 @@
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
 #include "doppel/face/subject_profile.hpp"
+#include "doppel/services/work_slots.hpp"
 #include "doppel/studio/subject_readiness.hpp"
-#include "server/work_slots.hpp"
 
-namespace doppel::server {
+namespace doppel::services {
 namespace {
 
 constexpr size_t kMaxCachedVerdicts = 2000;
@@ -163,4 +163,4 @@ nlohmann::json SubjectIntake::refresh(const std::string& account_id,
   return readiness_to_json(assess_subject_readiness(verdicts));
 }
 
-}  // namespace doppel::server
+}  // namespace doppel::services

@@ -1,11 +1,11 @@
-// A bound on costly work running at once in the server (Argon2 checks, photo decodes): a
+// A bound on costly work running at once in the process (Argon2 checks, photo decodes): a
 // counting semaphore whose callers either wait a bounded time for a place or are refused.
 #pragma once
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
 
-namespace doppel::server {
+namespace doppel::services {
 
 class WorkSlots {
  public:
@@ -59,4 +59,4 @@ class WorkSlot {
   bool held_;
 };
 
-}  // namespace doppel::server
+}  // namespace doppel::services

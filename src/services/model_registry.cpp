@@ -1,4 +1,4 @@
-#include "server/model_registry.hpp"
+#include "doppel/services/model_registry.hpp"
 
 #include <algorithm>
 #include <filesystem>
@@ -7,9 +7,8 @@
 #include "doppel/core/error.hpp"
 #include "doppel/services/job_payloads.hpp"
 
-namespace doppel::server {
+namespace doppel::services {
 
-using services::model_display_name;
 namespace {
 
 constexpr const char* kWhatToRegister =
@@ -130,4 +129,4 @@ TrainingDefaults training_defaults(const store::Model& model) {
   return defaults;
 }
 
-}  // namespace doppel::server
+}  // namespace doppel::services

@@ -1,6 +1,6 @@
-// The face check of a subject's photos for the API: every photo judged on its own (cached by
-// content) and then as a set (duplicates, someone else), verdicts and crops saved, the face
-// profile rebuilt from the accepted photos, and the readiness summary for the studio.
+// The face check of a subject's photos (used by the API's photo routes): every photo judged on its
+// own (cached by content) and then as a set (duplicates, someone else), verdicts and crops saved,
+// the face profile rebuilt from the accepted photos, and the readiness summary for the studio.
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -15,7 +15,7 @@
 #include "doppel/store/blob_store.hpp"
 #include "doppel/store/repository.hpp"
 
-namespace doppel::server {
+namespace doppel::services {
 
 class SubjectIntake {
  public:
@@ -50,4 +50,4 @@ class SubjectIntake {
   std::map<std::string, Cached> cache_;
 };
 
-}  // namespace doppel::server
+}  // namespace doppel::services

@@ -10,7 +10,7 @@
 #include "doppel/services/job_payloads.hpp"
 #include "doppel/store/records.hpp"
 
-namespace doppel::server {
+namespace doppel::services {
 
 // The absolute, normalised form of a path given by a client or --model (so one file
 // registers once however it is written): "models/../sd15.safetensors" -> "/work/sd15.safetensors".
@@ -31,7 +31,7 @@ std::string resolve_in_model_folders(const std::string& path,
 store::Model inspect_model_for_registry(const std::string& path,
                                         const std::optional<std::string>& name);
 
-using services::TrainingDefaults;
+// The training defaults (steps, rank, resolution) for subjects trained on `model`.
 TrainingDefaults training_defaults(const store::Model& model);
 
-}  // namespace doppel::server
+}  // namespace doppel::services
