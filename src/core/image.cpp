@@ -297,21 +297,65 @@ int64_t decoded_bytes(const ImageHeader& header) {
   return int64_t(header.width) * header.height * header.channels * (header.bits_per_sample / 8);
 }
 
+namespace {
+
+// The largest of libjpeg's DCT scale denominators (8, 4, 2) that keeps the longest side at
+// least `max_side`; 1 when the JPEG must be decoded at full size.
+int jpeg_reduction(const ImageHeader& header, int max_side) {
+  if (header.format != ImageFormat::kJpeg || max_side <= 0) return 1;
+  const int longest = std::max(header.width, header.height);
+  for (int factor : {8, 4, 2})
+    if ((longest + factor - 1) / factor >= max_side) return factor;
+  return 1;
+}
+
+int reduced_imread_flags(int factor) {
+  // Orientation is applied by decode_image itself, after the pixels are RGB.
+  const int reduced = factor == 8   ? cv::IMREAD_REDUCED_COLOR_8
+                      : factor == 4 ? cv::IMREAD_REDUCED_COLOR_4
+                                    : cv::IMREAD_REDUCED_COLOR_2;
+  return reduced | cv::IMREAD_IGNORE_ORIENTATION;
+}
+
+void shrink_to_side(Image& image, int max_side) {
+  const int longest = std::max(image.width, image.height);
+  if (max_side <= 0 || longest <= max_side) return;
+  const double scale = double(max_side) / longest;
+  const cv::Size size(std::max(1, int(std::lround(image.width * scale))),
+                      std::max(1, int(std::lround(image.height * scale))));
+  cv::Mat source(image.height, image.width, CV_8UC3, image.rgb.data());
+  cv::Mat small;
+  cv::resize(source, small, size, 0, 0, cv::INTER_AREA);
+  image.width = small.cols;
+  image.height = small.rows;
+  image.rgb.assign(small.datastart, small.dataend);
+}
+
+}  // namespace
+
 Image decode_image(std::string_view bytes, const ImageReadOptions& options,
                    const std::string& label) {
   ImageHeader header = sniff_image_header(bytes, label);
+  if (options.max_side < 0)
+    throw Error(ErrorCode::kInvalidArgument, "the longest side to decode to cannot be negative");
+  const int reduction = jpeg_reduction(header, options.max_side);
   const int64_t pixels = int64_t(header.width) * header.height;
   if (pixels > options.max_pixels)
     throw Error(ErrorCode::kInvalidArgument,
                 label + ": image is " + std::to_string(header.width) + "x" +
                     std::to_string(header.height) + ", more than the limit of " +
                     std::to_string(options.max_pixels) + " pixels; resize it and try again");
-  if (decoded_bytes(header) > options.max_decoded_bytes)
+  ImageHeader decoded_header = header;  // what the decoder will hold in memory
+  decoded_header.width = (header.width + reduction - 1) / reduction;
+  decoded_header.height = (header.height + reduction - 1) / reduction;
+  if (reduction > 1) decoded_header.channels = 3;
+  if (decoded_bytes(decoded_header) > options.max_decoded_bytes)
     throw Error(ErrorCode::kInvalidArgument,
                 label + ": decoding this " + std::to_string(header.width) + "x" +
                     std::to_string(header.height) + " image (" + std::to_string(header.channels) +
                     " channels of " + std::to_string(header.bits_per_sample) + " bits) needs " +
-                    std::to_string(decoded_bytes(header) >> 20) + " MiB, more than the limit of " +
+                    std::to_string(decoded_bytes(decoded_header) >> 20) +
+                    " MiB, more than the limit of " +
                     std::to_string(options.max_decoded_bytes >> 20) +
                     " MiB; save it as an 8-bit JPEG or PNG, or smaller, and try again");
   if (header.format == ImageFormat::kPng)
@@ -321,7 +365,8 @@ Image decode_image(std::string_view bytes, const ImageReadOptions& options,
   cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data()));
   cv::Mat decoded;
   try {
-    decoded = cv::imdecode(encoded, cv::IMREAD_UNCHANGED);
+    decoded = cv::imdecode(encoded,
+                           reduction > 1 ? reduced_imread_flags(reduction) : cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception& e) {
     fail(label,
          std::string("cannot decode ") + image_format_name(header.format) + " (" + e.err + ")");
@@ -378,6 +423,7 @@ Image decode_image(std::string_view bytes, const ImageReadOptions& options,
       image.rgb.assign(rgb.datastart, rgb.dataend);
     }
   }
+  shrink_to_side(image, options.max_side);
   return image;
 }
 

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "doppel/core/atomic_file.hpp"
 #include "doppel/core/error.hpp"
@@ -154,6 +156,23 @@ EncryptionKey EncryptionKey::load_or_create(const std::filesystem::path& key_fil
 
 // --- BlobStore ---
 
+struct BlobStore::UsageTally {
+  std::mutex mutex;
+  bool counted = false;
+  BlobUsage usage;
+
+  void add(uint64_t bytes) {
+    std::lock_guard lock(mutex);
+    usage.bytes_written += bytes;
+    if (counted) usage.bytes += bytes;
+  }
+  void subtract(uint64_t bytes) {
+    std::lock_guard lock(mutex);
+    usage.bytes_removed += bytes;
+    if (counted) usage.bytes -= std::min(bytes, usage.bytes);
+  }
+};
+
 BlobStore::BlobStore(std::filesystem::path root, std::optional<EncryptionKey> key)
     : root_(std::move(root)), key_(std::move(key)) {
   ensure_sodium();
@@ -162,6 +181,16 @@ BlobStore::BlobStore(std::filesystem::path root, std::optional<EncryptionKey> ke
   if (status)
     throw Error(ErrorCode::kIo,
                 "cannot create the blob folder " + root_.string() + ": " + status.message());
+  // One tally per folder, found by its canonical path, however many stores open it.
+  static std::mutex tallies_mutex;
+  static std::map<std::string, std::weak_ptr<UsageTally>> tallies;
+  const std::string folder = std::filesystem::weakly_canonical(root_).string();
+  std::lock_guard lock(tallies_mutex);
+  tally_ = tallies[folder].lock();
+  if (!tally_) {
+    tally_ = std::make_shared<UsageTally>();
+    tallies[folder] = tally_;
+  }
 }
 
 BlobStore BlobStore::open(const std::filesystem::path& data_dir,
@@ -202,6 +231,7 @@ std::string BlobStore::put(std::string_view bytes) {
                                       ": " + status.message());
     try {
       write_file_atomically(path, contents);
+      tally_->add(contents.size());
       return sha256;
     } catch (const Error&) {
       if (attempt > 0 || std::filesystem::exists(path.parent_path())) throw;
@@ -253,9 +283,11 @@ uint64_t BlobStore::size_on_disk(const std::string& sha256) const {
 bool BlobStore::remove(const std::string& sha256) {
   std::filesystem::path path = path_of(sha256);
   std::error_code status;
-  bool removed = std::filesystem::remove(path, status);
+  const uintmax_t size = std::filesystem::file_size(path, status);
+  const bool removed = std::filesystem::remove(path, status);
   if (status)
     throw Error(ErrorCode::kIo, "cannot delete blob " + path.string() + ": " + status.message());
+  if (removed) tally_->subtract(static_cast<uint64_t>(size));
   // Drop the two-character folder once empty so a deleted subject leaves no trace.
   std::filesystem::remove(path.parent_path(), status);
   return removed;
@@ -288,6 +320,15 @@ uint64_t BlobStore::total_size() const {
     total += it->file_size();
   }
   return total;
+}
+
+BlobUsage BlobStore::usage() const {
+  std::lock_guard lock(tally_->mutex);
+  if (!tally_->counted) {
+    tally_->usage.bytes = total_size();
+    tally_->counted = true;
+  }
+  return tally_->usage;
 }
 
 }  // namespace doppel::store

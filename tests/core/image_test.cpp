@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "doppel/core/error.hpp"
 #include "doppel/core/generation_parameters.hpp"
@@ -208,6 +209,43 @@ TEST(Image, TheDecodeBudgetCountsChannelsAndDepthFromTheHeader) {
   EXPECT_EQ(decoded_bytes(gray), 64);
   const ImageHeader jpeg = sniff_image_header(encode(test_card(10, 10), ".jpg"));
   EXPECT_EQ(decoded_bytes(jpeg), 300);
+}
+
+// Issue 23: a large JPEG is shrunk by libjpeg while it is decoded, so its full-size pixels
+// never occupy memory; the byte budget applies to what is decoded.
+TEST(Image, AJpegShrinksWhileItIsDecoded) {
+  cv::Mat photo(1200, 1600, CV_8UC3);
+  cv::randu(photo, cv::Scalar::all(0), cv::Scalar::all(255));
+  cv::GaussianBlur(photo, photo, cv::Size(0, 0), 8);
+  const std::string jpeg = encode(photo, ".jpg", {cv::IMWRITE_JPEG_QUALITY, 90});
+  ImageReadOptions options;
+  options.max_side = 400;                     // a quarter: libjpeg decodes 400x300 directly
+  options.max_decoded_bytes = 400 * 300 * 3;  // far below the full 1600x1200x3
+  const Image reduced = decode_image(jpeg, options);
+  EXPECT_EQ(reduced.width, 400);
+  EXPECT_EQ(reduced.height, 300);
+  // The same pixels (within JPEG's DCT-scaling error) as decoding fully and shrinking.
+  const Image full = decode_image(jpeg);
+  cv::Mat full_rgb(full.height, full.width, CV_8UC3, const_cast<uint8_t*>(full.rgb.data()));
+  cv::Mat expected;
+  cv::resize(full_rgb, expected, cv::Size(400, 300), 0, 0, cv::INTER_AREA);
+  cv::Mat got(300, 400, CV_8UC3, const_cast<uint8_t*>(reduced.rgb.data()));
+  EXPECT_LT(cv::norm(got, expected, cv::NORM_L1) / got.total() / 3, 2.0);
+  // Between two DCT scales: libjpeg halves (800x600), then the rest is resized to 500.
+  options.max_side = 500;
+  options.max_decoded_bytes = 800 * 600 * 3;
+  const Image between = decode_image(jpeg, options);
+  EXPECT_EQ(between.width, 500);
+  EXPECT_EQ(between.height, 375);
+  // Other formats are shrunk after decoding; an image already small enough is untouched.
+  options = {};
+  options.max_side = 40;
+  const Image png = decode_image(encode(test_card(80, 20), ".png"), options);
+  EXPECT_EQ(png.width, 40);
+  EXPECT_EQ(png.height, 10);
+  EXPECT_EQ(decode_image(encode(test_card(30, 20), ".png"), options).width, 30);
+  options.max_side = -1;
+  EXPECT_EQ(error_code_of([&] { decode_image(jpeg, options); }), ErrorCode::kInvalidArgument);
 }
 
 TEST(Image, PngTextChunksRoundTripLikeAutomatic1111) {

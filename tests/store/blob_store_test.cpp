@@ -75,6 +75,34 @@ TEST(BlobStore, StoresByDigestIdempotentlyAndAtomically) {
       ErrorCode::kNotFound, [&] { blobs.get(other); }, "not found");
 }
 
+// Issue 23: /metrics asked for the blob folder's size by walking it; the usage is now
+// counted once and then kept by every store of the process on that folder.
+TEST(BlobStore, UsageIsCountedOnceThenKeptByPutsAndRemoves) {
+  test::TempDir folder;
+  BlobStore first = BlobStore::open(folder.path());
+  const std::string before = first.put("written before anyone asked");
+  BlobStore second = BlobStore::open(folder.path());  // the same folder: the same tally
+  EXPECT_EQ(second.usage().bytes, 27u);
+  const std::string added = first.put("twelve bytes");
+  EXPECT_EQ(second.usage().bytes, 39u);
+  first.put("twelve bytes");  // already there: nothing written
+  EXPECT_EQ(second.usage().bytes_written, 39u);
+  // A file that appears behind the stores' backs is not seen: the folder is not walked again.
+  std::filesystem::create_directories(folder.path() / "blobs" / "ff");
+  std::ofstream(folder.path() / "blobs" / "ff" / std::string(62, 'f')) << "outside";
+  EXPECT_TRUE(second.remove(added));
+  EXPECT_FALSE(first.remove(added));
+  const BlobUsage usage = first.usage();
+  EXPECT_EQ(usage.bytes, 27u);
+  EXPECT_EQ(usage.bytes_removed, 12u);
+  EXPECT_EQ(first.total_size(), 27u + 7u);  // the walk does see it
+  EXPECT_TRUE(first.remove(before));
+  EXPECT_EQ(second.usage().bytes, 0u);
+  // Another folder keeps its own count.
+  test::TempDir elsewhere;
+  EXPECT_EQ(BlobStore::open(elsewhere.path()).usage().bytes, 0u);
+}
+
 TEST(BlobStore, RejectsNamesThatAreNotDigests) {
   test::TempDir folder;
   BlobStore blobs(folder.path() / "blobs");

@@ -38,6 +38,10 @@ struct ImageReadOptions {
   int64_t max_pixels = 64LL * 1024 * 1024;  // guard against decompression bombs
   int64_t max_decoded_bytes = 256LL << 20;  // and against deep, many-channel ones
   bool apply_exif_orientation = true;       // phone photos store rotation in EXIF
+  // 0: full size. Otherwise the decoded image's longest side is at most this: JPEGs shrink
+  // while decoding (libjpeg's 1/2, 1/4, 1/8 DCT scaling, so a 40 MP photo never occupies
+  // 40 MP of memory; the byte budget applies to the reduced size), the rest after decoding.
+  int max_side = 0;
 };
 
 const char* image_format_name(ImageFormat format);

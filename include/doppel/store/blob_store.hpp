@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -37,6 +38,13 @@ class EncryptionKey {
  private:
   EncryptionKey() = default;
   std::array<unsigned char, kSize> bytes_{};
+};
+
+// What a blob folder holds, for monitoring.
+struct BlobUsage {
+  uint64_t bytes = 0;          // on disk now (after encryption overhead)
+  uint64_t bytes_written = 0;  // by this process's puts since the folder was first counted
+  uint64_t bytes_removed = 0;  // by this process's removes since then
 };
 
 class BlobStore {
@@ -73,8 +81,13 @@ class BlobStore {
   // collect only files older than the longest upload.
   std::vector<std::string> list() const;
 
-  // Bytes on disk of all blobs (after encryption overhead).
+  // Bytes on disk of all blobs (after encryption overhead), by walking the folder.
   uint64_t total_size() const;
+
+  // The folder's usage without walking it: walked once, the first time any BlobStore of this
+  // process on the same folder is asked, then kept by their put() and remove(). Blobs another
+  // process (a separate `doppel worker`) writes show up after the next restart.
+  BlobUsage usage() const;
 
   // Where a blob lives (for tests and diagnostics); validates the digest.
   std::filesystem::path path_of(const std::string& sha256) const;
@@ -83,8 +96,10 @@ class BlobStore {
   const std::filesystem::path& root() const { return root_; }
 
  private:
+  struct UsageTally;
   std::filesystem::path root_;
   std::optional<EncryptionKey> key_;
+  std::shared_ptr<UsageTally> tally_;  // shared by every BlobStore of the process on root_
 };
 
 }  // namespace doppel::store
