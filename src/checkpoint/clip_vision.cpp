@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "doppel/checkpoint/tensor_names.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
 #include "pickled_tensors.hpp"
@@ -124,36 +125,31 @@ TensorSource open_clip_vision_to_hugging_face(const TensorSource& source,
             [shared, name]() { return shared->load(name).t().contiguous(); });
   }
   for (int64_t i = 0;; ++i) {
-    const std::string block = prefix + "transformer.resblocks." + std::to_string(i) + ".";
-    if (!shared->has_prefix(block)) break;
-    const std::string layer = "vision_model.encoder.layers." + std::to_string(i) + ".";
+    const std::string index = std::to_string(i) + ".";
+    const std::string block = std::string(kOpenClipBlocks) + index;
+    if (!shared->has_prefix(prefix + block)) break;
+    const std::string layer = std::string(kHfVisionLayers) + index;
     for (const char* part : {"weight", "bias"}) {
       const std::string p = part;
-      alias("transformer.resblocks." + std::to_string(i) + ".ln_1." + p,
-            layer + "layer_norm1." + p);
-      alias("transformer.resblocks." + std::to_string(i) + ".ln_2." + p,
-            layer + "layer_norm2." + p);
-      alias("transformer.resblocks." + std::to_string(i) + ".mlp.c_fc." + p,
-            layer + "mlp.fc1." + p);
-      alias("transformer.resblocks." + std::to_string(i) + ".mlp.c_proj." + p,
-            layer + "mlp.fc2." + p);
-      alias("transformer.resblocks." + std::to_string(i) + ".attn.out_proj." + p,
-            layer + "self_attn.out_proj." + p);
+      for (const ClipModuleName& module : kClipBlockModules) {
+        alias(block + std::string(module.open_clip) + "." + p,
+              layer + std::string(module.hugging_face) + "." + p);
+      }
       // in_proj = cat(q, k, v) along rows.
-      const std::string packed = block + "attn.in_proj_" + p;
+      const std::string packed = prefix + block + std::string(kOpenClipPackedProjection) + "_" + p;
       if (!shared->contains(packed)) continue;
       const TensorInfo packed_info = shared->info(packed);
       if (packed_info.shape.empty() || packed_info.shape[0] % 3 != 0)
         throw Error(ErrorCode::kInvalidFile,
                     packed_info.origin + ": in_proj rows are not a multiple of 3 (q, k, v)");
-      const char* names[3] = {"q_proj", "k_proj", "v_proj"};
       for (int64_t k = 0; k < 3; ++k) {
         TensorInfo info = packed_info;
         info.shape[0] /= 3;
         const int64_t rows = info.shape[0];
-        out.add(layer + "self_attn." + names[k] + "." + p, info, [shared, packed, k, rows]() {
-          return shared->load(packed).narrow(0, k * rows, rows).contiguous();
-        });
+        out.add(layer + std::string(kClipProjectionModules[k]) + "." + p, info,
+                [shared, packed, k, rows]() {
+                  return shared->load(packed).narrow(0, k * rows, rows).contiguous();
+                });
       }
     }
   }

@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "doppel/checkpoint/diffusers_names.hpp"
+#include "doppel/checkpoint/tensor_names.hpp"
 #include "doppel/checkpoint/model_config.hpp"
 #include "doppel/checkpoint/model_hash.hpp"
 #include "doppel/core/error.hpp"

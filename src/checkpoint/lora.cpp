@@ -8,7 +8,7 @@
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
 #include "doppel/core/safetensors.hpp"
-#include "lora_names.hpp"
+#include "checkpoint/lora_targets.hpp"
 
 namespace doppel {
 

@@ -1,6 +1,7 @@
 // Internal to the LoRA merge: which parameter of a loaded model a LoRA module
 // name designates, in every naming LoRA files use (kohya underscores, diffusers
-// / PEFT dotted paths, LDM paths), for the UNet and each text encoder.
+// / PEFT dotted paths, LDM paths), for the UNet and each text encoder. The names themselves
+// come from the tensor-name map (tensor_names.hpp).
 #pragma once
 #include <ATen/ATen.h>
 

@@ -3,9 +3,9 @@
 #include <fstream>
 #include <set>
 
-#include "doppel/checkpoint/diffusers_names.hpp"
+#include "doppel/checkpoint/tensor_names.hpp"
 #include "doppel/checkpoint/model_hash.hpp"
-#include "doppel/checkpoint/text_encoder_names.hpp"
+#include "doppel/checkpoint/text_encoder_config.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
 #include "doppel/core/safetensors.hpp"

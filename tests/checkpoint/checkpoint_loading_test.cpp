@@ -7,7 +7,7 @@
 #include <fstream>
 #include <random>
 
-#include "doppel/checkpoint/diffusers_names.hpp"
+#include "doppel/checkpoint/tensor_names.hpp"
 #include "doppel/checkpoint/load_state.hpp"
 #include "doppel/checkpoint/model_hash.hpp"
 #include "doppel/checkpoint/stable_diffusion.hpp"

@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "checkpoint/golden_support.hpp"
-#include "doppel/checkpoint/diffusers_names.hpp"
+#include "doppel/checkpoint/tensor_names.hpp"
 #include "doppel/checkpoint/stable_diffusion.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"

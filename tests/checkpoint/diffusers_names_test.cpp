@@ -4,7 +4,7 @@
 
 #include <set>
 
-#include "doppel/checkpoint/diffusers_names.hpp"
+#include "doppel/checkpoint/tensor_names.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "support/shared_data.hpp"

@@ -13,7 +13,7 @@
 #include <map>
 #include <set>
 
-#include "doppel/checkpoint/diffusers_names.hpp"
+#include "doppel/checkpoint/tensor_names.hpp"
 #include "doppel/checkpoint/lora.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "doppel/models/layers.hpp"

@@ -1,4 +1,5 @@
-#include "doppel/checkpoint/text_encoder_names.hpp"
+#include "doppel/checkpoint/tensor_names.hpp"
+#include "doppel/checkpoint/text_encoder_config.hpp"
 
 #include <gtest/gtest.h>
 

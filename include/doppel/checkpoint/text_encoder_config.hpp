@@ -1,6 +1,5 @@
-// Tensor names of the CLIP text encoders: Hugging Face CLIPTextModel(WithProjection)
-// (diffusers folders, SD1/SDXL-L single files) <-> open_clip TextTransformer
-// (SD2 and SDXL-G single files), and hyper-parameters read off tensor shapes.
+// The hyper-parameters of a CLIP text encoder read off its tensor shapes, in either naming
+// (Hugging Face CLIPTextModel or open_clip TextTransformer; see tensor_names.hpp).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -16,25 +15,6 @@
 namespace doppel {
 
 using TensorShapes = std::map<std::string, std::vector<int64_t>>;
-
-// Renames HF tensors found under `hf_prefix` to open_clip names under
-// `open_clip_prefix`: q/k/v projections packed into attn.in_proj_weight/bias
-// ([3C, C] in q, k, v order), layer_norm1/2 -> ln_1/2, mlp.fc1/fc2 ->
-// mlp.c_fc/c_proj, final_layer_norm -> ln_final, position_embedding.weight ->
-// positional_embedding, text_projection.weight [P, C] -> text_projection
-// [C, P] (transposed). The position_ids buffer is dropped; any other tensor
-// under the prefix keeps its name (minus the prefix) so the loader reports it
-// as unused. Tensors outside the prefix are ignored. Throws kInvalidFile when
-// a layer has only some of q/k/v.
-std::map<std::string, at::Tensor> hf_clip_to_open_clip(
-    const std::map<std::string, at::Tensor>& tensors, const std::string& hf_prefix = "",
-    const std::string& open_clip_prefix = "");
-
-// The inverse (for saving a diffusers folder): in_proj split into q/k/v,
-// text_projection transposed back.
-std::map<std::string, at::Tensor> open_clip_to_hf_clip(
-    const std::map<std::string, at::Tensor>& tensors, const std::string& open_clip_prefix = "",
-    const std::string& hf_prefix = "");
 
 // Shapes of every tensor in a map (what the two functions below read).
 TensorShapes tensor_shapes(const std::map<std::string, at::Tensor>& tensors);

@@ -1,57 +1,49 @@
-#include "doppel/checkpoint/text_encoder_names.hpp"
-
-#include <nlohmann/json.hpp>
-
+// The CLIP towers' names in the tensor-name map (tensor_names.hpp): Hugging Face <->
+// open_clip, with q/k/v packed into / split out of in_proj.
 #include <array>
 #include <optional>
-#include <set>
 #include <string_view>
 
+#include "checkpoint/names/name_tokens.hpp"
+#include "doppel/checkpoint/tensor_names.hpp"
 #include "doppel/core/error.hpp"
 
 namespace doppel {
 
 namespace {
 
-constexpr std::string_view kHfLayers = "text_model.encoder.layers.";
-constexpr std::string_view kOpenClipBlocks = "transformer.resblocks.";
+using names::block_name;
+using names::for_each_with_prefix;
+using names::split_index;
 
-// Splits "<digits>.<rest>" into the number and the rest.
-std::optional<std::pair<int64_t, std::string>> split_index(std::string_view text) {
-  size_t digits = 0;
-  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
-  if (digits == 0 || digits > 9 || digits >= text.size() || text[digits] != '.')
-    return std::nullopt;
-  return std::make_pair(std::stoll(std::string(text.substr(0, digits))),
-                        std::string(text.substr(digits + 1)));
-}
-
-// Iterates the entries of a sorted map whose key starts with `prefix`.
-template <typename Map, typename Visit>
-void for_each_with_prefix(const Map& map, const std::string& prefix, const Visit& visit) {
-  for (auto it = map.lower_bound(prefix); it != map.end() && it->first.starts_with(prefix); ++it) {
-    visit(std::string_view(it->first).substr(prefix.size()), it->second);
-  }
-}
-
-// One-to-one renames inside a transformer block: HF name -> open_clip name.
-constexpr std::array<std::pair<std::string_view, std::string_view>, 10> kBlockRenames = {{
-    {"self_attn.out_proj.weight", "attn.out_proj.weight"},
-    {"self_attn.out_proj.bias", "attn.out_proj.bias"},
-    {"layer_norm1.weight", "ln_1.weight"},
-    {"layer_norm1.bias", "ln_1.bias"},
-    {"layer_norm2.weight", "ln_2.weight"},
-    {"layer_norm2.bias", "ln_2.bias"},
-    {"mlp.fc1.weight", "mlp.c_fc.weight"},
-    {"mlp.fc1.bias", "mlp.c_fc.bias"},
-    {"mlp.fc2.weight", "mlp.c_proj.weight"},
-    {"mlp.fc2.bias", "mlp.c_proj.bias"},
-}};
+constexpr std::string_view kHfLayers = kHfTextLayers;
 
 // HF's separate attention projections: q, k, v weights then q, k, v biases.
-constexpr std::array<std::string_view, 6> kProjectionNames = {
-    "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
-    "self_attn.q_proj.bias",   "self_attn.k_proj.bias",   "self_attn.v_proj.bias"};
+const std::array<std::string, 6>& projection_tensors() {
+  static const std::array<std::string, 6> names = [] {
+    std::array<std::string, 6> result;
+    for (size_t i = 0; i < 3; ++i) {
+      result[i] = std::string(kClipProjectionModules[i]) + ".weight";
+      result[3 + i] = std::string(kClipProjectionModules[i]) + ".bias";
+    }
+    return result;
+  }();
+  return names;
+}
+
+// A block tensor "<module>.weight|bias" renamed one to one (kClipBlockModules); nullopt for
+// others. `to_open_clip` chooses the direction.
+std::optional<std::string> renamed_block_tensor(std::string_view rest, bool to_open_clip) {
+  for (const ClipModuleName& module : kClipBlockModules) {
+    const std::string_view from = to_open_clip ? module.hugging_face : module.open_clip;
+    const std::string_view to = to_open_clip ? module.open_clip : module.hugging_face;
+    if (!rest.starts_with(from)) continue;
+    const std::string_view parameter = rest.substr(from.size());
+    if (parameter == ".weight" || parameter == ".bias")
+      return std::string(to) + std::string(parameter);
+  }
+  return std::nullopt;
+}
 
 constexpr std::array<std::pair<std::string_view, std::string_view>, 4> kTopRenames = {{
     {"text_model.embeddings.token_embedding.weight", "token_embedding.weight"},
@@ -59,111 +51,6 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 4> kTopRenam
     {"text_model.final_layer_norm.weight", "ln_final.weight"},
     {"text_model.final_layer_norm.bias", "ln_final.bias"},
 }};
-
-std::string block_name(std::string_view blocks, int64_t index, std::string_view rest) {
-  return std::string(blocks) + std::to_string(index) + "." + std::string(rest);
-}
-
-int64_t integer_field(const nlohmann::json* config, const char* key, int64_t fallback) {
-  if (config == nullptr || !config->is_object() || !config->contains(key)) return fallback;
-  const nlohmann::json& value = config->at(key);
-  if (!value.is_number_integer()) {
-    throw Error(ErrorCode::kInvalidFile,
-                std::string("text encoder config.json: \"") + key + "\" must be an integer");
-  }
-  return value.get<int64_t>();
-}
-
-// Heads, activation and eps: the config's when it has them, else `config` as given.
-void apply_hf_config(ClipTextConfig& config, const nlohmann::json* hf_config,
-                     const std::string& what) {
-  if (hf_config != nullptr && hf_config->is_object()) {
-    config.num_heads = integer_field(hf_config, "num_attention_heads", 0);
-    if (hf_config->contains("layer_norm_eps") && hf_config->at("layer_norm_eps").is_number()) {
-      config.layer_norm_eps = hf_config->at("layer_norm_eps").get<double>();
-    }
-    if (hf_config->contains("hidden_act")) {
-      const nlohmann::json& act = hf_config->at("hidden_act");
-      const std::string name = act.is_string() ? act.get<std::string>() : std::string("?");
-      if (name == "quick_gelu") {
-        config.activation = ClipActivation::kQuickGelu;
-      } else if (name == "gelu") {
-        config.activation = ClipActivation::kGelu;
-      } else {
-        throw Error(ErrorCode::kUnsupported,
-                    what + ": activation \"" + name + "\" is not supported (quick_gelu or gelu)");
-      }
-    }
-  } else {
-    config.num_heads = 0;
-  }
-  if (config.num_heads == 0) {
-    // Every released CLIP / OpenCLIP text tower uses 64-wide heads.
-    if (config.hidden_size % 64 != 0) {
-      throw Error(ErrorCode::kUnsupported,
-                  what + ": cannot infer the number of attention heads of a " +
-                      std::to_string(config.hidden_size) +
-                      "-wide encoder; provide its config.json (num_attention_heads)");
-    }
-    config.num_heads = config.hidden_size / 64;
-  }
-  try {
-    config.validate();
-  } catch (const Error& error) {
-    throw Error(ErrorCode::kInvalidFile, what + ": " + error.what());
-  }
-}
-
-class ShapeReader {
- public:
-  ShapeReader(const TensorShapes& shapes, std::string prefix, std::string what)
-      : shapes_(shapes), prefix_(std::move(prefix)), what_(std::move(what)) {}
-
-  // The shape of prefix+name, which must have `rank` dimensions.
-  const std::vector<int64_t>& shape(const std::string& name, size_t rank) const {
-    const auto it = shapes_.find(prefix_ + name);
-    if (it == shapes_.end()) {
-      throw Error(ErrorCode::kInvalidFile, what_ + ": tensor " + prefix_ + name + " is missing");
-    }
-    if (it->second.size() != rank) {
-      throw Error(ErrorCode::kInvalidFile, what_ + ": tensor " + prefix_ + name + " has " +
-                                               std::to_string(it->second.size()) +
-                                               " dimensions, expected " + std::to_string(rank));
-    }
-    return it->second;
-  }
-
-  bool has(const std::string& name) const { return shapes_.contains(prefix_ + name); }
-
-  // Number of blocks "<blocks>N." present; checks that 0..N-1 all have `probe`.
-  int64_t count_blocks(std::string_view blocks, const std::string& probe) const {
-    std::set<int64_t> indices;
-    for_each_with_prefix(shapes_, prefix_ + std::string(blocks),
-                         [&](std::string_view rest, const std::vector<int64_t>&) {
-                           if (auto index = split_index(rest)) indices.insert(index->first);
-                         });
-    if (indices.empty()) {
-      throw Error(ErrorCode::kInvalidFile,
-                  what_ + ": no transformer layers under " + prefix_ + std::string(blocks));
-    }
-    const int64_t count = *indices.rbegin() + 1;
-    for (int64_t i = 0; i < count; ++i) {
-      shape(block_name(blocks, i, probe), 2);
-    }
-    return count;
-  }
-
-  const std::string& what() const { return what_; }
-
- private:
-  const TensorShapes& shapes_;
-  std::string prefix_;
-  std::string what_;
-};
-
-std::string describe(const std::string& kind, const std::string& prefix) {
-  return kind + " text encoder" + (prefix.empty() ? std::string() : " at " + prefix);
-}
 
 }  // namespace
 
@@ -188,17 +75,15 @@ std::map<std::string, at::Tensor> hf_clip_to_open_clip(
     if (name.starts_with(kHfLayers)) {
       if (const auto index = split_index(name.substr(kHfLayers.size()))) {
         const auto& [layer, rest] = *index;
-        for (size_t slot = 0; slot < kProjectionNames.size(); ++slot) {
-          if (rest == kProjectionNames[slot]) {
+        for (size_t slot = 0; slot < projection_tensors().size(); ++slot) {
+          if (rest == projection_tensors()[slot]) {
             projections[layer][slot] = tensor;
             return;
           }
         }
-        for (const auto& [from, to] : kBlockRenames) {
-          if (rest == from) {
-            out[open_clip_prefix + block_name(kOpenClipBlocks, layer, to)] = tensor;
-            return;
-          }
+        if (const auto renamed = renamed_block_tensor(rest, /*to_open_clip=*/true)) {
+          out[open_clip_prefix + block_name(kOpenClipBlocks, layer, *renamed)] = tensor;
+          return;
         }
       }
     }
@@ -215,13 +100,14 @@ std::map<std::string, at::Tensor> hf_clip_to_open_clip(
         for (size_t i = 0; i < 3; ++i) {
           if (parts[3 * group + i].defined()) continue;
           if (!missing.empty()) missing += ", ";
-          missing += kProjectionNames[3 * group + i];
+          missing += projection_tensors()[3 * group + i];
         }
         throw Error(ErrorCode::kInvalidFile, "text encoder layer " + std::to_string(layer) +
                                                  " under \"" + hf_prefix + "\" lacks " + missing +
                                                  "; q, k and v must all be present");
       }
-      const std::string packed = group == 0 ? "attn.in_proj_weight" : "attn.in_proj_bias";
+      const std::string packed =
+          std::string(kOpenClipPackedProjection) + (group == 0 ? "_weight" : "_bias");
       out[open_clip_prefix + block_name(kOpenClipBlocks, layer, packed)] = at::cat({q, k, v}, 0);
     }
   }
@@ -257,68 +143,20 @@ std::map<std::string, at::Tensor> open_clip_to_hf_clip(
               const std::vector<at::Tensor> qkv = tensor.chunk(3, 0);
               for (size_t i = 0; i < 3; ++i) {
                 out[hf_prefix +
-                    block_name(kHfLayers, layer, kProjectionNames[weight ? i : 3 + i])] =
+                    block_name(kHfLayers, layer, projection_tensors()[weight ? i : 3 + i])] =
                     qkv[i].contiguous();
               }
               return;
             }
-            for (const auto& [hf_rest, open_clip_rest] : kBlockRenames) {
-              if (rest == open_clip_rest) {
-                out[hf_prefix + block_name(kHfLayers, layer, hf_rest)] = tensor;
-                return;
-              }
+            if (const auto renamed = renamed_block_tensor(rest, /*to_open_clip=*/false)) {
+              out[hf_prefix + block_name(kHfLayers, layer, *renamed)] = tensor;
+              return;
             }
           }
         }
         out[hf_prefix + std::string(name)] = tensor;
       });
   return out;
-}
-
-TensorShapes tensor_shapes(const std::map<std::string, at::Tensor>& tensors) {
-  TensorShapes shapes;
-  for (const auto& [name, tensor] : tensors) {
-    shapes.emplace(name, std::vector<int64_t>(tensor.sizes().begin(), tensor.sizes().end()));
-  }
-  return shapes;
-}
-
-ClipTextConfig infer_clip_text_config(const TensorShapes& shapes, const std::string& prefix,
-                                      const nlohmann::json* hf_config) {
-  const ShapeReader reader(shapes, prefix, describe("CLIP", prefix));
-  ClipTextConfig config;
-  const auto& token = reader.shape("text_model.embeddings.token_embedding.weight", 2);
-  const auto& position = reader.shape("text_model.embeddings.position_embedding.weight", 2);
-  config.vocab_size = token[0];
-  config.hidden_size = token[1];
-  config.max_positions = position[0];
-  config.num_layers = reader.count_blocks(kHfLayers, "self_attn.q_proj.weight");
-  config.intermediate_size = reader.shape(block_name(kHfLayers, 0, "mlp.fc1.weight"), 2)[0];
-  if (reader.has("text_projection.weight")) {
-    config.projection_dim = reader.shape("text_projection.weight", 2)[0];
-  }
-  config.activation = ClipActivation::kQuickGelu;
-  apply_hf_config(config, hf_config, reader.what());
-  return config;
-}
-
-ClipTextConfig infer_open_clip_text_config(const TensorShapes& shapes, const std::string& prefix,
-                                           const nlohmann::json* hf_config) {
-  const ShapeReader reader(shapes, prefix, describe("OpenCLIP", prefix));
-  ClipTextConfig config;
-  const auto& token = reader.shape("token_embedding.weight", 2);
-  const auto& position = reader.shape("positional_embedding", 2);
-  config.vocab_size = token[0];
-  config.hidden_size = token[1];
-  config.max_positions = position[0];
-  config.num_layers = reader.count_blocks(kOpenClipBlocks, "attn.in_proj_weight");
-  config.intermediate_size = reader.shape(block_name(kOpenClipBlocks, 0, "mlp.c_fc.weight"), 2)[0];
-  if (reader.has("text_projection")) {
-    config.projection_dim = reader.shape("text_projection", 2)[1];
-  }
-  config.activation = ClipActivation::kGelu;
-  apply_hf_config(config, hf_config, reader.what());
-  return config;
 }
 
 }  // namespace doppel

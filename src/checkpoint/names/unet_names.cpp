@@ -1,54 +1,21 @@
-#include "doppel/checkpoint/diffusers_names.hpp"
+#include "doppel/checkpoint/tensor_names.hpp"
 
 #include <algorithm>
-#include <charconv>
+#include <cstddef>
 #include <map>
 
+#include "checkpoint/names/name_tokens.hpp"
 #include "doppel/core/error.hpp"
 
 namespace doppel {
 
 namespace {
 
-using Tokens = std::vector<std::string>;
-
-Tokens split(const std::string& name) {
-  Tokens tokens;
-  size_t start = 0;
-  while (true) {
-    const size_t dot = name.find('.', start);
-    tokens.push_back(name.substr(start, dot - start));
-    if (dot == std::string::npos) break;
-    start = dot + 1;
-  }
-  return tokens;
-}
-
-std::string join(const Tokens& head, const Tokens& tokens, size_t rest_from) {
-  std::string result;
-  for (const auto& token : head) result += (result.empty() ? "" : ".") + token;
-  for (size_t i = rest_from; i < tokens.size(); ++i) {
-    result += (result.empty() ? "" : ".") + tokens[i];
-  }
-  return result;
-}
-
-std::optional<int64_t> parse_index(const std::string& token) {
-  int64_t value = 0;
-  auto [end, error] = std::from_chars(token.data(), token.data() + token.size(), value);
-  if (error != std::errc() || end != token.data() + token.size() || value < 0) return std::nullopt;
-  return value;
-}
-
-// tokens[at..] == expected?
-bool matches(const Tokens& tokens, size_t at, std::initializer_list<const char*> expected) {
-  if (tokens.size() < at + expected.size()) return false;
-  size_t i = at;
-  for (const char* token : expected) {
-    if (tokens[i++] != token) return false;
-  }
-  return true;
-}
+using names::join;
+using names::matches;
+using names::parse_index;
+using names::split;
+using names::Tokens;
 
 const std::map<std::string, Tokens>& unet_resnet_parts() {
   static const std::map<std::string, Tokens> parts = {
@@ -66,6 +33,20 @@ std::optional<std::string> unet_resnet(Tokens head, const Tokens& tokens, size_t
   if (part == unet_resnet_parts().end()) return std::nullopt;
   head.insert(head.end(), part->second.begin(), part->second.end());
   return join(head, tokens, at + 1);
+}
+
+// tokens[at..] is an LDM resnet part ("in_layers.0", ...); appends its diffusers name and the
+// rest.
+std::optional<std::string> ldm_unet_resnet(Tokens head, const Tokens& tokens, size_t at) {
+  if (tokens.size() <= at) return join(head, tokens, at);  // a whole resnet (LoRA paths)
+  for (const auto& [diffusers, ldm] : unet_resnet_parts()) {
+    if (tokens.size() >= at + ldm.size() &&
+        std::equal(ldm.begin(), ldm.end(), tokens.begin() + static_cast<std::ptrdiff_t>(at))) {
+      head.push_back(diffusers);
+      return join(head, tokens, at + ldm.size());
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -96,6 +77,17 @@ DiffusersUNetLayout diffusers_unet_layout(const std::vector<std::string>& names)
   layout.up_block_has_attention.assign(static_cast<size_t>(max_up_block + 1), false);
   for (int64_t index : up_with_attention) layout.up_block_has_attention[index] = true;
   layout.mid_block_has_attention = mid_attention;
+  return layout;
+}
+
+DiffusersUNetLayout diffusers_unet_layout(const UNetConfig& config) {
+  DiffusersUNetLayout layout;
+  layout.layers_per_block = config.num_res_blocks;
+  const int64_t levels = config.levels();
+  for (int64_t up = 0; up < levels; ++up) {
+    layout.up_block_has_attention.push_back(config.transformer_depth[levels - 1 - up] > 0);
+  }
+  layout.mid_block_has_attention = config.transformer_depth_middle > 0;
   return layout;
 }
 
@@ -159,59 +151,64 @@ std::optional<std::string> diffusers_unet_name_to_ldm(const std::string& name,
   return std::nullopt;
 }
 
-std::optional<std::string> diffusers_vae_name_to_ldm(const std::string& name, int64_t levels) {
+std::optional<std::string> ldm_unet_name_to_diffusers(const std::string& name,
+                                                      const DiffusersUNetLayout& layout) {
   const Tokens tokens = split(name);
+  const int64_t per_level = layout.layers_per_block + 1;  // resnets + down/upsampler
   const std::string& first = tokens[0];
-  if (first == "quant_conv" || first == "post_quant_conv") return name;
-  if ((first != "encoder" && first != "decoder") || tokens.size() < 2) return std::nullopt;
-  const std::string& second = tokens[1];
-  if (second == "conv_in" || second == "conv_out") return name;
-  if (second == "conv_norm_out") return join({first, "norm_out"}, tokens, 2);
-
-  auto resnet = [&](Tokens head, size_t at) -> std::optional<std::string> {
-    if (tokens.size() > at && tokens[at] == "conv_shortcut") {
-      head.push_back("nin_shortcut");
-      return join(head, tokens, at + 1);
-    }
-    return join(head, tokens, at);
-  };
-  if (second == "mid_block" && tokens.size() >= 4) {
-    if (tokens[2] == "resnets" && (tokens[3] == "0" || tokens[3] == "1")) {
-      return resnet({first, "mid", tokens[3] == "0" ? "block_1" : "block_2"}, 4);
-    }
-    if (tokens[2] == "attentions" && tokens[3] == "0" && tokens.size() >= 5) {
-      static const std::map<std::string, std::string> attention_parts = {
-          {"group_norm", "norm"}, {"to_q", "q"}, {"query", "q"}, {"to_k", "k"},
-          {"key", "k"},           {"to_v", "v"}, {"value", "v"}, {"proj_attn", "proj_out"},
-      };
-      if (tokens[4] == "to_out" && tokens.size() >= 6 && tokens[5] == "0") {
-        return join({first, "mid", "attn_1", "proj_out"}, tokens, 6);
-      }
-      auto part = attention_parts.find(tokens[4]);
-      if (part == attention_parts.end()) return std::nullopt;
-      return join({first, "mid", "attn_1", part->second}, tokens, 5);
-    }
+  if (matches(tokens, 0, {"input_blocks", "0", "0"})) return join({"conv_in"}, tokens, 3);
+  if (matches(tokens, 0, {"out", "0"})) return join({"conv_norm_out"}, tokens, 2);
+  if (matches(tokens, 0, {"out", "2"})) return join({"conv_out"}, tokens, 2);
+  if (matches(tokens, 0, {"time_embed", "0"}))
+    return join({"time_embedding", "linear_1"}, tokens, 2);
+  if (matches(tokens, 0, {"time_embed", "2"}))
+    return join({"time_embedding", "linear_2"}, tokens, 2);
+  if (matches(tokens, 0, {"label_emb", "0", "0"}))
+    return join({"add_embedding", "linear_1"}, tokens, 3);
+  if (matches(tokens, 0, {"label_emb", "0", "2"}))
+    return join({"add_embedding", "linear_2"}, tokens, 3);
+  if (first == "middle_block" && tokens.size() >= 2) {
+    const auto child = parse_index(tokens[1]);
+    if (!child) return std::nullopt;
+    if (*child == 0) return ldm_unet_resnet({"mid_block", "resnets", "0"}, tokens, 2);
+    if (layout.mid_block_has_attention && *child == 1)
+      return join({"mid_block", "attentions", "0"}, tokens, 2);
+    if (*child == (layout.mid_block_has_attention ? 2 : 1))
+      return ldm_unet_resnet({"mid_block", "resnets", "1"}, tokens, 2);
     return std::nullopt;
   }
-  if (tokens.size() < 5) return std::nullopt;
-  auto level = parse_index(tokens[2]);
-  auto index = parse_index(tokens[4]);
-  if (!level || !index || *level >= levels) return std::nullopt;
-  if (first == "encoder" && second == "down_blocks") {
-    const std::string level_name = std::to_string(*level);
-    if (tokens[3] == "resnets")
-      return resnet({"encoder", "down", level_name, "block", tokens[4]}, 5);
-    if (tokens[3] == "downsamplers" && *index == 0) {
-      return join({"encoder", "down", level_name, "downsample"}, tokens, 5);
+  if ((first != "input_blocks" && first != "output_blocks") || tokens.size() < 3)
+    return std::nullopt;
+  const auto block = parse_index(tokens[1]);
+  const auto child = parse_index(tokens[2]);
+  if (!block || !child) return std::nullopt;
+  if (first == "input_blocks") {
+    if (*block == 0) return std::nullopt;  // conv_in, above
+    const std::string level = std::to_string((*block - 1) / per_level);
+    const int64_t index = (*block - 1) % per_level;
+    if (index < layout.layers_per_block) {
+      if (*child == 0)
+        return ldm_unet_resnet({"down_blocks", level, "resnets", std::to_string(index)}, tokens, 3);
+      if (*child == 1)
+        return join({"down_blocks", level, "attentions", std::to_string(index)}, tokens, 3);
+      return std::nullopt;
     }
+    if (*child != 0) return std::nullopt;
+    if (tokens.size() > 3 && tokens[3] == "op")
+      return join({"down_blocks", level, "downsamplers", "0", "conv"}, tokens, 4);
+    return join({"down_blocks", level, "downsamplers", "0"}, tokens, 3);
   }
-  if (first == "decoder" && second == "up_blocks") {
-    const std::string level_name = std::to_string(levels - 1 - *level);
-    if (tokens[3] == "resnets") return resnet({"decoder", "up", level_name, "block", tokens[4]}, 5);
-    if (tokens[3] == "upsamplers" && *index == 0) {
-      return join({"decoder", "up", level_name, "upsample"}, tokens, 5);
-    }
-  }
+  const int64_t level = *block / per_level;
+  const int64_t index = *block % per_level;
+  const bool attention = level < static_cast<int64_t>(layout.up_block_has_attention.size()) &&
+                         layout.up_block_has_attention[level];
+  const std::string up = std::to_string(level);
+  if (*child == 0)
+    return ldm_unet_resnet({"up_blocks", up, "resnets", std::to_string(index)}, tokens, 3);
+  if (attention && *child == 1)
+    return join({"up_blocks", up, "attentions", std::to_string(index)}, tokens, 3);
+  if (index == layout.layers_per_block && *child == (attention ? 2 : 1))
+    return join({"up_blocks", up, "upsamplers", "0"}, tokens, 3);
   return std::nullopt;
 }
 
@@ -220,34 +217,6 @@ TensorSource diffusers_unet_to_canonical(const TensorSource& unet, const std::st
   return unet.renamed([&](const std::string& name) -> std::optional<std::string> {
     return prefix + diffusers_unet_name_to_ldm(name, layout).value_or(name);
   });
-}
-
-TensorSource diffusers_vae_to_canonical(const TensorSource& vae, const std::string& prefix) {
-  int64_t levels = 0;
-  for (const auto& name : vae.names("encoder.down_blocks.")) {
-    const Tokens tokens = split(name);
-    if (auto level = parse_index(tokens[2])) levels = std::max(levels, *level + 1);
-  }
-  if (levels == 0) {
-    throw Error(ErrorCode::kInvalidFile,
-                "not a diffusers VAE: no tensor named encoder.down_blocks.*");
-  }
-  TensorSource result = vae.renamed([&](const std::string& name) -> std::optional<std::string> {
-    return prefix + diffusers_vae_name_to_ldm(name, levels).value_or(name);
-  });
-  canonicalize_vae_attention_shapes(result, prefix);
-  return result;
-}
-
-void canonicalize_vae_attention_shapes(TensorSource& source, const std::string& prefix) {
-  for (const char* part : {"encoder", "decoder"}) {
-    for (const char* projection : {"q", "k", "v", "proj_out"}) {
-      const std::string name = prefix + part + ".mid.attn_1." + projection + ".weight";
-      if (!source.contains(name)) continue;
-      const auto shape = source.info(name).shape;
-      if (shape.size() == 2) source.reshape(name, {shape[0], shape[1], 1, 1});
-    }
-  }
 }
 
 std::optional<std::string> diffusers_control_net_name_to_ldm(const std::string& name,
@@ -274,6 +243,29 @@ std::optional<std::string> diffusers_control_net_name_to_ldm(const std::string& 
   }
   if (first == "controlnet_mid_block") return join({"middle_block_out", "0"}, tokens, 1);
   return diffusers_unet_name_to_ldm(name, layout);
+}
+
+std::optional<std::string> ldm_control_net_name_to_diffusers(const std::string& name,
+                                                             const DiffusersUNetLayout& layout,
+                                                             int64_t hint_blocks) {
+  const Tokens tokens = split(name);
+  const std::string& first = tokens[0];
+  if (first == "input_hint_block" && tokens.size() >= 3) {
+    const auto position = parse_index(tokens[1]);
+    if (!position || *position % 2 != 0) return std::nullopt;  // odd positions are SiLUs
+    if (*position == 0) return join({"controlnet_cond_embedding", "conv_in"}, tokens, 2);
+    if (*position == 2 * hint_blocks + 2)
+      return join({"controlnet_cond_embedding", "conv_out"}, tokens, 2);
+    return join({"controlnet_cond_embedding", "blocks", std::to_string((*position - 2) / 2)},
+                tokens, 2);
+  }
+  if (first == "zero_convs" && tokens.size() >= 3 && tokens[2] == "0") {
+    if (!parse_index(tokens[1])) return std::nullopt;
+    return join({"controlnet_down_blocks", tokens[1]}, tokens, 3);
+  }
+  if (matches(tokens, 0, {"middle_block_out", "0"}))
+    return join({"controlnet_mid_block"}, tokens, 2);
+  return ldm_unet_name_to_diffusers(name, layout);
 }
 
 TensorSource diffusers_control_net_to_canonical(const TensorSource& control_net,
