@@ -129,6 +129,16 @@ struct GenerationSession::State {
   void merge_loras(LoadedModel& loaded, const std::vector<LoraSelection>& wanted);
   ControlInput control_input(LoadedModel& loaded, const ControlSelection& selection);
   IpAdapterInput ip_adapter_input(LoadedModel& loaded, const ImagePromptSelection& selection);
+  // The request as the pipeline takes it: LoRAs merged, ControlNets (unless `with_controls` is
+  // false) and IP-Adapters loaded.
+  GenerationRequest prepare(LoadedModel& loaded, const SessionRequest& in, bool with_controls);
+  // Fusion and the face-detail pass on one generated image, as the request asks.
+  GeneratedImage finish_faces(LoadedModel& loaded, const GenerationRequest& prepared,
+                              const SessionRequest& in, GeneratedImage image,
+                              const ProgressCallback& progress);
+  GeneratedImage detail_pass(LoadedModel& loaded, const GenerationRequest& prepared,
+                             const FaceDetailOptions& options, GeneratedImage image,
+                             const ProgressCallback& progress, FaceDetailReport* report);
 };
 
 const ClipTokenizer& GenerationSession::State::clip_tokenizer() {
@@ -360,20 +370,119 @@ void GenerationSession::select_model(const ModelRef& model,
   state_->select(model, vae);
 }
 
+GenerationRequest GenerationSession::State::prepare(LoadedModel& loaded, const SessionRequest& in,
+                                                    bool with_controls) {
+  GenerationRequest request = in.generation;
+  merge_loras(loaded, wanted_loras(in));
+  request.loras = loaded.lora_references;
+  request.vae = loaded.info.vae;
+  request.controls.clear();
+  if (with_controls)
+    for (const ControlSelection& selection : in.controls)
+      request.controls.push_back(control_input(loaded, selection));
+  request.ip_adapters.clear();
+  for (const ImagePromptSelection& selection : in.ip_adapters)
+    request.ip_adapters.push_back(ip_adapter_input(loaded, selection));
+  return request;
+}
+
+GeneratedImage GenerationSession::State::detail_pass(
+    LoadedModel& loaded, const GenerationRequest& prepared, const FaceDetailOptions& detail,
+    GeneratedImage image, const ProgressCallback& progress, FaceDetailReport* report) {
+  check_face_detail_options(detail);
+  if (!options.face_finder)
+    throw Error(ErrorCode::kInvalidArgument,
+                "the face-detail pass needs a face finder in the session's options (the face "
+                "layer's, see doppel/face/face_finder.hpp)");
+  const std::vector<DetectedFace> found =
+      options.face_finder.find(image.image, detail.faces == FaceChoice::kMostLike);
+  const std::vector<DetectedFace> chosen = choose_faces(found, detail);
+  if (report) *report = {static_cast<int>(found.size()), {}};
+
+  // One inpaint per face, "only masked", seeded with the image's seed (as ADetailer does).
+  GenerationRequest pass = prepared;
+  if (!detail.prompt.empty()) pass.prompt = detail.prompt;
+  if (!detail.negative_prompt.empty()) pass.negative_prompt = detail.negative_prompt;
+  if (detail.inpaint_width > 0) {
+    pass.width = detail.inpaint_width;
+    pass.height = detail.inpaint_height;
+  }
+  if (detail.steps > 0) pass.steps = detail.steps;
+  pass.strength = detail.strength;
+  pass.seed = image.seed;
+  pass.batch_size = pass.batch_count = 1;
+  pass.hires.reset();
+  pass.controls.clear();
+  int repainted = 0;
+  for (const DetectedFace& face : chosen) {
+    InpaintOptions inpaint;
+    inpaint.mask = face_mask(face, image.image.width, image.image.height, detail.dilate);
+    inpaint.mask_blur = detail.mask_blur;
+    inpaint.only_masked = true;
+    inpaint.only_masked_padding = detail.padding;
+    if (std::all_of(inpaint.mask.rgb.begin(), inpaint.mask.rgb.end(),
+                    [](uint8_t value) { return value == 0; }))
+      continue;  // eroded away: nothing of this face is left to repaint
+    const InpaintPlan plan = plan_inpaint(image.image, inpaint, static_cast<int>(pass.width),
+                                          static_cast<int>(pass.height));
+    if (detail.control) {
+      ControlSelection control;
+      control.model = detail.control->model;
+      control.image = plan.image;  // the face's crop at the inpaint size
+      control.preprocessor = detail.control->preprocessor;
+      control.scale = detail.control->scale;
+      control.guidance_start = detail.control->guidance_start;
+      control.guidance_end = detail.control->guidance_end;
+      pass.controls = {control_input(loaded, control)};
+    }
+    pass.init_image = image.image;
+    pass.inpaint = std::move(inpaint);
+    image.image = loaded.pipeline->generate(pass, progress).front().image;
+    if (report) report->repainted.push_back({face.box, *plan.region, pass.inpaint->mask});
+    ++repainted;
+  }
+  record_face_detail(image.parameters, detail, options.face_finder.name, repainted);
+  return image;
+}
+
+GeneratedImage GenerationSession::State::finish_faces(LoadedModel& loaded,
+                                                      const GenerationRequest& prepared,
+                                                      const SessionRequest& in,
+                                                      GeneratedImage image,
+                                                      const ProgressCallback& progress) {
+  bool fused = false;
+  if (const auto& fusion = in.face_fusion) {
+    if (!options.face_fuser)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "face fusion needs a face fuser in the session's options (the face layer's, "
+                  "see doppel/face/face_fusion.hpp)");
+    if (!(fusion->strength >= 0 && fusion->strength <= 1))
+      throw Error(ErrorCode::kInvalidArgument, "the fusion strength must be between 0 and 1 (got " +
+                                                   format_number(fusion->strength) + ")");
+    if (std::optional<Image> result =
+            options.face_fuser(image.image, fusion->identity, fusion->strength)) {
+      image.image = std::move(*result);
+      fused = true;
+    }
+    image.parameters.set("Face fusion strength", format_number(fusion->strength));
+    if (!fused) image.parameters.set("Face fusion", "no face found");
+  }
+  if (in.face_detail) return detail_pass(loaded, prepared, *in.face_detail, image, progress, {});
+  if (fused) {
+    // The cloned face is harmonised with the picture by a light pass of its own.
+    FaceDetailOptions harmonise;
+    harmonise.strength = kFusionDetailStrength;
+    return detail_pass(loaded, prepared, harmonise, image, progress, {});
+  }
+  return image;
+}
+
 std::vector<GeneratedImage> GenerationSession::generate(const SessionRequest& in,
                                                         const ProgressCallback& progress) {
   State& s = *state_;
   LoadedModel& loaded = s.current();
-  GenerationRequest request = in.generation;
-  s.merge_loras(loaded, s.wanted_loras(in));
-  request.loras = loaded.lora_references;
-  request.vae = loaded.info.vae;
-  request.controls.clear();
-  for (const ControlSelection& selection : in.controls)
-    request.controls.push_back(s.control_input(loaded, selection));
-  request.ip_adapters.clear();
-  for (const ImagePromptSelection& selection : in.ip_adapters)
-    request.ip_adapters.push_back(s.ip_adapter_input(loaded, selection));
+  if (in.face_detail) check_face_detail_options(*in.face_detail);
+  const GenerationRequest request = s.prepare(loaded, in, true);
   LivePreview preview;
   if (in.preview) {
     if (!s.taesd)
@@ -387,7 +496,32 @@ std::vector<GeneratedImage> GenerationSession::generate(const SessionRequest& in
     preview.show = in.preview;
   }
   loaded.pipeline->set_live_preview(std::move(preview));
-  return loaded.pipeline->generate(request, progress);
+  std::vector<GeneratedImage> images = loaded.pipeline->generate(request, progress);
+  if (in.face_fusion || in.face_detail) {
+    loaded.pipeline->set_live_preview({});  // previews show the main generation only
+    for (GeneratedImage& image : images)
+      image = s.finish_faces(loaded, request, in, std::move(image), progress);
+  }
+  return images;
+}
+
+GeneratedImage GenerationSession::detail_faces(const GeneratedImage& image,
+                                               const SessionRequest& request,
+                                               const ProgressCallback& progress,
+                                               FaceDetailReport* report) {
+  if (!request.face_detail)
+    throw Error(ErrorCode::kInvalidArgument,
+                "detail_faces: the request has no face_detail options; set them (the defaults "
+                "are ADetailer's)");
+  if (image.image.width <= 0 || image.image.height <= 0 ||
+      image.image.rgb.size() != size_t(image.image.width) * image.image.height * 3)
+    throw Error(ErrorCode::kInvalidArgument, "detail_faces: the image is empty or damaged");
+  State& s = *state_;
+  LoadedModel& loaded = s.current();
+  check_face_detail_options(*request.face_detail);
+  const GenerationRequest prepared = s.prepare(loaded, request, false);
+  loaded.pipeline->set_live_preview({});
+  return s.detail_pass(loaded, prepared, *request.face_detail, image, progress, report);
 }
 
 const LoadedModelInfo& GenerationSession::model_info() const {

@@ -14,6 +14,7 @@
 
 #include "doppel/core/image.hpp"
 #include "doppel/core/progress.hpp"
+#include "doppel/diffusion/face_detail.hpp"
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
 
 namespace doppel {
@@ -73,6 +74,21 @@ struct ImagePromptSelection {
   std::map<std::string, double> block_scales;  // per-block multipliers (see IpAdapterInput)
 };
 
+// Face fusion for one request: the subject's best photo's face blended into each portrait
+// (landmark alignment, colour transfer, seamless cloning), then harmonised by a light
+// face-detail pass (the request's face_detail, else kFusionDetailStrength).
+struct FaceFusionSelection {
+  Image identity;         // a photo of the subject with one clear face
+  double strength = 1.0;  // 0 keeps the portrait's face, 1 takes the subject's whole inner face
+};
+// The denoising strength of the face-detail pass after a fusion when the request sets none.
+inline constexpr double kFusionDetailStrength = 0.2;
+
+// Blends `identity`'s face into `portrait` at `strength` (see doppel/face/face_fusion.hpp);
+// nullopt when the portrait has no face. Throws kInvalidArgument when `identity` has none.
+using FaceFuser = std::function<std::optional<Image>(const Image& portrait, const Image& identity,
+                                                     double strength)>;
+
 // Turns a photo into a control map (A1111's ControlNet "modules").
 using ControlPreprocessor = std::function<Image(const Image&)>;
 
@@ -97,6 +113,11 @@ struct SessionOptions {
   // The aligned face of a photo, for IP-Adapter face variants (file names with "face"); unset:
   // the photo is used as given.
   std::function<Image(const Image&)> face_crop;
+  // The faces of an image, for the face-detail pass (doppel/face/face_finder.hpp); unset: a
+  // request with face_detail is refused.
+  FaceFinder face_finder;
+  // Face fusion (doppel/face/face_fusion.hpp); unset: a request with face_fusion is refused.
+  FaceFuser face_fuser;
 };
 
 // What a request adds to the session's model for its images.
@@ -108,6 +129,11 @@ struct SessionRequest {
   std::vector<LoraSelection> loras;
   std::vector<ControlSelection> controls;
   std::vector<ImagePromptSelection> ip_adapters;
+  // After each image is made: its face fused from a photo of the subject (first), then the
+  // face-detail pass (ADetailer) with the same LoRAs and IP-Adapters; not the request's
+  // ControlNets (they steer the whole picture), only FaceDetailOptions::control.
+  std::optional<FaceFusionSelection> face_fusion;
+  std::optional<FaceDetailOptions> face_detail;
   // Live previews (needs SessionOptions::taesd): every `preview_every` model calls.
   std::function<void(const Image& preview, int64_t call, int64_t calls)> preview;
   int64_t preview_every = 10;
@@ -141,6 +167,15 @@ class GenerationSession {
   // doppel::Error naming what is wrong (a missing LoRA, a bad ControlNet, a bad request).
   std::vector<GeneratedImage> generate(const SessionRequest& request,
                                        const ProgressCallback& progress = {});
+
+  // The face-detail pass alone on any image (the studio's "fix the face" on a gallery image,
+  // A1111's restore_faces): `request.face_detail` (required) says how; its prompt, LoRAs,
+  // IP-Adapters, sampler, CFG and width x height (the inpaint size) are used, the seed is
+  // `image.seed`. The result keeps `image.parameters` plus ADetailer's keys; with no face found
+  // the pixels are unchanged and the metadata says "Face detail faces: 0".
+  GeneratedImage detail_faces(const GeneratedImage& image, const SessionRequest& request,
+                              const ProgressCallback& progress = {},
+                              FaceDetailReport* report = nullptr);
 
   const LoadedModelInfo& model_info() const;
   // The loaded model's native image size (SDXL 1024, others 512; the built-in model 64).
