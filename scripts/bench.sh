@@ -6,9 +6,17 @@
 #   scripts/bench.sh sdxl       # SDXL only (about 15 minutes on 2 cores)
 #   scripts/bench.sh train      # LoRA training steps only
 #   scripts/bench.sh baseline   # PyTorch eager UNet step (installs Debian's python3-torch)
+#   scripts/bench.sh compare [--against REV] [--pairs N] -- BENCH [ARGS...]
+#       # REV's BENCH (default: the commit before HEAD) and this checkout's, run
+#       # alternately N times (default 5); prints each pair's ratio and their median
+#       # (docs/benchmarks.md "Before and after")
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 what="${1:-all}"
+if [ "$what" = compare ]; then
+  shift
+  exec "$root/scripts/bench_compare.sh" "$@"
+fi
 "$root/scripts/install.sh" >&2
 cmake -S "$root" -B "$root/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DDOPPEL_BUILD_TESTS=OFF -DDOPPEL_BUILD_BENCH=ON >&2

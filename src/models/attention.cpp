@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "doppel/core/error.hpp"
+#include "doppel/models/flash_attention.hpp"
 
 namespace doppel {
 
@@ -137,6 +138,17 @@ at::Tensor multi_head_attention(const at::Tensor& q, const at::Tensor& k, const 
       k.size(2) != q.size(2) || v.size(2) % heads != 0 || k.size(1) != v.size(1)) {
     throw Error(ErrorCode::kInvalidArgument, "multi_head_attention: incompatible q/k/v shapes");
   }
+  // Inference in bf16 takes the fused kernel where it applies (it accumulates
+  // scores in fp32, which is what `upcast` asks for); training keeps the
+  // chunked path and its backward.
+  const bool training =
+      at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  if (!training) {
+    AttentionKernel kernel = attention_kernel();
+    if (kernel == AttentionKernel::kAutomatic) kernel = AttentionKernel::kFusedVectorBf16;
+    if (fused_attention_applies(q, k, v, heads, kernel))
+      return fused_attention(q, k, v, heads, kernel);
+  }
   const int64_t n = q.size(0), query_length = q.size(1), key_length = k.size(1);
   const int64_t head_dim = q.size(2) / heads, value_dim = v.size(2) / heads;
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
@@ -155,8 +167,7 @@ at::Tensor multi_head_attention(const at::Tensor& q, const at::Tensor& k, const 
       g_attention_budget / std::max<int64_t>(score_bytes_per_query, 1), 1, query_length);
 
   at::Tensor out;  // [N*H, Lq, Dv]
-  if (at::GradMode::is_enabled() &&
-      (query.requires_grad() || key_t.requires_grad() || value_t.requires_grad())) {
+  if (training) {
     out = ChunkedAttention::apply(query, key_t, value_t, scale, chunk);
   } else {
     out = ChunkedAttention::attend(query, key_t, value_t, scale, chunk, nullptr);

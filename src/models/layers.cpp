@@ -7,12 +7,21 @@
 #include <string>
 #include <vector>
 
+#include "doppel/models/fused_norms.hpp"
+
 namespace doppel::layers {
 
 namespace {
 
 bool is_reduced_precision(const at::Tensor& x) {
   return x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf;
+}
+
+// bf16 inference (the fused kernels have no backward) on a CPU they run on.
+bool takes_fused_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  const bool parameters_need_gradient =
+      at::GradMode::is_enabled() && (weight.requires_grad() || bias.requires_grad());
+  return !parameters_need_gradient && fused_norm_applies(x);
 }
 
 }  // namespace
@@ -57,11 +66,19 @@ GroupNormImpl::GroupNormImpl(int64_t groups_, int64_t channels, double eps_,
 }
 
 at::Tensor GroupNormImpl::forward(const at::Tensor& x) {
+  if (takes_fused_norm(x, weight, bias))
+    return fused_group_norm(x, groups, weight, bias, eps, false);
   if (is_reduced_precision(x)) {
     return at::group_norm(x.to(at::kFloat), groups, weight.to(at::kFloat), bias.to(at::kFloat), eps)
         .to(x.scalar_type());
   }
   return at::group_norm(x, groups, weight, bias, eps);
+}
+
+at::Tensor GroupNormImpl::forward_silu(const at::Tensor& x) {
+  if (takes_fused_norm(x, weight, bias))
+    return fused_group_norm(x, groups, weight, bias, eps, true);
+  return at::silu(forward(x));
 }
 
 LayerNormImpl::LayerNormImpl(int64_t dim, double eps_, const at::TensorOptions& options)
@@ -72,6 +89,8 @@ LayerNormImpl::LayerNormImpl(int64_t dim, double eps_, const at::TensorOptions& 
 
 at::Tensor LayerNormImpl::forward(const at::Tensor& x) {
   const int64_t dim = weight.size(0);
+  if (takes_fused_norm(x, weight, bias) && x.size(-1) == dim)
+    return fused_layer_norm(x, weight, bias, eps);
   if (is_reduced_precision(x)) {
     return at::layer_norm(x.to(at::kFloat), {dim}, weight.to(at::kFloat), bias.to(at::kFloat), eps)
         .to(x.scalar_type());

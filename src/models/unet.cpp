@@ -299,7 +299,7 @@ at::Tensor UNetModelImpl::forward(const at::Tensor& x, const at::Tensor& timeste
     if (!skips.empty()) upsample_size = {skips.back().size(2), skips.back().size(3)};
     h = run_block(*block->as<UNetBlockImpl>(), h, upsample_size);
   }
-  h = out_conv->forward(at::silu(out_norm->forward(h)));
+  h = out_conv->forward(out_norm->forward_silu(h));
   return h.to(x.scalar_type()).contiguous();
 }
 

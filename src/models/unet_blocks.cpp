@@ -46,10 +46,10 @@ ResBlockImpl::ResBlockImpl(int64_t in_channels, int64_t out_channels, int64_t em
 }
 
 at::Tensor ResBlockImpl::forward(const at::Tensor& x, const at::Tensor& embedding) {
-  at::Tensor h = in_conv->forward(at::silu(in_norm->forward(x)));
+  at::Tensor h = in_conv->forward(in_norm->forward_silu(x));
   at::Tensor projected = embedding_projection->forward(at::silu(embedding));  // [N, out]
   h = h + projected.unsqueeze(-1).unsqueeze(-1);
-  h = out_conv->forward(at::silu(out_norm->forward(h)));
+  h = out_conv->forward(out_norm->forward_silu(h));
   return (skip_connection ? skip_connection->forward(x) : x) + h;
 }
 

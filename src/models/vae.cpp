@@ -61,8 +61,8 @@ class VaeResnetBlockImpl : public torch::nn::Module {
   }
 
   at::Tensor forward(const at::Tensor& x) {
-    at::Tensor h = conv1->forward(at::silu(norm1->forward(x)));
-    h = conv2->forward(at::silu(norm2->forward(h)));
+    at::Tensor h = conv1->forward(norm1->forward_silu(x));
+    h = conv2->forward(norm2->forward_silu(h));
     return (nin_shortcut ? nin_shortcut->forward(x) : x) + h;
   }
 
@@ -159,7 +159,7 @@ at::Tensor VaeEncoderImpl::forward(const at::Tensor& x) {
     if (level.downsample) h = level.downsample->forward(at::constant_pad_nd(h, {0, 1, 0, 1}));
   }
   h = mid_block_2_->forward(mid_attention_->forward(mid_block_1_->forward(h)));
-  return conv_out_->forward(at::silu(norm_out_->forward(h)));
+  return conv_out_->forward(norm_out_->forward_silu(h));
 }
 
 VaeDecoderImpl::VaeDecoderImpl(const VaeConfig& config, const at::TensorOptions& options) {
@@ -206,7 +206,7 @@ at::Tensor VaeDecoderImpl::forward(const at::Tensor& z) {
       h = level->upsample->forward(at::upsample_nearest2d(h, {h.size(2) * 2, h.size(3) * 2}));
     }
   }
-  return conv_out_->forward(at::silu(norm_out_->forward(h)));
+  return conv_out_->forward(norm_out_->forward_silu(h));
 }
 
 AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& config, const at::TensorOptions& options)

@@ -1,6 +1,7 @@
 // Attention: the chunked forward and the recomputing backward used in training
 // against autograd through the textbook formula.
 #include "doppel/models/attention.hpp"
+#include "doppel/models/flash_attention.hpp"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -59,6 +60,12 @@ TEST_F(AttentionBudget, TrainingGradientsEqualAutogradThroughTheFormula) {
 }
 
 TEST_F(AttentionBudget, TrainingAndInferenceGiveTheSameOutput) {
+  // The chunked path's two modes; bf16 inference otherwise takes the fused
+  // kernel (flash_attention_test.cpp compares it with this path).
+  set_attention_kernel(AttentionKernel::kUnfused);
+  struct Restore {
+    ~Restore() { set_attention_kernel(AttentionKernel::kAutomatic); }
+  } restore;
   set_attention_memory_budget(3000);
   at::manual_seed(4);
   for (const bool upcast : {false, true}) {

@@ -57,6 +57,8 @@ class GroupNormImpl : public torch::nn::Module {
   GroupNormImpl(int64_t groups, int64_t channels, double eps, const at::TensorOptions& options);
   // [N, C, ...] -> same shape
   at::Tensor forward(const at::Tensor& x);
+  // silu(forward(x)), fused into one pass for bf16 inference (fused_norms.hpp).
+  at::Tensor forward_silu(const at::Tensor& x);
 
   at::Tensor weight;  // [C]
   at::Tensor bias;    // [C]

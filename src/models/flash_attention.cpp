@@ -1,0 +1,469 @@
+// Fused bf16 attention (flash-attention style), see flash_attention.hpp.
+//
+// The vector kernel works on a block of 48 queries of one head at a time and
+// walks the keys in blocks of 64: the scores of the block (register tiles of
+// 6 queries x 64 keys, AVX512_BF16 dot products over pairs of the head
+// dimension, fp32 sums), an online softmax per query (running maximum and sum,
+// earlier output rescaled when the maximum grows), the probabilities rounded
+// to bf16 and their product with the values (register tiles of up to 8
+// queries x 80 value columns). Keys and values are first repacked per head in
+// pairs along the summed dimension, the operand order vdpbf16ps wants; that is
+// one pass over k and v against Lq passes of arithmetic. The blocks are small
+// enough to stay in the L1 and L2 caches, so memory traffic is q, k, v and the
+// output, not the Lq x Lk scores.
+#include "doppel/models/flash_attention.hpp"
+
+#include <ATen/record_function.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "doppel/core/error.hpp"
+#include "vector_math.hpp"
+
+namespace doppel {
+
+namespace {
+
+using namespace simd;
+
+std::atomic<AttentionKernel> g_attention_kernel{AttentionKernel::kAutomatic};
+
+constexpr int64_t kQueryBlock = 48;         // queries per task: a multiple of every tile's rows
+constexpr int64_t kKeyBlock = 64;           // keys per softmax step: 4 vectors of 16 scores
+constexpr int64_t kScoreRows = 6;           // queries per score tile (6 x 4 accumulators)
+constexpr int64_t kKeyGroup = 16;           // keys per vector of scores
+constexpr int64_t kMaxVectorsPerChunk = 5;  // value columns per tile: 5 x 16 = 80
+
+// Where one head's rows of a [N, L, H*D] tensor start, and how to step through them.
+struct HeadView {
+  const uint16_t* data;  // bf16 bits of element [0, 0, 0]
+  int64_t batch_stride, row_stride, column_stride;
+
+  explicit HeadView(const at::Tensor& tensor)
+      : data(reinterpret_cast<const uint16_t*>(tensor.data_ptr<at::BFloat16>())),
+        batch_stride(tensor.stride(0)),
+        row_stride(tensor.stride(1)),
+        column_stride(tensor.stride(2)) {}
+
+  uint16_t at(int64_t batch, int64_t row, int64_t column) const {
+    return data[batch * batch_stride + row * row_stride + column * column_stride];
+  }
+};
+
+struct AttentionShape {
+  int64_t batch, heads, query_length, key_length, head_dim, value_dim;
+  int64_t key_groups() const { return (key_length + kKeyGroup - 1) / kKeyGroup; }
+  int64_t padded_keys() const { return key_groups() * kKeyGroup; }
+  int64_t query_blocks() const { return (query_length + kQueryBlock - 1) / kQueryBlock; }
+};
+
+uint32_t load_pair(const uint16_t* pair) {
+  uint32_t bits;
+  std::memcpy(&bits, pair, sizeof bits);
+  return bits;
+}
+
+// ---------------------------------------------------------------------------
+// AVX512_BF16 kernel
+
+// scores[r][0 .. 16*Groups) = sum over pairs p of query[r][2p..2p+1] . key pairs,
+// for kScoreRows queries; packed_keys holds Groups groups of [pairs][16 keys][2].
+template <int Groups>
+DOPPEL_AVX512_BF16 void score_tile(const uint16_t* query, int64_t head_dim,
+                                   const uint16_t* packed_keys, float* scores) {
+  const int64_t pairs = head_dim / 2;
+  __m512 sums[kScoreRows][Groups];
+#pragma GCC unroll 8
+  for (int r = 0; r < kScoreRows; ++r)
+#pragma GCC unroll 4
+    for (int g = 0; g < Groups; ++g) sums[r][g] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < pairs; ++p) {
+    __m512bh keys[Groups];
+#pragma GCC unroll 4
+    for (int g = 0; g < Groups; ++g)
+      keys[g] = (__m512bh)_mm512_loadu_si512(packed_keys + (g * pairs + p) * 2 * kKeyGroup);
+#pragma GCC unroll 8
+    for (int r = 0; r < kScoreRows; ++r) {
+      const __m512bh pair =
+          (__m512bh)_mm512_set1_epi32(static_cast<int>(load_pair(query + r * head_dim + 2 * p)));
+#pragma GCC unroll 4
+      for (int g = 0; g < Groups; ++g) sums[r][g] = _mm512_dpbf16_ps(sums[r][g], pair, keys[g]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < kScoreRows; ++r)
+#pragma GCC unroll 4
+    for (int g = 0; g < Groups; ++g)
+      _mm512_storeu_ps(scores + r * kKeyBlock + g * kKeyGroup, sums[r][g]);
+}
+
+// One query's step of the online softmax over a key block: updates its running
+// maximum (of scaled scores) and sum, writes the block's bf16 probabilities
+// (0 past `valid`) and returns the factor that rescales its earlier output.
+DOPPEL_AVX512_BF16 float softmax_step(const float* scores, int64_t valid, int64_t columns,
+                                      float scale, float& running_max, float& running_sum,
+                                      uint16_t* probabilities) {
+  __m512 maximum = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t i = 0; i < columns; i += kKeyGroup) {
+    const __mmask16 mask = i < valid ? tail_mask(valid - i) : __mmask16(0);
+    maximum = _mm512_mask_max_ps(maximum, mask, maximum, _mm512_loadu_ps(scores + i));
+  }
+  const float block_max = _mm512_reduce_max_ps(maximum) * scale;
+  const float new_max = std::max(running_max, block_max);
+  const float correction = std::exp(running_max - new_max);  // 0 on the first block (-inf)
+  const __m512 offset = _mm512_set1_ps(new_max), scales = _mm512_set1_ps(scale);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t i = 0; i < columns; i += kKeyGroup) {
+    const __mmask16 mask = i < valid ? tail_mask(valid - i) : __mmask16(0);
+    const __m512 e = _mm512_maskz_mov_ps(
+        mask, exp_nonpositive(_mm512_fmsub_ps(_mm512_loadu_ps(scores + i), scales, offset)));
+    const __m256i rounded = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(e));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(probabilities + i), rounded);
+    // The sum of the rounded values: the weights the values are multiplied by.
+    sum = _mm512_add_ps(sum,
+                        _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(rounded), 16)));
+  }
+  running_sum = running_sum * correction + _mm512_reduce_add_ps(sum);
+  running_max = new_max;
+  return correction;
+}
+
+// out[r][0 .. 16*Vectors (+8)) = out * correction[r] + sum over key pairs of
+// probability pairs . value pairs, for Rows queries; packed_values holds
+// [pairs][value_dim][2] starting at this tile's first column.
+template <int Rows, int Vectors, bool HalfTail>
+DOPPEL_AVX512_BF16 void value_tile(const uint16_t* probabilities, const uint16_t* packed_values,
+                                   int64_t value_dim, int64_t pairs, float* out,
+                                   const float* correction) {
+  __m512 sums[Rows][Vectors > 0 ? Vectors : 1];
+  __m256 tail_sums[Rows];
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r) {
+    const __m512 factor = _mm512_set1_ps(correction[r]);
+#pragma GCC unroll 5
+    for (int v = 0; v < Vectors; ++v)
+      sums[r][v] = _mm512_mul_ps(_mm512_loadu_ps(out + r * value_dim + v * 16), factor);
+    if constexpr (HalfTail)
+      tail_sums[r] = _mm256_mul_ps(_mm256_loadu_ps(out + r * value_dim + Vectors * 16),
+                                   _mm512_castps512_ps256(factor));
+  }
+  for (int64_t p = 0; p < pairs; ++p) {
+    const uint16_t* value_row = packed_values + p * value_dim * 2;
+    __m512bh values[Vectors > 0 ? Vectors : 1];
+#pragma GCC unroll 5
+    for (int v = 0; v < Vectors; ++v) values[v] = (__m512bh)_mm512_loadu_si512(value_row + v * 32);
+    __m256bh tail_values;
+    if constexpr (HalfTail)
+      tail_values =
+          (__m256bh)_mm256_loadu_si256(reinterpret_cast<const __m256i*>(value_row + Vectors * 32));
+#pragma GCC unroll 8
+    for (int r = 0; r < Rows; ++r) {
+      const __m512i pair =
+          _mm512_set1_epi32(static_cast<int>(load_pair(probabilities + r * kKeyBlock + 2 * p)));
+#pragma GCC unroll 5
+      for (int v = 0; v < Vectors; ++v)
+        sums[r][v] = _mm512_dpbf16_ps(sums[r][v], (__m512bh)pair, values[v]);
+      if constexpr (HalfTail)
+        tail_sums[r] =
+            _mm256_dpbf16_ps(tail_sums[r], (__m256bh)_mm512_castsi512_si256(pair), tail_values);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r) {
+#pragma GCC unroll 5
+    for (int v = 0; v < Vectors; ++v) _mm512_storeu_ps(out + r * value_dim + v * 16, sums[r][v]);
+    if constexpr (HalfTail) _mm256_storeu_ps(out + r * value_dim + Vectors * 16, tail_sums[r]);
+  }
+}
+
+// Up to 80 value columns for all kQueryBlock queries, in tiles of as many rows
+// as the registers hold (32 zmm: accumulators + the value vectors + a broadcast).
+template <int Vectors, bool HalfTail>
+DOPPEL_AVX512_BF16 void value_chunk(const uint16_t* probabilities, const uint16_t* packed_values,
+                                    int64_t value_dim, int64_t pairs, float* out,
+                                    const float* correction) {
+  constexpr int registers = Vectors + (HalfTail ? 1 : 0);
+  constexpr int rows = registers <= 3 ? 8 : registers == 4 ? 6 : 4;
+  static_assert(kQueryBlock % rows == 0);
+  for (int64_t r = 0; r < kQueryBlock; r += rows) {
+    value_tile<rows, Vectors, HalfTail>(probabilities + r * kKeyBlock, packed_values, value_dim,
+                                        pairs, out + r * value_dim, correction + r);
+  }
+}
+
+using ValueChunkFunction = void (*)(const uint16_t*, const uint16_t*, int64_t, int64_t, float*,
+                                    const float*);
+
+struct ValueChunk {
+  int64_t first_column;
+  ValueChunkFunction function;
+};
+
+ValueChunkFunction value_chunk_function(int64_t vectors, bool half_tail) {
+  switch (vectors * 2 + (half_tail ? 1 : 0)) {
+    case 1:
+      return value_chunk<0, true>;
+    case 2:
+      return value_chunk<1, false>;
+    case 3:
+      return value_chunk<1, true>;
+    case 4:
+      return value_chunk<2, false>;
+    case 5:
+      return value_chunk<2, true>;
+    case 6:
+      return value_chunk<3, false>;
+    case 7:
+      return value_chunk<3, true>;
+    case 8:
+      return value_chunk<4, false>;
+    case 9:
+      return value_chunk<4, true>;
+    case 10:
+      return value_chunk<5, false>;
+    default:
+      throw Error(ErrorCode::kInternal, "fused attention: no value tile for this width");
+  }
+}
+
+// Value columns in chunks of at most 80 (the last may end in 8 columns).
+std::vector<ValueChunk> plan_value_chunks(int64_t value_dim) {
+  std::vector<ValueChunk> chunks;
+  for (int64_t column = 0; column < value_dim;) {
+    const int64_t remaining = value_dim - column;
+    const int64_t vectors = std::min(kMaxVectorsPerChunk, remaining / 16);
+    const bool half_tail = vectors < kMaxVectorsPerChunk && remaining % 16 == 8;
+    chunks.push_back({column, value_chunk_function(vectors, half_tail)});
+    column += vectors * 16 + (half_tail ? 8 : 0);
+  }
+  return chunks;
+}
+
+// Keys as [groups][head_dim / 2][16 keys][2], values as [padded keys / 2][value_dim][2],
+// zero past the last key, one block per (batch, head).
+void pack_keys_and_values(const at::Tensor& k, const at::Tensor& v, const AttentionShape& shape,
+                          std::vector<uint16_t>& keys, std::vector<uint16_t>& values) {
+  const int64_t key_block = shape.padded_keys() * shape.head_dim;
+  const int64_t value_block = shape.padded_keys() * shape.value_dim;
+  keys.assign(static_cast<size_t>(shape.batch * shape.heads * key_block), 0);
+  values.assign(static_cast<size_t>(shape.batch * shape.heads * value_block), 0);
+  const HeadView key_view(k), value_view(v);
+  at::parallel_for(0, shape.batch * shape.heads, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t n = bh / shape.heads, h = bh % shape.heads;
+      uint16_t* packed_keys = keys.data() + bh * key_block;
+      uint16_t* packed_values = values.data() + bh * value_block;
+      const int64_t pairs = shape.head_dim / 2;
+      for (int64_t j = 0; j < shape.key_length; ++j) {
+        const int64_t group = j / kKeyGroup, lane = j % kKeyGroup;
+        for (int64_t d = 0; d < shape.head_dim; ++d) {
+          packed_keys[((group * pairs + d / 2) * kKeyGroup + lane) * 2 + d % 2] =
+              key_view.at(n, j, h * shape.head_dim + d);
+        }
+        for (int64_t c = 0; c < shape.value_dim; ++c) {
+          packed_values[((j / 2) * shape.value_dim + c) * 2 + j % 2] =
+              value_view.at(n, j, h * shape.value_dim + c);
+        }
+      }
+    }
+  });
+}
+
+using ScoreTileFunction = void (*)(const uint16_t*, int64_t, const uint16_t*, float*);
+
+DOPPEL_AVX512_BF16 void store_output_row(const float* sums, float running_sum, int64_t value_dim,
+                                         uint16_t* target) {
+  const __m512 inverse = _mm512_set1_ps(1.0f / running_sum);
+  for (int64_t c = 0; c < value_dim; c += 16) {
+    const __mmask16 mask = tail_mask(value_dim - c);
+    store_bf16(target + c, mask, _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, sums + c), inverse));
+  }
+}
+
+void vector_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                      const AttentionShape& shape, at::Tensor& out) {
+  std::vector<uint16_t> packed_keys, packed_values;
+  pack_keys_and_values(k, v, shape, packed_keys, packed_values);
+  const std::vector<ValueChunk> chunks = plan_value_chunks(shape.value_dim);
+  const ScoreTileFunction score_tiles[] = {score_tile<1>, score_tile<2>, score_tile<3>,
+                                           score_tile<4>};
+  const HeadView query_view(q);
+  uint16_t* out_data = bf16_bits(out);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(shape.head_dim)));
+  const int64_t key_groups = shape.key_groups(), pairs = shape.head_dim / 2;
+  const int64_t key_block_count = (shape.key_length + kKeyBlock - 1) / kKeyBlock;
+  const int64_t tasks = shape.batch * shape.heads * shape.query_blocks();
+
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<uint16_t> queries(static_cast<size_t>(kQueryBlock * shape.head_dim));
+    std::vector<float> scores(static_cast<size_t>(kQueryBlock * kKeyBlock));
+    std::vector<uint16_t> probabilities(static_cast<size_t>(kQueryBlock * kKeyBlock));
+    std::vector<float> sums(static_cast<size_t>(kQueryBlock * shape.value_dim));
+    std::vector<float> running_max(kQueryBlock), running_sum(kQueryBlock), correction(kQueryBlock);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t bh = task / shape.query_blocks(), n = bh / shape.heads, h = bh % shape.heads;
+      const int64_t first_query = (task % shape.query_blocks()) * kQueryBlock;
+      const int64_t rows = std::min(kQueryBlock, shape.query_length - first_query);
+      // The block's queries, contiguous; rows past the end are zero (computed, not stored).
+      std::fill(queries.begin(), queries.end(), uint16_t{0});
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t d = 0; d < shape.head_dim; ++d)
+          queries[static_cast<size_t>(r * shape.head_dim + d)] =
+              query_view.at(n, first_query + r, h * shape.head_dim + d);
+      std::fill(sums.begin(), sums.end(), 0.0f);
+      std::fill(running_max.begin(), running_max.end(), -std::numeric_limits<float>::infinity());
+      std::fill(running_sum.begin(), running_sum.end(), 0.0f);
+      const uint16_t* head_keys = packed_keys.data() + bh * shape.padded_keys() * shape.head_dim;
+      const uint16_t* head_values =
+          packed_values.data() + bh * shape.padded_keys() * shape.value_dim;
+      for (int64_t block = 0; block < key_block_count; ++block) {
+        const int64_t first_group = block * (kKeyBlock / kKeyGroup);
+        const int64_t groups = std::min(kKeyBlock / kKeyGroup, key_groups - first_group);
+        const int64_t valid = std::min(kKeyBlock, shape.key_length - block * kKeyBlock);
+        const ScoreTileFunction score = score_tiles[groups - 1];
+        for (int64_t r = 0; r < kQueryBlock; r += kScoreRows) {
+          score(queries.data() + r * shape.head_dim, shape.head_dim,
+                head_keys + first_group * pairs * 2 * kKeyGroup, scores.data() + r * kKeyBlock);
+        }
+        for (int64_t r = 0; r < kQueryBlock; ++r) {
+          correction[static_cast<size_t>(r)] =
+              softmax_step(scores.data() + r * kKeyBlock, valid, groups * kKeyGroup, scale,
+                           running_max[static_cast<size_t>(r)], running_sum[static_cast<size_t>(r)],
+                           probabilities.data() + r * kKeyBlock);
+        }
+        const uint16_t* block_values = head_values + block * kKeyBlock * shape.value_dim;
+        for (const ValueChunk& chunk : chunks) {
+          chunk.function(probabilities.data(), block_values + chunk.first_column * 2,
+                         shape.value_dim, groups * kKeyGroup / 2, sums.data() + chunk.first_column,
+                         correction.data());
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        store_output_row(sums.data() + r * shape.value_dim, running_sum[static_cast<size_t>(r)],
+                         shape.value_dim,
+                         out_data + ((n * shape.query_length + first_query + r) * shape.heads + h) *
+                                        shape.value_dim);
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Portable kernel: the same algorithm one query at a time in plain C++.
+
+void portable_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                        const AttentionShape& shape, at::Tensor& out) {
+  const at::Tensor keys = k.to(at::kFloat).contiguous(), values = v.to(at::kFloat).contiguous();
+  const float* key_data = keys.data_ptr<float>();
+  const float* value_data = values.data_ptr<float>();
+  const HeadView query_view(q);
+  at::BFloat16* out_data = out.data_ptr<at::BFloat16>();
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(shape.head_dim)));
+  const int64_t key_width = shape.heads * shape.head_dim;
+  const int64_t value_width = shape.heads * shape.value_dim;
+  const int64_t tasks = shape.batch * shape.heads * shape.query_length;
+  at::parallel_for(0, tasks, 16, [&](int64_t begin, int64_t end) {
+    std::vector<float> query(static_cast<size_t>(shape.head_dim));
+    std::vector<float> sums(static_cast<size_t>(shape.value_dim));
+    std::vector<float> scores(static_cast<size_t>(kKeyBlock));
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t i = task % shape.query_length, bh = task / shape.query_length;
+      const int64_t n = bh / shape.heads, h = bh % shape.heads;
+      for (int64_t d = 0; d < shape.head_dim; ++d) {
+        query[static_cast<size_t>(d)] = static_cast<float>(
+            at::BFloat16(query_view.at(n, i, h * shape.head_dim + d), at::BFloat16::from_bits()));
+      }
+      std::fill(sums.begin(), sums.end(), 0.0f);
+      float running_max = -std::numeric_limits<float>::infinity(), running_sum = 0;
+      for (int64_t first = 0; first < shape.key_length; first += kKeyBlock) {
+        const int64_t count = std::min(kKeyBlock, shape.key_length - first);
+        float block_max = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < count; ++j) {
+          const float* key =
+              key_data + (n * shape.key_length + first + j) * key_width + h * shape.head_dim;
+          float score = 0;
+          for (int64_t d = 0; d < shape.head_dim; ++d)
+            score += query[static_cast<size_t>(d)] * key[d];
+          scores[static_cast<size_t>(j)] = score;
+          block_max = std::max(block_max, score);
+        }
+        const float new_max = std::max(running_max, block_max * scale);
+        const float correction = std::exp(running_max - new_max);
+        for (float& sum : sums) sum *= correction;
+        running_sum *= correction;
+        for (int64_t j = 0; j < count; ++j) {
+          const float probability = static_cast<float>(
+              at::BFloat16(std::exp(scores[static_cast<size_t>(j)] * scale - new_max)));
+          running_sum += probability;
+          const float* value =
+              value_data + (n * shape.key_length + first + j) * value_width + h * shape.value_dim;
+          for (int64_t c = 0; c < shape.value_dim; ++c)
+            sums[static_cast<size_t>(c)] += probability * value[c];
+        }
+        running_max = new_max;
+      }
+      at::BFloat16* target =
+          out_data + (n * shape.query_length + i) * value_width + h * shape.value_dim;
+      for (int64_t c = 0; c < shape.value_dim; ++c)
+        target[c] = at::BFloat16(sums[static_cast<size_t>(c)] / running_sum);
+    }
+  });
+}
+
+}  // namespace
+
+void set_attention_kernel(AttentionKernel kernel) {
+  g_attention_kernel = kernel;
+}
+
+AttentionKernel attention_kernel() {
+  return g_attention_kernel;
+}
+
+bool fused_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                             int64_t heads, AttentionKernel kernel) {
+  if (kernel != AttentionKernel::kFusedPortable && kernel != AttentionKernel::kFusedVectorBf16)
+    return false;
+  if (kernel == AttentionKernel::kFusedVectorBf16 && !vector_bf16_available()) return false;
+  for (const at::Tensor* tensor : {&q, &k, &v}) {
+    if (tensor->dim() != 3 || tensor->scalar_type() != at::kBFloat16 || !tensor->is_cpu())
+      return false;
+  }
+  if (heads <= 0 || q.size(2) % heads != 0 || v.size(2) % heads != 0 || k.size(2) != q.size(2) ||
+      k.size(1) != v.size(1) || k.size(0) != q.size(0) || v.size(0) != q.size(0))
+    return false;
+  const int64_t head_dim = q.size(2) / heads, value_dim = v.size(2) / heads;
+  return head_dim > 0 && head_dim % 2 == 0 && value_dim > 0 && value_dim % 8 == 0 &&
+         k.size(1) > 0 && q.size(1) > 0;
+}
+
+at::Tensor fused_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           int64_t heads, AttentionKernel kernel) {
+  if (!fused_attention_applies(q, k, v, heads, kernel)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "fused attention needs bf16 CPU q [N, Lq, H*D], k [N, Lk, H*D], v [N, Lk, H*Dv] "
+                "with an even head size D, Dv a multiple of 8 and at least one key (and "
+                "AVX512_BF16 for the vector kernel); use multi_head_attention, which falls back "
+                "to the unfused path");
+  }
+  RECORD_FUNCTION("doppel::fused_attention", std::vector<c10::IValue>());
+  const AttentionShape shape{q.size(0),        heads, q.size(1), k.size(1), q.size(2) / heads,
+                             v.size(2) / heads};
+  at::Tensor out = at::empty({shape.batch, shape.query_length, heads * shape.value_dim},
+                             q.options().memory_format(at::MemoryFormat::Contiguous));
+  if (kernel == AttentionKernel::kFusedVectorBf16) {
+    vector_attention(q, k, v, shape, out);
+  } else {
+    portable_attention(q, k, v, shape, out);
+  }
+  return out;
+}
+
+}  // namespace doppel
+
+#pragma GCC diagnostic pop
