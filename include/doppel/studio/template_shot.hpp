@@ -1,0 +1,49 @@
+// Template shots in a shoot: the shoot's subject put into a template's picture, planned beside
+// the text-style shots. A template shot's recipe is an ordinary recipe (prompt, seed, sampler,
+// the subject's LoRA; width and height are the face pass's processing size) plus "template": the
+// picture's sha256 and the template's settings, so "again with this seed" repaints the same
+// picture the same way.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "doppel/studio/portrait_template.hpp"
+#include "doppel/studio/shoot_plan.hpp"
+#include "doppel/studio/template_portrait.hpp"
+
+namespace doppel {
+
+// A template chosen for a shoot, with the digest of its picture (where the worker finds it).
+struct ShootTemplate {
+  PortraitTemplate settings;
+  std::string picture_sha256;
+};
+
+struct TemplateShot {
+  Shot shot;  // the face pass's settings and the subject's LoRA; style_id "template:<id>"
+  PortraitTemplate settings;  // ControlNet models as resolved paths
+  std::string picture_sha256;
+};
+
+// count_per_style shots per template, after `first_index` shots (seed base_seed + index, as
+// plan_shoot numbers its shots), with the request's subject and model. Throws kInvalidArgument
+// for a template made for another family or a bad picture digest.
+std::vector<TemplateShot> plan_template_shots(const ShootRequest& request,
+                                              const std::vector<ShootTemplate>& templates,
+                                              int first_index = 0);
+
+// Whether a stored recipe is a template shot's.
+bool is_template_recipe(const nlohmann::json& recipe);
+// The shot a template recipe describes; kInvalidArgument naming a missing or mistyped field.
+TemplateShot template_shot_from_recipe(const nlohmann::json& recipe);
+
+// The repaint request of a template shot: the subject (phrase from the recipe's subject, the
+// given LoRAs and IP-Adapters) into the template's faces of `picture`. `loras` are the shot's
+// LoRAs as the caller resolved them (the subject's from its blob, never a client path).
+TemplatePortraitRequest template_shot_request(const TemplateShot& shot, const Image& picture,
+                                              std::vector<LoraSelection> loras,
+                                              std::vector<ImagePromptSelection> ip_adapters = {});
+
+}  // namespace doppel

@@ -1,0 +1,151 @@
+#include "doppel/studio/template_shot.hpp"
+
+#include <algorithm>
+
+#include "doppel/core/error.hpp"
+#include "doppel/core/paths.hpp"
+
+namespace doppel {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kTemplateStylePrefix = "template:";
+
+[[noreturn]] void invalid(const std::string& message) {
+  throw Error(ErrorCode::kInvalidArgument, message);
+}
+
+bool is_digest(const std::string& text) {
+  return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+// Where a face pass repaints: the template's own size, else the family's native size.
+int64_t face_pass_size(const PortraitTemplate& settings) {
+  if (settings.processing_size > 0) return settings.processing_size;
+  return settings.family == ModelFamily::kSdxl ? 1024 : 512;
+}
+
+}  // namespace
+
+std::vector<TemplateShot> plan_template_shots(const ShootRequest& request,
+                                              const std::vector<ShootTemplate>& templates,
+                                              int first_index) {
+  if (request.count_per_style < 1 || request.count_per_style > 100)
+    invalid("images per template must be from 1 to 100");
+  if (request.base_seed > kMaxSeed) invalid("the seed must be at most " + std::to_string(kMaxSeed));
+  const std::string subject = subject_phrase(request.subject);
+  const std::filesystem::path controlnets =
+      (request.models_dir.empty() ? default_models_dir() : request.models_dir) / "controlnet";
+  json loras = json::array();
+  if (request.subject.lora) {
+    if (!std::isfinite(request.subject.lora_weight) || std::abs(request.subject.lora_weight) > 2)
+      invalid("the subject's LoRA weight must be a number from -2 to 2");
+    loras.push_back({{"role", "subject"},
+                     {"file", request.subject.lora->string()},
+                     {"weight", request.subject.lora_weight},
+                     {"sha256", request.subject.lora_sha256}});
+  }
+  std::vector<TemplateShot> shots;
+  for (const ShootTemplate& chosen : templates) {
+    PortraitTemplate settings = chosen.settings;
+    if (settings.family != request.family)
+      invalid("template '" + settings.id + "' is made for " + model_family_name(settings.family) +
+              " models, but the model is " + model_family_name(request.family));
+    if (!is_digest(chosen.picture_sha256))
+      invalid("template '" + settings.id + "': its picture digest must be 64 hex digits");
+    for (auto* control : {&settings.face_pose, &settings.canny})
+      if (*control && !std::filesystem::path((*control)->model).is_absolute())
+        (*control)->model = (controlnets / (*control)->model).string();
+    const int64_t size = face_pass_size(settings);
+    for (int i = 0; i < request.count_per_style; ++i) {
+      const auto index = static_cast<uint64_t>(first_index) + shots.size();
+      json recipe = {
+          {"version", 1},
+          {"style", kTemplateStylePrefix + settings.id},
+          {"model",
+           {{"family", model_family_name(request.family)},
+            {"name", request.model_name},
+            {"hash", request.model_hash}}},
+          {"subject",
+           {{"trigger_word", request.subject.trigger_word},
+            {"class_word", request.subject.class_word}}},
+          {"prompt", fill_prompt_template(settings.prompt, subject)},
+          {"negative_prompt", settings.negative_prompt},
+          {"seed", (request.base_seed + index) & kMaxSeed},
+          {"sampler", settings.sampler},
+          {"karras", settings.karras},
+          {"steps", settings.steps},
+          {"guidance", settings.guidance},
+          {"width", size},
+          {"height", size},
+          {"clip_skip", 1},
+          {"loras", loras},
+          {"template",
+           {{"sha256", chosen.picture_sha256}, {"settings", portrait_template_to_json(settings)}}},
+      };
+      TemplateShot shot = template_shot_from_recipe(recipe);
+      shot.shot.index = static_cast<int>(index);
+      shots.push_back(std::move(shot));
+    }
+  }
+  return shots;
+}
+
+bool is_template_recipe(const nlohmann::json& recipe) {
+  return recipe.is_object() && recipe.contains("template");
+}
+
+TemplateShot template_shot_from_recipe(const nlohmann::json& recipe) {
+  if (!is_template_recipe(recipe)) invalid("recipe: not a template shot (no 'template' field)");
+  const json& part = recipe["template"];
+  if (!part.is_object() || part.size() != 2 || !part.contains("sha256") ||
+      !part["sha256"].is_string() || !part.contains("settings"))
+    invalid("recipe: 'template' must be {sha256, settings}, got " + part.dump().substr(0, 200));
+  TemplateShot result;
+  result.picture_sha256 = part["sha256"].get<std::string>();
+  if (!is_digest(result.picture_sha256))
+    invalid("recipe: template sha256 must be 64 lowercase hex digits");
+  result.settings = portrait_template_from_json(part["settings"]);
+  json common = recipe;
+  common.erase("template");
+  result.shot = shot_from_recipe(common);
+  result.shot.recipe = recipe;
+  const std::string style = result.shot.style_id;
+  if (style != kTemplateStylePrefix + result.settings.id)
+    invalid("recipe: style must be 'template:" + result.settings.id + "', got '" + style + "'");
+  return result;
+}
+
+TemplatePortraitRequest template_shot_request(const TemplateShot& shot, const Image& picture,
+                                              std::vector<LoraSelection> loras,
+                                              std::vector<ImagePromptSelection> ip_adapters) {
+  const GenerationRequest& generation = shot.shot.request;
+  TemplatePortraitRequest request;
+  request.settings = shot.settings;
+  // The face pass's settings are the recipe's (they were copied from the template when planned).
+  request.settings.sampler = generation.sampler;
+  request.settings.karras = generation.karras;
+  request.settings.steps = generation.steps;
+  request.settings.guidance = generation.guidance_scale;
+  request.settings.negative_prompt = generation.negative_prompt;
+  // Already the subject's words (a prompt without "{subject}" is used as written).
+  request.settings.prompt = generation.prompt;
+  request.settings.processing_size = std::max(generation.width, generation.height);
+  request.picture = picture;
+  request.picture_sha256 = shot.picture_sha256;
+  request.seed = generation.seed;
+  TemplateSubject subject;
+  ShootSubject words;
+  words.trigger_word = shot.shot.recipe["subject"].value("trigger_word", "");
+  words.class_word = shot.shot.recipe["subject"].value("class_word", "person");
+  subject.phrase = subject_phrase(words);
+  subject.loras = std::move(loras);
+  subject.ip_adapters = std::move(ip_adapters);
+  request.subjects.push_back(std::move(subject));
+  return request;
+}
+
+}  // namespace doppel

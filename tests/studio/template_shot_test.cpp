@@ -1,0 +1,136 @@
+// Template shots in a shoot: planned after the text styles with their seeds, their recipes carry
+// the picture's hash and the template's settings, and "again with this seed" from the stored
+// recipe repaints the same pixels.
+#include "doppel/studio/template_shot.hpp"
+
+#include <gtest/gtest.h>
+
+#include "doppel/core/error.hpp"
+#include "support/error_code.hpp"
+#include "support/synthetic_face.hpp"
+
+namespace doppel {
+namespace {
+
+PortraitTemplate beach_template() {
+  return parse_portrait_template(R"(id: beach
+image: beach.png
+prompt: "photo of {subject} on a beach"
+negative_prompt: blurry
+sampler: euler
+karras: false
+steps: 3
+guidance: 5
+strength: 0.7
+processing_size: 64
+padding: 8
+controls:
+  canny: {model: lines.safetensors, weight: 0.5}
+)",
+                                 "beach.yaml");
+}
+
+ShootRequest shoot_request() {
+  ShootRequest request;
+  request.subject.trigger_word = "ohwx";
+  request.subject.class_word = "woman";
+  request.count_per_style = 2;
+  request.base_seed = 40;
+  request.model_name = "tiny";
+  request.models_dir = "/models";
+  return request;
+}
+
+Image beach_picture() {
+  Image image{128, 96, {}};
+  for (int y = 0; y < 96; ++y)
+    for (int x = 0; x < 128; ++x)
+      image.rgb.insert(image.rgb.end(), {static_cast<uint8_t>(x * 2), static_cast<uint8_t>(y * 2),
+                                         static_cast<uint8_t>((x + y) % 256)});
+  return image;
+}
+
+TEST(TemplateShot, PlannedAfterTheStylesWithTheTemplateInTheRecipe) {
+  const std::string digest(64, 'c');
+  const auto shots = plan_template_shots(shoot_request(), {{beach_template(), digest}}, 3);
+  ASSERT_EQ(shots.size(), 2u);
+  EXPECT_EQ(shots[0].shot.index, 3);
+  EXPECT_EQ(shots[0].shot.request.seed, 43u);
+  EXPECT_EQ(shots[1].shot.request.seed, 44u);
+  EXPECT_EQ(shots[0].shot.style_id, "template:beach");
+  EXPECT_EQ(shots[0].shot.request.prompt, "photo of ohwx woman on a beach");
+  EXPECT_EQ(shots[0].shot.request.width, 64);
+  const nlohmann::json& recipe = shots[0].shot.recipe;
+  EXPECT_EQ(recipe["template"]["sha256"], digest);
+  EXPECT_EQ(recipe["template"]["settings"]["controls"]["canny"]["model"],
+            "/models/controlnet/lines.safetensors");
+  EXPECT_TRUE(is_template_recipe(recipe));
+  // The stored recipe reads back to the same shot.
+  const TemplateShot again = template_shot_from_recipe(nlohmann::json::parse(recipe.dump()));
+  EXPECT_EQ(again.picture_sha256, digest);
+  EXPECT_EQ(again.shot.request.seed, 43u);
+  EXPECT_EQ(portrait_template_to_json(again.settings), recipe["template"]["settings"]);
+}
+
+TEST(TemplateShot, AgainWithThisSeedRepaintsTheSamePixels) {
+  PortraitTemplate settings = beach_template();
+  settings.canny.reset();  // no ControlNet file needed
+  ShootRequest request = shoot_request();
+  request.count_per_style = 1;
+  const TemplateShot planned = plan_template_shots(request, {{settings, std::string(64, 'd')}})[0];
+  const Image picture = beach_picture();
+  const auto faces = template_faces_from_landmarks({test::synthetic_landmarks(64, 40, 20)},
+                                                   picture.width, picture.height, settings.mask);
+  static GenerationSession session(SessionOptions{});
+  const TemplatePortrait first =
+      render_template_portrait(session, template_shot_request(planned, picture, {}), faces);
+  const TemplateShot stored =
+      template_shot_from_recipe(nlohmann::json::parse(planned.shot.recipe.dump()));
+  const TemplatePortrait again =
+      render_template_portrait(session, template_shot_request(stored, picture, {}), faces);
+  EXPECT_EQ(again.image.image.rgb, first.image.image.rgb);
+  EXPECT_EQ(again.image.parameters.to_text(), first.image.parameters.to_text());
+  EXPECT_EQ(first.image.parameters.get("Template hash"), std::string(10, 'd'));
+  EXPECT_EQ(first.image.parameters.get("Seed"), "40");
+  EXPECT_NE(first.image.image.rgb, picture.rgb);
+}
+
+TEST(TemplateShot, RefusesBadRecipesAndTemplates) {
+  const std::string digest(64, 'e');
+  nlohmann::json recipe =
+      plan_template_shots(shoot_request(), {{beach_template(), digest}})[0].shot.recipe;
+  std::string message;
+  nlohmann::json bad = recipe;
+  bad["template"].erase("sha256");
+  EXPECT_EQ(test::code_of([&] { template_shot_from_recipe(bad); }, &message),
+            ErrorCode::kInvalidArgument);
+  EXPECT_NE(message.find("{sha256, settings}"), std::string::npos) << message;
+  bad = recipe;
+  bad["template"]["sha256"] = "../../etc/passwd";
+  EXPECT_EQ(test::code_of([&] { template_shot_from_recipe(bad); }), ErrorCode::kInvalidArgument);
+  bad = recipe;
+  bad["template"]["settings"]["faces"] = "left";
+  EXPECT_EQ(test::code_of([&] { template_shot_from_recipe(bad); }), ErrorCode::kInvalidArgument);
+  bad = recipe;
+  bad["style"] = "template:other";
+  EXPECT_EQ(test::code_of([&] { template_shot_from_recipe(bad); }), ErrorCode::kInvalidArgument);
+  bad = recipe;
+  bad.erase("template");
+  EXPECT_EQ(test::code_of([&] { template_shot_from_recipe(bad); }), ErrorCode::kInvalidArgument);
+  PortraitTemplate sdxl = beach_template();
+  sdxl.family = ModelFamily::kSdxl;
+  EXPECT_EQ(test::code_of(
+                [&] {
+                  plan_template_shots(shoot_request(), {{sdxl, digest}});
+                },
+                &message),
+            ErrorCode::kInvalidArgument);
+  EXPECT_NE(message.find("sdxl"), std::string::npos) << message;
+  EXPECT_EQ(test::code_of([&] {
+              plan_template_shots(shoot_request(), {{beach_template(), "x"}});
+            }),
+            ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace doppel
