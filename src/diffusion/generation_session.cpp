@@ -409,6 +409,9 @@ GeneratedImage GenerationSession::State::detail_pass(
   }
   if (detail.steps > 0) pass.steps = detail.steps;
   pass.strength = detail.strength;
+  // A low strength over few steps would leave no step to denoise (steps * strength < 1): the
+  // pass takes as many as one step needs.
+  while (static_cast<int64_t>(static_cast<double>(pass.steps) * pass.strength) < 1) ++pass.steps;
   pass.seed = image.seed;
   pass.batch_size = pass.batch_count = 1;
   pass.hires.reset();

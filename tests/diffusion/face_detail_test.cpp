@@ -253,6 +253,50 @@ TEST(FaceDetail, GenerateRunsThePassAfterEachImage) {
   }
 }
 
+TEST(FaceDetail, FusionRunsFirstThenALightDetailPass) {
+  ScriptedFinder script;
+  script.faces = {face_at(16, 16, 48, 48)};
+  SessionOptions options;
+  options.face_finder = script.finder();
+  std::vector<double> strengths;
+  options.face_fuser = [&](const Image& portrait, const Image& identity,
+                           double strength) -> std::optional<Image> {
+    strengths.push_back(strength);
+    EXPECT_EQ(identity.width, 128);
+    Image fused = portrait;
+    for (int y = 20; y < 44; ++y)
+      for (int x = 20; x < 44; ++x) fused.rgb[(size_t(y) * portrait.width + x) * 3] = 255;
+    return fused;
+  };
+  GenerationSession session(options);
+  SessionRequest request = face_request();
+  request.face_detail.reset();
+  request.face_fusion = FaceFusionSelection{gradient_picture(), 0.7};
+  const std::vector<GeneratedImage> images = session.generate(request);
+  ASSERT_EQ(images.size(), 1u);
+  EXPECT_EQ(strengths, std::vector<double>{0.7});
+  EXPECT_EQ(script.calls, 1);  // the harmonising pass looked for the face
+  const GenerationParameters& p = images[0].parameters;
+  EXPECT_EQ(p.get("Face fusion strength"), "0.7");
+  EXPECT_EQ(p.get("ADetailer denoising strength"), format_number(kFusionDetailStrength));
+  EXPECT_EQ(p.get("Face detail faces"), "1");
+
+  // A portrait without a face is kept and says so; no detail pass follows.
+  options.face_fuser = [](const Image&, const Image&, double) -> std::optional<Image> {
+    return std::nullopt;
+  };
+  GenerationSession faceless(options);
+  const GeneratedImage kept = faceless.generate(request).at(0);
+  EXPECT_EQ(kept.parameters.get("Face fusion"), "no face found");
+  EXPECT_FALSE(kept.parameters.get("ADetailer model"));
+
+  request.face_fusion->strength = 2;
+  EXPECT_EQ(code_of([&] { faceless.generate(request); }), ErrorCode::kInvalidArgument);
+  GenerationSession without_fuser(SessionOptions{});
+  request.face_fusion->strength = 1;
+  EXPECT_EQ(code_of([&] { without_fuser.generate(request); }), ErrorCode::kInvalidArgument);
+}
+
 TEST(FaceDetail, RefusesBadSettingsAndAMissingFinder) {
   GenerationSession without_finder(SessionOptions{});
   EXPECT_EQ(
