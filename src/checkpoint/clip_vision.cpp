@@ -5,10 +5,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/formats/pickled_tensors.hpp"
 #include "doppel/checkpoint/tensor_names.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
-#include "pickled_tensors.hpp"
 
 namespace doppel {
 

@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <map>
 
+#include "checkpoint/formats/pickled_tensors.hpp"
 #include "doppel/checkpoint/clip_vision.hpp"
 #include "doppel/checkpoint/model_hash.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
 #include "doppel/models/unet.hpp"
-#include "pickled_tensors.hpp"
 
 namespace doppel {
 

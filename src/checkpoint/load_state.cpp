@@ -25,6 +25,7 @@ std::string list_names(const std::vector<std::string>& names) {
 }  // namespace
 
 void LoadReport::merge(const LoadReport& other) {
+  loaded.insert(loaded.end(), other.loaded.begin(), other.loaded.end());
   missing.insert(missing.end(), other.missing.begin(), other.missing.end());
   unused.insert(unused.end(), other.unused.begin(), other.unused.end());
 }
@@ -92,6 +93,7 @@ LoadReport load_module_state(torch::nn::Module& module, const TensorSource& sour
   for (const auto& name : source.names(prefix)) {
     if (!used.count(name)) report.unused.push_back(name);
   }
+  report.loaded.assign(used.begin(), used.end());
   return report;
 }
 

@@ -6,8 +6,8 @@
 #include <iterator>
 #include <system_error>
 
+#include "doppel/checkpoint/formats/torch_pickle.hpp"
 #include "doppel/checkpoint/model_hash.hpp"
-#include "doppel/checkpoint/torch_pickle.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
 #include "doppel/core/safetensors.hpp"

@@ -435,6 +435,7 @@ TEST(LoadModuleState, ReportsMissingWhenNotStrictAndLeavesModuleUntouchedOnError
   const LoadReport report = load_module_state(*linear, source, "p.", at::kFloat, at::kCPU, false);
   EXPECT_EQ(report.missing, (std::vector<std::string>{"p.bias"}));
   EXPECT_EQ(report.unused, (std::vector<std::string>{"p.extra"}));
+  EXPECT_EQ(report.loaded, (std::vector<std::string>{"p.weight"}));
   EXPECT_EQ(linear->weight[0][0].item<float>(), 1.0f);
 }
 

@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "doppel/checkpoint/torch_pickle.hpp"
+#include "doppel/checkpoint/formats/torch_pickle.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "support/error_code.hpp"

@@ -5,8 +5,8 @@
 
 #include <cmath>
 
+#include "doppel/checkpoint/face_recognition_weights.hpp"
 #include "doppel/core/error.hpp"
-#include "doppel/face/face_recognition_weights.hpp"
 #include "doppel/models/face_recognition_net.hpp"
 #include "face_test_support.hpp"
 
@@ -211,9 +211,10 @@ TEST(FaceRecognitionWeights, ReportsMissingAndUnusedTensorsByName) {
     at::NoGradGuard no_grad;
     for (auto& item : copy->named_parameters()) item.value().zero_();
   }
-  const WeightLoadReport report = assign_face_recognition_weights(copy, tensors);
+  const LoadReport report = assign_face_recognition_weights(copy, tensors);
   EXPECT_TRUE(report.missing.empty());
   ASSERT_EQ(report.unused, std::vector<std::string>{"extra.tensor"});
+  EXPECT_EQ(report.loaded.size(), tensors.size() - 1);  // all but the extra one
   for (const auto& item : net->named_parameters())
     EXPECT_TRUE(at::equal(item.value(), copy->named_parameters()[item.key()])) << item.key();
 

@@ -6,7 +6,7 @@
 
 #include "doppel/core/atomic_file.hpp"
 #include "doppel/core/error.hpp"
-#include "doppel/face/tfjs_weights.hpp"
+#include "doppel/checkpoint/formats/tfjs_weights.hpp"
 
 namespace doppel {
 namespace {

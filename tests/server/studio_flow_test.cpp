@@ -9,7 +9,7 @@
 
 #include "doppel/core/paths.hpp"
 #include "doppel/face/face_analyzer.hpp"
-#include "doppel/face/face_recognition_weights.hpp"
+#include "doppel/checkpoint/face_recognition_weights.hpp"
 #include "doppel/store/blob_store.hpp"
 #include "server/server_test_support.hpp"
 #include "support/shared_data.hpp"

@@ -11,8 +11,10 @@
 
 namespace doppel {
 
-// What a load used and did not find, by full source name.
+// What a load took, did not find and left over, by full source name: the one report every
+// model loader returns (checkpoints, ControlNets, IP-Adapters, image encoders, face weights).
 struct LoadReport {
+  std::vector<std::string> loaded;   // copied into the module
   std::vector<std::string> missing;  // the module needed them; the source lacked them
   std::vector<std::string> unused;   // the source had them under the prefix; nothing used them
   void merge(const LoadReport& other);

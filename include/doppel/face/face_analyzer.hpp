@@ -9,7 +9,7 @@
 #include "doppel/core/image.hpp"
 #include "doppel/core/paths.hpp"
 #include "doppel/face/face_detector.hpp"
-#include "doppel/face/face_recognition_weights.hpp"
+#include "doppel/checkpoint/face_recognition_weights.hpp"
 
 namespace doppel {
 

@@ -5,21 +5,17 @@
 #include <string>
 #include <vector>
 
-#include "doppel/face/tfjs_weights.hpp"
+#include "doppel/checkpoint/formats/tfjs_weights.hpp"
+#include "doppel/checkpoint/load_state.hpp"
 #include "doppel/models/face_recognition_net.hpp"
 
 namespace doppel {
 
-struct WeightLoadReport {
-  std::vector<std::string> missing;  // needed by the module, absent from the file
-  std::vector<std::string> unused;   // in the file, used by nothing
-};
-
 // Copies tensors into the module's parameters. Module names are the tfjs
 // names with '.' for '/'; tfjs stores conv filters HWIO, torch wants OIHW.
 // Throws kInvalidFile naming the tensor on a shape mismatch or missing tensor.
-WeightLoadReport assign_face_recognition_weights(FaceRecognitionNet& net,
-                                                 const std::vector<TfjsTensor>& tensors);
+LoadReport assign_face_recognition_weights(FaceRecognitionNet& net,
+                                           const std::vector<TfjsTensor>& tensors);
 
 // $DOPPEL_MODELS_DIR/face/face_recognition_model-weights_manifest.json.
 std::filesystem::path default_face_recognition_manifest();

@@ -1,4 +1,4 @@
-#include "doppel/face/face_recognition_weights.hpp"
+#include "doppel/checkpoint/face_recognition_weights.hpp"
 
 #include <map>
 #include <set>
@@ -9,15 +9,15 @@
 
 namespace doppel {
 
-WeightLoadReport assign_face_recognition_weights(FaceRecognitionNet& net,
-                                                 const std::vector<TfjsTensor>& tensors) {
+LoadReport assign_face_recognition_weights(FaceRecognitionNet& net,
+                                           const std::vector<TfjsTensor>& tensors) {
   std::map<std::string, const at::Tensor*> by_name;
   for (const auto& t : tensors) {
     std::string name = t.name;
     std::replace(name.begin(), name.end(), '/', '.');
     by_name[name] = &t.value;
   }
-  WeightLoadReport report;
+  LoadReport report;
   std::set<std::string> used;
   at::NoGradGuard no_grad;
   for (auto& item : net->named_parameters()) {
@@ -38,6 +38,7 @@ WeightLoadReport assign_face_recognition_weights(FaceRecognitionNet& net,
                                                c10::str(parameter.sizes()));
     parameter.copy_(value.to(parameter.options()));
     used.insert(name);
+    report.loaded.push_back(it->first);
   }
   for (const auto& [name, tensor] : by_name)
     if (!used.count(name)) report.unused.push_back(name);
@@ -63,8 +64,7 @@ FaceRecognitionNet load_face_recognition_net(const std::filesystem::path& manife
                     "; run scripts/install.sh (it fetches @vladmandic/face-api) or set "
                     "DOPPEL_MODELS_DIR");
   FaceRecognitionNet net{FaceRecognitionNetConfig{}};
-  const WeightLoadReport report =
-      assign_face_recognition_weights(net, read_tfjs_weights(manifest_path));
+  const LoadReport report = assign_face_recognition_weights(net, read_tfjs_weights(manifest_path));
   for (const auto& name : report.unused)
     log_warning("face recognition weights: unused tensor " + name + " in " +
                 manifest_path.string());

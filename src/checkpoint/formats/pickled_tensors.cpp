@@ -1,11 +1,11 @@
-#include "pickled_tensors.hpp"
+#include "checkpoint/formats/pickled_tensors.hpp"
 
 #include <fstream>
 #include <iterator>
 #include <string>
 #include <system_error>
 
-#include "doppel/checkpoint/torch_pickle.hpp"
+#include "doppel/checkpoint/formats/torch_pickle.hpp"
 #include "doppel/core/error.hpp"
 
 namespace doppel {

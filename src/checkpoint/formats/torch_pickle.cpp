@@ -1,4 +1,4 @@
-#include "doppel/checkpoint/torch_pickle.hpp"
+#include "doppel/checkpoint/formats/torch_pickle.hpp"
 
 #include <algorithm>
 #include <cstdio>

@@ -1,4 +1,4 @@
-#include "doppel/face/tfjs_weights.hpp"
+#include "doppel/checkpoint/formats/tfjs_weights.hpp"
 
 #include <nlohmann/json.hpp>
 
