@@ -156,6 +156,7 @@ SubjectReadiness assess_subject_readiness(const std::vector<PhotoVerdict>& verdi
                            "improving the likeness.");
   if (accepted > t.plenty_photos) result.hint_codes.push_back("plenty");
   result.plenty_photos = t.plenty_photos;
+  result.minimum_photos = t.minimum_photos;
   return result;
 }
 
@@ -183,6 +184,7 @@ nlohmann::json readiness_to_json(const SubjectReadiness& readiness) {
           {"hints", readiness.hints},
           {"hint_codes", readiness.hint_codes},
           {"plenty_photos", readiness.plenty_photos},
+          {"minimum_photos", readiness.minimum_photos},
           {"rejection_groups", groups},
           {"rejected_photos", rejected}};
 }

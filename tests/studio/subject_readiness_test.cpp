@@ -121,6 +121,7 @@ TEST(SubjectReadiness, HintCodesNameEachHintForOtherLanguages) {
   const nlohmann::json json = readiness_to_json(readiness);
   EXPECT_EQ(json["hint_codes"], nlohmann::json({"rejected", "plenty"}));
   EXPECT_EQ(json["plenty_photos"], 20);
+  EXPECT_EQ(json["minimum_photos"], ReadinessThresholds{}.minimum_photos);
   EXPECT_EQ(json["rejection_groups"][0]["code"], "blurred");
 }
 

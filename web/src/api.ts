@@ -10,6 +10,7 @@ export interface Subject {
   id: string;
   name: string;
   trigger_word: string;
+  class_word?: string; // woman, man, girl, boy or person: in prompts and training captions
   status: string;
   // The next step, from the photos' verdicts and the LoRA versions.
   stage?: "needs_photos" | "ready_to_train" | "training" | "trained";
@@ -41,6 +42,7 @@ export interface Readiness {
   accepted: number;
   rejected: number;
   photos_needed: number;
+  minimum_photos: number; // the fewest good photos training accepts (the server's rule)
   photos_to_ideal: number;
   headline: string;
   hints: string[];
@@ -76,6 +78,18 @@ export interface StylePack {
   description: string;
   description_zh: string;
   tags: string[];
+  // Example images made with the default model (POST /api/style-samples makes missing ones).
+  samples?: { seed: number; url: string }[];
+  samples_status?: "ready" | "missing" | "making" | "failed" | "not_installed" | "other_family";
+}
+export interface Sampler {
+  name: string;
+  display_name: string;
+  karras: boolean;
+}
+export interface StyleList {
+  styles: StylePack[];
+  samplers?: Sampler[];
 }
 export interface Shoot {
   id: string;
@@ -99,6 +113,11 @@ export interface Recipe {
   width?: number;
   height?: number;
   model?: { name?: string; hash?: string };
+  subject?: { trigger_word?: string; class_word?: string };
+  karras?: boolean;
+  hires?: { scale: number; strength: number };
+  face_detail?: { strength: number };
+  inpaint?: unknown;
   [key: string]: unknown;
 }
 export interface Image {

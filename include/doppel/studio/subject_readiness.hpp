@@ -53,6 +53,9 @@ struct SubjectReadiness {
   // most common rejection group's advice), "turn_head", "plenty".
   std::vector<std::string> hint_codes;
   int plenty_photos = 20;  // the threshold the "plenty" hint names
+  // The fewest good photos training accepts (ReadinessThresholds::minimum_photos), so that
+  // interfaces name the rule's number rather than a copy of it.
+  int minimum_photos = 5;
   std::vector<RejectionGroup> rejection_groups;  // most common first
   std::vector<RejectedPhoto> rejected_photos;    // in upload order
 };

@@ -37,8 +37,8 @@ const kMaxBytesPerUpload = 16 * 1024 * 1024;
 export function readinessText(readiness: Readiness): string {
   if (readiness.photos_needed > 0)
     return readiness.photos_needed === 1
-      ? t("readinessNeedOne")
-      : t("readinessNeed", { count: readiness.photos_needed });
+      ? t("readinessNeedOne", { minimum: readiness.minimum_photos })
+      : t("readinessNeed", { count: readiness.photos_needed, minimum: readiness.minimum_photos });
   if (readiness.photos_to_ideal > 0)
     return t("readinessReady", { count: readiness.accepted, more: readiness.photos_to_ideal });
   return t("readinessIdeal", { count: readiness.accepted });
@@ -325,13 +325,21 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
   );
 
   function trainingSettings(): Record<string, string | number> {
-    const settings: Record<string, string | number> = { class_word: classSelect.value };
+    const settings: Record<string, string | number> = {};
     if (stepsInput.value && stepsInput.checkValidity()) settings.steps = Number(stepsInput.value);
     if (rankSelect.value) settings.rank = Number(rankSelect.value);
     return settings;
   }
 
   async function startTraining(): Promise<void> {
+    // The class is the person's (every prompt uses it): a change here is saved on them.
+    if (subject && classSelect.value !== (subject.class_word ?? "person"))
+      subject = {
+        ...subject,
+        ...(await api<Subject>("PATCH", `/api/subjects/${subjectId}`, {
+          class_word: classSelect.value,
+        })),
+      };
     const answer = await api<{ job: Job; lora_version: LoraVersion }>(
       "POST",
       `/api/subjects/${subjectId}/train`,
@@ -463,7 +471,13 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
         estimateLine(),
       );
     } else if (current === "needs_photos") {
-      parts.push(h("p", { class: "muted" }, t("trainNeedsPhotos")));
+      parts.push(
+        h(
+          "p",
+          { class: "muted" },
+          t("trainNeedsPhotos", { minimum: readiness?.minimum_photos ?? "" }),
+        ),
+      );
     } else {
       parts.push(h("p", { class: "muted" }, t("trainStartAbove")));
     }
@@ -567,6 +581,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
         api<{ jobs: Job[] }>("GET", "/api/jobs?limit=100"),
       ]);
       subject = loaded;
+      classSelect.value = loaded.class_word ?? "person";
       photos = photoList.photos;
       readiness = photoList.readiness;
       versions = loraList.loras;
