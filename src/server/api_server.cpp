@@ -292,8 +292,15 @@ std::string ApiServer::State::metrics() {
   }
   out << "# HELP doppel_accounts Accounts.\n# TYPE doppel_accounts gauge\n"
       << "doppel_accounts " << repository->count_accounts() << "\n";
+  const store::BlobUsage usage = blobs->usage();  // counted, not walked (after the first)
   out << "# HELP doppel_blob_bytes Bytes of stored blobs.\n# TYPE doppel_blob_bytes gauge\n"
-      << "doppel_blob_bytes " << blob_bytes() << "\n";
+      << "doppel_blob_bytes " << usage.bytes << "\n"
+      << "# HELP doppel_blob_bytes_written_total Bytes of blobs this server wrote.\n"
+      << "# TYPE doppel_blob_bytes_written_total counter\n"
+      << "doppel_blob_bytes_written_total " << usage.bytes_written << "\n"
+      << "# HELP doppel_blob_bytes_removed_total Bytes of blobs this server deleted.\n"
+      << "# TYPE doppel_blob_bytes_removed_total counter\n"
+      << "doppel_blob_bytes_removed_total " << usage.bytes_removed << "\n";
   out << "# HELP doppel_uptime_seconds Seconds since the server started.\n"
       << "# TYPE doppel_uptime_seconds gauge\n"
       << "doppel_uptime_seconds " << (unix_millis_now() - started_at) / 1000 << "\n";
@@ -353,9 +360,10 @@ ApiServer::ApiServer(ServerOptions options) : state_(std::make_unique<State>(std
   s.http.set_tcp_nodelay(true);
   // httplib's default also sets SO_REUSEPORT, which lets a second server bind a port that is
   // in use (and share its connections); SO_REUSEADDR alone still allows a quick restart.
-  s.http.set_socket_options([](socket_t sock) {
+  s.http.set_socket_options([&s](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof(yes));
+    s.listening_socket = sock;
   });
   if (!s.options.web_dir.empty()) {
     if (!std::filesystem::is_regular_file(s.options.web_dir / "index.html"))
@@ -425,6 +433,10 @@ void ApiServer::start() {
                                     "there) or the address is not one of this machine's; "
                                     "choose another with --port / --host");
   }
+  // httplib listens with a backlog of 5: a burst of clients beyond it saw their connection
+  // attempts dropped and retried only seconds later. Linux takes a second listen() as a new
+  // backlog; the connection front still caps what is accepted.
+  if (s.listening_socket >= 0) ::listen(s.listening_socket, SOMAXCONN);
   s.thread = std::thread([&s] { s.http.listen_after_bind(); });
   // httplib's stop() does nothing before its accept loop runs: wait for it, so a stop()
   // right after start() cannot leave the loop running forever.

@@ -346,6 +346,7 @@ struct ApiServer::State {
   GuardedHttpServer http;
   std::thread thread;
   int port = 0;
+  int listening_socket = -1;  // the last socket httplib bound, for its backlog
   std::atomic<bool> stopping{false};
   std::mutex streams_mutex;
   int open_streams = 0;
@@ -357,18 +358,6 @@ struct ApiServer::State {
   std::string dummy_hash;   // verified against for unknown emails (same timing)
 
   std::mutex metrics_mutex;
-  // The blob folder's size, walked at most once a minute however often /metrics is asked.
-  int64_t blob_bytes_cached = 0;
-  int64_t blob_bytes_at = 0;
-  int64_t blob_bytes() {
-    std::lock_guard lock(metrics_mutex);
-    const int64_t now = unix_millis_now();
-    if (blob_bytes_at == 0 || now - blob_bytes_at > 60'000) {
-      blob_bytes_cached = static_cast<int64_t>(blobs->total_size());
-      blob_bytes_at = now;
-    }
-    return blob_bytes_cached;
-  }
   std::map<int, int64_t> responses;  // by status code
 
   // --- plumbing ---

@@ -65,6 +65,9 @@ PhotoVerdict SubjectIntake::examine(const store::Photo& photo) {
   try {
     ImageReadOptions read;
     read.max_pixels = max_pixels_;
+    // Plenty for an aligned face crop of any training size; a large JPEG is decoded shrunk
+    // by libjpeg and never holds its full-size pixels (issue 23).
+    read.max_side = 3072;
     std::optional<Image> image;
     {
       WorkSlot slot(photo_decode_slots(), std::chrono::hours(1));  // the upload's own slot is free

@@ -52,11 +52,9 @@ TEST(ServerHardening, ParallelWrongPasswordsShareOneLimit) {
   std::string seen;
   for (const int status : statuses) seen += std::to_string(status) + " ";
   EXPECT_LE(count(401), options.login_attempts) << seen;
-  // -1: no answer at all. On a loaded 2-core machine some of 24 simultaneous connections get
-  // none (seen: up to 6; an open question for the connection front, see the session note).
-  // Never a success, never anything but "wrong" or "too many".
-  EXPECT_EQ(count(401) + count(429) + count(-1), 24) << seen;
-  EXPECT_GE(count(401) + count(429), 12) << seen;
+  // Every attempt is answered (the listen backlog holds a burst), never with a success, never
+  // with anything but "wrong" or "too many".
+  EXPECT_EQ(count(401) + count(429), 24) << seen;
   // The right password is limited too until the window passes.
   EXPECT_EQ(sign_in(port, "ada@example.com", "correct horse battery").status, 429);
 }

@@ -90,6 +90,9 @@ TEST(ServerApi, PublicRoutesAnswerWithoutCredentials) {
   EXPECT_EQ(metrics.status, 200);
   EXPECT_NE(metrics.raw.find("doppel_jobs{status=\"queued\"} 0"), std::string::npos) << metrics.raw;
   EXPECT_NE(metrics.raw.find("doppel_http_responses_total{code=\"200\"}"), std::string::npos);
+  // Blob usage is counted (issue 23): nothing is stored yet, nothing was written.
+  EXPECT_NE(metrics.raw.find("\ndoppel_blob_bytes 0\n"), std::string::npos) << metrics.raw;
+  EXPECT_NE(metrics.raw.find("\ndoppel_blob_bytes_written_total 0\n"), std::string::npos);
   EXPECT_EQ(anonymous.get("/api/setup").body["needed"], true);
   const Answer missing = anonymous.get("/api/no-such-thing");
   EXPECT_EQ(missing.status, 404);
