@@ -15,6 +15,9 @@
 #include "doppel/diffusion/noise_schedule.hpp"
 #include "doppel/diffusion/sampler.hpp"
 #include "doppel/face/face_aligner.hpp"
+#include "doppel/face/face_analyzer.hpp"
+#include "doppel/face/face_finder.hpp"
+#include "doppel/face/face_fusion.hpp"
 #include "doppel/face/face_pose_map.hpp"
 
 namespace doppel::app {
@@ -52,6 +55,13 @@ struct GenerateOptions {
   std::string timestep_spacing;             // leading | linspace | trailing
   double ngms = 0;                          // A1111's negative guidance minimum sigma
   bool ngms_all_steps = false;
+  bool face_detail = false;         // ADetailer's pass after each image
+  FaceDetailOptions face_details;   // its settings (any --face-detail-* turns it on)
+  std::string face_detail_faces;    // largest | all | most_like
+  std::string face_detail_like;     // most_like: a photo of the person
+  std::string face_detail_control;  // a face ControlNet (face_pose preprocessor)
+  std::string fuse_face;            // a photo whose face is fused into each image
+  double fusion_strength = 1.0;
   GenerationRequest request;
 };
 
@@ -238,6 +248,33 @@ std::vector<ImagePromptSelection> image_prompt_selections(const GenerateOptions&
   return selections;
 }
 
+// --face-detail and its settings: the request's face_detail when any of them is given.
+std::optional<FaceDetailOptions> face_detail_options(const GenerateOptions& options,
+                                                     bool settings_given) {
+  if (!options.face_detail && !settings_given) return std::nullopt;
+  FaceDetailOptions detail = options.face_details;
+  if (!options.face_detail_faces.empty())
+    detail.faces = parse_face_choice(options.face_detail_faces);
+  if (detail.faces == FaceChoice::kMostLike) {
+    if (options.face_detail_like.empty())
+      throw Error(ErrorCode::kInvalidArgument,
+                  "--face-detail-faces most_like needs --face-detail-like PHOTO, a photo of the "
+                  "person whose face to repaint");
+    FaceAnalyzer analyzer;
+    const std::vector<AnalyzedFace> faces =
+        analyzer.analyze(analyzer.read(options.face_detail_like));
+    if (faces.empty())
+      throw Error(ErrorCode::kInvalidArgument,
+                  "--face-detail-like " + options.face_detail_like +
+                      ": no face found; use a photo where the face is clearly visible");
+    detail.reference = faces.front().descriptor;
+  }
+  if (!options.face_detail_control.empty())
+    detail.control = FaceDetailControl{options.face_detail_control};
+  check_face_detail_options(detail);
+  return detail;
+}
+
 // --taesd: where the live preview goes (rewritten atomically, so a viewer can keep it open).
 std::filesystem::path preview_path(const GenerateOptions& options) {
   if (!options.preview.empty()) return options.preview;
@@ -271,10 +308,12 @@ SessionOptions session_options(const GenerateOptions& options) {
   session.dtype = options.dtype;
   session.preprocessors["face_pose"] = face_pose_preprocessor();
   session.face_crop = largest_face_crop();
+  session.face_finder = make_face_finder();
+  session.face_fuser = make_face_fuser();
   return session;
 }
 
-int run_generate(GenerateOptions& options) {
+int run_generate(GenerateOptions& options, bool face_detail_settings_given) {
   SessionRequest job;
   GenerationRequest& request = options.request;
   if (request.prompt.empty()) {
@@ -291,6 +330,9 @@ int run_generate(GenerateOptions& options) {
   for (const auto& spec : options.loras) job.loras.push_back(parse_lora_spec(spec));
   job.controls = control_selections(options);
   job.ip_adapters = image_prompt_selections(options);
+  job.face_detail = face_detail_options(options, face_detail_settings_given);
+  if (!options.fuse_face.empty())
+    job.face_fusion = FaceFusionSelection{read_image(options.fuse_face), options.fusion_strength};
   if (!options.timestep_spacing.empty())
     request.timestep_spacing = parse_timestep_spacing(options.timestep_spacing);
   request.negative_guidance_cutoff.min_sigma = options.ngms;
@@ -443,12 +485,52 @@ CommandRegistration generate_command{
       command.add_option("--tome", r.token_merging_ratio,
                          "Token merging ratio (A1111's ToMe, 0-0.9; 0.3 is faster, changes the "
                          "image a little)");
+      command.add_flag("--face-detail", options->face_detail,
+                       "After each image, repaint its face at full resolution (ADetailer): the "
+                       "same prompt, LoRAs and IP-Adapters, pasted back feathered");
+      FaceDetailOptions& detail = options->face_details;
+      std::vector<CLI::Option*> detail_settings = {
+          command
+              .add_option("--face-detail-strength", detail.strength,
+                          "Denoising strength of the face pass (0.3-0.45 keeps the face, higher "
+                          "redraws it)")
+              ->capture_default_str(),
+          command
+              .add_option("--face-detail-padding", detail.padding,
+                          "Pixels of context around the face mask")
+              ->capture_default_str(),
+          command
+              .add_option("--face-detail-blur", detail.mask_blur,
+                          "Feathering of the pasted face, pixels")
+              ->capture_default_str(),
+          command
+              .add_option("--face-detail-faces", options->face_detail_faces,
+                          "largest (default), all, or most_like (with --face-detail-like)")
+              ->check(CLI::IsMember({"largest", "all", "most_like"})),
+          command.add_option("--face-detail-like", options->face_detail_like,
+                             "A photo of the person whose face most_like repaints"),
+          command.add_option("--face-detail-steps", detail.steps,
+                             "Steps of the face pass (default: --steps)"),
+          command.add_option("--face-detail-prompt", detail.prompt,
+                             "Prompt of the face pass (default: --prompt)"),
+          command.add_option("--face-detail-control", options->face_detail_control,
+                             "A face ControlNet for the face pass, steered by the face's "
+                             "landmarks (face_pose)")};
+      command.add_option("--fuse-face", options->fuse_face,
+                         "Fuse this photo's face into each image (landmark alignment, colour "
+                         "match, seamless cloning), then harmonise it with a light face pass");
+      command
+          .add_option("--fusion-strength", options->fusion_strength,
+                      "How much of the --fuse-face face goes in, 0-1")
+          ->capture_default_str();
       command.add_option("--dtype", options->dtype, "Compute dtype: fp32, bf16 or auto")
           ->capture_default_str();
       command.add_option("--out", options->out, "Output PNG (or folder)")->capture_default_str();
-      return [options, width, height] {
+      return [options, width, height, detail_settings] {
         options->size_given = width->count() + height->count() > 0;
-        return run_generate(*options);
+        size_t given = 0;
+        for (const CLI::Option* setting : detail_settings) given += setting->count();
+        return run_generate(*options, given > 0);
       };
     }};
 
