@@ -56,10 +56,10 @@ void ApiServer::State::register_routes() {
       member(&S::delete_token));
   add("GET", "/api/subjects", "List subjects", true, "", member(&S::list_subjects));
   add("POST", "/api/subjects", "Create a subject", true,
-      JsonBody{"name:string!,trigger_word:string"}, member(&S::create_subject));
+      JsonBody{"name:string!,trigger_word:string,class_word:string"}, member(&S::create_subject));
   add("GET", "/api/subjects/{subject_id}", "Get a subject", true, "", member(&S::get_subject));
-  add("PATCH", "/api/subjects/{subject_id}", "Rename a subject", true, JsonBody{"name:string!"},
-      member(&S::update_subject));
+  add("PATCH", "/api/subjects/{subject_id}", "Rename a subject or change their class word", true,
+      JsonBody{"name:string,class_word:string"}, member(&S::update_subject));
   add("DELETE", "/api/subjects/{subject_id}", "Delete a subject and everything made from it", true,
       "", member(&S::delete_subject));
   add("GET", "/api/subjects/{subject_id}/photos", "Photos with verdicts, and readiness", true, "",
@@ -80,12 +80,20 @@ void ApiServer::State::register_routes() {
       member(&S::subject_images));
   add("GET", "/api/loras/{lora_id}/file", "Download a trained LoRA (.safetensors)", true, "",
       member(&S::lora_file));
-  add("GET", "/api/styles", "Style packs", true, "", member(&S::list_styles));
+  add("GET", "/api/styles", "Style packs with their example images, and the samplers", true, "",
+      member(&S::list_styles));
+  add("POST", "/api/style-samples",
+      "Make the style packs' missing example images with the default model (queues jobs)", true, "",
+      member(&S::make_style_samples));
+  add("GET", "/api/style-samples", "A style example's PNG (?sha256=, from GET /api/styles)", true,
+      "", member(&S::style_sample_png));
   add("GET", "/api/shoots", "List shoots (optionally ?subject_id=)", true, "",
       member(&S::list_shoots));
   add("POST", "/api/shoots", "Shoot a subject in some styles (queues one job per image)", true,
       JsonBody{"subject_id:string!,styles:strings!,count:integer,seed:integer,lora_version_id:"
-               "string,class_word:string,idempotency_key:string"},
+               "string,class_word:string,sampler:string,steps:integer,cfg_scale:number,width:"
+               "integer,height:integer,prompt_extra:string,lora_weight:number,idempotency_key:"
+               "string"},
       member(&S::create_shoot));
   add("GET", "/api/shoots/{shoot_id}", "Get a shoot", true, "", member(&S::get_shoot));
   add("POST", "/api/shoots/{shoot_id}/cancel", "Cancel the shoot's images not made yet", true, "",
@@ -107,6 +115,16 @@ void ApiServer::State::register_routes() {
       JsonBody{"idempotency_key:string"}, member(&S::again));
   add("POST", "/api/images/{image_id}/variations", "Shoot variations of an image", true,
       JsonBody{"count:integer,first:integer,idempotency_key:string"}, member(&S::variations));
+  add("POST", "/api/images/{image_id}/upscale",
+      "Make the image again larger: a hires fix of its recipe and seed", true,
+      JsonBody{"scale:number,strength:number,idempotency_key:string"}, member(&S::upscale_image));
+  add("POST", "/api/images/{image_id}/fix-face",
+      "Make the image again with the face-detail pass (ADetailer) on its face", true,
+      JsonBody{"strength:number,idempotency_key:string"}, member(&S::fix_face));
+  add("POST", "/api/images/{image_id}/inpaint",
+      "Paint a brushed area of the image again (mask: PNG in base64, white = repaint)", true,
+      JsonBody{"mask:string!,strength:number,prompt_extra:string,idempotency_key:string"},
+      member(&S::inpaint_image));
   add("GET", "/api/models", "The installation's models (the tiny built-in one included)", true, "",
       member(&S::list_models));
   add("POST", "/api/models", "Register a Stable Diffusion model on the server's disk", true,
@@ -313,6 +331,8 @@ void ApiServer::State::remove_blobs(const store::Deletion& deletion) {
     // A LoRA's unpacked copy for the workers (see worker.cpp) goes with its blob.
     std::error_code ignored;
     std::filesystem::remove(lora_cache_path(options.data_dir, digest), ignored);
+    std::filesystem::remove_all(lora_cache_path(options.data_dir, digest).replace_extension(),
+                                ignored);  // its copies named after the person
   }
   intake->forget(deletion.orphaned_blobs);
 }

@@ -23,10 +23,12 @@
 #include "doppel/core/image.hpp"
 #include "doppel/core/log.hpp"
 #include "doppel/core/paths.hpp"
+#include "doppel/diffusion/sampler.hpp"
 #include "doppel/face/subject_profile.hpp"
 #include "doppel/queue/job_queue.hpp"
 #include "doppel/services/job_payloads.hpp"
 #include "doppel/services/model_registry.hpp"
+#include "doppel/services/style_samples_job.hpp"
 #include "doppel/services/subject_intake.hpp"
 #include "doppel/services/work_slots.hpp"
 #include "doppel/store/blob_garbage.hpp"
@@ -34,6 +36,8 @@
 #include "doppel/store/database.hpp"
 #include "doppel/store/migrations.hpp"
 #include "doppel/store/repository.hpp"
+#include "doppel/store/style_samples.hpp"
+#include "doppel/studio/recipe_edits.hpp"
 #include "doppel/studio/shoot_plan.hpp"
 #include "doppel/studio/style_pack.hpp"
 #include "doppel/studio/subject_readiness.hpp"
@@ -42,6 +46,7 @@
 #include "server/http_support.hpp"
 #include "server/password_rules.hpp"
 #include "server/request_guards.hpp"
+#include "server/request_settings.hpp"
 #include "server/studio_views.hpp"
 #include "server/zip_archive.hpp"
 
@@ -165,6 +170,7 @@ inline json subject_json(const store::Subject& subject) {
   return {{"id", subject.id},
           {"name", subject.name},
           {"trigger_word", subject.trigger_word},
+          {"class_word", subject.class_word},
           {"status", subject.status},
           {"has_face_profile", subject.face_profile_blob.has_value()},
           {"created_at", subject.created_at},
@@ -468,6 +474,11 @@ struct ApiServer::State {
   void list_loras(Call& call);
   void lora_file(Call& call);
   void list_styles(Call& call);
+  void make_style_samples(Call& call);
+  void style_sample_png(Call& call);
+  json styles_with_samples(Call& call, bool make_missing);
+  std::string style_samples_status(Call& call, const StylePack& pack, const store::Model& model,
+                                   size_t made, bool make_missing);
   void list_shoots(Call& call);
   void create_shoot(Call& call);
   void get_shoot(Call& call);
@@ -487,6 +498,15 @@ struct ApiServer::State {
   void delete_image(Call& call);
   void again(Call& call);
   void variations(Call& call);
+  void upscale_image(Call& call);
+  void inpaint_image(Call& call);
+  void fix_face(Call& call);
+  struct ImageSource {
+    store::Image image;
+    store::Subject subject;
+    json recipe;
+  };
+  ImageSource image_source(Call& call);
   void list_jobs(Call& call);
   void get_job(Call& call);
   void cancel_job(Call& call);

@@ -1,4 +1,6 @@
-// Images: records, PNGs, favourites, "again" and variations.
+// Images: records, PNGs, favourites, "again", variations, upscale and inpainting.
+#include <sodium.h>
+
 #include "server/api_state.hpp"
 
 namespace doppel::server {
@@ -92,6 +94,80 @@ void ApiServer::State::variations(Call& call) {
       call, *subject, shots, string_field(body, "idempotency_key", false, 100),
       model_path_of_recipe(recipe));
   send_json(call.response, 202, shoot_json(variation_shoot));
+}
+
+// The image, its shoot's subject and its recipe (from the store, never from the client, so its
+// LoRA paths are ours), for the routes that make new images from it.
+ApiServer::State::ImageSource ApiServer::State::image_source(Call& call) {
+  const auto image = repository->get_image(call.account_id(), call.id(1, "image"));
+  if (!image) not_found("image");
+  const auto shoot = repository->get_shoot(call.account_id(), image->shoot_id);
+  const auto subject =
+      shoot ? repository->get_subject(call.account_id(), shoot->subject_id) : std::nullopt;
+  if (!subject) not_found("image");
+  return {*image, *subject, parse_stored_json(image->recipe_json)};
+}
+
+void ApiServer::State::upscale_image(Call& call) {
+  const ImageSource source = image_source(call);
+  const json& body = call.body;
+  // A1111's hires fix of the same recipe and seed: the same portrait, larger and sharper.
+  const json recipe = upscaled_recipe(source.recipe, number_field(body, "scale", 1.25, 4, 2.0),
+                                      number_field(body, "strength", 0.05, 1, 0.45));
+  const store::Shoot shoot = create_shoot_with_jobs(
+      call, source.subject, {shot_from_recipe(recipe)},
+      string_field(body, "idempotency_key", false, 100), model_path_of_recipe(recipe));
+  send_json(call.response, 202, shoot_json(shoot));
+}
+
+void ApiServer::State::fix_face(Call& call) {
+  const ImageSource source = image_source(call);
+  const json& body = call.body;
+  // The same recipe and seed with the face-detail pass (ADetailer) on the largest face.
+  const json recipe =
+      face_fixed_recipe(source.recipe, number_field(body, "strength", 0.05, 1, 0.4));
+  const store::Shoot shoot = create_shoot_with_jobs(
+      call, source.subject, {shot_from_recipe(recipe)},
+      string_field(body, "idempotency_key", false, 100), model_path_of_recipe(recipe));
+  send_json(call.response, 202, shoot_json(shoot));
+}
+
+void ApiServer::State::inpaint_image(Call& call) {
+  const ImageSource source = image_source(call);
+  const json& body = call.body;
+  // The brushed mask: a PNG (white = paint again), as base64 or a data: URL.
+  std::string text = *string_field(body, "mask", true, 8 << 20);
+  if (text.starts_with("data:")) {
+    const size_t comma = text.find(',');
+    if (comma == std::string::npos || text.find(";base64") > comma)
+      bad_request("field 'mask' must be a base64 PNG or a data:image/png;base64 URL");
+    text = text.substr(comma + 1);
+  }
+  std::string png(text.size(), '\0');
+  size_t length = 0;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(png.data()), png.size(), text.data(),
+                        text.size(), "\r\n ", &length, nullptr,
+                        sodium_base64_VARIANT_ORIGINAL) != 0)
+    bad_request("field 'mask' is not base64; send the brushed area as a PNG in base64");
+  png.resize(length);
+  Image mask;
+  try {
+    const ImageHeader header = sniff_image_header(png, "the mask");
+    if (header.format != ImageFormat::kPng ||
+        static_cast<int64_t>(header.width) * header.height > static_cast<int64_t>(2048) * 2048)
+      bad_request("field 'mask' must be a PNG of at most 2048x2048 pixels");
+    mask = decode_image(png, {}, "the mask");
+  } catch (const Error& error) {
+    bad_request(std::string("field 'mask': ") + error.what());
+  }
+  const ImageHeader portrait = sniff_image_header(blobs->get(source.image.blob_sha256), "image");
+  const json recipe =
+      inpaint_recipe(source.recipe, source.image.blob_sha256, portrait.width, portrait.height, mask,
+                     number_field(body, "strength", 0.05, 1, 0.75), prompt_extra_of(body));
+  const store::Shoot shoot = create_shoot_with_jobs(
+      call, source.subject, {shot_from_recipe(recipe)},
+      string_field(body, "idempotency_key", false, 100), model_path_of_recipe(recipe));
+  send_json(call.response, 202, shoot_json(shoot));
 }
 
 }  // namespace doppel::server

@@ -4,9 +4,91 @@
 namespace doppel::server {
 
 void ApiServer::State::list_styles(Call& call) {
+  // Each style with its example images for the default model (made by a worker on first use,
+  // POST /api/style-samples): "samples_status" is "ready", "missing", "making", "failed",
+  // "not_installed" or "other_family".
+  send_json(call.response, 200, styles_with_samples(call, false));
+}
+
+void ApiServer::State::make_style_samples(Call& call) {
+  send_json(call.response, 202, styles_with_samples(call, true));
+}
+
+json ApiServer::State::styles_with_samples(Call& call, bool make_missing) {
+  const store::Model model = repository->default_model();
+  std::map<std::string, json> samples;
+  for (const store::StyleSample& sample :
+       store::list_style_samples(repository->database(), model.id))
+    samples[sample.style_id].push_back(
+        {{"seed", sample.seed}, {"url", "/api/style-samples?sha256=" + sample.blob_sha256}});
   json list = json::array();
-  for (const StylePack& pack : styles) list.push_back(style_pack_to_json(pack));
-  send_json(call.response, 200, {{"styles", list}});
+  for (const StylePack& pack : styles) {
+    json entry = style_pack_to_json(pack);
+    entry["samples"] = samples.contains(pack.id) ? samples[pack.id] : json::array();
+    entry["samples_status"] =
+        style_samples_status(call, pack, model, entry["samples"].size(), make_missing);
+    list.push_back(std::move(entry));
+  }
+  // The advanced fold's sampler menu: registry names and A1111's.
+  json samplers = json::array();
+  for (const SamplerInfo& sampler : sampler_registry())
+    samplers.push_back({{"name", sampler.name},
+                        {"display_name", sampler.display_name},
+                        {"karras", sampler.supports_karras}});
+  return {{"styles", list}, {"samplers", samplers}};
+}
+
+std::string ApiServer::State::style_samples_status(Call& call, const StylePack& pack,
+                                                   const store::Model& model, size_t made,
+                                                   bool make_missing) {
+  if (static_cast<int>(made) >= services::kStyleSamplesPerStyle) return "ready";
+  if (pack.family != parse_model_family(model.family)) return "other_family";
+  if (!missing_style_files(pack, default_models_dir()).empty()) return "not_installed";
+  // One job per style and model for the whole installation, whoever asked first.
+  const std::string key = "style-samples:" + pack.id + ":" + model.id;
+  const store::SqlResult earlier = repository->database().execute(
+      "SELECT status FROM jobs WHERE kind = ? AND idempotency_key = ? ORDER BY created_at DESC "
+      "LIMIT 1",
+      {std::string(services::kStyleSamplesJobKind), key});
+  if (!earlier.rows.empty()) {
+    const std::string status = earlier.rows[0].text(0);
+    return status == "queued" || status == "running" ? "making" : "failed";
+  }
+  if (!make_missing) return "missing";
+  ShootRequest request;
+  request.styles = {pack};
+  request.count_per_style = services::kStyleSamplesPerStyle;
+  request.base_seed = services::kStyleSamplesFirstSeed;
+  request.family = pack.family;
+  request.model_name = model.name;
+  request.subject.class_word = "person";  // no one in particular: no trigger word, no LoRA
+  services::StyleSamplesPayload payload;
+  payload.style_id = pack.id;
+  payload.model_key = model.id;
+  payload.model_path = model.path;
+  for (const Shot& shot : adapt_to_model(plan_shoot(request), model))
+    payload.recipes.push_back(shot.recipe);
+  queue::NewJob job;
+  job.kind = services::kStyleSamplesJobKind;
+  job.payload_json = services::style_samples_payload_to_json(payload).dump();
+  job.idempotency_key = key;
+  job.max_attempts = 2;
+  jobs->enqueue(call.account_id(), job);
+  return "making";
+}
+
+void ApiServer::State::style_sample_png(Call& call) {
+  const std::string digest =
+      call.request.has_param("sha256") ? call.request.get_param_value("sha256") : "";
+  // Only the examples' PNGs: a digest of anything else in the blob store is not found.
+  if (!store::is_sha256_hex(digest) ||
+      repository->database()
+          .execute("SELECT 1 FROM style_samples WHERE blob_sha256 = ?", {digest})
+          .rows.empty())
+    not_found("style sample");
+  call.response.set_header("Cache-Control", "private, max-age=31536000, immutable");
+  call.response.set_header("X-Content-Type-Options", "nosniff");
+  call.response.set_content(blobs->get(digest), "image/png");
 }
 
 std::vector<Shot> ApiServer::State::adapt_to_model(std::vector<Shot> shots,
@@ -110,7 +192,10 @@ void ApiServer::State::create_shoot(Call& call) {
   request.family = parse_model_family(model.family);
   request.model_name = model.name;
   request.subject.trigger_word = subject->trigger_word;
-  request.subject.class_word = check_class_word(string_field(body, "class_word", false, 40));
+  request.subject.class_word = body.contains("class_word")
+                                   ? check_class_word(string_field(body, "class_word", false, 40))
+                                   : subject->class_word;
+  const ShootSettings settings = shoot_settings_of(body);
 
   // The subject's LoRA: the one asked for, else the newest one trained on this model (none:
   // training-free). LoRAs from before the models registry do not say their model.
@@ -143,12 +228,22 @@ void ApiServer::State::create_shoot(Call& call) {
     request.subject.lora = lora_cache_path(options.data_dir, *lora->blob_sha256);
     request.subject.lora_sha256 = *lora->blob_sha256;
     if (!body.contains("class_word")) {
-      const json settings = parse_stored_json(lora->settings_json);
-      if (settings.is_object() && settings.value("class_word", json()).is_string())
-        request.subject.class_word = settings["class_word"].get<std::string>();
+      // The LoRA learned the person as "<trigger> <the class word it was trained with>".
+      const json trained = parse_stored_json(lora->settings_json);
+      if (trained.is_object() && trained.value("class_word", json()).is_string())
+        request.subject.class_word = trained["class_word"].get<std::string>();
     }
   }
-  const std::vector<Shot> shots = adapt_to_model(plan_shoot(request), model);
+  if (body.contains("lora_weight")) {
+    if (!lora)
+      bad_request(
+          "field 'lora_weight' needs a trained double; train this person first or "
+          "leave it out");
+    request.subject.lora_weight = number_field(body, "lora_weight", 0, 2);
+  }
+  std::vector<Shot> shots = adapt_to_model(plan_shoot(request), model);
+  // The advanced fold's settings win over the style's (and the tiny model's small sizes).
+  for (Shot& shot : shots) shot = shot_from_recipe(apply_shoot_settings(shot.recipe, settings));
   const store::Shoot shoot = create_shoot_with_jobs(
       call, *subject, shots, string_field(body, "idempotency_key", false, 100), model.path);
   send_json(call.response, 202, shoot_json(shoot));

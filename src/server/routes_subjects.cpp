@@ -15,7 +15,10 @@ void ApiServer::State::create_subject(Call& call) {
   const std::string name = check_name(string_field(body, "name", true, 100));
   const std::string trigger = string_field(body, "trigger_word", false, 24).value_or("ohwx");
   check_trigger_word(trigger);
-  const store::Subject subject = repository->create_subject(call.account_id(), name, trigger);
+  // What the person is: in every prompt ("ohwx woman") and the training captions.
+  const std::string class_word = check_class_word(string_field(body, "class_word", false, 40));
+  const store::Subject subject =
+      repository->create_subject(call.account_id(), name, trigger, class_word);
   send_json(call.response, 201, subject_view(call, subject));
 }
 
@@ -26,7 +29,11 @@ void ApiServer::State::get_subject(Call& call) {
 void ApiServer::State::update_subject(Call& call) {
   store::Subject subject = subject_of(call, 1);
   const json& body = call.body;
-  subject.name = check_name(string_field(body, "name", true, 100));
+  if (!body.contains("name") && !body.contains("class_word"))
+    bad_request("send the new 'name' or 'class_word' (woman, man, girl, boy, person)");
+  if (body.contains("name")) subject.name = check_name(string_field(body, "name", true, 100));
+  if (body.contains("class_word"))
+    subject.class_word = check_class_word(string_field(body, "class_word", true, 40));
   if (!repository->update_subject(call.account_id(), subject)) not_found("subject");
   send_json(call.response, 200,
             subject_json(*repository->get_subject(call.account_id(), subject.id)));
@@ -206,7 +213,10 @@ void ApiServer::State::train(Call& call) {
   payload.resolution = defaults.resolution;
   payload.model_path = model.path;
   payload.seed = integer_field(body, "seed", 0, kMaxSeed, 0);
-  payload.class_word = check_class_word(string_field(body, "class_word", false, 40));
+  // The person's class unless the request trains with another word.
+  payload.class_word = body.contains("class_word")
+                           ? check_class_word(string_field(body, "class_word", false, 40))
+                           : subject.class_word;
   payload.trigger_word = subject.trigger_word;
   const auto key = string_field(body, "idempotency_key", false, 100);
 
@@ -268,8 +278,13 @@ void ApiServer::State::lora_file(Call& call) {
   if (!version) not_found("LoRA");
   if (!version->blob_sha256)
     throw HttpError(409, "not_ready", "this LoRA version has not finished training");
-  call.response.set_header("Content-Disposition",
-                           "attachment; filename=\"doppel-lora-" + version->id + ".safetensors\"");
+  // Named as the images' metadata names it (<lora:alice:0.8>), so the same tag works in
+  // AUTOMATIC1111 and ComfyUI once the file is in their LoRA folder.
+  const auto subject = repository->get_subject(call.account_id(), version->subject_id);
+  call.response.set_header(
+      "Content-Disposition",
+      attachment_header(services::subject_lora_name(subject ? subject->name : "") +
+                        ".safetensors"));
   call.response.set_content(blobs->get(*version->blob_sha256), "application/octet-stream");
 }
 

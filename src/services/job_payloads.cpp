@@ -1,5 +1,7 @@
 #include "doppel/services/job_payloads.hpp"
 
+#include <cctype>
+
 #include "doppel/core/error.hpp"
 #include "doppel/store/blob_store.hpp"
 
@@ -59,6 +61,40 @@ std::filesystem::path lora_cache_path(const std::filesystem::path& data_dir,
   if (!store::is_sha256_hex(sha256))
     throw Error(ErrorCode::kInvalidArgument, "a LoRA digest must be 64 hex characters");
   return data_dir / "loras" / (sha256 + ".safetensors");
+}
+
+}  // namespace doppel::services
+
+namespace doppel::services {
+
+std::filesystem::path named_lora_cache_path(const std::filesystem::path& data_dir,
+                                            const std::string& sha256, const std::string& name) {
+  if (name.empty() || name.find('/') != std::string::npos || name.starts_with("."))
+    throw Error(ErrorCode::kInvalidArgument, "a LoRA's name must be a plain file name");
+  return lora_cache_path(data_dir, sha256).replace_extension() / (name + ".safetensors");
+}
+
+std::string subject_lora_name(const std::string& subject_name) {
+  std::string name;
+  for (size_t i = 0; i < subject_name.size() && name.size() < 40; ++i) {
+    const auto c = static_cast<unsigned char>(subject_name[i]);
+    if (c >= 0x80) {
+      // A whole UTF-8 character of any script, or none of it.
+      size_t length = 1;
+      while (i + length < subject_name.size() &&
+             (static_cast<unsigned char>(subject_name[i + length]) & 0xC0) == 0x80)
+        ++length;
+      if (name.size() + length > 40) break;
+      name += subject_name.substr(i, length);
+      i += length - 1;
+    } else if (std::isalnum(c) || c == '-') {
+      name += static_cast<char>(std::tolower(c));
+    } else if (!name.empty() && name.back() != '_') {
+      name += '_';  // spaces and prompt syntax ("<", ":", ...) never reach the tag
+    }
+  }
+  while (!name.empty() && name.back() == '_') name.pop_back();
+  return name.empty() ? "subject" : name;
 }
 
 }  // namespace doppel::services

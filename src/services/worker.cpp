@@ -16,10 +16,12 @@
 #include "doppel/core/log.hpp"
 #include "doppel/diffusion/generation_session.hpp"
 #include "doppel/face/face_analyzer.hpp"
+#include "doppel/face/face_finder.hpp"
 #include "doppel/face/face_pose_map.hpp"
 #include "doppel/face/subject_profile.hpp"
 #include "doppel/queue/job_queue.hpp"
 #include "doppel/services/job_payloads.hpp"
+#include "doppel/services/style_samples_job.hpp"
 #include "doppel/store/blob_store.hpp"
 #include "doppel/store/database.hpp"
 #include "doppel/store/repository.hpp"
@@ -144,6 +146,7 @@ struct Worker::State {
       settings.model = model_ref(model_path);
       settings.vae = vae;
       settings.preprocessors["face_pose"] = face_pose_preprocessor();
+      settings.face_finder = make_face_finder();  // the face-detail pass ("fix the face")
       // The studio computes in the same dtype as `doppel generate` (bf16 where native).
       session = std::make_unique<GenerationSession>(std::move(settings));
     } else {
@@ -173,6 +176,7 @@ struct Worker::State {
   // For a train job that ended without a LoRA: "failed" or "cancelled".
   void set_lora_version_status(const store::Job& job, const std::string& status);
   std::filesystem::path unpack_lora(const std::string& sha256);
+  std::filesystem::path unpack_named_lora(const std::string& sha256, const std::string& name);
 };
 
 std::filesystem::path Worker::State::unpack_lora(const std::string& sha256) {
@@ -180,6 +184,20 @@ std::filesystem::path Worker::State::unpack_lora(const std::string& sha256) {
   if (std::filesystem::exists(path)) return path;
   std::filesystem::create_directories(path.parent_path());
   write_file_atomically(path, blobs->get(sha256));
+  return path;
+}
+
+// The same file under the person's name (a hard link where the file system allows), so the
+// metadata reads <lora:alice:0.8> as A1111 would write it for alice.safetensors.
+std::filesystem::path Worker::State::unpack_named_lora(const std::string& sha256,
+                                                       const std::string& name) {
+  const std::filesystem::path path = named_lora_cache_path(options.data_dir, sha256, name);
+  if (std::filesystem::exists(path)) return path;
+  const std::filesystem::path unpacked = unpack_lora(sha256);
+  std::filesystem::create_directories(path.parent_path());
+  std::error_code linked;
+  std::filesystem::create_hard_link(unpacked, path, linked);
+  if (linked && !std::filesystem::exists(path)) write_file_atomically(path, read_file(unpacked));
   return path;
 }
 
@@ -297,12 +315,24 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
     if (json::parse(image.recipe_json, nullptr, false) == recipe)
       return {{"image_id", image.id}, {"shoot_id", shoot_id}};
   }
-  // Subject LoRAs are unpacked from the blob store by digest (never a client path).
+  // Subject LoRAs are unpacked from the blob store by digest (never a client path), and named
+  // after the person in the metadata (<lora:alice:0.8>).
+  auto subject = repository->get_subject(job.account_id, shoot->subject_id);
   SessionRequest request;
   request.generation = shot.request;
   for (const ShotLora& lora : shot.loras)
     request.loras.push_back(
-        {lora.role == "subject" ? unpack_lora(lora.sha256) : lora.path, lora.weight});
+        {lora.role == "subject"
+             ? unpack_named_lora(lora.sha256, subject_lora_name(subject ? subject->name : ""))
+             : lora.path,
+         lora.weight});
+  request.face_detail = shot.face_detail;  // "fix the face"
+  if (shot.init_image_sha256) {
+    // Painted over a stored portrait ("inpaint a brushed area").
+    if (!blobs->exists(*shot.init_image_sha256))
+      throw Error(ErrorCode::kNotFound, "the portrait this one paints over was deleted");
+    request.generation.init_image = decode_image(blobs->get(*shot.init_image_sha256));
+  }
   for (const ShotControl& control : shot.controls)
     request.controls.push_back({control.model, read_image(control.image), control.preprocessor,
                                 control.weight, control.start, control.end});
@@ -320,7 +350,6 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   record.shoot_id = shoot_id;
   record.recipe_json = recipe.dump();
   json score_json = nullptr;
-  auto subject = repository->get_subject(job.account_id, shoot->subject_id);
   if (FaceAnalyzer* analyzer = face_analyzer(); analyzer && subject && subject->face_profile_blob) {
     const SubjectProfile profile =
         SubjectProfile::from_json(json::parse(blobs->get(*subject->face_profile_blob)));
@@ -359,6 +388,14 @@ void Worker::State::run_job(const store::Job& job) {
       result = run_train(job, lease);
     } else if (job.kind == "shoot") {
       result = run_shoot(job, lease);
+    } else if (job.kind == kStyleSamplesJobKind) {
+      const auto payload = style_samples_payload_from_json(json::parse(job.payload_json));
+      const Shot first = shot_from_recipe(payload.recipes.front());
+      result = run_style_samples_job(payload, session_for(payload.model_path, first.vae), *database,
+                                     *blobs,
+                                     [&](double fraction, const std::string& message, bool force) {
+                                       return lease.report(fraction, message, force);
+                                     });
     } else {
       throw Error(ErrorCode::kUnsupported, "unknown job kind '" + job.kind + "'");
     }
@@ -408,6 +445,8 @@ bool Worker::run_once() {
   State& s = *state_;
   std::optional<store::Job> job =
       s.jobs->lease(s.options.worker_id, {"train", "shoot"}, s.options.lease_ms);
+  // The style cards' examples only when no person's work is waiting.
+  if (!job) job = s.jobs->lease(s.options.worker_id, {kStyleSamplesJobKind}, s.options.lease_ms);
   if (!job) return false;
   s.run_job(*job);
   return true;

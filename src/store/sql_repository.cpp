@@ -143,17 +143,19 @@ class SqlRepository final : public Repository {
   // --- subjects ---
 
   Subject create_subject(const std::string& account_id, const std::string& name,
-                         const std::string& trigger_word) override {
+                         const std::string& trigger_word, const std::string& class_word) override {
     require_text(name, "subject name");
+    require_text(class_word, "subject class word");
     int64_t now = unix_millis_now();
-    Subject subject{new_random_id(), account_id, name, trigger_word, "new", std::nullopt, now, now};
+    Subject subject{new_random_id(), account_id, name, trigger_word, "new", std::nullopt,
+                    now,             now,        class_word};
     database_->transaction([&] {
       require_account(account_id);
       db().execute(
           "INSERT INTO subjects (id, account_id, name, trigger_word, status, face_profile_blob, "
-          "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+          "created_at, updated_at, class_word) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
           {subject.id, subject.account_id, subject.name, subject.trigger_word, subject.status,
-           nullptr, subject.created_at, subject.updated_at});
+           nullptr, subject.created_at, subject.updated_at, subject.class_word});
     });
     return subject;
   }
@@ -175,12 +177,14 @@ class SqlRepository final : public Repository {
 
   bool update_subject(const std::string& account_id, const Subject& subject) override {
     require_text(subject.name, "subject name");
+    require_text(subject.class_word, "subject class word");
     return db().execute(
                    "UPDATE subjects SET name = ?, trigger_word = ?, status = ?, "
-                   "face_profile_blob = ?, updated_at = ? WHERE id = ? AND account_id = ?",
+                   "face_profile_blob = ?, class_word = ?, updated_at = ? WHERE id = ? AND "
+                   "account_id = ?",
                    {subject.name, subject.trigger_word, subject.status,
-                    optional_value(subject.face_profile_blob), unix_millis_now(), subject.id,
-                    account_id})
+                    optional_value(subject.face_profile_blob), subject.class_word,
+                    unix_millis_now(), subject.id, account_id})
                .affected_rows > 0;
   }
 
@@ -515,7 +519,8 @@ class SqlRepository final : public Repository {
         "UNION SELECT blob_sha256 FROM photos "
         "UNION SELECT crop_blob FROM photos WHERE crop_blob IS NOT NULL "
         "UNION SELECT blob_sha256 FROM lora_versions WHERE blob_sha256 IS NOT NULL "
-        "UNION SELECT blob_sha256 FROM images",
+        "UNION SELECT blob_sha256 FROM images "
+        "UNION SELECT blob_sha256 FROM style_samples",
         {});
     std::vector<std::string> hashes;
     for (const SqlRow& row : result.rows) hashes.push_back(row.text(0));
@@ -595,8 +600,9 @@ class SqlRepository final : public Repository {
           "SELECT 1 FROM subjects WHERE face_profile_blob = ? "
           "UNION ALL SELECT 1 FROM photos WHERE blob_sha256 = ? OR crop_blob = ? "
           "UNION ALL SELECT 1 FROM lora_versions WHERE blob_sha256 = ? "
-          "UNION ALL SELECT 1 FROM images WHERE blob_sha256 = ?",
-          {hash, hash, hash, hash, hash});
+          "UNION ALL SELECT 1 FROM images WHERE blob_sha256 = ? "
+          "UNION ALL SELECT 1 FROM style_samples WHERE blob_sha256 = ?",
+          {hash, hash, hash, hash, hash, hash});
       if (result.rows.empty()) orphans.push_back(hash);
     }
     return orphans;

@@ -59,10 +59,11 @@ inline ApiToken read_api_token(const SqlRow& row) {
 }
 
 inline constexpr const char* kSubjectColumns =
-    "id, account_id, name, trigger_word, status, face_profile_blob, created_at, updated_at";
+    "id, account_id, name, trigger_word, status, face_profile_blob, created_at, updated_at, "
+    "class_word";
 inline Subject read_subject(const SqlRow& row) {
-  return Subject{row.text(0), row.text(1),          row.text(2),    row.text(3),
-                 row.text(4), row.optional_text(5), row.integer(6), row.integer(7)};
+  return Subject{row.text(0),          row.text(1),    row.text(2),    row.text(3), row.text(4),
+                 row.optional_text(5), row.integer(6), row.integer(7), row.text(8)};
 }
 
 inline constexpr const char* kPhotoColumns =

@@ -7,6 +7,7 @@
 #include "doppel/core/error.hpp"
 #include "doppel/core/paths.hpp"
 #include "doppel/diffusion/sampler.hpp"
+#include "doppel/studio/recipe_edits.hpp"
 
 namespace doppel {
 namespace {
@@ -92,6 +93,23 @@ Shot make_shot(const nlohmann::json& recipe, int index) {
         {control.at("model").get<std::string>(), control.at("image").get<std::string>(),
          control.at("preprocessor").get<std::string>(), control.at("weight").get<double>(),
          control.at("start").get<double>(), control.at("end").get<double>()});
+  if (recipe.contains("init_image")) {
+    // Painted over a stored portrait: the worker reads its PNG from the blob store.
+    shot.init_image_sha256 = recipe["init_image"].at("sha256").get<std::string>();
+    request.strength = recipe["init_image"].at("strength").get<double>();
+  }
+  if (recipe.contains("inpaint")) {
+    InpaintOptions inpaint;
+    inpaint.mask = recipe_mask(recipe["inpaint"]);
+    inpaint.mask_blur = recipe["inpaint"].at("mask_blur").get<int>();
+    request.inpaint = std::move(inpaint);
+  }
+  if (recipe.contains("face_detail")) {
+    FaceDetailOptions detail;
+    detail.strength = recipe["face_detail"].at("strength").get<double>();
+    detail.faces = parse_face_choice(recipe["face_detail"].at("faces").get<std::string>());
+    shot.face_detail = detail;
+  }
   request.batch_size = 1;
   request.batch_count = 1;
   for (const auto& entry : recipe.at("loras")) {
@@ -134,6 +152,9 @@ void check_recipe(const nlohmann::json& recipe) {
       {"vae", &nlohmann::json::is_string, "a string", false},
       {"hires", &nlohmann::json::is_object, "an object", false},
       {"controlnets", &nlohmann::json::is_array, "a list", false},
+      {"init_image", &nlohmann::json::is_object, "an object", false},
+      {"inpaint", &nlohmann::json::is_object, "an object", false},
+      {"face_detail", &nlohmann::json::is_object, "an object", false},
   };
   for (const auto& [key, value] : recipe.items()) {
     const bool known = std::any_of(std::begin(fields), std::end(fields),
@@ -201,6 +222,36 @@ void check_recipe(const nlohmann::json& recipe) {
         !hires["steps"].is_number_integer() || !hires.contains("upscaler") ||
         !hires["upscaler"].is_string())
       invalid("recipe: 'hires' must be {scale, strength, steps, upscaler}, got " + hires.dump());
+  }
+  if (recipe.contains("init_image")) {
+    const nlohmann::json& init = recipe["init_image"];
+    const bool valid = init.size() == 2 && init.contains("sha256") && init["sha256"].is_string() &&
+                       init["sha256"].get<std::string>().size() == 64 &&
+                       numbers(init, {"strength"}) && init["strength"].get<double>() > 0 &&
+                       init["strength"].get<double>() <= 1;
+    if (!valid)
+      invalid("recipe: 'init_image' must be {sha256 (64 hex digits), strength (0-1]}, got " +
+              init.dump().substr(0, 200));
+    if (recipe.contains("hires")) invalid("recipe: a hires fix is for text-to-image only");
+  }
+  if (recipe.contains("inpaint")) {
+    const nlohmann::json& inpaint = recipe["inpaint"];
+    const bool valid =
+        inpaint.size() == 2 && inpaint.contains("mask_png") && inpaint["mask_png"].is_string() &&
+        inpaint.contains("mask_blur") && inpaint["mask_blur"].is_number_integer() &&
+        inpaint["mask_blur"].get<int64_t>() >= 0 && inpaint["mask_blur"].get<int64_t>() <= 64;
+    if (!valid || !recipe.contains("init_image"))
+      invalid("recipe: 'inpaint' must be {mask_png, mask_blur 0-64} next to an 'init_image'");
+  }
+  if (recipe.contains("face_detail")) {
+    const nlohmann::json& detail = recipe["face_detail"];
+    const bool valid = detail.size() == 2 && numbers(detail, {"strength"}) &&
+                       detail["strength"].get<double>() > 0 &&
+                       detail["strength"].get<double>() <= 1 && detail.contains("faces") &&
+                       detail["faces"].is_string();
+    if (!valid)
+      invalid("recipe: 'face_detail' must be {strength (0-1], faces}, got " + detail.dump());
+    parse_face_choice(detail["faces"].get<std::string>());  // names the accepted words
   }
   for (const auto& control : recipe.value("controlnets", nlohmann::json::array())) {
     const bool valid = control.is_object() && control.size() == 6 &&

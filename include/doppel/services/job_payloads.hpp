@@ -46,9 +46,18 @@ std::optional<std::string> payload_model_path(const nlohmann::json& payload);
 // stem or the diffusers folder's name, "doppel-tiny-demo" for the built-in model ("").
 std::string model_display_name(const std::string& model_path);
 
+// The name a subject's LoRA goes by in image metadata (<lora:alice:0.8>, "Lora hashes") and as
+// its downloaded file (alice.safetensors): the name in lowercase with '_' for spaces and
+// punctuation (letters of any script kept), at most 40 bytes; "subject" when nothing is left.
+std::string subject_lora_name(const std::string& subject_name);
+
 // Where workers unpack a LoRA blob for merging: <data>/loras/<sha256>.safetensors. Shoot
 // recipes name this path; a worker only ever writes the blob with that digest there.
 std::filesystem::path lora_cache_path(const std::filesystem::path& data_dir,
                                       const std::string& sha256);
+// The same LoRA named for the metadata: <data>/loras/<sha256>/<name>.safetensors (the folder
+// goes when the blob does).
+std::filesystem::path named_lora_cache_path(const std::filesystem::path& data_dir,
+                                            const std::string& sha256, const std::string& name);
 
 }  // namespace doppel::services

@@ -47,6 +47,8 @@ struct Subject {
   std::optional<std::string> face_profile_blob{};
   int64_t created_at = 0;
   int64_t updated_at = 0;
+  // What the person is: "woman", "man", "girl", "boy" or "person" (prompts, training captions).
+  std::string class_word = "person";
 };
 
 struct Photo {

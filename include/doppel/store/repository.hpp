@@ -55,12 +55,14 @@ class Repository {
   virtual bool delete_api_token(const std::string& account_id, const std::string& token_id) = 0;
 
   // --- subjects ---
+  // `class_word`: what the person is ("woman", "man", "girl", "boy", "person").
   virtual Subject create_subject(const std::string& account_id, const std::string& name,
-                                 const std::string& trigger_word) = 0;
+                                 const std::string& trigger_word,
+                                 const std::string& class_word = "person") = 0;
   virtual std::optional<Subject> get_subject(const std::string& account_id,
                                              const std::string& subject_id) = 0;
   virtual std::vector<Subject> list_subjects(const std::string& account_id) = 0;  // oldest first
-  // Saves name, trigger_word, status and face_profile_blob of `subject` (matched by
+  // Saves name, trigger_word, class_word, status and face_profile_blob of `subject` (matched by
   // subject.id within account_id); false when no such subject.
   virtual bool update_subject(const std::string& account_id, const Subject& subject) = 0;
   // Deletes the subject with its photos, LoRA versions, shoots, images and jobs.

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "doppel/diffusion/face_detail.hpp"
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
 #include "doppel/studio/style_pack.hpp"
 
@@ -68,6 +69,11 @@ struct Shot {
   std::vector<ShotLora> loras;               // merge these before generating (subject first)
   std::optional<std::filesystem::path> vae;  // replaces the model's VAE
   std::vector<ShotControl> controls;
+  // img2img / inpainting over a stored portrait: its PNG's blob digest (request.init_image is
+  // for the worker to fill in from the blob store; request.inpaint holds the recipe's mask).
+  std::optional<std::string> init_image_sha256;
+  // The face-detail pass after the image is made ("fix the face").
+  std::optional<FaceDetailOptions> face_detail;
   nlohmann::json recipe;  // everything needed to make the image again
 };
 
