@@ -138,24 +138,6 @@ LoadedTemplate load_template(const TemplateOptions& options, GenerationSession* 
   return loaded;
 }
 
-// The picture dimmed outside the faces' grown masks, the soft masks' edge visible: what will be
-// repainted.
-Image mask_preview(const Image& picture, const std::vector<TemplateFace>& faces) {
-  std::vector<Mask> masks;
-  for (const TemplateFace& face : faces) masks.push_back(face.mask.soft);
-  const Mask soft = combine_masks(masks);
-  Image preview = picture;
-  for (size_t i = 0; i < soft.values.size(); ++i) {
-    const double keep = 0.3 + 0.7 * soft.values[i] / 255.0;
-    for (size_t c = 0; c < 3; ++c) {
-      const double tint = c == 0 ? 40 : 0;  // a red cast outside shows the boundary
-      preview.rgb[i * 3 + c] =
-          static_cast<uint8_t>(std::min(255.0, preview.rgb[i * 3 + c] * keep + tint * (1 - keep)));
-    }
-  }
-  return preview;
-}
-
 int run_faces(const TemplateOptions& options) {
   const auto session = open_session(options, false);
   const LoadedTemplate loaded = load_template(options, session.get());
@@ -178,7 +160,7 @@ int run_faces(const TemplateOptions& options) {
                            {"faces", faces},
                            {"replace", replaced}};
   if (!options.mask_out.empty()) {
-    write_png(options.mask_out, mask_preview(loaded.picture.image, loaded.faces));
+    write_png(options.mask_out, template_mask_preview(loaded.picture.image, loaded.faces));
     report["mask_preview"] = options.mask_out;
   }
   std::cout << report.dump(2) << "\n";

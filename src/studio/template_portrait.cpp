@@ -105,6 +105,24 @@ std::vector<TemplateFace> find_template_faces(const Image& picture, FaceDetector
   return faces;
 }
 
+Image template_mask_preview(const Image& picture, const std::vector<TemplateFace>& faces) {
+  std::vector<Mask> masks;
+  for (const TemplateFace& face : faces) masks.push_back(face.mask.soft);
+  const Mask soft = combine_masks(masks);
+  if (soft.width != picture.width || soft.height != picture.height)
+    invalid("the faces were found on a picture of another size");
+  Image preview = picture;
+  for (size_t i = 0; i < soft.values.size(); ++i) {
+    const double keep = 0.3 + 0.7 * soft.values[i] / 255.0;
+    for (size_t c = 0; c < 3; ++c) {
+      const double tint = c == 0 ? 40 : 0;  // a red cast outside shows the boundary
+      preview.rgb[i * 3 + c] =
+          static_cast<uint8_t>(std::min(255.0, preview.rgb[i * 3 + c] * keep + tint * (1 - keep)));
+    }
+  }
+  return preview;
+}
+
 std::vector<std::pair<int, int>> assign_template_faces(const PortraitTemplate& settings,
                                                        size_t face_count, size_t subject_count,
                                                        const std::vector<int>& assignment) {

@@ -347,3 +347,25 @@ TEST(TemplatePortraitPhoto, PictureWithoutAFaceIsRefused) {
 
 }  // namespace
 }  // namespace doppel
+
+namespace doppel {
+namespace {
+
+TEST(TemplatePortrait, MaskPreviewDimsWhatStays) {
+  TwoFaces fixture;
+  const Image preview = template_mask_preview(fixture.picture, fixture.faces);
+  const Mask& soft = fixture.faces[0].mask.soft;
+  size_t inside = 0, outside = 0;
+  for (size_t i = 0; i < soft.values.size(); ++i) {
+    if (soft.values[i] == 255 && !inside) inside = i;
+    if (soft.values[i] == 0 && fixture.faces[1].mask.soft.values[i] == 0) outside = i;
+  }
+  ASSERT_GT(inside, 0u);
+  EXPECT_EQ(preview.rgb[inside * 3 + 1], fixture.picture.rgb[inside * 3 + 1]);
+  EXPECT_LE(preview.rgb[outside * 3 + 1], fixture.picture.rgb[outside * 3 + 1] * 0.3 + 1);
+  EXPECT_EQ(test::code_of([&] { template_mask_preview(fixture.picture, {}); }),
+            ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace doppel

@@ -36,6 +36,10 @@ std::vector<TemplateFace> template_faces_from_landmarks(
     const std::vector<std::vector<FacePoint>>& landmarks, int width, int height,
     const HeadMaskOptions& options = {});
 
+// What a template will repaint, for a person to check: the picture dimmed (and tinted red)
+// outside the faces' soft masks. Throws kInvalidArgument for no faces.
+Image template_mask_preview(const Image& picture, const std::vector<TemplateFace>& faces);
+
 // Who goes into a face.
 struct TemplateSubject {
   std::string phrase = "person";     // replaces {subject} in the template's prompt ("ohwx woman")
