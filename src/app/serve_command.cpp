@@ -35,6 +35,8 @@ struct ServeOptions {
   bool no_face_check = false;
   int lease_seconds = 60;
   std::string web;
+  bool compat_api = false;
+  int max_queued_generations = 32;
 };
 
 // SIGINT / SIGTERM are blocked in every thread and waited for here, so shutdown runs as
@@ -138,6 +140,8 @@ int run_serve(const ServeOptions& options) {
   if (!options.metrics_token_file.empty())
     server_options.metrics_token = read_metrics_token(options.metrics_token_file);
   server_options.face_analysis = !options.no_face_check;
+  server_options.compat_api = options.compat_api;
+  server_options.max_queued_generations = options.max_queued_generations;
   if (!options.web.empty()) {
     server_options.web_dir = options.web;
   } else {
@@ -214,6 +218,15 @@ CommandRegistration serve_command{
       command.add_option("--web", options->web,
                          "The built web studio folder to serve at / (default: $DOPPEL_WEB_DIR, "
                          "installed beside the binary, or web/dist of the source tree)");
+      command.add_flag("--compat-api", options->compat_api,
+                       "Also serve AUTOMATIC1111's /sdapi/v1 and OpenAI's /v1/images APIs on the "
+                       "same accounts (docs/compat.md)");
+      command
+          .add_option("--max-queued-generations", options->max_queued_generations,
+                      "Generations of the compatible APIs waiting at once; beyond, requests get "
+                      "503 and Retry-After")
+          ->check(CLI::Range(1, 100000))
+          ->capture_default_str();
       return [options]() { return run_serve(*options); };
     }};
 

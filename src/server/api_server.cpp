@@ -142,6 +142,7 @@ void ApiServer::State::register_routes() {
   add("GET", "/api/events", "Every change of the account's jobs as server-sent events", true, "",
       member(&S::account_events));
   for (const Route& route : routes) install(route);
+  if (options.compat_api) register_compat_routes();
 }
 
 void ApiServer::State::install(const Route& route) {
@@ -396,7 +397,9 @@ ApiServer::ApiServer(ServerOptions options) : state_(std::make_unique<State>(std
     // A page path of the web studio (its router draws it): answer with index.html.
     const bool page = request.method == "GET" && response.status == 404 &&
                       !s.options.web_dir.empty() && request.path.rfind("/api/", 0) != 0 &&
-                      request.path != "/metrics" && response.body.empty();
+                      request.path.rfind("/sdapi/", 0) != 0 && request.path.rfind("/v1/", 0) != 0 &&
+                      request.path.rfind("/controlnet/", 0) != 0 && request.path != "/metrics" &&
+                      response.body.empty();
     if (page) {
       std::ifstream file(s.options.web_dir / "index.html", std::ios::binary);
       response.status = 200;

@@ -379,6 +379,8 @@ struct ApiServer::State {
     routes.back().body = std::string("json:") + body.fields;
   }
   void register_routes();
+  // AUTOMATIC1111's and OpenAI's routes (routes_compat.cpp), with ServerOptions::compat_api.
+  void register_compat_routes();
   void install(const Route& route);
   std::optional<Auth> authenticate(const httplib::Request& request);
   void dispatch(const Route& route, const httplib::Request& request, httplib::Response& response);

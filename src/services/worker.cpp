@@ -22,6 +22,7 @@
 #include "doppel/queue/job_queue.hpp"
 #include "doppel/services/job_payloads.hpp"
 #include "doppel/services/style_samples_job.hpp"
+#include "doppel/services/generation_job.hpp"
 #include "doppel/store/blob_store.hpp"
 #include "doppel/store/database.hpp"
 #include "doppel/store/repository.hpp"
@@ -442,9 +443,21 @@ Worker::Worker(WorkerOptions options) : state_(std::make_unique<State>()) {
 Worker::~Worker() = default;
 
 bool Worker::run_once() {
+    } else if (job.kind == kGenerateJobKind) {
+      // The compatible APIs' requests: pictures in and out through the transient store.
+      const GeneratePayload payload = generate_payload_from_json(json::parse(job.payload_json));
+      store::BlobStore transient = open_transient_blob_store(options.data_dir, options.key_file);
+      GenerationSession& generator =
+          session_for(payload.model_path,
+                      payload.vae_path ? std::optional<std::filesystem::path>(*payload.vae_path)
+                                       : std::nullopt);
+      result = run_generate_job(payload, generator, transient,
+                                [&](double fraction, const std::string& message, bool force) {
+                                  return lease.report(fraction, message, force);
+                                });
   State& s = *state_;
   std::optional<store::Job> job =
-      s.jobs->lease(s.options.worker_id, {"train", "shoot"}, s.options.lease_ms);
+      s.jobs->lease(s.options.worker_id, {"train", "shoot", kGenerateJobKind}, s.options.lease_ms);
   // The style cards' examples only when no person's work is waiting.
   if (!job) job = s.jobs->lease(s.options.worker_id, {kStyleSamplesJobKind}, s.options.lease_ms);
   if (!job) return false;

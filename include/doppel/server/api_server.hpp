@@ -56,6 +56,14 @@ struct ServerOptions {
   int max_header_count = 100;
   int64_t max_header_bytes = 64 * 1024;
   std::ostream* announce = nullptr;    // where the set-up link goes (stdout)
+  // AUTOMATIC1111's /sdapi/v1 and OpenAI's /v1/images and /v1/models (`doppel serve
+  // --compat-api`, docs/compat.md); off by default.
+  bool compat_api = false;
+  // Their generations waiting in the queue (all accounts); beyond it requests are refused with
+  // 503 and Retry-After instead of piling up.
+  int max_queued_generations = 32;
+  // How long such a request waits for its images; then its job is cancelled and it gets 504.
+  int64_t generation_wait_ms = 10 * 60'000;
 };
 
 // One registered route, as the OpenAPI document lists it.
