@@ -1,7 +1,7 @@
 # Fails when a file includes a layer above its own (ARCHITECTURE.md: a layer may use only the
 # layers before it in this list). Run by CTest as `layer_include_rules`:
 #   cmake -DSOURCE_DIR=<repo> -P cmake/check_layers.cmake
-set(layers core models checkpoint diffusion train face studio store queue services server app)
+set(layers core models checkpoint diffusion train face idphoto studio store queue services server app)
 set(violations "")
 foreach(root src include/doppel)
   foreach(layer IN LISTS layers)

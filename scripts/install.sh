@@ -16,6 +16,7 @@ apt_packages=(
   postgresql  # the store and queue tests run their PostgreSQL cases on a private server
   libgtest-dev googletest
   python3  # regenerates the HTML entity table in a test (scripts/generate_html_entities.py)
+  qpdf  # checks the ID-photo print sheet PDFs in a test
   chromium fonts-wqy-zenhei  # the web studio's end-to-end test (CJK glyphs for its screenshots)
 )
 missing=()

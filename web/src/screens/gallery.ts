@@ -79,12 +79,117 @@ function recipeList(state: GalleryState, image: Image): HTMLElement {
         recipe.guidance !== undefined ? `CFG ${recipe.guidance}` : null,
         recipe.seed !== undefined ? t("recipeSeed", { seed: String(recipe.seed) }) : null,
         recipe.width ? `${recipe.width}×${recipe.height}` : null,
+        recipe.hires ? t("recipeUpscaled", { scale: recipe.hires.scale }) : null,
+        recipe.face_detail ? t("recipeFaceFixed") : null,
+        recipe.inpaint ? t("recipePainted") : null,
       ]
         .filter(Boolean)
         .join(" · "),
     ),
     row(t("recipeModel"), recipe.model?.name),
   );
+}
+
+// "Paint over an area": a brush over the portrait; the strokes become the mask (white =
+// paint again) at the portrait's own size. Resolves with the mask as a PNG data URL and the
+// optional prompt line, or null when closed.
+function paintDialog(image: Image): Promise<{ mask: string; prompt: string } | null> {
+  return new Promise((resolve) => {
+    const picture = h("img", { src: image.png_url, alt: "", class: "paint-picture" });
+    const canvas = h("canvas", { class: "paint-canvas", "aria-label": t("inpaintHelp") });
+    const size = h("input", { type: "range", id: "brush-size", min: 2, max: 30, value: 10 });
+    const prompt = h("input", { type: "text", id: "inpaint-prompt", maxlength: 500 });
+    const problem = h("p", { class: "form-error", role: "alert" });
+    const clear = h("button", { type: "button", class: "secondary" }, t("clearBrush"));
+    const go = h("button", { type: "button", class: "primary" }, t("inpaintGo"));
+    const cancel = h("button", { type: "button", class: "secondary" }, t("cancel"));
+    const dialog = h(
+      "dialog",
+      { class: "paint-dialog", "aria-label": t("inpaint") },
+      h("h2", {}, t("inpaint")),
+      h("p", { class: "muted" }, t("inpaintHelp")),
+      h("div", { class: "paint-area" }, picture, canvas),
+      h("label", { class: "field", for: "brush-size" }, h("span", {}, t("brushSize")), size),
+      h(
+        "label",
+        { class: "field", for: "inpaint-prompt" },
+        h("span", {}, t("inpaintPrompt")),
+        prompt,
+      ),
+      problem,
+      h("div", { class: "actions-row" }, go, clear, cancel),
+    );
+    let painted = false;
+    let result: { mask: string; prompt: string } | null = null;
+    const context = () => canvas.getContext("2d")!;
+    const fit = () => {
+      canvas.width = picture.naturalWidth || Number(image.recipe.width) || 512;
+      canvas.height = picture.naturalHeight || Number(image.recipe.height) || 512;
+    };
+    picture.addEventListener("load", fit);
+    fit();
+    let last: { x: number; y: number } | null = null;
+    const point = (event: PointerEvent) => {
+      const box = canvas.getBoundingClientRect();
+      return {
+        x: ((event.clientX - box.left) / box.width) * canvas.width,
+        y: ((event.clientY - box.top) / box.height) * canvas.height,
+      };
+    };
+    const stroke = (event: PointerEvent) => {
+      const here = point(event);
+      const paint = context();
+      paint.strokeStyle = "rgba(255, 64, 96, 0.6)";
+      paint.lineCap = "round";
+      paint.lineJoin = "round";
+      paint.lineWidth = (Number(size.value) / 100) * canvas.width;
+      paint.beginPath();
+      paint.moveTo((last ?? here).x, (last ?? here).y);
+      paint.lineTo(here.x + 0.01, here.y);
+      paint.stroke();
+      last = here;
+      painted = true;
+      problem.textContent = "";
+    };
+    canvas.addEventListener("pointerdown", (event) => {
+      canvas.setPointerCapture(event.pointerId);
+      last = null;
+      stroke(event);
+    });
+    canvas.addEventListener("pointermove", (event) => {
+      if (canvas.hasPointerCapture(event.pointerId)) stroke(event);
+    });
+    canvas.addEventListener("pointerup", () => (last = null));
+    clear.addEventListener("click", () => {
+      context().clearRect(0, 0, canvas.width, canvas.height);
+      painted = false;
+    });
+    cancel.addEventListener("click", () => dialog.close());
+    go.addEventListener("click", () => {
+      if (!painted) {
+        problem.textContent = t("inpaintEmpty");
+        return;
+      }
+      // Every brushed pixel white, the rest black.
+      const mask = h("canvas", { width: canvas.width, height: canvas.height });
+      const strokes = context().getImageData(0, 0, canvas.width, canvas.height);
+      const out = mask.getContext("2d")!.createImageData(canvas.width, canvas.height);
+      for (let i = 0; i < strokes.data.length; i += 4) {
+        const value = strokes.data[i + 3] > 0 ? 255 : 0;
+        out.data[i] = out.data[i + 1] = out.data[i + 2] = value;
+        out.data[i + 3] = 255;
+      }
+      mask.getContext("2d")!.putImageData(out, 0, 0);
+      result = { mask: mask.toDataURL("image/png"), prompt: prompt.value.trim() };
+      dialog.close();
+    });
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      resolve(result);
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
 }
 
 export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup {
@@ -165,7 +270,48 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
       href: image.png_url,
       download: "",
     });
-    replaceChildren(into, favourite, download, more, remove);
+    if (!labelled) {
+      replaceChildren(into, favourite, download, more, remove);
+      return;
+    }
+    // New versions of this portrait, made through the queue like any shoot.
+    const remake = (label: string, path: string, queued: string, enabled: boolean) => {
+      const button = h(
+        "button",
+        { type: "button", class: "button secondary small", disabled: !enabled },
+        label,
+      );
+      button.addEventListener("click", () =>
+        whileBusy(button, async () => {
+          await api("POST", `/api/images/${image.id}/${path}`, {});
+          toast(queued);
+          await refresh();
+        }),
+      );
+      return button;
+    };
+    const recipe = image.recipe;
+    const upscale = remake(
+      t("upscale"),
+      "upscale",
+      t("upscaleQueued"),
+      !recipe.hires && !recipe.inpaint,
+    );
+    const fixFace = remake(t("fixFace"), "fix-face", t("fixFaceQueued"), !recipe.face_detail);
+    const paint = h("button", { type: "button", class: "button secondary small" }, t("inpaint"));
+    paint.addEventListener("click", async () => {
+      const wanted = await paintDialog(image);
+      if (!wanted) return;
+      await whileBusy(paint, async () => {
+        await api("POST", `/api/images/${image.id}/inpaint`, {
+          mask: wanted.mask,
+          ...(wanted.prompt ? { prompt_extra: wanted.prompt } : {}),
+        });
+        toast(t("inpaintQueued"));
+        await refresh();
+      });
+    });
+    replaceChildren(into, favourite, download, more, upscale, fixFace, paint, remove);
   }
 
   function openViewer(image: Image): void {

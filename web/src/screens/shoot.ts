@@ -1,17 +1,71 @@
 // The style picker: cards with each style's name, description and (once this person has one)
 // their best portrait in it; how many per style; then the shoot starts and the gallery shows it.
 
-import { api, Image, Job, Shoot, StylePack, Subject } from "../api";
+import {
+  api,
+  Image,
+  isFinished,
+  Job,
+  LoraVersion,
+  onJob,
+  Shoot,
+  StyleList,
+  StylePack,
+  Subject,
+} from "../api";
 import { h, replaceChildren } from "../dom";
 import { formatDuration, locale, localized, t } from "../i18n";
 import { navigate } from "../main";
-import { errorBox, loadingBox, pageHeading, whileBusy } from "../ui";
+import type { Cleanup } from "../main";
+import { errorBox, errorMessage, loadingBox, pageHeading, whileBusy } from "../ui";
+
+// The picture of a style card: this person's best portrait in the style once there is one, else
+// the style's examples made with the default model (or what keeps them from being shown).
+function sampleArea(style: StylePack, own: Image | undefined): HTMLElement {
+  const name = localized(style.name, style.name_zh);
+  if (own)
+    return h(
+      "span",
+      { class: "style-sample" },
+      h("img", { src: own.png_url, alt: t("sample", { style: name }), loading: "lazy" }),
+    );
+  const examples = style.samples ?? [];
+  if (examples.length)
+    return h(
+      "span",
+      { class: `style-sample examples-${Math.min(examples.length, 3)}` },
+      ...examples
+        .slice(0, 3)
+        .map((example) =>
+          h("img", { src: example.url, alt: t("sample", { style: name }), loading: "lazy" }),
+        ),
+    );
+  const status = style.samples_status;
+  const making = status === "making" || status === "missing";
+  return h(
+    "span",
+    { class: `style-sample${making ? " making" : ""}`, "data-samples": status ?? "" },
+    h(
+      "span",
+      { class: "no-sample" },
+      making
+        ? t("samplesMaking")
+        : status === "failed"
+          ? t("samplesFailed")
+          : status === "other_family"
+            ? t("samplesOtherFamily")
+            : status === "not_installed"
+              ? t("samplesNotInstalled")
+              : t("noSample"),
+    ),
+  );
+}
 
 function styleCard(
   style: StylePack,
-  sample: Image | undefined,
+  own: Image | undefined,
   toggle: (id: string, button: HTMLButtonElement) => void,
-): HTMLElement {
+): HTMLButtonElement {
   const name = localized(style.name, style.name_zh);
   const button = h(
     "button",
@@ -21,13 +75,7 @@ function styleCard(
       "aria-pressed": "false",
       "data-style-id": style.id,
     },
-    h(
-      "span",
-      { class: "style-sample" },
-      sample
-        ? h("img", { src: sample.png_url, alt: t("sample", { style: name }), loading: "lazy" })
-        : h("span", { class: "no-sample" }, t("noSample")),
-    ),
+    sampleArea(style, own),
     h("span", { class: "style-name" }, name),
     h("span", { class: "style-description" }, localized(style.description, style.description_zh)),
     h("span", { class: "style-check", "aria-hidden": "true" }, "✓"),
@@ -55,44 +103,125 @@ function measuredSecondsPerPortrait(jobs: Job[]): number | null {
   return gaps[Math.floor(gaps.length / 2)];
 }
 
-export function renderShoot(main: HTMLElement, [subjectId]: string[]): void {
+// A number input of the advanced fold; empty means "the style's".
+function numberInput(id: string, min: number, max: number, step = 1): HTMLInputElement {
+  return h("input", {
+    type: "number",
+    id,
+    min,
+    max,
+    step,
+    inputmode: step === 1 ? "numeric" : "decimal",
+    placeholder: t("styleChoice"),
+  });
+}
+
+function field(id: string, label: string, control: HTMLElement): HTMLElement {
+  return h("label", { class: "field", for: id }, h("span", {}, label), control);
+}
+
+export function renderShoot(main: HTMLElement, [subjectId]: string[]): Cleanup {
   const body = h("div", {}, loadingBox());
   main.append(body);
   const selected = new Set<string>();
+  const cards = new Map<string, HTMLButtonElement>();
+  const own = new Map<string, Image>();
+  let stopEvents: (() => void) | null = null;
+
+  // Style examples being made: redraw the cards' pictures as each style's job finishes.
+  function watchExamples(): void {
+    if (stopEvents) return;
+    stopEvents = onJob((job) => {
+      if (job.kind !== "style_samples" || !isFinished(job)) return;
+      void api<StyleList>("GET", "/api/styles")
+        .then(({ styles }) => {
+          for (const style of styles) {
+            const card = cards.get(style.id);
+            const old = card?.querySelector(".style-sample");
+            if (card && old) old.replaceWith(sampleArea(style, own.get(style.id)));
+          }
+        })
+        .catch(() => {});
+    });
+  }
 
   async function load(): Promise<void> {
     try {
-      const [subject, { styles }, { images }, { jobs }] = await Promise.all([
+      const [subject, styleList, { images }, { jobs }, { loras }] = await Promise.all([
         api<Subject>("GET", `/api/subjects/${subjectId}`),
-        api<{ styles: StylePack[] }>("GET", "/api/styles"),
+        api<StyleList>("GET", "/api/styles"),
         api<{ images: Image[] }>("GET", `/api/subjects/${subjectId}/images`),
         api<{ jobs: Job[] }>("GET", "/api/jobs?status=succeeded&limit=500"),
+        api<{ loras: LoraVersion[] }>("GET", `/api/subjects/${subjectId}/loras`),
       ]);
+      let styles = styleList.styles;
+      // First use with this model: the worker makes each style's examples when it is free.
+      if (styles.some((style) => style.samples_status === "missing")) {
+        try {
+          styles = (await api<StyleList>("POST", "/api/style-samples")).styles;
+        } catch {
+          /* the cards say "no sample yet" */
+        }
+      }
+      if (styles.some((style) => style.samples_status === "making")) watchExamples();
       const perPortrait = measuredSecondsPerPortrait(jobs);
       const estimate = h("p", { class: "muted shoot-estimate", "aria-live": "polite" });
-      const samples = new Map<string, Image>();
       for (const image of images) {
         const style = image.recipe.style;
-        if (style && !samples.has(style)) samples.set(style, image); // best first already
+        if (style && !own.has(style)) own.set(style, image); // best first already
       }
       const count = h(
         "select",
         { id: "count-per-style", name: "count" },
         ...[1, 2, 3, 4, 6, 8].map((n) => h("option", { value: n, selected: n === 2 }, String(n))),
       );
-      const seed = h("input", {
-        type: "number",
-        id: "shoot-seed",
-        min: 0,
-        max: 4294967295,
-        inputmode: "numeric",
+      // The advanced fold (A1111 users): every field empty means "the style's".
+      const seed = numberInput("shoot-seed", 0, 4294967295);
+      const sampler = h(
+        "select",
+        { id: "shoot-sampler" },
+        h("option", { value: "" }, t("styleChoice")),
+        ...(styleList.samplers ?? []).flatMap((each) => [
+          h("option", { value: each.name }, each.display_name),
+          each.karras
+            ? h("option", { value: `${each.name}_karras` }, `${each.display_name} Karras`)
+            : null,
+        ]),
+      );
+      const steps = numberInput("shoot-steps", 1, 150);
+      const cfg = numberInput("shoot-cfg", 1, 30, 0.5);
+      const width = numberInput("shoot-width", 64, 2048, 8);
+      const height = numberInput("shoot-height", 64, 2048, 8);
+      const promptExtra = h("input", {
+        type: "text",
+        id: "shoot-prompt-extra",
+        maxlength: 500,
+        placeholder: t("shootPromptExtraPlaceholder"),
       });
+      const trained = loras.some((lora) => lora.status === "ready");
+      const loraWeight = numberInput("shoot-lora-weight", 0, 2, 0.05);
       const advanced = h(
         "details",
         { class: "advanced card" },
         h("summary", {}, t("advanced")),
         h("p", { class: "muted" }, t("advancedShootIntro")),
-        h("label", { class: "field", for: "shoot-seed" }, h("span", {}, t("shootSeed")), seed),
+        h(
+          "div",
+          { class: "advanced-fields" },
+          field("shoot-seed", t("shootSeed"), seed),
+          field("shoot-sampler", t("shootSampler"), sampler),
+          field("shoot-steps", t("shootSteps"), steps),
+          field("shoot-cfg", t("shootCfg"), cfg),
+          field("shoot-width", t("shootWidth"), width),
+          field("shoot-height", t("shootHeight"), height),
+          trained ? field("shoot-lora-weight", t("shootLoraWeight"), loraWeight) : null,
+        ),
+        h(
+          "label",
+          { class: "field", for: "shoot-prompt-extra" },
+          h("span", {}, t("shootPromptExtra")),
+          promptExtra,
+        ),
       );
       const start = h(
         "button",
@@ -103,6 +232,7 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): void {
         const total = selected.size * Number(count.value);
         start.disabled = total === 0;
         start.textContent = total === 0 ? t("startShootNone") : t("startShoot", { count: total });
+        estimate.classList.remove("form-error");
         estimate.textContent =
           total > 0 && perPortrait !== null
             ? t("shootEstimate", { time: formatDuration(total * perPortrait) })
@@ -115,18 +245,48 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): void {
         button.setAttribute("aria-pressed", selected.has(id) ? "true" : "false");
         updateStart();
       };
-      start.addEventListener("click", () =>
-        whileBusy(start, async () => {
-          const body: Record<string, unknown> = {
-            subject_id: subjectId,
-            styles: [...selected],
-            count: Number(count.value),
-          };
-          if (seed.value && seed.checkValidity()) body.seed = Number(seed.value);
-          const shoot = await api<Shoot>("POST", "/api/shoots", body);
-          navigate(`/subjects/${subjectId}/gallery?shoot=${shoot.id}`);
-        }),
+      start.addEventListener("click", () => {
+        const request: Record<string, unknown> = {
+          subject_id: subjectId,
+          styles: [...selected],
+          count: Number(count.value),
+        };
+        // The browser checks ranges; the server says what is wrong with anything else.
+        const numbers: [HTMLInputElement, string][] = [
+          [seed, "seed"],
+          [steps, "steps"],
+          [cfg, "cfg_scale"],
+          [width, "width"],
+          [height, "height"],
+          [loraWeight, "lora_weight"],
+        ];
+        for (const [input, name] of numbers) {
+          if (!input.value || (name === "lora_weight" && !trained)) continue;
+          if (!input.checkValidity()) {
+            advanced.open = true;
+            input.reportValidity();
+            return;
+          }
+          request[name] = Number(input.value);
+        }
+        if (sampler.value) request.sampler = sampler.value;
+        if (promptExtra.value.trim()) request.prompt_extra = promptExtra.value.trim();
+        void whileBusy(start, async () => {
+          try {
+            const shoot = await api<Shoot>("POST", "/api/shoots", request);
+            navigate(`/subjects/${subjectId}/gallery?shoot=${shoot.id}`);
+          } catch (failure) {
+            // In the estimate's place: the server's reason (which field, what it accepts).
+            estimate.textContent = errorMessage(failure);
+            estimate.classList.add("form-error");
+          }
+        });
+      });
+      const sorted = [...styles].sort((a, b) =>
+        localized(a.name, a.name_zh).localeCompare(localized(b.name, b.name_zh), locale),
       );
+      cards.clear();
+      for (const style of sorted) cards.set(style.id, styleCard(style, own.get(style.id), toggle));
       replaceChildren(
         body,
         pageHeading(t("shootTitle"), t("shootIntro", { name: subject.name }), {
@@ -145,15 +305,7 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): void {
         h(
           "section",
           { "aria-label": t("chooseStyles") },
-          h(
-            "div",
-            { class: "style-grid" },
-            ...[...styles]
-              .sort((a, b) =>
-                localized(a.name, a.name_zh).localeCompare(localized(b.name, b.name_zh), locale),
-              )
-              .map((style) => styleCard(style, samples.get(style.id), toggle)),
-          ),
+          h("div", { class: "style-grid" }, ...cards.values()),
         ),
       );
     } catch (error) {
@@ -164,4 +316,5 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): void {
     }
   }
   void load();
+  return () => stopEvents?.();
 }

@@ -59,12 +59,21 @@ export function renderSubjects(main: HTMLElement): void {
     maxlength: 80,
     placeholder: t("newSubjectPlaceholder"),
   });
+  // What the person is: in every prompt ("ohwx woman") and the training captions.
+  const classSelect = h(
+    "select",
+    { name: "class_word", id: "new-subject-class" },
+    ...(["woman", "man", "girl", "boy", "person"] as const).map((word) =>
+      h("option", { value: word, selected: word === "person" }, t(`class_${word}`)),
+    ),
+  );
   const error = h("p", { class: "form-error", role: "alert" });
   const button = h("button", { type: "submit", class: "primary" }, t("addSubject"));
   const form = h(
     "form",
     { class: "card inline-form" },
     h("label", { class: "field grow" }, h("span", {}, t("newSubjectName")), name),
+    h("label", { class: "field" }, h("span", {}, t("classWord")), classSelect),
     button,
     error,
   );
@@ -77,7 +86,10 @@ export function renderSubjects(main: HTMLElement): void {
     button.disabled = true;
     error.textContent = "";
     try {
-      const subject = await api<Subject>("POST", "/api/subjects", { name: name.value.trim() });
+      const subject = await api<Subject>("POST", "/api/subjects", {
+        name: name.value.trim(),
+        class_word: classSelect.value,
+      });
       navigate(`/subjects/${subject.id}`);
     } catch (failure) {
       error.textContent = errorMessage(failure);
