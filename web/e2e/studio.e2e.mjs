@@ -228,10 +228,12 @@ try {
   await page.getByText("No one here yet").waitFor();
   await shot(page, "03-subjects-empty");
 
-  step("add a person with the keyboard only; the next step is at the top");
+  step("add a person with the keyboard only, saying what they are; the next step is at the top");
   await page.getByLabel("Name of the person").focus();
   await page.keyboard.type("Angelina");
-  await page.keyboard.press("Enter");
+  await page.getByLabel("The person is a").selectOption("girl");
+  await shot(page, "03b-add-person-class");
+  await page.getByLabel("Name of the person").press("Enter");
   await page.getByRole("heading", { name: "Angelina" }).waitFor();
   const subjectUrl = page.url();
   const subjectId = subjectUrl.split("/").pop();
@@ -328,8 +330,9 @@ try {
   await page.getByRole("button", { name: "Cancel training" }).click();
   await page.locator(".next-step").getByText("Training was cancelled.").waitFor();
   await shot(page, "05a-training-cancelled");
-  // The advanced fold: the person is a woman, trained at LoRA rank 4.
+  // The advanced fold: the class chosen at creation, changed to woman; LoRA rank 4.
   await page.locator(".advanced summary").click();
+  assert.equal(await page.getByLabel("The person is a").inputValue(), "girl");
   await page.getByLabel("The person is a").selectOption("woman");
   await page.getByLabel("LoRA rank").selectOption("4");
   await shot(page, "05b-advanced-training");
@@ -365,6 +368,27 @@ try {
   await shootLink.click();
   await page.locator(".style-card").first().waitFor();
   assert.ok((await page.locator(".style-card").count()) >= 10, "every style pack is offered");
+  // First use: each style's examples are made with the default model, the cards say so meanwhile.
+  const making = await page.locator(".style-sample.making").count();
+  const madeAlready = await page.locator(".style-sample img").count();
+  assert.ok(making + madeAlready > 0, "examples are being made or are there");
+  if (making > 0) {
+    assert.match(
+      await page.locator(".style-sample.making").first().innerText(),
+      /Making examples of this style/,
+    );
+    await shot(page, "07a-style-examples-making");
+  }
+  await page.waitForFunction(() => !document.querySelector(".style-sample.making"), null, {
+    timeout: 180000,
+  });
+  assert.equal(await page.getByText("No sample yet").count(), 0, "every style shows examples");
+  assert.equal(
+    await page.locator('.style-card[data-style-id="anime"] .style-sample img').count(),
+    3,
+    "three example seeds per style",
+  );
+  await shot(page, "07b-style-examples");
   const styleNames = await page.locator(".style-name").allInnerTexts();
   assert.deepEqual(
     styleNames,
@@ -377,6 +401,12 @@ try {
   await page.getByLabel("Portraits per style").selectOption("1");
   await page.locator(".advanced summary").click();
   await page.getByLabel("Seed (empty: new portraits every time)").fill("1234");
+  // A1111 users' settings: checked by the server, kept in the recipe and the PNG.
+  await page.getByLabel("Sampler").selectOption({ label: "DPM++ 2M Karras" });
+  await page.getByLabel("Steps").fill("6");
+  await page.getByLabel(/CFG scale/).fill("6.5");
+  await page.getByLabel("Add to the style's prompt").fill("red scarf");
+  await page.getByLabel("Likeness strength (LoRA weight)").fill("0.8");
   await shot(page, "07-style-picker");
   await page.getByRole("button", { name: "Shoot 2 portraits" }).click();
 
@@ -417,7 +447,8 @@ try {
   await viewer.waitFor();
   await viewer.getByText("Prompt", { exact: true }).waitFor();
   const recipeText = await viewer.locator(".recipe").innerText();
-  assert.match(recipeText, /\d+ steps · CFG [\d.]+ · seed 123[45]\b/); // the advanced seed
+  assert.match(recipeText, /dpmpp_2m · 6 steps · CFG 6.5 · seed 123[45]\b/); // the advanced fold
+  assert.match(recipeText, /red scarf/, "the extra prompt line");
   assert.match(recipeText, /ohwx woman/, "the class chosen for training is in the prompt");
   await shot(page, "10-full-size");
   const download = page.waitForEvent("download");
@@ -430,8 +461,11 @@ try {
   assert.ok(parameters, "the PNG carries A1111 'parameters'");
   assert.match(
     parameters,
-    /Steps: \d+, Sampler: [^,]+, CFG scale: [\d.]+, Seed: \d+, Size: \d+x\d+/,
+    /Steps: 6, Sampler: DPM\+\+ 2M( Karras)?, (Schedule type: Karras, )?CFG scale: 6.5, Seed: \d+, Size: \d+x\d+/,
   );
+  // The person's LoRA is named after them, as A1111 names a file it loads.
+  assert.match(parameters, /<lora:angelina:0\.8>/);
+  assert.match(parameters, /Lora hashes: "angelina: [0-9a-f]{10,12}"/);
   await viewer.getByRole("button", { name: "Favourite" }).click();
   await viewer.getByRole("button", { name: "Remove from favourites" }).waitFor();
   await page.keyboard.press("Escape");
@@ -450,6 +484,76 @@ try {
   assert.match(entries[0], /^Angelina-(anime|id_photo_white)-01\.png$/);
   assert.match(entries[1], /^Angelina-(anime|id_photo_white)-02\.png$/);
   assert.equal(entries[2], "recipes.json");
+
+  step("from the gallery: upscale, fix the face and paint a brushed area again");
+  await page.locator(".image-open").first().click();
+  await viewer.waitFor();
+  await viewer.getByRole("button", { name: "Upscale 2×" }).click();
+  await page.getByText("Making a larger version").waitFor();
+  await viewer.getByRole("button", { name: "Fix the face" }).click();
+  await page.getByText("Fixing the face").waitFor();
+  await viewer.getByRole("button", { name: "Paint over an area" }).click();
+  const painter = page.locator("dialog.paint-dialog");
+  await painter.waitFor();
+  await painter.getByRole("button", { name: "Paint again" }).click();
+  await painter.getByText("Brush over an area first.").waitFor(); // nothing brushed yet
+  const canvas = await painter.locator("canvas").boundingBox();
+  await page.mouse.move(canvas.x + canvas.width * 0.2, canvas.y + canvas.height * 0.3);
+  await page.mouse.down();
+  await page.mouse.move(canvas.x + canvas.width * 0.6, canvas.y + canvas.height * 0.5, {
+    steps: 8,
+  });
+  await page.mouse.up();
+  await painter.getByLabel("What to paint there (optional)").fill("a gold earring");
+  await shot(page, "10b-paint-area");
+  await painter.getByRole("button", { name: "Paint again" }).click();
+  await painter.waitFor({ state: "detached" });
+  await page.getByText("Painting the area again").waitFor();
+  await page.keyboard.press("Escape");
+  await viewer.waitFor({ state: "detached" });
+  const made = async () =>
+    (
+      await page.evaluate(
+        async (id) => (await fetch(`/api/subjects/${id}/images`)).json(),
+        subjectId,
+      )
+    ).images;
+  for (let waited = 0; (await made()).length < 5; waited += 1) {
+    assert.ok(waited < 240, "the three new versions are made");
+    await page.waitForTimeout(500);
+  }
+  const versions = (await made()).map((image) => image.recipe);
+  assert.ok(
+    versions.some((recipe) => recipe.hires?.scale === 2),
+    "an upscaled version",
+  );
+  assert.ok(
+    versions.some((recipe) => recipe.face_detail),
+    "a face-fixed version",
+  );
+  assert.ok(
+    versions.some((recipe) => recipe.inpaint && /a gold earring/.test(recipe.prompt)),
+    "a repainted version",
+  );
+  await page.reload();
+  await page.locator(".image-card").nth(4).waitFor();
+  await shot(page, "10c-gallery-new-versions");
+  const upscaledCard = page.locator(".image-card").filter({ has: page.locator("img") });
+  for (let i = 0; i < (await upscaledCard.count()); i++) {
+    await upscaledCard.nth(i).locator(".image-open").click();
+    await viewer.waitFor();
+    const text = await viewer.locator(".recipe").innerText();
+    if (/upscaled 2×/.test(text)) {
+      assert.ok(await viewer.getByRole("button", { name: "Upscale 2×" }).isDisabled());
+      await shot(page, "10d-upscaled-full-size");
+      await page.keyboard.press("Escape");
+      await viewer.waitFor({ state: "detached" });
+      break;
+    }
+    await page.keyboard.press("Escape");
+    await viewer.waitFor({ state: "detached" });
+    assert.ok(i + 1 < (await upscaledCard.count()), "the upscaled version is in the gallery");
+  }
 
   step("a shoot can be cancelled");
   await page.getByRole("link", { name: "Shoot portraits" }).click();
@@ -576,6 +680,28 @@ try {
     await phonePage.locator(".image-card").nth(1).waitFor();
     await expectNoOverflow(phonePage, `phone gallery (${suffix})`);
     await shot(phonePage, `16-phone-gallery-${suffix}`);
+    // The style picker with its examples and the advanced fold open.
+    await phonePage.goto(`${base}/subjects/${subjectId}/shoot`);
+    await phonePage.locator(".style-sample img").first().waitFor();
+    await phonePage.locator(".advanced summary").click();
+    await phonePage
+      .getByLabel(suffix === "en" ? "Sampler" : "采样器")
+      .selectOption({ label: "Euler a" });
+    await expectNoOverflow(phonePage, `phone shoot (${suffix})`);
+    if (suffix === "zh") {
+      assert.doesNotMatch(await phonePage.locator("main").innerText(), asciiPunctuationInChinese);
+      await phonePage.getByText("追加到风格提示词").waitFor();
+    }
+    await shot(phonePage, `16b-phone-shoot-${suffix}`);
+    // The brush on a phone.
+    await phonePage.goto(`${base}/subjects/${subjectId}/gallery`);
+    await phonePage.locator(".image-open").first().click();
+    await phonePage
+      .getByRole("button", { name: suffix === "en" ? "Paint over an area" : "重画一块区域" })
+      .click();
+    await phonePage.locator("dialog.paint-dialog canvas").waitFor();
+    await expectNoOverflow(phonePage, `phone paint (${suffix})`);
+    await shot(phonePage, `16c-phone-paint-${suffix}`);
     await phonePage.goto(`${base}/`);
     await phonePage.locator(".subject-card").first().waitFor();
     await expectNoOverflow(phonePage, `phone people (${suffix})`);

@@ -104,7 +104,13 @@ function measuredSecondsPerPortrait(jobs: Job[]): number | null {
 }
 
 // A number input of the advanced fold; empty means "the style's".
-function numberInput(id: string, min: number, max: number, step = 1): HTMLInputElement {
+function numberInput(
+  id: string,
+  min: number,
+  max: number,
+  step = 1,
+  placeholder: string | null = t("styleChoice"),
+): HTMLInputElement {
   return h("input", {
     type: "number",
     id,
@@ -112,7 +118,7 @@ function numberInput(id: string, min: number, max: number, step = 1): HTMLInputE
     max,
     step,
     inputmode: step === 1 ? "numeric" : "decimal",
-    placeholder: t("styleChoice"),
+    placeholder,
   });
 }
 
@@ -176,7 +182,7 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): Cleanup {
         ...[1, 2, 3, 4, 6, 8].map((n) => h("option", { value: n, selected: n === 2 }, String(n))),
       );
       // The advanced fold (A1111 users): every field empty means "the style's".
-      const seed = numberInput("shoot-seed", 0, 4294967295);
+      const seed = numberInput("shoot-seed", 0, 4294967295, 1, null); // empty: a new one each time
       const sampler = h(
         "select",
         { id: "shoot-sampler" },
