@@ -482,7 +482,7 @@ std::string a1111_info(const A1111Generation& generation, const json& result) {
       {"steps", payload.steps},
       {"batch_size", payload.batch_size},
       {"restore_faces", generation.restore_faces},
-      {"face_restoration_model", nullptr},
+      {"face_restoration_model", generation.restore_faces ? json("face detail") : json(nullptr)},
       {"sd_model_name", result.value("model", generation.model_title)},
       {"sd_model_hash", result.value("model_hash", "")},
       {"sd_vae_name", generation.vae_name ? json(*generation.vae_name) : json(nullptr)},

@@ -389,7 +389,8 @@ void register_a1111_routes(const std::shared_ptr<Context>& context) {
                           {"negative_prompt", style.negative_prompt}});
         send_json(r, 200, list);
       });
-  add("GET", "/sdapi/v1/face-restorers", "A1111: face restorers", constant(json::array()));
+  add("GET", "/sdapi/v1/face-restorers", "A1111: face restorers (restore_faces runs this)",
+      constant(json::array({{{"name", "face detail"}, {"cmd_dir", nullptr}}})));
   add("GET", "/sdapi/v1/hypernetworks", "A1111: hypernetworks (none)", constant(json::array()));
   add("GET", "/sdapi/v1/realesrgan-models", "A1111: RealESRGAN (none)", constant(json::array()));
   add("GET", "/sdapi/v1/scripts", "A1111: scripts (none)",

@@ -190,6 +190,9 @@ SessionRequest session_request_from_payload(const GeneratePayload& payload,
     request.inpaint = inpaint;
   }
   request.hires = payload.hires;
+  // A1111's restore_faces: doppel's face-detail pass (ADetailer's inpaint of the largest face)
+  // rather than a GFPGAN/CodeFormer restorer.
+  if (payload.face_detail) session_request.face_detail = FaceDetailOptions{};
   for (const GenerateControl& control : payload.controls)
     session_request.controls.push_back(
         {control.model, transient_image(transient, control.image_sha256, "ControlNet image"),

@@ -194,6 +194,13 @@ TEST(CompatApi, Txt2imgAnswersLikeA1111) {
   ASSERT_EQ(random.status, 200) << random.raw;
   EXPECT_TRUE(random.body["images"].empty());
   EXPECT_GE(json::parse(random.body["info"].get<std::string>())["seed"].get<int64_t>(), 0);
+  // restore_faces runs the face-detail pass (a picture without a face keeps its pixels).
+  again["restore_faces"] = true;
+  again["send_images"] = true;
+  const Answer restored = compat.account.post("/sdapi/v1/txt2img", again);
+  ASSERT_EQ(restored.status, 200) << restored.raw;
+  EXPECT_EQ(json::parse(restored.body["info"].get<std::string>())["restore_faces"], true);
+  again["restore_faces"] = false;
   // The hires fix doubles the size.
   again["enable_hr"] = true;
   again["send_images"] = true;
@@ -350,7 +357,7 @@ TEST(CompatApi, InformationRoutes) {
   ASSERT_EQ(styles.status, 200);
   ASSERT_FALSE(styles.body.empty());
   EXPECT_NE(styles.body[0]["prompt"].get<std::string>().find("{prompt}"), std::string::npos);
-  EXPECT_EQ(client.get("/sdapi/v1/face-restorers").body, json::array());
+  EXPECT_EQ(client.get("/sdapi/v1/face-restorers").body[0]["name"], "face detail");
   EXPECT_EQ(client.get("/sdapi/v1/upscalers").body[0]["name"], "None");
   EXPECT_GT(client.get("/sdapi/v1/memory").body["ram"]["total"].get<int64_t>(), 0);
   EXPECT_EQ(client.get("/sdapi/v1/cmd-flags").body["api"], true);
