@@ -158,7 +158,7 @@ std::vector<IdPhotoSpec> load_id_photo_specs(const std::filesystem::path& path) 
 
 const std::vector<IdPhotoSpec>& built_in_id_photo_specs() {
   static const std::vector<IdPhotoSpec> specs =
-      parse_id_photo_specs(kIdPhotoSpecsYaml, "data/id_photo_specs.yaml (built in)");
+      parse_id_photo_specs(kIdPhotoSpecsYaml, "src/idphoto/id_photo_specs.yaml (built in)");
   return specs;
 }
 

@@ -1,4 +1,4 @@
-// Document photo specifications (data/id_photo_specs.yaml, built into the
+// Document photo specifications (src/idphoto/id_photo_specs.yaml, built into the
 // binary): the printed size, the pixels and DPI of the file, where the head
 // and eyes must be, and the background colours a document accepts.
 #pragma once
@@ -42,7 +42,7 @@ struct IdPhotoSpec {
 // The specifications shipped with doppel, in file order.
 const std::vector<IdPhotoSpec>& built_in_id_photo_specs();
 
-// Parses and validates a specification file (the format of data/id_photo_specs.yaml);
+// Parses and validates a specification file (the format of src/idphoto/id_photo_specs.yaml);
 // throws doppel::Error kInvalidFile naming `label`, the spec and the field at fault.
 std::vector<IdPhotoSpec> parse_id_photo_specs(const std::string& yaml_text,
                                               const std::string& label);
