@@ -12,6 +12,7 @@
 #include "doppel/core/paths.hpp"
 #include "doppel/core/random.hpp"
 #include "doppel/face/face_aligner.hpp"
+#include "doppel/face/face_finder.hpp"
 #include "doppel/face/face_pose_map.hpp"
 #include "doppel/studio/template_picture.hpp"
 #include "doppel/studio/template_portrait.hpp"
@@ -112,6 +113,7 @@ std::unique_ptr<GenerationSession> open_session(const TemplateOptions& options, 
   session.dtype = options.dtype;
   session.preprocessors["face_pose"] = face_pose_preprocessor();
   session.face_crop = largest_face_crop();
+  session.face_finder = make_face_finder();
   return std::make_unique<GenerationSession>(std::move(session));
 }
 

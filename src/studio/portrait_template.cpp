@@ -207,7 +207,8 @@ PortraitTemplate read_template(const json& root, const std::string& label, Error
                      "padding",
                      "mask",
                      "controls",
-                     "colour_match"});
+                     "colour_match",
+                     "face_detail"});
   PortraitTemplate result;
   result.id = reader.text(root, "id").value_or("");
   if (!valid_id(result.id))
@@ -288,6 +289,7 @@ PortraitTemplate read_template(const json& root, const std::string& label, Error
     result.canny = read_control(reader, controls, "canny");
   }
   result.colour_match = reader.number(root, "colour_match", 0, 1).value_or(1.0);
+  result.face_detail = reader.number(root, "face_detail", 0.01, 1);
   return result;
 }
 
@@ -397,6 +399,7 @@ json portrait_template_to_json(const PortraitTemplate& value) {
                    {"hairline", value.mask.hairline}}},
                  {"colour_match", value.colour_match}};
   json controls = json::object();
+  if (value.face_detail) result["face_detail"] = *value.face_detail;
   if (value.face_pose) controls["face_pose"] = control_json(*value.face_pose);
   if (value.canny) controls["canny"] = control_json(*value.canny);
   result["controls"] = controls;

@@ -249,6 +249,29 @@ TemplatePortrait render_template_portrait(GenerationSession& session,
         });
     if (images.empty()) throw Error(ErrorCode::kInternal, "the face pass returned no image");
     Image painted = std::move(images.front().image);
+    if (settings.face_detail) {
+      // On the face's own crop, where it is the largest face: the pass must not pick another
+      // face of a group picture. Its result counts only inside this face's mask (below).
+      const InpaintPlan plan = plan_inpaint(current, *face_request.generation.inpaint,
+                                            static_cast<int>(face_request.generation.width),
+                                            static_cast<int>(face_request.generation.height));
+      SessionRequest detail = face_request;
+      detail.controls.clear();
+      detail.generation.inpaint.reset();
+      detail.generation.init_image.reset();
+      FaceDetailOptions options;
+      options.strength = *settings.face_detail;
+      options.faces = FaceChoice::kLargest;
+      detail.face_detail = options;
+      GeneratedImage crop{crop_image(painted, *plan.region), face_request.generation.seed,
+                          images.front().parameters};
+      const GeneratedImage detailed = session.detail_faces(crop, detail);
+      painted = composite_inpainted(
+          painted, detailed.image,
+          Mask{painted.width, painted.height, std::vector<uint8_t>(painted.rgb.size() / 3, 255)},
+          plan.region);
+      images.front().parameters = detailed.parameters;
+    }
     if (settings.colour_match > 0)
       painted = match_face_colour(painted, picture, face.mask.skin, face.mask.soft,
                                   settings.colour_match);

@@ -14,6 +14,7 @@
 #include "doppel/core/error.hpp"
 #include "doppel/core/paths.hpp"
 #include "doppel/core/safetensors.hpp"
+#include "doppel/face/face_finder.hpp"
 #include "doppel/face/face_pose_map.hpp"
 #include "doppel/models/control_net.hpp"
 #include "doppel/models/layers.hpp"
@@ -365,6 +366,32 @@ TEST(TemplatePortrait, MaskPreviewDimsWhatStays) {
   EXPECT_LE(preview.rgb[outside * 3 + 1], fixture.picture.rgb[outside * 3 + 1] * 0.3 + 1);
   EXPECT_EQ(test::code_of([&] { template_mask_preview(fixture.picture, {}); }),
             ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace doppel
+
+namespace doppel {
+namespace {
+
+TEST(TemplatePortrait, FaceDetailPassRunsOnEachFaceAndStaysInsideTheMasks) {
+  DOPPEL_REQUIRE_PATH(default_landmark_model_path());
+  TwoFaces fixture;
+  fixture.settings.face_detail = 0.3;
+  SessionOptions options;
+  options.face_finder = make_face_finder();
+  GenerationSession session(options);
+  const TemplatePortrait portrait =
+      render_template_portrait(session, fixture.request(2), fixture.faces);
+  EXPECT_TRUE(portrait.image.parameters.get("ADetailer model"));
+  EXPECT_EQ(portrait.image.parameters.get("Template"), "couple");
+  for (size_t i = 0; i < portrait.changed.values.size(); ++i) {
+    if (portrait.changed.values[i] == 0) {
+      ASSERT_EQ(portrait.image.image.rgb[i * 3], fixture.picture.rgb[i * 3]) << "pixel " << i;
+    }
+  }
+  EXPECT_EQ(portrait_template_from_json(portrait_template_to_json(fixture.settings)).face_detail,
+            0.3);
 }
 
 }  // namespace

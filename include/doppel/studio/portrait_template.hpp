@@ -66,7 +66,9 @@ struct PortraitTemplate {
   std::optional<TemplateControl> face_pose;  // ControlNet fed the template's landmarks
   std::optional<TemplateControl> canny;      // ControlNet fed the template's Canny edges
   double colour_match = 1.0;                 // 0 off, 1 the template's skin tone fully
-  std::filesystem::path source;              // the YAML file ("" when parsed from text)
+  // The face-detail pass (ADetailer) over each new face at this denoising strength; unset: off.
+  std::optional<double> face_detail;
+  std::filesystem::path source;  // the YAML file ("" when parsed from text)
 };
 
 // Parses and validates one template; relative `image` paths are resolved against `folder`.
