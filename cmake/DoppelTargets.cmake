@@ -1,5 +1,5 @@
-# Shared helpers: every layer is a static library with the same warnings and one
-# precompiled header (libtorch's headers dominate compile time on 2 cores).
+# Shared helpers: every layer is a static library with the same warnings and precompiled
+# headers (libtorch's headers dominate compile time on 2 cores).
 
 function(doppel_set_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
@@ -14,6 +14,42 @@ target_link_libraries(doppel_pch PUBLIC torch)
 target_precompile_headers(doppel_pch PUBLIC ${CMAKE_SOURCE_DIR}/cmake/doppel_pch.hpp)
 doppel_set_warnings(doppel_pch)
 
+# The light precompiled header (ATen without torch::nn) and the lists of sources that use it
+# or none: loading the full header costs a source that needs little of it more than it saves.
+add_library(doppel_pch_aten STATIC ${CMAKE_SOURCE_DIR}/cmake/pch_anchor.cpp)
+target_link_libraries(doppel_pch_aten PUBLIC torch)
+target_precompile_headers(doppel_pch_aten PUBLIC ${CMAKE_SOURCE_DIR}/cmake/doppel_pch_aten.hpp)
+doppel_set_warnings(doppel_pch_aten)
+include(${CMAKE_SOURCE_DIR}/cmake/precompiled_header_lists.cmake)
+
+# doppel_use_precompiled_headers(TARGET): the full header for the target's sources, the light one
+# for DOPPEL_SOURCES_ATEN_ONLY and none for DOPPEL_SOURCES_WITHOUT_TORCH (call it in the
+# target's own directory).
+function(doppel_use_precompiled_headers target)
+  target_precompile_headers(${target} REUSE_FROM doppel_pch)
+  set(light_header ${CMAKE_BINARY_DIR}/CMakeFiles/doppel_pch_aten.dir/cmake_pch.hxx)
+  get_target_property(sources ${target} SOURCES)
+  set(uses_light_header FALSE)
+  foreach(source IN LISTS sources)
+    get_filename_component(absolute ${source} ABSOLUTE BASE_DIR ${CMAKE_CURRENT_SOURCE_DIR})
+    file(RELATIVE_PATH relative ${CMAKE_SOURCE_DIR} ${absolute})
+    if(relative IN_LIST DOPPEL_SOURCES_WITHOUT_TORCH)
+      set_source_files_properties(${source} PROPERTIES SKIP_PRECOMPILE_HEADERS ON)
+    elseif(relative IN_LIST DOPPEL_SOURCES_ATEN_ONLY AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+      # (GCC finds cmake_pch.hxx.gch beside the -include'd header; clang, for the fuzz build,
+      # keeps the full header.)
+      # -Winvalid-pch (an error with -Werror): an unusable header must not go unnoticed.
+      set_source_files_properties(${source} PROPERTIES SKIP_PRECOMPILE_HEADERS ON
+          COMPILE_OPTIONS "-Winvalid-pch;-include;${light_header}"
+          OBJECT_DEPENDS ${light_header}.gch)
+      set(uses_light_header TRUE)
+    endif()
+  endforeach()
+  if(uses_light_header)
+    add_dependencies(${target} doppel_pch_aten)
+  endif()
+endfunction()
+
 # doppel_add_layer(NAME SOURCES... DEPENDS...)
 function(doppel_add_layer name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPENDS" ${ARGN})
@@ -24,7 +60,7 @@ function(doppel_add_layer name)
   target_include_directories(doppel_${name} PUBLIC ${CMAKE_SOURCE_DIR}/include
                                             PRIVATE ${CMAKE_SOURCE_DIR}/src)
   target_link_libraries(doppel_${name} PUBLIC ${ARG_DEPENDS} torch)
-  target_precompile_headers(doppel_${name} REUSE_FROM doppel_pch)
+  doppel_use_precompiled_headers(doppel_${name})
   doppel_set_warnings(doppel_${name})
 endfunction()
 
@@ -41,7 +77,7 @@ function(doppel_add_test name)
   target_compile_definitions(${name} PRIVATE
       DOPPEL_DEFAULT_SHARED_DIR="${DOPPEL_SHARED_DIR}"
       DOPPEL_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
-  target_precompile_headers(${name} REUSE_FROM doppel_pch)
+  doppel_use_precompiled_headers(${name})
   doppel_set_warnings(${name})
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
                        PROPERTIES SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]" ${ARG_TEST_PROPERTIES})
