@@ -12,6 +12,7 @@ void ApiServer::State::register_routes() {
   auto member = [this](void (S::*method)(Call&)) {
     return [this, method](Call& call) { (this->*method)(call); };
   };
+  register_template_routes();
   add("GET", "/api/health", "Liveness and store check", false, "", [this](Call& call) {
     send_json(call.response, 200,
               {{"status", "ok"},

@@ -452,6 +452,8 @@ struct ApiServer::State {
   std::vector<std::filesystem::path> model_folders;  // where POST /api/models may look
 
   // --- handlers ---
+  // Portrait templates (routes_templates.cpp).
+  void register_template_routes();
   void setup_status(Call& call);
   void setup(Call& call);
   void sign_in(Call& call);
