@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <tuple>
 
 #include "doppel/core/error.hpp"
 #include "doppel/core/paths.hpp"
@@ -52,6 +53,13 @@ void add_style_extras(nlohmann::json& recipe, const StylePack& style,
                        {"strength", style.hires->strength},
                        {"steps", style.hires->steps},
                        {"upscaler", style.hires->upscaler}};
+  // The style's identity settings (docs/styles.md "identity").
+  const StyleIdentity& identity = style.identity;
+  if (identity.face_detail_strength > 0)
+    recipe["face_detail"] = {{"strength", identity.face_detail_strength},
+                             {"faces", identity.face_detail_faces}};
+  if (identity.fusion_strength > 0) recipe["fusion"] = {{"strength", identity.fusion_strength}};
+  if (identity.ip_adapter_scale > 0) recipe["ip_adapter"] = {{"scale", identity.ip_adapter_scale}};
   if (style.controls.empty()) return;
   nlohmann::json controls = nlohmann::json::array();
   for (const StyleControl& control : style.controls)
@@ -110,6 +118,10 @@ Shot make_shot(const nlohmann::json& recipe, int index) {
     detail.faces = parse_face_choice(recipe["face_detail"].at("faces").get<std::string>());
     shot.face_detail = detail;
   }
+  if (recipe.contains("fusion"))
+    shot.fusion_strength = recipe["fusion"].at("strength").get<double>();
+  if (recipe.contains("ip_adapter"))
+    shot.ip_adapter_scale = recipe["ip_adapter"].at("scale").get<double>();
   request.batch_size = 1;
   request.batch_count = 1;
   for (const auto& entry : recipe.at("loras")) {
@@ -155,6 +167,8 @@ void check_recipe(const nlohmann::json& recipe) {
       {"init_image", &nlohmann::json::is_object, "an object", false},
       {"inpaint", &nlohmann::json::is_object, "an object", false},
       {"face_detail", &nlohmann::json::is_object, "an object", false},
+      {"fusion", &nlohmann::json::is_object, "an object", false},
+      {"ip_adapter", &nlohmann::json::is_object, "an object", false},
   };
   for (const auto& [key, value] : recipe.items()) {
     const bool known = std::any_of(std::begin(fields), std::end(fields),
@@ -252,6 +266,16 @@ void check_recipe(const nlohmann::json& recipe) {
     if (!valid)
       invalid("recipe: 'face_detail' must be {strength (0-1], faces}, got " + detail.dump());
     parse_face_choice(detail["faces"].get<std::string>());  // names the accepted words
+  }
+  // Identity settings of the style: {"strength": 0-1} and {"scale": 0-2}.
+  for (const auto& [key, field, high] :
+       {std::tuple{"fusion", "strength", 1.0}, std::tuple{"ip_adapter", "scale", 2.0}}) {
+    if (!recipe.contains(key)) continue;
+    const nlohmann::json& entry = recipe[key];
+    if (entry.size() != 1 || !numbers(entry, {field}) || entry[field].get<double>() < 0 ||
+        entry[field].get<double>() > high)
+      invalid(std::string("recipe: '") + key + "' must be {" + field + " (0-" +
+              format_number(high) + ")}, got " + entry.dump());
   }
   for (const auto& control : recipe.value("controlnets", nlohmann::json::array())) {
     const bool valid = control.is_object() && control.size() == 6 &&

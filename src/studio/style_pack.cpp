@@ -46,6 +46,7 @@ constexpr FieldSpec kFields[] = {
     {"embeddings", false},
     {"controlnets", false},
     {"hires", false},
+    {"identity", false},
     {"tags", false},
 };
 
@@ -366,6 +367,32 @@ std::optional<StyleHires> read_hires(const PackReader& reader) {
   return hires;
 }
 
+StyleIdentity read_identity(const PackReader& reader) {
+  StyleIdentity identity;
+  const YAML::Node entry = reader.node("identity");
+  if (!entry || entry.IsNull()) return identity;
+  check_entry_keys(reader, "identity", entry,
+                   {"ip_adapter_scale", "face_detail", "face_detail_faces", "fusion"});
+  identity.ip_adapter_scale = entry_number(reader, entry, "identity", "ip_adapter_scale", 0, 2, 0);
+  // face_detail: a strength, true (ADetailer's 0.4) or false.
+  if (const YAML::Node detail = entry["face_detail"]; detail && !detail.IsNull()) {
+    bool enabled = false;
+    if (detail.IsScalar() && YAML::convert<bool>::decode(detail, enabled))
+      identity.face_detail_strength = enabled ? 0.4 : 0;
+    else
+      identity.face_detail_strength =
+          entry_number(reader, entry, "identity", "face_detail", 0, 1, 0);
+  }
+  if (const YAML::Node faces = entry["face_detail_faces"]) {
+    identity.face_detail_faces = faces.IsScalar() ? trim(faces.Scalar()) : "";
+    if (identity.face_detail_faces != "largest" && identity.face_detail_faces != "all")
+      reader.fail("identity.face_detail_faces", faces,
+                  "'" + PackReader::describe(faces) + "' is not largest or all");
+  }
+  identity.fusion_strength = entry_number(reader, entry, "identity", "fusion", 0, 1, 0);
+  return identity;
+}
+
 std::vector<std::string> read_embeddings(const PackReader& reader) {
   std::vector<std::string> names;
   const YAML::Node list = reader.node("embeddings");
@@ -475,6 +502,7 @@ StylePack parse_style_pack(const std::string& yaml_text, const std::string& labe
   pack.embeddings = read_embeddings(reader);
   pack.controls = read_controls(reader);
   pack.hires = read_hires(reader);
+  pack.identity = read_identity(reader);
   pack.tags = read_tags(reader);
   return pack;
 }
@@ -604,6 +632,11 @@ nlohmann::json style_pack_to_json(const StylePack& pack) {
           {"embeddings", pack.embeddings},
           {"controlnets", controls},
           {"hires", hires},
+          {"identity",
+           {{"ip_adapter_scale", pack.identity.ip_adapter_scale},
+            {"face_detail", pack.identity.face_detail_strength},
+            {"face_detail_faces", pack.identity.face_detail_faces},
+            {"fusion", pack.identity.fusion_strength}}},
           {"tags", pack.tags}};
 }
 

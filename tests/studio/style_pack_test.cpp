@@ -11,6 +11,7 @@
 
 #include "doppel/core/error.hpp"
 #include "doppel/diffusion/sampler.hpp"
+#include "doppel/studio/shoot_plan.hpp"
 #include "support/shared_data.hpp"
 
 namespace doppel {
@@ -276,6 +277,49 @@ TEST(StylePack, EveryShippedPackLoads) {
                          "cartoon_3d", "anime", "cyberpunk", "vintage_film"})
     EXPECT_EQ(ids.count(id), 1u) << "missing shipped pack " << id;
   EXPECT_GE(packs.size(), 12u);
+}
+
+TEST(StylePack, IdentitySettingsAreReadAndCheckedAndReachTheRecipe) {
+  EXPECT_FALSE(parse_style_pack(kMinimalPack, "minimal.yaml").identity.any());
+  const StylePack pack = parse_style_pack(
+      with_line("identity",
+                "identity: {ip_adapter_scale: 0.6, face_detail: true, face_detail_faces: all, "
+                "fusion: 0.7}"),
+      "identity.yaml");
+  EXPECT_DOUBLE_EQ(pack.identity.ip_adapter_scale, 0.6);
+  EXPECT_DOUBLE_EQ(pack.identity.face_detail_strength, 0.4);  // ADetailer's default
+  EXPECT_EQ(pack.identity.face_detail_faces, "all");
+  EXPECT_DOUBLE_EQ(pack.identity.fusion_strength, 0.7);
+  EXPECT_DOUBLE_EQ(style_pack_to_json(pack)["identity"]["fusion"], 0.7);
+  EXPECT_DOUBLE_EQ(parse_style_pack(with_line("identity", "identity: {face_detail: 0.3}"), "a.yaml")
+                       .identity.face_detail_strength,
+                   0.3);
+  for (const char* bad :
+       {"identity: {fusion: 1.5}", "identity: {face_detail: maybe}",
+        "identity: {face_detail_faces: biggest}", "identity: {scale: 1}", "identity: [0.5]"}) {
+    try {
+      parse_style_pack(with_line("identity", bad), "bad.yaml");
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& error) {
+      EXPECT_EQ(error.code(), ErrorCode::kInvalidFile) << bad;
+      EXPECT_NE(std::string(error.what()).find("identity"), std::string::npos) << error.what();
+    }
+  }
+  // The shoot's recipes carry them, and a shot made again from a recipe has them back.
+  ShootRequest request;
+  request.styles = {pack};
+  request.count_per_style = 1;
+  const std::vector<Shot> shots = plan_shoot(request);
+  ASSERT_EQ(shots.size(), 1u);
+  EXPECT_EQ(shots[0].recipe["fusion"]["strength"], 0.7);
+  EXPECT_EQ(shots[0].recipe["ip_adapter"]["scale"], 0.6);
+  EXPECT_EQ(shots[0].recipe["face_detail"]["faces"], "all");
+  const Shot again = shot_from_recipe(shots[0].recipe);
+  EXPECT_EQ(again.fusion_strength, 0.7);
+  EXPECT_EQ(again.ip_adapter_scale, 0.6);
+  nlohmann::json bad = shots[0].recipe;
+  bad["fusion"]["strength"] = 2;
+  EXPECT_THROW(shot_from_recipe(bad), Error);
 }
 
 }  // namespace

@@ -74,6 +74,10 @@ struct Shot {
   std::optional<std::string> init_image_sha256;
   // The face-detail pass after the image is made ("fix the face").
   std::optional<FaceDetailOptions> face_detail;
+  // The style's identity settings: fuse the subject's best photo into the shot at this strength;
+  // steer it by that photo through IP-Adapter plus-face at this scale.
+  std::optional<double> fusion_strength;
+  std::optional<double> ip_adapter_scale;
   nlohmann::json recipe;  // everything needed to make the image again
 };
 

@@ -37,6 +37,21 @@ struct StyleHires {
   std::string upscaler = "Latent";
 };
 
+// How a style brings out the person without (or besides) their trained LoRA (YAML "identity").
+struct StyleIdentity {
+  // IP-Adapter plus-face weight from the subject's best photo; 0: none. An instant subject
+  // (no LoRA) needs it; a trained one may add it.
+  double ip_adapter_scale = 0;
+  // The face-detail pass (ADetailer) after each shot: its denoising strength; 0: off.
+  double face_detail_strength = 0;
+  std::string face_detail_faces = "largest";  // largest | all
+  // Face fusion of the subject's best photo into each shot: its strength; 0: off.
+  double fusion_strength = 0;
+  bool any() const {
+    return ip_adapter_scale > 0 || face_detail_strength > 0 || fusion_strength > 0;
+  }
+};
+
 struct StylePack {
   std::string id;  // [a-z0-9_-], unique among the loaded packs
   std::string name;
@@ -61,6 +76,7 @@ struct StylePack {
   std::vector<std::string> embeddings;
   std::vector<StyleControl> controls;  // YAML "controlnets"
   std::optional<StyleHires> hires;
+  StyleIdentity identity;
   std::vector<std::string> tags;
   std::filesystem::path source;  // the file it was read from ("" when parsed from text)
 };
