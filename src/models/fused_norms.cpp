@@ -95,11 +95,12 @@ DOPPEL_AVX512_BF16 void normalize_row_bf16(const uint16_t* source, uint16_t* tar
   }
 }
 
-void require_fused_input(const at::Tensor& x, const char* what) {
-  if (!fused_norm_applies(x)) {
+void require_fused_input(bool applies, const char* what) {
+  if (!applies) {
     throw Error(ErrorCode::kInvalidArgument,
                 std::string(what) +
-                    " needs a contiguous bf16 CPU tensor without gradient on a CPU with "
+                    " needs a contiguous bf16 CPU tensor (the layer norm: its last dimension) "
+                    "without gradient on a CPU with "
                     "AVX512_BF16; use layers::GroupNorm / layers::LayerNorm, which fall back");
   }
 }
@@ -122,15 +123,19 @@ bool fused_norms_enabled() {
   return g_fused_norms;
 }
 
-bool fused_norm_applies(const at::Tensor& x) {
+bool fused_layer_norm_applies(const at::Tensor& x) {
   return g_fused_norms && x.defined() && x.scalar_type() == at::kBFloat16 && x.is_cpu() &&
-         x.is_contiguous() && x.numel() > 0 && !(at::GradMode::is_enabled() && x.requires_grad()) &&
-         vector_bf16_available();
+         x.dim() >= 1 && x.numel() > 0 && x.stride(-1) == 1 &&
+         !(at::GradMode::is_enabled() && x.requires_grad()) && vector_bf16_available();
+}
+
+bool fused_norm_applies(const at::Tensor& x) {
+  return fused_layer_norm_applies(x) && x.is_contiguous();
 }
 
 at::Tensor fused_group_norm(const at::Tensor& x, int64_t groups, const at::Tensor& weight,
                             const at::Tensor& bias, double eps, bool silu) {
-  require_fused_input(x, "fused group norm");
+  require_fused_input(fused_norm_applies(x), "fused group norm");
   if (x.dim() < 2 || groups <= 0 || x.size(1) % groups != 0) {
     throw Error(ErrorCode::kInvalidArgument,
                 "fused group norm: input [N, C, ...] with C divisible by the " +
@@ -169,19 +174,26 @@ at::Tensor fused_group_norm(const at::Tensor& x, int64_t groups, const at::Tenso
 
 at::Tensor fused_layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                             double eps) {
-  require_fused_input(x, "fused layer norm");
+  require_fused_input(fused_layer_norm_applies(x), "fused layer norm");
   RECORD_FUNCTION("doppel::fused_layer_norm", std::vector<c10::IValue>());
   const int64_t dim = x.size(-1), rows = x.numel() / dim;
   const at::Tensor weights = float_parameter(weight, dim, "layer norm weight");
   const at::Tensor biases = float_parameter(bias, dim, "layer norm bias");
   const float* weight_data = weights.data_ptr<float>();
   const float* bias_data = biases.data_ptr<float>();
-  at::Tensor out = at::empty_like(x);
-  const uint16_t* source = bf16_bits(x);
+  at::Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
+  const uint16_t* source = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
   uint16_t* target = bf16_bits(out);
+  const auto sizes = x.sizes(), strides = x.strides();
   parallel_rows(rows, 3 * dim, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      const uint16_t* row = source + r * dim;
+      // The row's offset in x from its index over the leading dimensions.
+      int64_t offset = 0;
+      for (int64_t d = x.dim() - 2, rest = r; d >= 0; --d) {
+        offset += (rest % sizes[d]) * strides[d];
+        rest /= sizes[d];
+      }
+      const uint16_t* row = source + offset;
       const float mean = sum_bf16(row, dim) / static_cast<float>(dim);
       const float variance = squared_deviation_bf16(row, dim, mean) / static_cast<float>(dim);
       normalize_row_bf16(row, target + r * dim, dim, mean,

@@ -18,10 +18,13 @@ bool is_reduced_precision(const at::Tensor& x) {
 }
 
 // bf16 inference (the fused kernels have no backward) on a CPU they run on.
-bool takes_fused_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+// `rows_only`: the layer norm needs only each row contiguous.
+bool takes_fused_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                      bool rows_only = false) {
   const bool parameters_need_gradient =
       at::GradMode::is_enabled() && (weight.requires_grad() || bias.requires_grad());
-  return !parameters_need_gradient && fused_norm_applies(x);
+  return !parameters_need_gradient &&
+         (rows_only ? fused_layer_norm_applies(x) : fused_norm_applies(x));
 }
 
 }  // namespace
@@ -89,7 +92,7 @@ LayerNormImpl::LayerNormImpl(int64_t dim, double eps_, const at::TensorOptions& 
 
 at::Tensor LayerNormImpl::forward(const at::Tensor& x) {
   const int64_t dim = weight.size(0);
-  if (takes_fused_norm(x, weight, bias) && x.size(-1) == dim)
+  if (takes_fused_norm(x, weight, bias, /*rows_only=*/true) && x.size(-1) == dim)
     return fused_layer_norm(x, weight, bias, eps);
   if (is_reduced_precision(x)) {
     return at::layer_norm(x.to(at::kFloat), {dim}, weight.to(at::kFloat), bias.to(at::kFloat), eps)

@@ -3,6 +3,7 @@
 #include "doppel/models/fused_norms.hpp"
 
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
 
 #include <limits>
@@ -93,6 +94,28 @@ TEST(FusedNorms, LayersTakeThemForBf16InferenceAndKeepTheRestUnchanged) {
   const at::Tensor out = norm->forward_silu(trained);
   out.to(at::kFloat).sum().backward();
   ASSERT_TRUE(trained.grad().defined());
+  {
+    c10::InferenceMode inference;
+    layers::LayerNorm bf16_layer_norm(320, 1e-5, bf16);
+    layers::randomize_parameters(*bf16_layer_norm, 3);
+    const at::Tensor tokens = at::randn({2, 64, 320}).to(at::kBFloat16);
+    const at::Tensor normed_tokens = bf16_layer_norm->forward(tokens);
+    expect_bf16_rounding_of(
+        normed_tokens,
+        at::layer_norm(tokens.to(at::kFloat), {320}, bf16_layer_norm->weight.to(at::kFloat),
+                       bf16_layer_norm->bias.to(at::kFloat), 1e-5),
+        "LayerNorm module");
+    if (fused_kernels_run_here()) {
+      EXPECT_TRUE(at::equal(normed_tokens, fused_layer_norm(tokens, bf16_layer_norm->weight,
+                                                            bf16_layer_norm->bias, 1e-5)));
+      // Rows contiguous, spaced wider than a row (a strided view, as the UNet's tokens are).
+      const at::Tensor padded = at::zeros({2, 64, 400}, at::kBFloat16);
+      padded.slice(2, 0, 320).copy_(tokens);
+      const at::Tensor strided = padded.slice(2, 0, 320);
+      ASSERT_FALSE(strided.is_contiguous());
+      EXPECT_TRUE(at::equal(bf16_layer_norm->forward(strided), normed_tokens));
+    }
+  }
   // fp32 stays on ATen's norm exactly (the golden parity path).
   layers::LayerNorm layer_norm(48, 1e-5, at::TensorOptions());
   layers::randomize_parameters(*layer_norm, 2);

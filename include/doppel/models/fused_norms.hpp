@@ -15,9 +15,12 @@ namespace doppel {
 void set_fused_norms(bool enabled);
 bool fused_norms_enabled();
 
-// The fused kernels take this input: bf16, contiguous, on a CPU with
+// The fused group norm takes this input: bf16, contiguous, on a CPU with
 // AVX512_BF16, no gradient needed (they have no backward) and fused norms enabled.
 bool fused_norm_applies(const at::Tensor& x);
+// The same for the layer norm, which needs only the last dimension contiguous
+// (the UNet's token views after its 1x1 projection are strided otherwise).
+bool fused_layer_norm_applies(const at::Tensor& x);
 
 // group_norm(x, groups, weight, bias, eps), then SiLU when `silu`, for
 // x [N, C, ...] (C divisible by groups). Statistics in fp32, two passes (the
@@ -27,7 +30,8 @@ bool fused_norm_applies(const at::Tensor& x);
 at::Tensor fused_group_norm(const at::Tensor& x, int64_t groups, const at::Tensor& weight,
                             const at::Tensor& bias, double eps, bool silu);
 
-// layer_norm over the last dimension, the same way. weight and bias [dim].
+// layer_norm over the last dimension, the same way, into a contiguous tensor.
+// weight and bias [dim].
 at::Tensor fused_layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                             double eps);
 
