@@ -8,6 +8,7 @@
 #include "doppel/core/atomic_file.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/image.hpp"
+#include "doppel/studio/style_pack.hpp"
 #include "support/error_code.hpp"
 
 namespace doppel {
@@ -153,6 +154,23 @@ TEST(PortraitTemplateFile, BadFilesNameTheFieldAndTheFix) {
 TEST(PortraitTemplateFile, PictureHashIsSha256OfTheBytes) {
   EXPECT_EQ(template_picture_sha256("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+}  // namespace
+}  // namespace doppel
+
+namespace doppel {
+namespace {
+
+TEST(PortraitTemplateFile, ShippedTemplatesLoadAndNameShippedPacks) {
+  const auto templates = load_portrait_templates(default_templates_dir());
+  ASSERT_GE(templates.size(), 3u);
+  const auto packs = load_style_packs(default_styles_dir());
+  for (const PortraitTemplate& shipped : templates) {
+    EXPECT_NO_THROW(find_style_pack(packs, shipped.pack)) << shipped.id;
+    EXPECT_TRUE(shipped.generate || std::filesystem::exists(shipped.image)) << shipped.id;
+    EXPECT_EQ(shipped.family, find_style_pack(packs, shipped.pack).family) << shipped.id;
+  }
 }
 
 }  // namespace
