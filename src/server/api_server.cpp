@@ -142,8 +142,8 @@ void ApiServer::State::register_routes() {
       member(&S::job_events));
   add("GET", "/api/events", "Every change of the account's jobs as server-sent events", true, "",
       member(&S::account_events));
-  for (const Route& route : routes) install(route);
   if (options.compat_api) register_compat_routes();
+  for (const Route& route : routes) install(route);
 }
 
 void ApiServer::State::install(const Route& route) {

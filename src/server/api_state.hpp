@@ -58,11 +58,11 @@ using services::normalise_model_path;
 using services::photo_decode_slots;
 using services::resolve_in_model_folders;
 using services::SubjectIntake;
-using services::training_defaults;
-using services::TrainingDefaults;
 using services::train_payload_from_json;
 using services::train_payload_settings;
 using services::train_payload_to_json;
+using services::training_defaults;
+using services::TrainingDefaults;
 using services::TrainPayload;
 using services::WorkSlot;
 
