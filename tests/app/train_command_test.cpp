@@ -44,7 +44,12 @@ std::string train_arguments(const std::filesystem::path& images, const std::file
 }
 
 int run_train(const std::string& arguments, std::string* errors) {
-  return run_shell(std::string(DOPPEL_BINARY) + " " + arguments, errors);
+  // Appended, not `std::string(DOPPEL_BINARY) + " " + ...`: GCC 12 warns about that form
+  // (-Warray-bounds, a false positive) when the file is compiled with the ATen-only header.
+  std::string command = DOPPEL_BINARY;
+  command += ' ';
+  command += arguments;
+  return run_shell(command, errors);
 }
 
 std::filesystem::path photo_folder(const std::string& name) {
