@@ -520,7 +520,8 @@ class SqlRepository final : public Repository {
         "UNION SELECT crop_blob FROM photos WHERE crop_blob IS NOT NULL "
         "UNION SELECT blob_sha256 FROM lora_versions WHERE blob_sha256 IS NOT NULL "
         "UNION SELECT blob_sha256 FROM images "
-        "UNION SELECT blob_sha256 FROM style_samples",
+        "UNION SELECT blob_sha256 FROM style_samples "
+        "UNION SELECT picture_blob FROM templates",
         {});
     std::vector<std::string> hashes;
     for (const SqlRow& row : result.rows) hashes.push_back(row.text(0));
@@ -571,6 +572,7 @@ class SqlRepository final : public Repository {
             hashes);
     collect(db().execute("SELECT blob_sha256 FROM lora_versions WHERE " + filter, {value}), hashes);
     collect(db().execute("SELECT blob_sha256 FROM images WHERE " + filter, {value}), hashes);
+    collect(db().execute("SELECT picture_blob FROM templates WHERE " + filter, {value}), hashes);
     return hashes;
   }
 
@@ -601,8 +603,9 @@ class SqlRepository final : public Repository {
           "UNION ALL SELECT 1 FROM photos WHERE blob_sha256 = ? OR crop_blob = ? "
           "UNION ALL SELECT 1 FROM lora_versions WHERE blob_sha256 = ? "
           "UNION ALL SELECT 1 FROM images WHERE blob_sha256 = ? "
-          "UNION ALL SELECT 1 FROM style_samples WHERE blob_sha256 = ?",
-          {hash, hash, hash, hash, hash, hash});
+          "UNION ALL SELECT 1 FROM style_samples WHERE blob_sha256 = ? "
+          "UNION ALL SELECT 1 FROM templates WHERE picture_blob = ?",
+          {hash, hash, hash, hash, hash, hash, hash});
       if (result.rows.empty()) orphans.push_back(hash);
     }
     return orphans;
