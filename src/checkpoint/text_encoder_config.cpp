@@ -128,42 +128,67 @@ TensorShapes tensor_shapes(const std::map<std::string, at::Tensor>& tensors) {
   return shapes;
 }
 
-ClipTextConfig infer_clip_text_config(const TensorShapes& shapes, const std::string& prefix,
-                                      const nlohmann::json* hf_config) {
-  const ShapeReader reader(shapes, prefix, describe("CLIP", prefix));
+namespace {
+
+// Where a CLIP text encoder's sizes stand in one file layout (HF transformers or OpenCLIP).
+struct TextEncoderLayout {
+  const char* kind;
+  const char* token_embedding;
+  const char* position_embedding;
+  std::string_view blocks;
+  const char* block_probe;  // a tensor every transformer block has
+  const char* first_mlp;    // the block's first MLP weight: rows are the intermediate size
+  const char* projection;
+  size_t projection_dim_axis;  // HF stores the projection as a Linear, OpenCLIP as a matrix
+  ClipActivation activation;
+};
+
+ClipTextConfig infer_text_config(const TextEncoderLayout& layout, const TensorShapes& shapes,
+                                 const std::string& prefix, const nlohmann::json* hf_config) {
+  const ShapeReader reader(shapes, prefix, describe(layout.kind, prefix));
   ClipTextConfig config;
-  const auto& token = reader.shape("text_model.embeddings.token_embedding.weight", 2);
-  const auto& position = reader.shape("text_model.embeddings.position_embedding.weight", 2);
+  const auto& token = reader.shape(layout.token_embedding, 2);
   config.vocab_size = token[0];
   config.hidden_size = token[1];
-  config.max_positions = position[0];
-  config.num_layers = reader.count_blocks(kHfTextLayers, "self_attn.q_proj.weight");
-  config.intermediate_size = reader.shape(block_name(kHfTextLayers, 0, "mlp.fc1.weight"), 2)[0];
-  if (reader.has("text_projection.weight")) {
-    config.projection_dim = reader.shape("text_projection.weight", 2)[0];
+  config.max_positions = reader.shape(layout.position_embedding, 2)[0];
+  config.num_layers = reader.count_blocks(layout.blocks, layout.block_probe);
+  config.intermediate_size = reader.shape(block_name(layout.blocks, 0, layout.first_mlp), 2)[0];
+  if (reader.has(layout.projection)) {
+    config.projection_dim = reader.shape(layout.projection, 2)[layout.projection_dim_axis];
   }
-  config.activation = ClipActivation::kQuickGelu;
+  config.activation = layout.activation;
   apply_hf_config(config, hf_config, reader.what());
   return config;
 }
 
+}  // namespace
+
+ClipTextConfig infer_clip_text_config(const TensorShapes& shapes, const std::string& prefix,
+                                      const nlohmann::json* hf_config) {
+  static const TextEncoderLayout layout{"CLIP",
+                                        "text_model.embeddings.token_embedding.weight",
+                                        "text_model.embeddings.position_embedding.weight",
+                                        kHfTextLayers,
+                                        "self_attn.q_proj.weight",
+                                        "mlp.fc1.weight",
+                                        "text_projection.weight",
+                                        0,
+                                        ClipActivation::kQuickGelu};
+  return infer_text_config(layout, shapes, prefix, hf_config);
+}
+
 ClipTextConfig infer_open_clip_text_config(const TensorShapes& shapes, const std::string& prefix,
                                            const nlohmann::json* hf_config) {
-  const ShapeReader reader(shapes, prefix, describe("OpenCLIP", prefix));
-  ClipTextConfig config;
-  const auto& token = reader.shape("token_embedding.weight", 2);
-  const auto& position = reader.shape("positional_embedding", 2);
-  config.vocab_size = token[0];
-  config.hidden_size = token[1];
-  config.max_positions = position[0];
-  config.num_layers = reader.count_blocks(kOpenClipBlocks, "attn.in_proj_weight");
-  config.intermediate_size = reader.shape(block_name(kOpenClipBlocks, 0, "mlp.c_fc.weight"), 2)[0];
-  if (reader.has("text_projection")) {
-    config.projection_dim = reader.shape("text_projection", 2)[1];
-  }
-  config.activation = ClipActivation::kGelu;
-  apply_hf_config(config, hf_config, reader.what());
-  return config;
+  static const TextEncoderLayout layout{"OpenCLIP",
+                                        "token_embedding.weight",
+                                        "positional_embedding",
+                                        kOpenClipBlocks,
+                                        "attn.in_proj_weight",
+                                        "mlp.c_fc.weight",
+                                        "text_projection",
+                                        1,
+                                        ClipActivation::kGelu};
+  return infer_text_config(layout, shapes, prefix, hf_config);
 }
 
 }  // namespace doppel

@@ -1,6 +1,7 @@
 // The VAE's names in the tensor-name map (tensor_names.hpp): diffusers <-> LDM.
 #include <algorithm>
 #include <map>
+#include <vector>
 
 #include "checkpoint/names/name_tokens.hpp"
 #include "doppel/checkpoint/tensor_names.hpp"
@@ -10,77 +11,115 @@ namespace doppel {
 
 namespace {
 
-using names::join;
 using names::parse_index;
 using names::split;
 using names::Tokens;
 
-// The mid-block attention's parts, LDM -> today's diffusers names.
-const std::map<std::string, std::string>& ldm_attention_parts() {
-  static const std::map<std::string, std::string> parts = {{"norm", "group_norm"},
-                                                           {"q", "to_q"},
-                                                           {"k", "to_k"},
-                                                           {"v", "to_v"},
-                                                           {"proj_out", "to_out.0"}};
-  return parts;
+// One row of the VAE map, read in both directions. Pattern tokens are literals or
+// placeholders: {side} (encoder or decoder), {level} (a level, the same number on both sides),
+// {up} (a decoder level: diffusers counts from the bottom, LDM from the top, so it becomes
+// levels - 1 - n either way), {n} (any index). Tokens after the pattern are copied; for a
+// resnet the first of them is its shortcut's name, which differs.
+struct VaeNameRule {
+  const char* diffusers;
+  const char* ldm;
+  bool resnet = false;
+  bool diffusers_alias = false;  // an older diffusers spelling, read but never written
+};
+
+const std::vector<VaeNameRule>& vae_name_rules() {
+  static const std::vector<VaeNameRule> rules = {
+      {"quant_conv", "quant_conv"},
+      {"post_quant_conv", "post_quant_conv"},
+      {"{side}.conv_in", "{side}.conv_in"},
+      {"{side}.conv_out", "{side}.conv_out"},
+      {"{side}.conv_norm_out", "{side}.norm_out"},
+      {"{side}.mid_block.resnets.0", "{side}.mid.block_1", true},
+      {"{side}.mid_block.resnets.1", "{side}.mid.block_2", true},
+      {"{side}.mid_block.attentions.0.group_norm", "{side}.mid.attn_1.norm"},
+      {"{side}.mid_block.attentions.0.to_q", "{side}.mid.attn_1.q"},
+      {"{side}.mid_block.attentions.0.to_k", "{side}.mid.attn_1.k"},
+      {"{side}.mid_block.attentions.0.to_v", "{side}.mid.attn_1.v"},
+      {"{side}.mid_block.attentions.0.to_out.0", "{side}.mid.attn_1.proj_out"},
+      {"{side}.mid_block.attentions.0.query", "{side}.mid.attn_1.q", false, true},
+      {"{side}.mid_block.attentions.0.key", "{side}.mid.attn_1.k", false, true},
+      {"{side}.mid_block.attentions.0.value", "{side}.mid.attn_1.v", false, true},
+      {"{side}.mid_block.attentions.0.proj_attn", "{side}.mid.attn_1.proj_out", false, true},
+      {"encoder.down_blocks.{level}.resnets.{n}", "encoder.down.{level}.block.{n}", true},
+      {"encoder.down_blocks.{level}.downsamplers.0", "encoder.down.{level}.downsample"},
+      {"decoder.up_blocks.{up}.resnets.{n}", "decoder.up.{up}.block.{n}", true},
+      {"decoder.up_blocks.{up}.upsamplers.0", "decoder.up.{up}.upsample"},
+  };
+  return rules;
+}
+
+using Bindings = std::map<std::string, std::string>;
+
+// Binds `pattern` to the start of `tokens`; false when it does not fit.
+bool bind(const Tokens& pattern, const Tokens& tokens, int64_t levels, Bindings& bindings) {
+  if (tokens.size() < pattern.size()) return false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const std::string& want = pattern[i];
+    const std::string& token = tokens[i];
+    if (want == "{side}") {
+      if (token != "encoder" && token != "decoder") return false;
+    } else if (want == "{level}" || want == "{up}" || want == "{n}") {
+      const auto index = parse_index(token);
+      if (!index || (want != "{n}" && *index >= levels)) return false;
+    } else if (want != token) {
+      return false;
+    }
+    if (want.front() == '{') bindings[want] = token;
+  }
+  return true;
+}
+
+std::string fill(const Tokens& pattern, const Bindings& bindings, int64_t levels) {
+  std::string name;
+  for (const auto& token : pattern) {
+    std::string part = token;
+    if (token == "{up}") {
+      part = std::to_string(levels - 1 - *parse_index(bindings.at(token)));
+    } else if (token.front() == '{') {
+      part = bindings.at(token);
+    }
+    name += (name.empty() ? "" : ".") + part;
+  }
+  return name;
+}
+
+std::optional<std::string> map_vae_name(const std::string& name, int64_t levels,
+                                        bool from_diffusers) {
+  const Tokens tokens = split(name);
+  for (const auto& rule : vae_name_rules()) {
+    if (!from_diffusers && rule.diffusers_alias) continue;
+    const Tokens from = split(from_diffusers ? rule.diffusers : rule.ldm);
+    const Tokens to = split(from_diffusers ? rule.ldm : rule.diffusers);
+    Bindings bindings;
+    if (!bind(from, tokens, levels, bindings)) continue;
+    std::string mapped = fill(to, bindings, levels);
+    for (size_t i = from.size(); i < tokens.size(); ++i) {
+      std::string token = tokens[i];
+      if (rule.resnet && i == from.size()) {
+        if (token == (from_diffusers ? "conv_shortcut" : "nin_shortcut")) {
+          token = from_diffusers ? "nin_shortcut" : "conv_shortcut";
+        }
+      }
+      mapped += "." + token;
+    }
+    return mapped;
+  }
+  return std::nullopt;
 }
 
 }  // namespace
 
 std::optional<std::string> diffusers_vae_name_to_ldm(const std::string& name, int64_t levels) {
-  const Tokens tokens = split(name);
-  const std::string& first = tokens[0];
-  if (first == "quant_conv" || first == "post_quant_conv") return name;
-  if ((first != "encoder" && first != "decoder") || tokens.size() < 2) return std::nullopt;
-  const std::string& second = tokens[1];
-  if (second == "conv_in" || second == "conv_out") return name;
-  if (second == "conv_norm_out") return join({first, "norm_out"}, tokens, 2);
+  return map_vae_name(name, levels, true);
+}
 
-  auto resnet = [&](Tokens head, size_t at) -> std::optional<std::string> {
-    if (tokens.size() > at && tokens[at] == "conv_shortcut") {
-      head.push_back("nin_shortcut");
-      return join(head, tokens, at + 1);
-    }
-    return join(head, tokens, at);
-  };
-  if (second == "mid_block" && tokens.size() >= 4) {
-    if (tokens[2] == "resnets" && (tokens[3] == "0" || tokens[3] == "1")) {
-      return resnet({first, "mid", tokens[3] == "0" ? "block_1" : "block_2"}, 4);
-    }
-    if (tokens[2] == "attentions" && tokens[3] == "0" && tokens.size() >= 5) {
-      static const std::map<std::string, std::string> attention_parts = {
-          {"group_norm", "norm"}, {"to_q", "q"}, {"query", "q"}, {"to_k", "k"},
-          {"key", "k"},           {"to_v", "v"}, {"value", "v"}, {"proj_attn", "proj_out"},
-      };
-      if (tokens[4] == "to_out" && tokens.size() >= 6 && tokens[5] == "0") {
-        return join({first, "mid", "attn_1", "proj_out"}, tokens, 6);
-      }
-      auto part = attention_parts.find(tokens[4]);
-      if (part == attention_parts.end()) return std::nullopt;
-      return join({first, "mid", "attn_1", part->second}, tokens, 5);
-    }
-    return std::nullopt;
-  }
-  if (tokens.size() < 5) return std::nullopt;
-  auto level = parse_index(tokens[2]);
-  auto index = parse_index(tokens[4]);
-  if (!level || !index || *level >= levels) return std::nullopt;
-  if (first == "encoder" && second == "down_blocks") {
-    const std::string level_name = std::to_string(*level);
-    if (tokens[3] == "resnets")
-      return resnet({"encoder", "down", level_name, "block", tokens[4]}, 5);
-    if (tokens[3] == "downsamplers" && *index == 0) {
-      return join({"encoder", "down", level_name, "downsample"}, tokens, 5);
-    }
-  }
-  if (first == "decoder" && second == "up_blocks") {
-    const std::string level_name = std::to_string(levels - 1 - *level);
-    if (tokens[3] == "resnets") return resnet({"decoder", "up", level_name, "block", tokens[4]}, 5);
-    if (tokens[3] == "upsamplers" && *index == 0) {
-      return join({"decoder", "up", level_name, "upsample"}, tokens, 5);
-    }
-  }
-  return std::nullopt;
+std::optional<std::string> ldm_vae_name_to_diffusers(const std::string& name, int64_t levels) {
+  return map_vae_name(name, levels, false);
 }
 
 TensorSource diffusers_vae_to_canonical(const TensorSource& vae, const std::string& prefix) {
@@ -109,52 +148,6 @@ void canonicalize_vae_attention_shapes(TensorSource& source, const std::string& 
       if (shape.size() == 2) source.reshape(name, {shape[0], shape[1], 1, 1});
     }
   }
-}
-
-std::optional<std::string> ldm_vae_name_to_diffusers(const std::string& name, int64_t levels) {
-  const Tokens tokens = split(name);
-  const std::string& first = tokens[0];
-  if (first == "quant_conv" || first == "post_quant_conv") return name;
-  if ((first != "encoder" && first != "decoder") || tokens.size() < 2) return std::nullopt;
-  const std::string& second = tokens[1];
-  if (second == "conv_in" || second == "conv_out") return name;
-  if (second == "norm_out") return join({first, "conv_norm_out"}, tokens, 2);
-
-  auto resnet = [&](Tokens head, size_t at) -> std::optional<std::string> {
-    if (tokens.size() > at && tokens[at] == "nin_shortcut") {
-      head.push_back("conv_shortcut");
-      return join(head, tokens, at + 1);
-    }
-    return join(head, tokens, at);
-  };
-  if (second == "mid" && tokens.size() >= 3) {
-    if (tokens[2] == "block_1") return resnet({first, "mid_block", "resnets", "0"}, 3);
-    if (tokens[2] == "block_2") return resnet({first, "mid_block", "resnets", "1"}, 3);
-    if (tokens[2] == "attn_1" && tokens.size() >= 4) {
-      const auto part = ldm_attention_parts().find(tokens[3]);
-      if (part == ldm_attention_parts().end()) return std::nullopt;
-      return join({first, "mid_block", "attentions", "0", part->second}, tokens, 4);
-    }
-    return std::nullopt;
-  }
-  if (tokens.size() < 4) return std::nullopt;
-  const auto level = parse_index(tokens[2]);
-  if (!level || *level >= levels) return std::nullopt;
-  if (first == "encoder" && second == "down") {
-    const std::string level_name = std::to_string(*level);
-    if (tokens[3] == "block" && tokens.size() >= 5 && parse_index(tokens[4]))
-      return resnet({"encoder", "down_blocks", level_name, "resnets", tokens[4]}, 5);
-    if (tokens[3] == "downsample")
-      return join({"encoder", "down_blocks", level_name, "downsamplers", "0"}, tokens, 4);
-  }
-  if (first == "decoder" && second == "up") {
-    const std::string level_name = std::to_string(levels - 1 - *level);
-    if (tokens[3] == "block" && tokens.size() >= 5 && parse_index(tokens[4]))
-      return resnet({"decoder", "up_blocks", level_name, "resnets", tokens[4]}, 5);
-    if (tokens[3] == "upsample")
-      return join({"decoder", "up_blocks", level_name, "upsamplers", "0"}, tokens, 4);
-  }
-  return std::nullopt;
 }
 
 }  // namespace doppel

@@ -12,16 +12,8 @@
 namespace doppel {
 namespace {
 
-using prompt_text::CodePoint;
-using prompt_text::decimal_value;
-using prompt_text::decode_at;
-using prompt_text::decode_before;
-using prompt_text::is_digit;
-using prompt_text::is_space;
-using prompt_text::is_word;
-using prompt_text::python_float;
-using prompt_text::skip_spaces;
-using prompt_text::word_at;
+// The scanner's text helpers, shared by every grammar file.
+using namespace prompt_text;
 
 // re_break = \s*\bBREAK\b\s*, used with re.split; A1111 puts {"BREAK", -1} between the parts.
 void append_splitting_breaks(std::string_view run, std::vector<WeightedText>& out) {

@@ -15,17 +15,8 @@
 namespace doppel {
 namespace {
 
-using prompt_text::CodePoint;
-using prompt_text::decimal_value;
-using prompt_text::decode_at;
-using prompt_text::decode_before;
-using prompt_text::is_digit;
-using prompt_text::is_space;
-using prompt_text::is_word;
-using prompt_text::kMaxNesting;
-using prompt_text::python_float;
-using prompt_text::skip_spaces;
-using prompt_text::word_at;
+// The scanner's text helpers, shared by every grammar file.
+using namespace prompt_text;
 
 // The parse tree of A1111's schedule grammar (lark, v1.10):
 //   start: (prompt | /[][():]/+)*
