@@ -462,6 +462,7 @@ LoraTrainingReport LoraTrainer::train(const std::filesystem::path& output, bool 
     }
     if (options_.sample_every > 0 && done % options_.sample_every == 0) {
       report.samples.push_back(write_sample(output, done));
+      if (options_.on_sample) options_.on_sample(done, report.samples.back());
     }
     char detail[96];
     std::snprintf(detail, sizeof(detail), "step %lld/%lld loss %.4f lr %.2e",

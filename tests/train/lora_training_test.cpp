@@ -9,6 +9,7 @@
 #include "doppel/checkpoint/lora.hpp"
 #include "doppel/checkpoint/tiny_model.hpp"
 #include "doppel/core/error.hpp"
+#include "doppel/core/image.hpp"
 #include "doppel/core/random.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
@@ -322,6 +323,38 @@ TEST(LoraTraining, ResumedRunEndsWithTheUninterruptedRunsWeights) {
                     "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight") ==
                 text_encoder);
   }
+  std::filesystem::remove_all(folder);
+}
+
+// Samples are written every `sample_every` steps and handed over as they are written, before
+// the progress of that step is reported (the studio stores each while training runs).
+TEST(LoraTraining, SamplesAreReportedAsTheyAreWritten) {
+  const auto folder = temp_folder("samples");
+  LoraTrainingOptions options = tiny_options();
+  options.sample_every = 2;
+  options.sample_steps = 2;
+  options.sample_seed = 5;
+  std::vector<std::pair<int64_t, std::filesystem::path>> handed;
+  int64_t last_progress_step = 0;
+  options.on_sample = [&](int64_t step, const std::filesystem::path& png) {
+    EXPECT_TRUE(std::filesystem::exists(png)) << png;
+    EXPECT_EQ(last_progress_step, step - 1) << "the sample comes before its step's progress";
+    handed.emplace_back(step, png);
+  };
+  LoraTrainer trainer(make_tiny_stable_diffusion(4), ClipTokenizer::load_default(), disc_examples(),
+                      options);
+  const LoraTrainingReport report =
+      trainer.train(folder / "x.safetensors", false, [&](const ProgressEvent& event) {
+        if (event.stage == "training") last_progress_step = event.step;
+        return true;
+      });
+  ASSERT_EQ(handed.size(), 3u);
+  EXPECT_EQ(handed[0].first, 2);
+  EXPECT_EQ(handed[2].first, 6);
+  ASSERT_EQ(report.samples.size(), 3u);
+  EXPECT_EQ(report.samples[1], handed[1].second);
+  const Image sample = read_image(handed[2].second);
+  EXPECT_EQ(sample.width, options.resolution);
   std::filesystem::remove_all(folder);
 }
 

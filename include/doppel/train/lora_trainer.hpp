@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,9 @@ struct LoraTrainingOptions {
   std::string sample_prompt;      // default: the first caption
   uint64_t sample_seed = 0;
   int64_t sample_steps = 20;
+  // Called with each sample as soon as it is written (the studio shows them while training
+  // runs); not part of the run's settings.
+  std::function<void(int64_t step, const std::filesystem::path& png)> on_sample;
   // Recorded in the LoRA's ss_* metadata.
   std::string model_name;
   std::string trigger;
