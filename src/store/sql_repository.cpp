@@ -143,19 +143,23 @@ class SqlRepository final : public Repository {
   // --- subjects ---
 
   Subject create_subject(const std::string& account_id, const std::string& name,
-                         const std::string& trigger_word, const std::string& class_word) override {
+                         const std::string& trigger_word, const std::string& class_word,
+                         const std::string& identity_source) override {
     require_text(name, "subject name");
     require_text(class_word, "subject class word");
+    require_identity_source(identity_source);
     int64_t now = unix_millis_now();
-    Subject subject{new_random_id(), account_id, name, trigger_word, "new", std::nullopt,
-                    now,             now,        class_word};
+    Subject subject{new_random_id(), account_id, name, trigger_word,   "new",          std::nullopt,
+                    now,             now,        class_word, identity_source};
     database_->transaction([&] {
       require_account(account_id);
       db().execute(
           "INSERT INTO subjects (id, account_id, name, trigger_word, status, face_profile_blob, "
-          "created_at, updated_at, class_word) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          "created_at, updated_at, class_word, identity_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+          "?, ?)",
           {subject.id, subject.account_id, subject.name, subject.trigger_word, subject.status,
-           nullptr, subject.created_at, subject.updated_at, subject.class_word});
+           nullptr, subject.created_at, subject.updated_at, subject.class_word,
+           subject.identity_source});
     });
     return subject;
   }
@@ -178,13 +182,14 @@ class SqlRepository final : public Repository {
   bool update_subject(const std::string& account_id, const Subject& subject) override {
     require_text(subject.name, "subject name");
     require_text(subject.class_word, "subject class word");
+    require_identity_source(subject.identity_source);
     return db().execute(
                    "UPDATE subjects SET name = ?, trigger_word = ?, status = ?, "
-                   "face_profile_blob = ?, class_word = ?, updated_at = ? WHERE id = ? AND "
-                   "account_id = ?",
+                   "face_profile_blob = ?, class_word = ?, identity_source = ?, updated_at = ? "
+                   "WHERE id = ? AND account_id = ?",
                    {subject.name, subject.trigger_word, subject.status,
                     optional_value(subject.face_profile_blob), subject.class_word,
-                    unix_millis_now(), subject.id, account_id})
+                    subject.identity_source, unix_millis_now(), subject.id, account_id})
                .affected_rows > 0;
   }
 
@@ -459,6 +464,11 @@ class SqlRepository final : public Repository {
   Model add_model(Model model) override {
     require_text(model.path, "model path");
     require_text(model.name, "model name");
+    if (model.kind != kModelCheckpoint && model.kind != kModelIpAdapter &&
+        model.kind != kModelImageEncoder)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "model kind '" + model.kind + "' is not one of checkpoint, ip_adapter, "
+                  "image_encoder");
     model.id = new_random_id();
     model.builtin = false;
     model.is_default = false;
@@ -469,8 +479,9 @@ class SqlRepository final : public Repository {
                     "the model " + model.path + " is registered already");
       db().execute(
           "INSERT INTO models (id, name, path, family, prediction, builtin, is_default, "
-          "added_at) VALUES (?, ?, ?, ?, ?, 0, 0, ?)",
-          {model.id, model.name, model.path, model.family, model.prediction, model.added_at});
+          "added_at, kind) VALUES (?, ?, ?, ?, ?, 0, 0, ?, ?)",
+          {model.id, model.name, model.path, model.family, model.prediction, model.added_at,
+           model.kind});
     });
     return model;
   }
@@ -481,7 +492,8 @@ class SqlRepository final : public Repository {
       // Locks the built-in row first, so concurrent changes of the default queue up here on
       // PostgreSQL and each then sees the other's result (SQLite's write lock already does).
       db().execute("UPDATE models SET builtin = builtin WHERE id = ?", {kBuiltinModelId});
-      if (!get_model(model_id)) return;
+      const auto model = get_model(model_id);
+      if (!model || model->kind != kModelCheckpoint) return;  // only checkpoints shoot
       db().execute("UPDATE models SET is_default = 0 WHERE is_default = 1 AND id <> ?", {model_id});
       db().execute("UPDATE models SET is_default = 1 WHERE id = ?", {model_id});
       found = true;
@@ -535,6 +547,12 @@ class SqlRepository final : public Repository {
   void require_account(const std::string& account_id) {
     if (db().execute("SELECT 1 FROM accounts WHERE id = ?", {account_id}).rows.empty())
       throw Error(ErrorCode::kNotFound, "account " + account_id + " not found");
+  }
+
+  static void require_identity_source(const std::string& source) {
+    if (source != kIdentityTrained && source != kIdentityInstant)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "identity source '" + source + "' is not 'trained' or 'instant'");
   }
 
   void require_subject(const std::string& account_id, const std::string& subject_id) {

@@ -60,10 +60,10 @@ inline ApiToken read_api_token(const SqlRow& row) {
 
 inline constexpr const char* kSubjectColumns =
     "id, account_id, name, trigger_word, status, face_profile_blob, created_at, updated_at, "
-    "class_word";
+    "class_word, identity_source";
 inline Subject read_subject(const SqlRow& row) {
   return Subject{row.text(0),          row.text(1),    row.text(2),    row.text(3), row.text(4),
-                 row.optional_text(5), row.integer(6), row.integer(7), row.text(8)};
+                 row.optional_text(5), row.integer(6), row.integer(7), row.text(8), row.text(9)};
 }
 
 inline constexpr const char* kPhotoColumns =
@@ -100,10 +100,10 @@ inline Image read_image(const SqlRow& row) {
 }
 
 inline constexpr const char* kModelColumns =
-    "id, name, path, family, prediction, builtin, is_default, added_at";
+    "id, name, path, family, prediction, builtin, is_default, added_at, kind";
 inline Model read_model(const SqlRow& row) {
-  return Model{row.text(0), row.text(1),         row.text(2),         row.text(3),
-               row.text(4), row.integer(5) != 0, row.integer(6) != 0, row.integer(7)};
+  return Model{row.text(0),         row.text(1),         row.text(2),    row.text(3), row.text(4),
+               row.integer(5) != 0, row.integer(6) != 0, row.integer(7), row.text(8)};
 }
 
 template <typename Record, typename Reader>

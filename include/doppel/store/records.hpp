@@ -49,7 +49,13 @@ struct Subject {
   int64_t updated_at = 0;
   // What the person is: "woman", "man", "girl", "boy" or "person" (prompts, training captions).
   std::string class_word = "person";
+  // How the studio brings out their likeness: kIdentityTrained (a LoRA trained on their photos)
+  // or kIdentityInstant (their best photo through IP-Adapter plus-face, no training).
+  std::string identity_source = "trained";
 };
+
+inline constexpr const char* kIdentityTrained = "trained";
+inline constexpr const char* kIdentityInstant = "instant";
 
 struct Photo {
   std::string id{};
@@ -101,18 +107,27 @@ struct Image {
   int64_t created_at = 0;
 };
 
-// A Stable Diffusion model of the installation (shared by every account, not owned). The
-// built-in tiny model is the row with id kBuiltinModelId and an empty path.
+// A model file of the installation (shared by every account, not owned): a Stable Diffusion
+// checkpoint, an IP-Adapter or a CLIP image encoder (`kind`). The built-in tiny model is the
+// row with id kBuiltinModelId and an empty path.
 struct Model {
   std::string id{};
   std::string name{};
-  std::string path{};                  // absolute; "" for the built-in model
-  std::string family = "sd1";          // "sd1", "sd2", "sdxl"
-  std::string prediction = "epsilon";  // "epsilon" | "v_prediction"
+  std::string path{};          // absolute; "" for the built-in model
+  std::string family = "sd1";  // checkpoints and IP-Adapters: the base model, "sd1" | "sd2" |
+                               // "sdxl"; image encoders: "vit-h-14" | "vit-bigg-14" | "clip-vision"
+  // Checkpoints: "epsilon" | "v_prediction". IP-Adapters: their variant, "base" | "plus" |
+  // "plus-face" | "full-face". Image encoders: the width of their features, e.g. "1280".
+  std::string prediction = "epsilon";
   bool builtin = false;
-  bool is_default = false;  // exactly one model is the default
-  int64_t added_at = 0;     // 0 for the built-in model
+  bool is_default = false;          // exactly one model is the default (always a checkpoint)
+  int64_t added_at = 0;             // 0 for the built-in model
+  std::string kind = "checkpoint";  // kModelCheckpoint | kModelIpAdapter | kModelImageEncoder
 };
+
+inline constexpr const char* kModelCheckpoint = "checkpoint";
+inline constexpr const char* kModelIpAdapter = "ip_adapter";
+inline constexpr const char* kModelImageEncoder = "image_encoder";
 
 inline constexpr const char* kBuiltinModelId = "builtin";
 

@@ -55,15 +55,17 @@ class Repository {
   virtual bool delete_api_token(const std::string& account_id, const std::string& token_id) = 0;
 
   // --- subjects ---
-  // `class_word`: what the person is ("woman", "man", "girl", "boy", "person").
+  // `class_word`: what the person is ("woman", "man", "girl", "boy", "person");
+  // `identity_source`: kIdentityTrained or kIdentityInstant (else kInvalidArgument).
   virtual Subject create_subject(const std::string& account_id, const std::string& name,
                                  const std::string& trigger_word,
-                                 const std::string& class_word = "person") = 0;
+                                 const std::string& class_word = "person",
+                                 const std::string& identity_source = kIdentityTrained) = 0;
   virtual std::optional<Subject> get_subject(const std::string& account_id,
                                              const std::string& subject_id) = 0;
   virtual std::vector<Subject> list_subjects(const std::string& account_id) = 0;  // oldest first
-  // Saves name, trigger_word, class_word, status and face_profile_blob of `subject` (matched by
-  // subject.id within account_id); false when no such subject.
+  // Saves name, trigger_word, class_word, identity_source, status and face_profile_blob of
+  // `subject` (matched by subject.id within account_id); false when no such subject.
   virtual bool update_subject(const std::string& account_id, const Subject& subject) = 0;
   // Deletes the subject with its photos, LoRA versions, shoots, images and jobs.
   virtual Deletion delete_subject(const std::string& account_id, const std::string& subject_id) = 0;
@@ -117,16 +119,18 @@ class Repository {
   virtual Deletion delete_image(const std::string& account_id, const std::string& image_id) = 0;
 
   // --- models (installation-wide: not owned by any account) ---
-  // Every registered model: the built-in one first, then oldest first.
+  // Every registered model of every kind: the built-in one first, then oldest first.
   virtual std::vector<Model> list_models() = 0;
   virtual std::optional<Model> get_model(const std::string& model_id) = 0;
   virtual std::optional<Model> find_model_by_path(const std::string& path) = 0;
   // The one default model (the built-in one unless another was made the default).
   virtual Model default_model() = 0;
   // Fills id and added_at; the new model is neither built in nor the default. Throws
-  // kInvalidArgument for an empty path or name, or a path that is registered already.
+  // kInvalidArgument for an empty path or name, an unknown kind, or a path that is registered
+  // already.
   virtual Model add_model(Model model) = 0;
-  // Makes the model the only default; false when there is no such model.
+  // Makes the model the only default; false when there is no such model or it is not a
+  // checkpoint (IP-Adapters and image encoders only help one).
   virtual bool set_default_model(const std::string& model_id) = 0;
   // Removes a model that is neither built in nor the default; false otherwise.
   virtual bool delete_model(const std::string& model_id) = 0;
