@@ -311,8 +311,12 @@ class SqlRepository final : public Repository {
 
   Deletion delete_lora_version(const std::string& account_id,
                                const std::string& version_id) override {
-    return delete_owned("lora_versions", "SELECT blob_sha256 FROM lora_versions", account_id,
-                        version_id);
+    // Its training samples go with it (ON DELETE CASCADE), and their blobs when unused.
+    return delete_owned("lora_versions",
+                        "SELECT lora_versions.blob_sha256, training_samples.blob_sha256 FROM "
+                        "lora_versions LEFT JOIN training_samples ON "
+                        "training_samples.lora_version_id = lora_versions.id",
+                        account_id, version_id, "lora_versions.");
   }
 
   // --- shoots ---
@@ -518,10 +522,13 @@ class SqlRepository final : public Repository {
     use.images =
         blob_use("SELECT COUNT(*) FROM images WHERE account_id = ?",
                  "SELECT DISTINCT blob_sha256 FROM images WHERE account_id = ?", account_id, 1);
+    // A LoRA's size includes the sample images its training made.
     use.loras = blob_use("SELECT COUNT(*) FROM lora_versions WHERE account_id = ?",
-                         "SELECT DISTINCT blob_sha256 FROM lora_versions WHERE account_id = ? "
-                         "AND blob_sha256 IS NOT NULL",
-                         account_id, 1);
+                         "SELECT blob_sha256 FROM lora_versions WHERE account_id = ? AND "
+                         "blob_sha256 IS NOT NULL UNION SELECT training_samples.blob_sha256 FROM "
+                         "training_samples JOIN lora_versions ON lora_versions.id = "
+                         "training_samples.lora_version_id WHERE lora_versions.account_id = ?",
+                         account_id, 2);
     return use;
   }
 
@@ -532,6 +539,7 @@ class SqlRepository final : public Repository {
         "UNION SELECT crop_blob FROM photos WHERE crop_blob IS NOT NULL "
         "UNION SELECT blob_sha256 FROM lora_versions WHERE blob_sha256 IS NOT NULL "
         "UNION SELECT blob_sha256 FROM images "
+        "UNION SELECT blob_sha256 FROM training_samples "
         "UNION SELECT blob_sha256 FROM style_samples "
         "UNION SELECT picture_blob FROM templates",
         {});
@@ -589,6 +597,12 @@ class SqlRepository final : public Repository {
     collect(db().execute("SELECT blob_sha256, crop_blob FROM photos WHERE " + filter, {value}),
             hashes);
     collect(db().execute("SELECT blob_sha256 FROM lora_versions WHERE " + filter, {value}), hashes);
+    collect(db().execute("SELECT training_samples.blob_sha256 FROM training_samples JOIN "
+                         "lora_versions ON lora_versions.id = training_samples.lora_version_id "
+                         "WHERE lora_versions." +
+                             filter,
+                         {value}),
+            hashes);
     collect(db().execute("SELECT blob_sha256 FROM images WHERE " + filter, {value}), hashes);
     collect(db().execute("SELECT picture_blob FROM templates WHERE " + filter, {value}), hashes);
     return hashes;
@@ -604,6 +618,11 @@ class SqlRepository final : public Repository {
     collect(
         db().execute("SELECT blob_sha256 FROM lora_versions WHERE subject_id = ?", {subject_id}),
         hashes);
+    collect(db().execute("SELECT training_samples.blob_sha256 FROM training_samples JOIN "
+                         "lora_versions ON lora_versions.id = training_samples.lora_version_id "
+                         "WHERE lora_versions.subject_id = ?",
+                         {subject_id}),
+            hashes);
     collect(db().execute("SELECT images.blob_sha256 FROM images JOIN shoots ON images.shoot_id "
                          "= shoots.id WHERE shoots.subject_id = ?",
                          {subject_id}),
@@ -621,9 +640,10 @@ class SqlRepository final : public Repository {
           "UNION ALL SELECT 1 FROM photos WHERE blob_sha256 = ? OR crop_blob = ? "
           "UNION ALL SELECT 1 FROM lora_versions WHERE blob_sha256 = ? "
           "UNION ALL SELECT 1 FROM images WHERE blob_sha256 = ? "
+          "UNION ALL SELECT 1 FROM training_samples WHERE blob_sha256 = ? "
           "UNION ALL SELECT 1 FROM style_samples WHERE blob_sha256 = ? "
           "UNION ALL SELECT 1 FROM templates WHERE picture_blob = ?",
-          {hash, hash, hash, hash, hash, hash, hash});
+          {hash, hash, hash, hash, hash, hash, hash, hash});
       if (result.rows.empty()) orphans.push_back(hash);
     }
     return orphans;
