@@ -10,6 +10,7 @@ set(DOPPEL_SOURCES_WITHOUT_TORCH
     src/core/log.cpp
     src/core/paths.cpp
     src/core/progress.cpp
+    src/core/stage_timer.cpp
     src/diffusion/prompt/composable_and.cpp
     src/diffusion/prompt/extra_networks.cpp
     src/diffusion/prompt/prompt_attention.cpp

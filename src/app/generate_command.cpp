@@ -11,6 +11,7 @@
 #include "doppel/core/log.hpp"
 #include "doppel/core/paths.hpp"
 #include "doppel/core/random.hpp"
+#include "doppel/core/stage_timer.hpp"
 #include "doppel/diffusion/generation_session.hpp"
 #include "doppel/diffusion/noise_schedule.hpp"
 #include "doppel/diffusion/sampler.hpp"
@@ -342,6 +343,8 @@ int run_generate(GenerateOptions& options, bool face_detail_settings_given) {
                  "expect abstract noise).\n"
                  "        For real portraits point it at a checkpoint: doppel generate --model "
                  "v1-5-pruned-emaonly.safetensors --prompt \"...\"\n";
+  // Every stage is timed from its progress events, as A1111 prints "Time taken".
+  StageTimer timer("loading");
   GenerationSession session(session_options(options));
   if (!options.size_given && options.outpaint.empty()) {
     request.width = request.height = session.native_size();
@@ -365,12 +368,22 @@ int run_generate(GenerateOptions& options, bool face_detail_settings_given) {
     log_info("live preview: " + target.string());
   }
   job.generation = request;
-  auto images = session.generate(job, make_terminal_progress_bar());
+  const ProgressCallback boundary = timer.wrap({});  // stage changes the bar does not draw
+  auto mark = [&boundary](const char* stage) {
+    ProgressEvent event;
+    event.stage = stage;
+    boundary(event);
+  };
+  mark("prompt");
+  auto images = session.generate(job, timer.wrap(make_terminal_progress_bar()));
+  mark("writing");
   for (size_t i = 0; i < images.size(); ++i) {
     auto path = output_path(options.out, i, images.size(), images[i].seed);
     write_generated_png(path, images[i]);
     std::cout << path.string() << "\n";
   }
+  timer.stop();
+  log_info("time taken: " + timer.summary());
   return 0;
 }
 
