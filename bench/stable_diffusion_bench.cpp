@@ -119,20 +119,70 @@ void bench_text(const Options& options, at::ScalarType dtype) {
 
 // Decode time of random latents at the requested size.
 template <typename Decode>
-void print_decode_figure(const Options& options, const char* name, Decode decode) {
+void print_decode_figure(const Options& options, const char* name, Decode decode,
+                         const std::function<void(nlohmann::json&, double)>& add_rates = {}) {
   c10::InferenceMode inference;
   at::Tensor latents = Generator(0).randn({1, 4, options.size / 8, options.size / 8});
   double seconds = bench::median_seconds(options.repeats, [&] { decode(latents); });
   auto figure = base_figure(options, name);
   figure["seconds"] = seconds;
+  if (add_rates) add_rates(figure, seconds);
   figure["peak_rss_mib"] = bench::peak_rss_mib();
   print_figure(figure);
 }
 
+// Multiply-adds x 2 of the VAE decoder at `size` x `size` pixels (convolutions and the mid
+// block's attention matmuls; norms and activations are memory-bound and not counted), the
+// same kind of count as the UNet's 1606.5 GFLOP.
+double vae_decoder_flops(const VaeConfig& config, int64_t size) {
+  double flops = 0;
+  auto conv = [&](int64_t side, int64_t in, int64_t out, int64_t kernel) {
+    flops += 2.0 * static_cast<double>(side * side * in * out * kernel * kernel);
+  };
+  auto resnet = [&](int64_t side, int64_t in, int64_t out) {
+    conv(side, in, out, 3);
+    conv(side, out, out, 3);
+    if (in != out) conv(side, in, out, 1);
+  };
+  int64_t side = size / config.downscale_factor();
+  int64_t channels = config.base_channels * config.channel_mult.back();
+  if (config.use_quant_conv) conv(side, config.latent_channels, config.latent_channels, 1);
+  conv(side, config.latent_channels, channels, 3);
+  resnet(side, channels, channels);
+  const auto tokens = static_cast<double>(side * side);
+  for (int i = 0; i < 4; ++i) conv(side, channels, channels, 1);       // q, k, v, out
+  flops += 2 * 2.0 * tokens * tokens * static_cast<double>(channels);  // QK^T and AV
+  resnet(side, channels, channels);
+  for (int64_t level = config.levels() - 1; level >= 0; --level) {
+    const int64_t out = config.base_channels * config.channel_mult[static_cast<size_t>(level)];
+    for (int64_t block = 0; block <= config.num_res_blocks; ++block) {
+      resnet(side, channels, out);
+      channels = out;
+    }
+    if (level > 0) {
+      side *= 2;
+      conv(side, channels, channels, 3);
+    }
+  }
+  conv(side, channels, config.out_channels, 3);
+  return flops;
+}
+
 void bench_vae(const Options& options, at::ScalarType dtype) {
-  AutoencoderKL vae(VaeConfig::sd(), at::TensorOptions().dtype(dtype));
+  const VaeConfig config = VaeConfig::sd();
+  AutoencoderKL vae(config, at::TensorOptions().dtype(dtype));
   layers::randomize_parameters(*vae, 3);
-  print_decode_figure(options, "vae_decode", [&](const at::Tensor& x) { vae->decode(x); });
+  const double gflop = vae_decoder_flops(config, options.size) / 1e9;
+  const auto peak = bench::measure_machine_peak(at::get_num_threads());
+  const double peak_gflops = dtype == at::kBFloat16 ? peak.bf16_gflops : peak.fp32_gflops;
+  print_decode_figure(
+      options, "vae_decode", [&](const at::Tensor& x) { vae->decode(x); },
+      [&](nlohmann::json& figure, double seconds) {
+        figure["gflop"] = gflop;
+        figure["achieved_gflops"] = gflop / seconds;
+        figure["machine_peak_gflops"] = peak_gflops;
+        figure["fraction_of_peak"] = peak_gflops > 0 ? gflop / seconds / peak_gflops : 0.0;
+      });
 }
 
 // TAESD's decoder, which live previews use instead of the VAE.
