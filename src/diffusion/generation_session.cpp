@@ -416,6 +416,8 @@ GeneratedImage GenerationSession::State::detail_pass(
   pass.batch_size = pass.batch_count = 1;
   pass.hires.reset();
   pass.controls.clear();
+  pass.further_init_images.clear();  // the pass paints into this image only
+  pass.variation.reset();
   int repainted = 0;
   for (const DetectedFace& face : chosen) {
     InpaintOptions inpaint;
@@ -488,13 +490,14 @@ std::vector<GeneratedImage> GenerationSession::generate(const SessionRequest& in
   const GenerationRequest request = s.prepare(loaded, in, true);
   LivePreview preview;
   if (in.preview) {
-    if (!s.taesd)
+    if (in.preview_method == PreviewMethod::kTaesd && !s.taesd)
       throw Error(ErrorCode::kInvalidArgument,
-                  "live previews need a TAESD decoder (taesd_decoder.safetensors); name one in "
-                  "the session's options");
+                  "TAESD previews need a TAESD decoder (taesd_decoder.safetensors); name one in "
+                  "the session's options, or ask for the cheap approximation");
     if (in.preview_every < 1)
       throw Error(ErrorCode::kInvalidArgument, "previews must come every 1 or more steps");
-    preview.decoder = s.taesd;
+    // An empty decoder makes the pipeline use the cheap approximation.
+    if (in.preview_method != PreviewMethod::kApproxCheap) preview.decoder = s.taesd;
     preview.every_steps = in.preview_every;
     preview.show = in.preview;
   }

@@ -1,6 +1,7 @@
 #include "doppel/diffusion/inpainting.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <opencv2/imgproc.hpp>
 
@@ -271,6 +272,101 @@ ModelFunction keep_unmasked_latents(ModelFunction model, const SamplingPlan& pla
     const at::Tensor mask = repaint.to(input.device(), output.scalar_type());
     return output * mask + keep.to(output.scalar_type()) * (1 - mask);
   };
+}
+
+const char* inpaint_fill_name(InpaintFill fill) {
+  switch (fill) {
+    case InpaintFill::kFill:
+      return "fill";
+    case InpaintFill::kOriginal:
+      return "original";
+    case InpaintFill::kLatentNoise:
+      return "latent noise";
+    case InpaintFill::kLatentNothing:
+      return "latent nothing";
+  }
+  return "original";
+}
+
+InpaintFill parse_inpaint_fill(const std::string& text) {
+  std::string lower;
+  for (char c : text) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (InpaintFill fill : {InpaintFill::kFill, InpaintFill::kOriginal, InpaintFill::kLatentNoise,
+                           InpaintFill::kLatentNothing})
+    if (lower == inpaint_fill_name(fill) || lower == std::to_string(static_cast<int>(fill)))
+      return fill;
+  throw Error(ErrorCode::kInvalidArgument,
+              "unknown inpainting fill '" + text +
+                  "'; use fill (0), original (1), latent noise (2) or latent nothing (3)");
+}
+
+Image fill_masked_area(const Image& image, const Mask& mask) {
+  if (mask.width != image.width || mask.height != image.height)
+    throw Error(ErrorCode::kInvalidArgument,
+                "fill_masked_area: the mask is " + std::to_string(mask.width) + "x" +
+                    std::to_string(mask.height) + ", the image " + std::to_string(image.width) +
+                    "x" + std::to_string(image.height));
+  // The kept pixels premultiplied by how much they are kept (A1111 pastes the picture through
+  // the inverted mask into an RGBa image): blurring them spreads colour, never black.
+  cv::Mat colour;
+  view(image).convertTo(colour, CV_32FC3);
+  cv::Mat keep;
+  view(mask).convertTo(keep, CV_32FC1, -1.0 / 255.0, 1.0);
+  std::vector<cv::Mat> channels;
+  cv::split(colour, channels);
+  for (cv::Mat& channel : channels) channel = channel.mul(keep);
+  channels.push_back(keep);
+  cv::Mat premultiplied;
+  cv::merge(channels, premultiplied);
+
+  cv::Mat result(image.height, image.width, CV_32FC3, cv::Scalar::all(0));
+  cv::Mat result_alpha(image.height, image.width, CV_32FC1, cv::Scalar::all(0));
+  const int largest = std::max(image.width, image.height);
+  struct Pass {
+    double radius;
+    int repeats;
+  };
+  for (const Pass pass :
+       {Pass{256, 1}, Pass{64, 1}, Pass{16, 2}, Pass{4, 4}, Pass{2, 2}, Pass{0, 1}}) {
+    cv::Mat blurred = premultiplied.clone();
+    if (pass.radius > 0) {
+      // PIL's GaussianBlur: three box blurs whose widths make a Gaussian of that radius.
+      const int width = std::min(
+          2 * largest + 1,
+          std::max(1, static_cast<int>(std::sqrt(4.0 * pass.radius * pass.radius + 1.0)) | 1));
+      for (int box = 0; box < 3; ++box)
+        cv::blur(blurred, blurred, cv::Size(width, width), cv::Point(-1, -1), cv::BORDER_REPLICATE);
+    }
+    // Composited `repeats` times over what the wider radii left (Image.alpha_composite).
+    for (int y = 0; y < image.height; ++y) {
+      const auto* source = blurred.ptr<cv::Vec4f>(y);
+      auto* target = result.ptr<cv::Vec3f>(y);
+      auto* target_alpha = result_alpha.ptr<float>(y);
+      for (int x = 0; x < image.width; ++x) {
+        const float alpha = std::clamp(source[x][3], 0.0F, 1.0F);
+        if (alpha <= 0) continue;
+        for (int repeat = 0; repeat < pass.repeats; ++repeat) {
+          const float below = target_alpha[x] * (1 - alpha);
+          const float combined = alpha + below;
+          for (int c = 0; c < 3; ++c)
+            target[x][c] = (source[x][c] + target[x][c] * below) / combined;
+          target_alpha[x] = combined;
+        }
+      }
+    }
+  }
+  cv::Mat bytes;
+  result.convertTo(bytes, CV_8UC3);  // rounds and saturates
+  return image_of(bytes);
+}
+
+at::Tensor fill_masked_latents(const at::Tensor& latents, const at::Tensor& repaint_mask,
+                               InpaintFill fill, const at::Tensor& noise) {
+  const at::Tensor repaint = repaint_mask.to(latents.device(), latents.scalar_type());
+  if (fill == InpaintFill::kLatentNoise)
+    return latents * (1 - repaint) + noise.to(latents.device(), latents.scalar_type()) * repaint;
+  if (fill == InpaintFill::kLatentNothing) return latents * (1 - repaint);
+  return latents;
 }
 
 }  // namespace doppel

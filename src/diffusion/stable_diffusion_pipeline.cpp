@@ -7,6 +7,8 @@
 
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
+#include "doppel/diffusion/latent_preview.hpp"
+#include "doppel/diffusion/variation_noise.hpp"
 
 namespace doppel {
 namespace {
@@ -67,6 +69,11 @@ void check_request(const GenerationRequest& request, int64_t factor, bool inpain
     invalid("VAE tiles must be at least 4 latent pixels and overlap by less than their size");
   if (request.inpaint && !request.init_image)
     invalid("inpainting needs the image to paint into (an init image) as well as the mask");
+  if (!request.further_init_images.empty() && !request.init_image)
+    invalid("further init images need a first one (init_image)");
+  if (request.variation && !(request.variation->strength >= 0 && request.variation->strength <= 1))
+    invalid("the variation strength must be between 0 and 1 (got " +
+            format_number(request.variation->strength) + ")");
   if (const auto& hires = request.hires) {
     if (request.init_image)
       invalid("hires fix is for text-to-image; for img2img ask for the larger size directly");
@@ -79,6 +86,7 @@ void check_request(const GenerationRequest& request, int64_t factor, bool inpain
               format_number(hires->denoising_strength) + ")");
     if (hires->steps < 0 || hires->steps > 1000)
       invalid("hires fix steps must be between 0 (= the sampling steps) and 1000");
+    if (hires->sampler) find_sampler(*hires->sampler);  // an unknown name fails before any work
     if (!latent_upscale_mode(hires->upscaler) && !image_upscale_filter(hires->upscaler))
       invalid("unknown hires fix upscaler '" + hires->upscaler +
               "'; use Latent, Latent (nearest), Latent (bicubic), Lanczos or Nearest");
@@ -357,9 +365,9 @@ const VaeTiling* StableDiffusionPipeline::tiling_for(const GenerationRequest& re
 
 ModelFunction StableDiffusionPipeline::with_live_preview(ModelFunction model,
                                                          const SamplingPlan& plan) const {
-  if (!preview_.decoder || !preview_.show || preview_.every_steps < 1) return model;
+  if (!preview_.show || preview_.every_steps < 1) return model;
   auto calls = std::make_shared<int64_t>(0);
-  return [model = std::move(model), plan, calls, preview = preview_](
+  return [model = std::move(model), plan, calls, preview = preview_, family = model_.family](
              const at::Tensor& input, const at::Tensor& timestep) mutable {
     at::Tensor output = model(input, timestep);
     const int64_t call = ++*calls;
@@ -367,7 +375,9 @@ ModelFunction StableDiffusionPipeline::with_live_preview(ModelFunction model,
     if (call % preview.every_steps == 0 || call == total) {
       const at::Tensor clean =
           predicted_clean_latents(plan, input, output, timestep.reshape({-1})[0].item<double>());
-      preview.show(tensor_to_images(preview.decoder->forward(clean)).front(), call, total);
+      preview.show(preview.decoder ? tensor_to_images(preview.decoder->forward(clean)).front()
+                                   : approximate_latent_preview(clean, family),
+                   call, total);
     }
     return output;
   };
@@ -386,77 +396,6 @@ at::Tensor StableDiffusionPipeline::inpainting_conditioning(const at::Tensor& im
   return at::cat({small_mask, latents}, 1);
 }
 
-GenerationParameters StableDiffusionPipeline::describe(
-    const GenerationRequest& request, uint64_t seed, const PromptConditioning& conditioning) const {
-  GenerationParameters p;
-  p.prompt = request.prompt;
-  std::string lora_hashes;
-  for (const auto& lora : request.loras) {
-    std::string tag = "<lora:" + lora.name + ":" + format_number(lora.multiplier) + ">";
-    if (p.prompt.find(tag) == std::string::npos) p.prompt += (p.prompt.empty() ? "" : " ") + tag;
-    if (!lora.short_hash.empty())
-      lora_hashes += (lora_hashes.empty() ? "" : ", ") + lora.name + ": " + lora.short_hash;
-  }
-  p.negative_prompt = request.negative_prompt;
-  p.set("Steps", std::to_string(request.steps));
-  p.set("Sampler", a1111_sampler_name(request.sampler, request.karras));
-  if (const auto& spacing = request.timestep_spacing) {
-    // A1111's nearest schedule (its Karras lives in the sampler name), then diffusers' exact name.
-    if (!request.karras && request.sampler.find("_karras") == std::string::npos)
-      p.set("Schedule type", a1111_schedule_type(*spacing));
-    p.set("Timestep spacing", timestep_spacing_name(*spacing));
-  }
-  p.set("CFG scale", format_number(request.guidance_scale));
-  p.set("Seed", std::to_string(seed));
-  p.set("Size", std::to_string(request.width) + "x" + std::to_string(request.height));
-  if (!model_.model_hash.empty()) p.set("Model hash", model_.model_hash);
-  p.set("Model", model_name_);
-  if (request.vae) {
-    if (!request.vae->short_hash.empty()) p.set("VAE hash", request.vae->short_hash);
-    p.set("VAE", request.vae->name);
-  }
-  if (request.init_image) p.set("Denoising strength", format_number(request.strength));
-  if (const auto& inpaint = request.inpaint) {
-    p.set("Mask blur", std::to_string(inpaint->mask_blur));
-    if (inpaint->only_masked) {
-      p.set("Inpaint area", "Only masked");
-      p.set("Masked area padding", std::to_string(inpaint->only_masked_padding));
-    }
-  }
-  if (const auto& hires = request.hires) {
-    p.set("Denoising strength", format_number(hires->denoising_strength));
-    p.set("Hires upscale", format_number(hires->scale));
-    if (hires->steps > 0) p.set("Hires steps", std::to_string(hires->steps));
-    p.set("Hires upscaler", hires->upscaler);
-  }
-  if (request.clip_skip > 1) p.set("Clip skip", std::to_string(request.clip_skip));
-  if (request.token_merging_ratio > 0) {
-    p.set("Token merging ratio", format_number(request.token_merging_ratio));
-    if (request.hires) p.set("Token merging ratio hr", format_number(request.token_merging_ratio));
-  }
-  if (request.eta != 0) p.set("Eta", format_number(request.eta));
-  if (const NegativeGuidanceCutoff& ngms = request.negative_guidance_cutoff; ngms.enabled()) {
-    p.set("NGMS", format_number(ngms.min_sigma));
-    if (ngms.all_steps) p.set("NGMS all steps", "True");
-  }
-  // A1111 drops ':' and ',' from embedding names here so the list stays parseable.
-  std::string embedding_hashes;
-  for (const auto& [name, hash] : conditioning.embeddings) {
-    if (hash.empty()) continue;
-    std::string clean;
-    for (char c : name)
-      if (c != ':' && c != ',') clean += c;
-    embedding_hashes += (embedding_hashes.empty() ? "" : ", ") + clean + ": " + hash;
-  }
-  if (!embedding_hashes.empty()) p.set("TI hashes", embedding_hashes);
-  if (!lora_hashes.empty()) p.set("Lora hashes", lora_hashes);
-  describe_controls(request.controls, p);
-  describe_ip_adapters(request.ip_adapters, request.controls.size(),
-                       model_.unet->config().adm_in_channels > 0, p);
-  p.set("Version", doppel_version());
-  return p;
-}
-
 namespace {
 
 SamplerOptions sampler_options(const GenerationRequest& request) {
@@ -469,9 +408,11 @@ SamplerOptions sampler_options(const GenerationRequest& request) {
 
 SamplingPlan hires_sampling_plan(const GenerationRequest& request,
                                  const SchedulerConfig& scheduler) {
-  const SamplerOptions options = sampler_options(request);
+  SamplerOptions options = sampler_options(request);
   const int64_t steps = request.hires->steps > 0 ? request.hires->steps : request.steps;
-  return make_sampling_plan(request.sampler, scheduler, steps, options)
+  if (request.hires->sampler) options.karras = request.hires->karras;
+  return make_sampling_plan(request.hires->sampler.value_or(request.sampler), scheduler, steps,
+                            options)
       .truncated_for_strength(request.hires->denoising_strength);
 }
 
@@ -517,6 +458,12 @@ at::Tensor StableDiffusionPipeline::initial_latents(const GenerationRequest& req
                                                     const InpaintPlan* inpaint,
                                                     Generator& generator, at::Tensor* clean_latents,
                                                     at::Tensor* image_conditioning) {
+  // A1111's variation seed bends this image's starting noise (see VariationSeed).
+  const auto draw_noise = [&](at::IntArrayRef shape, const at::TensorOptions& options) {
+    return request.variation ? variation_noise(generator, shape, options, request.variation->seed,
+                                               request.variation->strength)
+                             : generator.randn(shape, options);
+  };
   const int64_t factor = model_.vae->config().downscale_factor();
   const std::vector<int64_t> shape = {1, model_.unet->config().out_channels,
                                       request.height / factor, request.width / factor};
@@ -537,10 +484,18 @@ at::Tensor StableDiffusionPipeline::initial_latents(const GenerationRequest& req
   const bool from_pure_noise = inpaint && request.strength >= 1;
   at::Tensor latents;
   if (!pixels.defined() || (from_pure_noise && model_.inpainting)) {
-    latents = scale_initial_noise(plan, generator.randn(shape, on_device));
+    latents = scale_initial_noise(plan, draw_noise(shape, on_device));
   } else {
     *clean_latents = encode_image(pixels, generator, tiling);
-    const at::Tensor noise = generator.randn(shape, on_device);
+    if (inpaint) {
+      // A1111's "latent noise" (the seed's noise, as A1111 draws it afresh) / "latent nothing".
+      Generator seed_noise(generator.seed());
+      *clean_latents = fill_masked_latents(
+          *clean_latents,
+          latent_repaint_mask(inpaint->mask, clean_latents->size(2), clean_latents->size(3)),
+          request.inpaint->fill, seed_noise.randn(shape, on_device));
+    }
+    const at::Tensor noise = draw_noise(shape, on_device);
     latents =
         from_pure_noise ? scale_initial_noise(plan, noise) : add_noise(plan, *clean_latents, noise);
   }
@@ -624,17 +579,32 @@ std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRe
   const TokenMergingScope token_merging(model_.unet, request.token_merging_ratio);
   const PromptConditioning conditioning =
       condition_prompts(request.prompt, request.negative_prompt, request.steps, request.clip_skip);
-  // Prompt schedules ([from:to:when]) follow the second pass's own step count.
+  // Prompt schedules ([from:to:when]) follow the second pass's own step count; A1111's
+  // hr_prompt / hr_negative_prompt replace the prompts of that pass.
   std::optional<PromptConditioning> hires_conditioning;
-  if (request.hires && request.hires->steps > 0 && request.hires->steps != request.steps)
-    hires_conditioning = condition_prompts(request.prompt, request.negative_prompt,
-                                           request.hires->steps, request.clip_skip);
+  if (const auto& hires = request.hires) {
+    const std::string& prompt = hires->prompt.value_or(request.prompt);
+    const std::string& negative = hires->negative_prompt.value_or(request.negative_prompt);
+    const int64_t steps = hires->steps > 0 ? hires->steps : request.steps;
+    if (steps != request.steps || prompt != request.prompt || negative != request.negative_prompt)
+      hires_conditioning = condition_prompts(prompt, negative, steps, request.clip_skip);
+  }
   const PromptConditioning* second_pass =
       request.hires ? (hires_conditioning ? &*hires_conditioning : &conditioning) : nullptr;
-  std::optional<InpaintPlan> inpaint;
+  // A1111's init_images: image i starts from picture i % count (each planned once).
+  std::vector<Image> starts;
+  if (request.init_image) starts.push_back(*request.init_image);
+  starts.insert(starts.end(), request.further_init_images.begin(),
+                request.further_init_images.end());
+  std::vector<InpaintPlan> inpaints;
   if (request.inpaint)
-    inpaint = plan_inpaint(*request.init_image, *request.inpaint, static_cast<int>(request.width),
-                           static_cast<int>(request.height));
+    for (const Image& start : starts) {
+      InpaintPlan plan = plan_inpaint(start, *request.inpaint, static_cast<int>(request.width),
+                                      static_cast<int>(request.height));
+      const InpaintFill fill = request.inpaint->fill;
+      if (fill != InpaintFill::kOriginal) plan.image = fill_masked_area(plan.image, plan.mask);
+      inpaints.push_back(std::move(plan));
+    }
   const int64_t total = request.batch_size * request.batch_count;
   std::vector<GeneratedImage> images;
   // Every image of the request shares the encoded reference images; the state is dropped on
@@ -644,6 +614,7 @@ std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRe
     ImagePromptGuidance& guidance;
     ~ClearImagePrompts() { guidance = ImagePromptGuidance(); }
   } clear_image_prompts{image_prompts_};
+  const bool varied = request.variation && request.variation->strength != 0;
   for (int64_t i = 0; i < total; ++i) {
     // Images run one at a time: on a CPU a larger UNet batch gains little, and
     // each image then depends on its own seed only.
@@ -656,8 +627,19 @@ std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRe
               "image " + std::to_string(i + 1) + "/" + std::to_string(total) + " " + event.stage;
         return progress(copy);
       };
-    images.push_back(generate_one(request, request.seed + static_cast<uint64_t>(i), conditioning,
-                                  second_pass, inpaint ? &*inpaint : nullptr, labelled));
+    const size_t start = starts.empty() ? 0 : static_cast<size_t>(i) % starts.size();
+    const GenerationRequest* image_request = &request;
+    std::optional<GenerationRequest> own;  // a copy only when this image differs
+    if (start > 0 || varied) {
+      own = request;
+      if (start > 0) own->init_image = starts[start];
+      if (varied) own->variation->seed += static_cast<uint64_t>(i);
+      image_request = &*own;
+    }
+    // With a variation seed every image keeps the seed and varies by its variation seed (A1111).
+    const uint64_t seed = request.seed + (varied ? 0 : static_cast<uint64_t>(i));
+    images.push_back(generate_one(*image_request, seed, conditioning, second_pass,
+                                  inpaints.empty() ? nullptr : &inpaints[start], labelled));
   }
   return images;
 }

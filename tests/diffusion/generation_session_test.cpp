@@ -151,6 +151,7 @@ TEST(GenerationSession, RefusesWhatItCannotDo) {
 
   SessionRequest preview = portrait();
   preview.preview = [](const Image&, int64_t, int64_t) {};
+  preview.preview_method = PreviewMethod::kTaesd;
   EXPECT_EQ(code_of([&] { session.generate(preview); }, &message), ErrorCode::kInvalidArgument);
   EXPECT_NE(message.find("TAESD"), std::string::npos) << message;
 

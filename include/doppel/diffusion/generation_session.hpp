@@ -92,6 +92,13 @@ using FaceFuser = std::function<std::optional<Image>(const Image& portrait, cons
 // Turns a photo into a control map (A1111's ControlNet "modules").
 using ControlPreprocessor = std::function<Image(const Image&)>;
 
+// How live previews are drawn (A1111's "Live preview method").
+enum class PreviewMethod {
+  kAuto,         // TAESD when the session has a decoder, else Approx cheap
+  kTaesd,        // the TAESD decoder (SessionOptions::taesd), full size; refused without one
+  kApproxCheap,  // A1111's linear latent -> RGB map (latent_preview.hpp): latent size, no weights
+};
+
 struct SessionOptions {
   ModelRef model = ModelRef::built_in_tiny();
   // What the weights cannot tell (diffusers folder or LDM .yaml); default as load_stable_diffusion.
@@ -134,9 +141,10 @@ struct SessionRequest {
   // ControlNets (they steer the whole picture), only FaceDetailOptions::control.
   std::optional<FaceFusionSelection> face_fusion;
   std::optional<FaceDetailOptions> face_detail;
-  // Live previews (needs SessionOptions::taesd): every `preview_every` model calls.
+  // Live previews every `preview_every` model calls (and at the last), by `preview_method`.
   std::function<void(const Image& preview, int64_t call, int64_t calls)> preview;
   int64_t preview_every = 10;
+  PreviewMethod preview_method = PreviewMethod::kAuto;
 };
 
 // What the session has loaded, for metadata and reports.

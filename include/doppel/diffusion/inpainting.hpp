@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "doppel/core/image.hpp"
@@ -71,8 +72,21 @@ struct OutpaintCanvas {
 OutpaintCanvas make_outpaint_canvas(const Image& image, const OutpaintMargins& margins,
                                     int overlap = 8, int factor = 8);
 
+// What the masked area starts from (A1111's "Masked content", inpainting_fill 0-3).
+enum class InpaintFill {
+  kFill = 0,           // the picture's colours blurred into the mask (fill_masked_area)
+  kOriginal = 1,       // the picture as it is
+  kLatentNoise = 2,    // filled, then the mask's latents replaced by the seed's noise
+  kLatentNothing = 3,  // filled, then the mask's latents zeroed
+};
+// "fill", "original", "latent noise", "latent nothing" (A1111's labels, lower case).
+const char* inpaint_fill_name(InpaintFill fill);
+// The labels above (any case) or 0-3; throws kInvalidArgument naming the choices.
+InpaintFill parse_inpaint_fill(const std::string& text);
+
 // Repainting part of the init image (A1111's img2img "Inpaint" tab).
 struct InpaintOptions {
+  InpaintFill fill = InpaintFill::kOriginal;
   Image mask;         // white = repaint, black = keep; any size (scaled to the init image)
   int mask_blur = 4;  // A1111 "Mask blur": Gaussian sigma in pixels, 0-64
   // A1111 "Inpaint area: Only masked": crop around the mask (plus padding), work on the crop at
@@ -95,6 +109,18 @@ struct InpaintPlan {
 // for "only masked" the mask's box (+ padding, grown to the aspect ratio) is cropped and
 // scaled. Throws kInvalidArgument for an empty mask or settings out of range.
 InpaintPlan plan_inpaint(const Image& init, const InpaintOptions& options, int width, int height);
+
+// A1111's "fill": the masked pixels painted with the colours around them, blurred in from
+// wide to narrow radii (256, 64, 16, 4, 2 pixels, as A1111's masking.fill), so the model starts
+// from the surroundings' colours instead of what is to be replaced. Where `mask` is 0 the
+// pixels stay exactly; partly masked pixels are blended. `mask` has `image`'s size.
+Image fill_masked_area(const Image& image, const Mask& mask);
+
+// A1111's "latent noise" / "latent nothing" on encoded latents: the latents under
+// `repaint_mask` (1 = repaint, latent size) replaced by `noise` or by zeros; other fills
+// return `latents` unchanged.
+at::Tensor fill_masked_latents(const at::Tensor& latents, const at::Tensor& repaint_mask,
+                               InpaintFill fill, const at::Tensor& noise);
 
 // A1111's latent mask: `mask` resized to the latent grid (bicubic) and rounded to 0/1,
 // [1, 1, height, width] float32 with 1 = repaint.

@@ -47,6 +47,21 @@ struct HiresFix {
   // "Latent" (bilinear), "Latent (nearest)", "Latent (bicubic)": resize the latents;
   // "Lanczos", "Nearest": decode, resize the image, encode again. A1111's names.
   std::string upscaler = "Latent";
+  // A1111's hr_sampler_name / hr_prompt / hr_negative_prompt: the second pass's own sampler
+  // (doppel's name; with its own Karras flag) and prompts; unset: the first pass's.
+  std::optional<std::string> sampler{};
+  bool karras = false;  // with `sampler` only
+  std::optional<std::string> prompt{};
+  std::optional<std::string> negative_prompt{};
+};
+
+// A1111's variation seed: the starting noise is the seed's noise turned towards the noise of
+// `seed` by `strength` (spherical interpolation; 0 = the seed's image, 1 = the variation
+// seed's starting noise). As A1111: every image of the run then keeps the request's seed
+// and image i uses variation seed + i, so a batch is variations of one picture.
+struct VariationSeed {
+  uint64_t seed = 0;
+  double strength = 0.0;  // 0-1
 };
 
 struct GenerationRequest {
@@ -74,7 +89,11 @@ struct GenerationRequest {
   int64_t batch_count = 1;
   int clip_skip = 1;                // A1111's "CLIP skip" on top of the model's native layer
   std::optional<Image> init_image;  // img2img when set (resized to width x height)
-  double strength = 0.75;           // img2img denoising strength in (0, 1]
+  // More init images (A1111's init_images beyond the first): image i of the run starts from
+  // [init_image, further_init_images...][i % count].
+  std::vector<Image> further_init_images;
+  std::optional<VariationSeed> variation;  // A1111's subseed / subseed_strength
+  double strength = 0.75;                  // img2img denoising strength in (0, 1]
   // LoRAs already merged into the model by the caller; recorded in the metadata
   // as A1111 does (<lora:NAME:WEIGHT> in the prompt, "Lora hashes").
   std::vector<LoraReference> loras;
@@ -111,9 +130,11 @@ struct UNetConditioning {
 };
 
 // A1111's live preview: every `every_steps` model calls (and at the last), the clean latents
-// the model predicts are decoded with TAESD and shown. Previews never change the result.
+// the model predicts are decoded with TAESD and shown; without a decoder, with A1111's
+// "Approx cheap" linear map (latent_preview.hpp, a picture at the latents' size). Previews
+// never change the result.
 struct LivePreview {
-  TinyAutoencoderDecoder decoder{nullptr};
+  TinyAutoencoderDecoder decoder{nullptr};  // empty: the cheap approximation
   int64_t every_steps = 10;
   std::function<void(const Image& preview, int64_t call, int64_t calls)> show;
 };
