@@ -1,5 +1,6 @@
 #include "server/a1111_request.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 
@@ -376,8 +377,12 @@ A1111Generation read_a1111_generation(Context& context, const std::string& accou
   payload.batch_count = int_field(body, "n_iter", 1, 1, 16);
   const int64_t seed = int_field(body, "seed", -1, -1, int64_t(1) << 53);
   payload.seed = seed < 0 ? random_seed() : static_cast<uint64_t>(seed);
-  generation.subseed = int_field(body, "subseed", -1, -1, int64_t(1) << 53);
+  // A1111's variation seed; -1 draws one, as for the seed. seed_resize_from_w/h: ignored.
+  const int64_t subseed = int_field(body, "subseed", -1, -1, int64_t(1) << 53);
+  generation.subseed = subseed < 0 ? static_cast<int64_t>(random_seed()) : subseed;
   generation.subseed_strength = number_field(body, "subseed_strength", 0.0, 0.0, 1.0);
+  payload.variation_seed = static_cast<uint64_t>(generation.subseed);
+  payload.variation_strength = generation.subseed_strength;
   if (payload.sampler == "ddim") payload.eta = number_field(body, "eta", 0.0, 0.0, 1.0);
   if (bool_field(body, "tiling", false))
     throw CompatError(422,
@@ -396,15 +401,27 @@ A1111Generation read_a1111_generation(Context& context, const std::string& accou
   if (img2img) {
     const json* images = present(body, "init_images");
     if (!images) throw CompatError(404, "Init image not found (send init_images: [base64])");
-    if (!images->is_array() || images->empty() || !(*images)[0].is_string())
+    if (!images->is_array() || images->empty() ||
+        !std::all_of(images->begin(), images->end(), [](const json& x) { return x.is_string(); }))
       throw ValidationError("init_images", "value is not a valid list of str", "type_error.list");
+    if (images->size() > 16)
+      throw CompatError(422, "at most 16 init_images (got " + std::to_string(images->size()) + ")",
+                        "init_images");
     const int64_t resize_mode = int_field(body, "resize_mode", 0, 0, 3);
-    init = apply_resize_mode(
-        decode_picture(context,
-                       picture_bytes(context, (*images)[0].get<std::string>(), "init_images[0]"),
-                       "init_images[0]"),
-        resize_mode, payload.width, payload.height);
-    payload.init_image_sha256 = put_png(context, *init);
+    // A1111: image i of the run starts from init_images[i % count].
+    for (size_t i = 0; i < images->size(); ++i) {
+      const std::string name = "init_images[" + std::to_string(i) + "]";
+      Image picture = apply_resize_mode(
+          decode_picture(context, picture_bytes(context, (*images)[i].get<std::string>(), name),
+                         name),
+          resize_mode, payload.width, payload.height);
+      if (i == 0) {
+        payload.init_image_sha256 = put_png(context, picture);
+        init = std::move(picture);
+      } else {
+        payload.further_init_images_sha256.push_back(put_png(context, picture));
+      }
+    }
     payload.strength = number_field(body, "denoising_strength", 0.75, 0.0, 1.0);
     if (payload.strength <= 0) payload.strength = 0.01;  // A1111 0 keeps the picture
     generation.denoising_strength = payload.strength;
@@ -419,7 +436,8 @@ A1111Generation read_a1111_generation(Context& context, const std::string& accou
       payload.inpaint_only_masked = bool_field(body, "inpaint_full_res", true);
       payload.inpaint_padding =
           static_cast<int>(int_field(body, "inpaint_full_res_padding", 32, 0, 256));
-      int_field(body, "inpainting_fill", 1, 0, 3);  // accepted: doppel starts from the original
+      // A1111's default is 0, "fill": the masked area starts from the colours around it.
+      payload.inpaint_fill = static_cast<int>(int_field(body, "inpainting_fill", 0, 0, 3));
     }
   } else if (bool_field(body, "enable_hr", false)) {
     HiresFix hires;
@@ -441,6 +459,26 @@ A1111Generation read_a1111_generation(Context& context, const std::string& accou
                                  "' is not available; doppel has Latent, Latent (nearest), "
                                  "Latent (bicubic), Lanczos, Nearest and None");
     hires.upscaler = upscaler;
+    // The second pass's own sampler (A1111 1.9's hr_sampler_name / hr_scheduler) and prompts
+    // (styles applied as to the main ones); empty or "Use same sampler": the first pass's.
+    const std::string hr_sampler = text_field(body, "hr_sampler_name", "");
+    if (!hr_sampler.empty() && hr_sampler != "Use same sampler") {
+      services::GeneratePayload second;
+      std::string scheduler = text_field(body, "hr_scheduler", "Automatic");
+      if (scheduler == "Use same scheduler") scheduler = text_field(body, "scheduler", "Automatic");
+      apply_sampler(second, hr_sampler, scheduler);
+      hires.sampler = second.sampler;
+      hires.karras = second.karras;
+    }
+    std::string hr_prompt = text_field(body, "hr_prompt", "");
+    std::string hr_negative_prompt = text_field(body, "hr_negative_prompt", "");
+    if (!hr_prompt.empty() || !hr_negative_prompt.empty()) {
+      if (hr_prompt.empty()) hr_prompt = text_field(body, "prompt", "");
+      if (hr_negative_prompt.empty()) hr_negative_prompt = text_field(body, "negative_prompt", "");
+      apply_styles(context.styles, generation.styles, hr_prompt, hr_negative_prompt);
+      if (hr_prompt != payload.prompt) hires.prompt = hr_prompt;
+      if (hr_negative_prompt != payload.negative_prompt) hires.negative_prompt = hr_negative_prompt;
+    }
     payload.hires = hires;
     generation.denoising_strength = hires.denoising_strength;
   }
@@ -459,7 +497,7 @@ std::string a1111_info(const A1111Generation& generation, const json& result) {
   const size_t count = seeds.size();
   json subseeds = json::array();
   for (size_t i = 0; i < count; ++i)
-    subseeds.push_back(generation.subseed < 0 ? seeds[i] : json(generation.subseed + int64_t(i)));
+    subseeds.push_back(generation.subseed + static_cast<int64_t>(i));
   char stamp[32] = {};
   const std::time_t now = std::time(nullptr);
   std::tm utc{};

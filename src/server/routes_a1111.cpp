@@ -80,7 +80,17 @@ std::vector<store::Job> generate_jobs(Context& context, const std::string& accou
   return jobs;
 }
 
-void progress(Context& context, const store::Account& account, const httplib::Request&,
+// The running job's latest live preview as A1111's current_image (base64 PNG), or null.
+json current_image(Context& context, const std::string& preview_sha256) {
+  if (preview_sha256.empty()) return nullptr;
+  try {
+    return base64_encode(context.transient.get(preview_sha256));
+  } catch (const Error&) {
+    return nullptr;  // replaced by a newer preview (or the job ended) since the record was read
+  }
+}
+
+void progress(Context& context, const store::Account& account, const httplib::Request& request,
               httplib::Response& response) {
   const auto running = generate_jobs(context, account.id, store::JobStatus::kRunning);
   const auto queued = generate_jobs(context, account.id, store::JobStatus::kQueued);
@@ -100,8 +110,10 @@ void progress(Context& context, const store::Account& account, const httplib::Re
   state["job"] = "job(" + job.id + ")";
   state["job_count"] = running.size() + queued.size();
   state["job_timestamp"] = std::to_string(job.created_at / 1000);
-  // "sampling 3/20" -> step 3 of 20
-  const std::string& message = job.progress_message;
+  // "sampling 3/20" -> step 3 of 20; then the live preview's digest, if any
+  const services::GenerateProgressMessage split =
+      services::split_generate_progress(job.progress_message);
+  const std::string& message = split.text;
   const size_t slash = message.rfind('/');
   if (slash != std::string::npos) {
     const size_t space = message.rfind(' ', slash);
@@ -117,7 +129,10 @@ void progress(Context& context, const store::Account& account, const httplib::Re
             {{"progress", std::min(fraction, 1.0)},
              {"eta_relative", std::max(0.0, elapsed / fraction - elapsed)},
              {"state", state},
-             {"current_image", nullptr},
+             // A1111's ?skip_current_image=true leaves the picture out.
+             {"current_image", request.get_param_value("skip_current_image") == "true"
+                                   ? json(nullptr)
+                                   : current_image(context, split.preview_sha256)},
              {"textinfo", message.empty() ? json(nullptr) : json(message)}});
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string>
 
 #include "doppel/core/error.hpp"
 #include "doppel/diffusion/noise_schedule.hpp"
@@ -70,7 +71,13 @@ json generate_payload_to_json(const GeneratePayload& payload) {
                 {"mask_blur", payload.mask_blur},
                 {"inpaint_only_masked", payload.inpaint_only_masked},
                 {"inpaint_padding", payload.inpaint_padding},
+                {"inpaint_fill", payload.inpaint_fill},
                 {"face_detail", payload.face_detail}};
+  if (payload.variation_strength != 0)
+    value["variation"] = {{"seed", payload.variation_seed},
+                          {"strength", payload.variation_strength}};
+  if (!payload.further_init_images_sha256.empty())
+    value["further_init_images"] = payload.further_init_images_sha256;
   if (payload.vae_path) value["vae_path"] = *payload.vae_path;
   if (payload.timestep_spacing) value["timestep_spacing"] = *payload.timestep_spacing;
   if (payload.init_image_sha256) value["init_image"] = *payload.init_image_sha256;
@@ -80,6 +87,15 @@ json generate_payload_to_json(const GeneratePayload& payload) {
                       {"strength", payload.hires->denoising_strength},
                       {"steps", payload.hires->steps},
                       {"upscaler", payload.hires->upscaler}};
+  if (payload.hires) {
+    json& hires = value["hires"];
+    if (payload.hires->sampler) {
+      hires["sampler"] = *payload.hires->sampler;
+      hires["karras"] = payload.hires->karras;
+    }
+    if (payload.hires->prompt) hires["prompt"] = *payload.hires->prompt;
+    if (payload.hires->negative_prompt) hires["negative_prompt"] = *payload.hires->negative_prompt;
+  }
   value["controls"] = json::array();
   for (const auto& control : payload.controls)
     value["controls"].push_back(control_to_json(control));
@@ -116,6 +132,14 @@ GeneratePayload generate_payload_from_json(const json& value) {
     payload.mask_blur = value.value("mask_blur", 4);
     payload.inpaint_only_masked = value.value("inpaint_only_masked", false);
     payload.inpaint_padding = value.value("inpaint_padding", 32);
+    payload.inpaint_fill = value.value("inpaint_fill", 1);
+    if (value.contains("variation")) {
+      payload.variation_seed = value["variation"].at("seed").get<uint64_t>();
+      payload.variation_strength = value["variation"].at("strength").get<double>();
+    }
+    if (value.contains("further_init_images"))
+      payload.further_init_images_sha256 =
+          value["further_init_images"].get<std::vector<std::string>>();
     if (value.contains("hires")) {
       const json& hires = value["hires"];
       HiresFix fix;
@@ -123,6 +147,13 @@ GeneratePayload generate_payload_from_json(const json& value) {
       fix.denoising_strength = hires.at("strength").get<double>();
       fix.steps = hires.at("steps").get<int64_t>();
       fix.upscaler = hires.at("upscaler").get<std::string>();
+      if (hires.contains("sampler")) {
+        fix.sampler = hires["sampler"].get<std::string>();
+        fix.karras = hires.value("karras", false);
+      }
+      if (hires.contains("prompt")) fix.prompt = hires["prompt"].get<std::string>();
+      if (hires.contains("negative_prompt"))
+        fix.negative_prompt = hires["negative_prompt"].get<std::string>();
       payload.hires = fix;
     }
     payload.controls = controls_from_json(value, "controls");
@@ -175,10 +206,14 @@ SessionRequest session_request_from_payload(const GeneratePayload& payload,
   request.batch_size = payload.batch_size;
   request.batch_count = payload.batch_count;
   request.clip_skip = payload.clip_skip;
+  if (payload.variation_strength != 0)
+    request.variation = VariationSeed{payload.variation_seed, payload.variation_strength};
   if (payload.init_image_sha256) {
     request.init_image = transient_image(transient, *payload.init_image_sha256, "init image");
     request.strength = payload.strength;
   }
+  for (const std::string& sha256 : payload.further_init_images_sha256)
+    request.further_init_images.push_back(transient_image(transient, sha256, "init image"));
   if (payload.mask_sha256) {
     if (!request.init_image)
       throw Error(ErrorCode::kInvalidArgument, "a mask needs an init image to repaint");
@@ -187,6 +222,7 @@ SessionRequest session_request_from_payload(const GeneratePayload& payload,
     inpaint.mask_blur = payload.mask_blur;
     inpaint.only_masked = payload.inpaint_only_masked;
     inpaint.only_masked_padding = payload.inpaint_padding;
+    inpaint.fill = parse_inpaint_fill(std::to_string(payload.inpaint_fill));
     request.inpaint = inpaint;
   }
   request.hires = payload.hires;
@@ -209,15 +245,47 @@ SessionRequest session_request_from_payload(const GeneratePayload& payload,
   return session_request;
 }
 
+GenerateProgressMessage split_generate_progress(const std::string& message) {
+  const size_t marker = message.rfind(kPreviewMarker);
+  if (marker == std::string::npos) return {message, ""};
+  return {message.substr(0, marker),
+          message.substr(marker + std::char_traits<char>::length(kPreviewMarker))};
+}
+
 json run_generate_job(const GeneratePayload& payload, GenerationSession& session,
                       store::BlobStore& transient, const GenerateProgress& progress) {
-  const SessionRequest request = session_request_from_payload(payload, transient);
+  SessionRequest request = session_request_from_payload(payload, transient);
+  // The latest live preview, named in every progress report after it (see kPreviewMarker).
+  std::string preview;
+  double fraction = 0;
+  std::string text;
+  const auto report = [&](bool force) {
+    return progress(fraction, preview.empty() ? text : text + kPreviewMarker + preview, force);
+  };
+  struct RemovePreview {  // a preview outlives neither the job nor its failure
+    store::BlobStore& transient;
+    std::string& preview;
+    ~RemovePreview() {
+      try {
+        if (!preview.empty()) transient.remove(preview);
+      } catch (const std::exception&) {  // left to the transient store's sweep
+      }
+    }
+  } remove_preview{transient, preview};
+  request.preview_method = PreviewMethod::kApproxCheap;  // cheap enough for every request
+  request.preview_every = kGeneratePreviewEvery;
+  request.preview = [&](const Image& image, int64_t, int64_t) {
+    const std::string previous = preview;
+    preview = transient.put(encode_png(image));
+    if (!previous.empty() && previous != preview) transient.remove(previous);
+    report(true);
+  };
   const auto images = session.generate(request, [&](const ProgressEvent& event) {
-    const double fraction =
+    const double done =
         event.total > 0 ? static_cast<double>(event.step) / static_cast<double>(event.total) : 0.0;
-    return progress(
-        std::min(0.95 * fraction, 0.95),
-        event.stage + " " + std::to_string(event.step) + "/" + std::to_string(event.total), false);
+    fraction = std::min(0.95 * done, 0.95);
+    text = event.stage + " " + std::to_string(event.step) + "/" + std::to_string(event.total);
+    return report(false);
   });
   if (images.empty()) throw Error(ErrorCode::kInternal, "the pipeline returned no image");
   if (!progress(0.97, "saving", true))

@@ -592,5 +592,186 @@ TEST(CompatApi, OpenAiImagesApi) {
       64);
 }
 
+// A1111's current_image: the running job's Approx cheap preview (a PNG at the latents' size),
+// null once nothing runs.
+TEST(CompatApi, ProgressShowsTheLivePreviewWhileAJobRuns) {
+  CompatServer compat;
+  compat.start_worker();
+  json body = txt2img_body();
+  body["batch_size"] = 1;
+  body["steps"] = 150;  // slow enough to be seen running
+  body["sampler_name"] = "Euler";
+  auto waiting = std::async(std::launch::async, [&] {
+    ApiClient client(compat.server, compat.account.headers());
+    return client.post("/sdapi/v1/txt2img", body);
+  });
+  std::optional<Image> preview;
+  json seen;
+  for (int tries = 0; tries < 1000 && !preview; ++tries) {
+    seen = compat.account.get("/sdapi/v1/progress").body;
+    if (seen["current_image"].is_string()) {
+      const auto png = base64_decode(seen["current_image"].get<std::string>());
+      ASSERT_TRUE(png.has_value());
+      preview = decode_image(*png);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  ASSERT_TRUE(preview.has_value()) << "no preview seen; last progress: " << seen.dump();
+  EXPECT_EQ(preview->width, 8);  // 64 / 8: the latents' size
+  EXPECT_EQ(preview->height, 8);
+  // The preview's name is not part of what A1111 clients read as text.
+  EXPECT_EQ(seen["textinfo"].get<std::string>().find("preview"), std::string::npos)
+      << seen["textinfo"];
+  EXPECT_GT(seen["state"]["sampling_step"].get<int>(), 0);
+  const Answer answer = waiting.get();
+  ASSERT_EQ(answer.status, 200) << answer.raw;
+  const Answer idle = compat.account.get("/sdapi/v1/progress");
+  EXPECT_TRUE(idle.body["current_image"].is_null());
+}
+
+Image decoded_image(const Answer& answer, size_t index) {
+  return decode_image(base64_decode(answer.body["images"][index].get<std::string>()).value());
+}
+
+double mean_difference(const Image& a, const Image& b) {
+  double sum = 0;
+  for (size_t i = 0; i < a.rgb.size(); ++i) sum += std::abs(int(a.rgb[i]) - int(b.rgb[i]));
+  return sum / static_cast<double>(a.rgb.size());
+}
+
+TEST(CompatApi, SubseedsMakeVariationsAsA1111) {
+  CompatServer compat;
+  compat.start_worker();
+  json body = txt2img_body();
+  body["batch_size"] = 1;
+  body["sampler_name"] = "Euler";  // deterministic: strength 1 is the subseed's own picture
+  body["scheduler"] = "Automatic";
+  const Answer plain = compat.account.post("/sdapi/v1/txt2img", body);
+  json other = body;
+  other["seed"] = 7;
+  const Answer seven = compat.account.post("/sdapi/v1/txt2img", other);
+  body["subseed"] = 7;
+  body["subseed_strength"] = 0.0;
+  const Answer none = compat.account.post("/sdapi/v1/txt2img", body);
+  body["subseed_strength"] = 1.0;
+  const Answer full = compat.account.post("/sdapi/v1/txt2img", body);
+  body["subseed_strength"] = 0.5;
+  body["batch_size"] = 2;
+  const Answer half = compat.account.post("/sdapi/v1/txt2img", body);
+  for (const Answer* answer : {&plain, &seven, &none, &full, &half})
+    ASSERT_EQ(answer->status, 200) << answer->raw;
+  EXPECT_EQ(decoded_image(none, 0).rgb, decoded_image(plain, 0).rgb);
+  EXPECT_LT(mean_difference(decoded_image(full, 0), decoded_image(seven, 0)), 0.5);
+  EXPECT_GT(mean_difference(decoded_image(half, 0), decoded_image(plain, 0)), 0.5);
+  EXPECT_GT(mean_difference(decoded_image(half, 0), decoded_image(seven, 0)), 0.5);
+  // Both images keep the seed; the subseed counts up (A1111's all_seeds / all_subseeds).
+  const json info = json::parse(half.body["info"].get<std::string>());
+  EXPECT_EQ(info["all_seeds"], json::array({42, 42}));
+  EXPECT_EQ(info["all_subseeds"], json::array({7, 8}));
+  EXPECT_EQ(info["subseed_strength"], 0.5);
+  const std::string text =
+      parameters_of(base64_decode(half.body["images"][1].get<std::string>()).value());
+  EXPECT_NE(text.find("Seed: 42,"), std::string::npos) << text;
+  EXPECT_NE(text.find("Variation seed: 8, Variation seed strength: 0.5"), std::string::npos)
+      << text;
+  EXPECT_EQ(parameters_of(base64_decode(none.body["images"][0].get<std::string>()).value())
+                .find("Variation seed"),
+            std::string::npos);
+  body["subseed_strength"] = 1.5;
+  EXPECT_EQ(compat.account.post("/sdapi/v1/txt2img", body).status, 422);
+}
+
+Image solid_colour(uint8_t r, uint8_t g, uint8_t b) {
+  Image image{64, 64, {}};
+  for (int i = 0; i < 64 * 64; ++i) image.rgb.insert(image.rgb.end(), {r, g, b});
+  return image;
+}
+
+TEST(CompatApi, Img2imgTakesEveryInitImageAndTheInpaintingFill) {
+  CompatServer compat;
+  compat.start_worker();
+  const Image red = solid_colour(220, 30, 30);
+  const Image blue = solid_colour(30, 30, 220);
+  json body = txt2img_body();
+  body["batch_size"] = 1;
+  body["denoising_strength"] = 0.5;
+  body["init_images"] = {data_url(red)};
+  const Answer from_red = compat.account.post("/sdapi/v1/img2img", body);
+  body["init_images"] = {data_url(blue)};
+  body["seed"] = 43;
+  const Answer from_blue = compat.account.post("/sdapi/v1/img2img", body);
+  body["init_images"] = {data_url(red), base64_encode(encode_png(blue))};
+  body["seed"] = 42;
+  body["batch_size"] = 2;
+  const Answer both = compat.account.post("/sdapi/v1/img2img", body);
+  for (const Answer* answer : {&from_red, &from_blue, &both})
+    ASSERT_EQ(answer->status, 200) << answer->raw;
+  EXPECT_EQ(decoded_image(both, 0).rgb, decoded_image(from_red, 0).rgb);   // seed 42, red
+  EXPECT_EQ(decoded_image(both, 1).rgb, decoded_image(from_blue, 0).rgb);  // seed 43, blue
+  body["init_images"] = {data_url(red), 5};
+  EXPECT_EQ(compat.account.post("/sdapi/v1/img2img", body).status, 422);
+
+  // inpainting_fill: each mode its own start for the masked left third; the rest is kept.
+  Image mask{64, 64, std::vector<uint8_t>(64 * 64 * 3, 0)};
+  for (int y = 0; y < 64; ++y)
+    for (int x = 0; x < 24; ++x)
+      for (int c = 0; c < 3; ++c) mask.rgb[(size_t(y) * 64 + x) * 3 + c] = 255;
+  const Image init = gradient(64, 64);
+  body["batch_size"] = 1;
+  body["init_images"] = {data_url(init)};
+  body["mask"] = base64_encode(encode_png(mask));
+  body["inpaint_full_res"] = false;
+  body["mask_blur"] = 0;
+  std::vector<std::vector<uint8_t>> results;
+  for (int fill = 0; fill <= 3; ++fill) {
+    body["inpainting_fill"] = fill;
+    const Answer answer = compat.account.post("/sdapi/v1/img2img", body);
+    ASSERT_EQ(answer.status, 200) << answer.raw;
+    const Image result = decoded_image(answer, 0);
+    for (int y = 0; y < 64; ++y)
+      for (int x = 24; x < 64; ++x)
+        for (int c = 0; c < 3; ++c) {
+          const size_t at = (size_t(y) * 64 + x) * 3 + c;
+          ASSERT_EQ(result.rgb[at], init.rgb[at]) << "fill " << fill << " at " << x << "," << y;
+        }
+    for (const auto& earlier : results) EXPECT_NE(result.rgb, earlier) << "fill " << fill;
+    results.push_back(result.rgb);
+  }
+  body["inpainting_fill"] = 4;
+  EXPECT_EQ(compat.account.post("/sdapi/v1/img2img", body).status, 422);
+}
+
+TEST(CompatApi, HiresFixTakesItsOwnSamplerAndPrompts) {
+  CompatServer compat;
+  compat.start_worker();
+  json body = txt2img_body();
+  body["batch_size"] = 1;
+  body["enable_hr"] = true;
+  body["hr_scale"] = 1.5;
+  body["hr_sampler_name"] = "Euler";
+  body["hr_scheduler"] = "Automatic";
+  body["hr_prompt"] = "a landscape";
+  body["hr_negative_prompt"] = "";
+  const Answer answer = compat.account.post("/sdapi/v1/txt2img", body);
+  ASSERT_EQ(answer.status, 200) << answer.raw;
+  const std::string text =
+      parameters_of(base64_decode(answer.body["images"][0].get<std::string>()).value());
+  EXPECT_NE(text.find("Hires sampler: Euler"), std::string::npos) << text;
+  EXPECT_NE(text.find("Hires prompt: a landscape"), std::string::npos) << text;
+  EXPECT_EQ(text.find("Hires negative prompt"), std::string::npos) << text;
+  // The same sampler and prompts as the first pass are not overrides.
+  body["hr_sampler_name"] = "Use same sampler";
+  body["hr_prompt"] = "";
+  const Answer same = compat.account.post("/sdapi/v1/txt2img", body);
+  ASSERT_EQ(same.status, 200) << same.raw;
+  const std::string same_text =
+      parameters_of(base64_decode(same.body["images"][0].get<std::string>()).value());
+  EXPECT_EQ(same_text.find("Hires sampler"), std::string::npos) << same_text;
+  EXPECT_EQ(same_text.find("Hires prompt"), std::string::npos) << same_text;
+  body["hr_sampler_name"] = "Euler b";
+  EXPECT_EQ(compat.account.post("/sdapi/v1/txt2img", body).status, 404);
+}
+
 }  // namespace
 }  // namespace doppel::test

@@ -47,13 +47,19 @@ struct GeneratePayload {
   int64_t batch_size = 1;
   int64_t batch_count = 1;
   int clip_skip = 1;
+  // A1111's variation seed (subseed / subseed_strength); strength 0: none.
+  uint64_t variation_seed = 0;
+  double variation_strength = 0;
   // img2img / inpainting
   std::optional<std::string> init_image_sha256;
+  // A1111's init_images beyond the first: image i starts from picture i % count.
+  std::vector<std::string> further_init_images_sha256;
   double strength = 0.75;
   std::optional<std::string> mask_sha256;
   int mask_blur = 4;
   bool inpaint_only_masked = false;
   int inpaint_padding = 32;
+  int inpaint_fill = 1;  // A1111's inpainting_fill (InpaintFill): 0 fill, 1 original, 2, 3
   // hires fix (text-to-image only)
   std::optional<HiresFix> hires;
   std::vector<GenerateControl> controls;
@@ -80,6 +86,20 @@ SessionRequest session_request_from_payload(const GeneratePayload& payload,
 
 // Progress of a running job: fraction, message, `force` (a stage change); false stops it.
 using GenerateProgress = std::function<bool(double, const std::string&, bool)>;
+
+// A running generate job's live preview (A1111's "Approx cheap", a PNG at the latents' size):
+// run_generate_job keeps the latest in the transient store and names it at the end of the
+// job's progress message, after this marker ("sampling 3/20\npreview <sha256>"); it removes
+// the picture when the job ends.
+inline constexpr const char* kPreviewMarker = "\npreview ";
+// Model calls between two previews (and the last call of each pass).
+inline constexpr int64_t kGeneratePreviewEvery = 5;
+// A progress message split into its text and its preview's digest ("" when it has none).
+struct GenerateProgressMessage {
+  std::string text;
+  std::string preview_sha256;
+};
+GenerateProgressMessage split_generate_progress(const std::string& message);
 
 // Runs the job on `session`: every image as a PNG with its A1111 "parameters" in the
 // transient store. Result: {"images": [sha256...], "seeds": [...], "infotexts": [...],
