@@ -73,7 +73,8 @@ void ApiServer::State::register_routes() {
       member(&S::photo_crop));
   add("DELETE", "/api/photos/{photo_id}", "Delete a photo", true, "", member(&S::delete_photo));
   add("POST", "/api/subjects/{subject_id}/train", "Train the subject's LoRA (queues a job)", true,
-      JsonBody{"steps:integer,rank:integer,class_word:string,seed:integer,idempotency_key:string"},
+      JsonBody{"steps:integer,rank:integer,class_word:string,seed:integer,sample_every:integer,"
+               "idempotency_key:string"},
       member(&S::train));
   add("GET", "/api/subjects/{subject_id}/loras", "The subject's LoRA versions", true, "",
       member(&S::list_loras));
@@ -81,6 +82,12 @@ void ApiServer::State::register_routes() {
       member(&S::subject_images));
   add("GET", "/api/loras/{lora_id}/file", "Download a trained LoRA (.safetensors)", true, "",
       member(&S::lora_file));
+  add("GET", "/api/loras/{lora_id}/samples",
+      "The sample images of a LoRA version's training, by step (made while it runs)", true, "",
+      member(&S::lora_samples));
+  add("GET", "/api/loras/{lora_id}/samples/{digest}",
+      "One training sample's PNG (png_url from GET /api/loras/{lora_id}/samples)", true, "",
+      member(&S::lora_sample_png));
   add("GET", "/api/styles", "Style packs with their example images, and the samplers", true, "",
       member(&S::list_styles));
   add("POST", "/api/style-samples",

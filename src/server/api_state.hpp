@@ -477,6 +477,8 @@ struct ApiServer::State {
   void train(Call& call);
   void list_loras(Call& call);
   void lora_file(Call& call);
+  void lora_samples(Call& call);
+  void lora_sample_png(Call& call);
   void list_styles(Call& call);
   void make_style_samples(Call& call);
   void style_sample_png(Call& call);

@@ -98,6 +98,17 @@ void ApiServer::State::variations(Call& call) {
 
 // The image, its shoot's subject and its recipe (from the store, never from the client, so its
 // LoRA paths are ours), for the routes that make new images from it.
+namespace {
+
+// A new version of a portrait records its source, so the shoots list can say what it is
+// ("Upscaled from a Film noir portrait") and link it to the portrait it was made from.
+json made_from(json recipe, const char* edit, const std::string& image_id) {
+  recipe["made_from"] = {{"edit", edit}, {"image_id", image_id}};
+  return recipe;
+}
+
+}  // namespace
+
 ApiServer::State::ImageSource ApiServer::State::image_source(Call& call) {
   const auto image = repository->get_image(call.account_id(), call.id(1, "image"));
   if (!image) not_found("image");
@@ -112,8 +123,10 @@ void ApiServer::State::upscale_image(Call& call) {
   const ImageSource source = image_source(call);
   const json& body = call.body;
   // A1111's hires fix of the same recipe and seed: the same portrait, larger and sharper.
-  const json recipe = upscaled_recipe(source.recipe, number_field(body, "scale", 1.25, 4, 2.0),
-                                      number_field(body, "strength", 0.05, 1, 0.45));
+  const json recipe =
+      made_from(upscaled_recipe(source.recipe, number_field(body, "scale", 1.25, 4, 2.0),
+                                number_field(body, "strength", 0.05, 1, 0.45)),
+                "upscale", source.image.id);
   const store::Shoot shoot = create_shoot_with_jobs(
       call, source.subject, {shot_from_recipe(recipe)},
       string_field(body, "idempotency_key", false, 100), model_path_of_recipe(recipe));
@@ -125,7 +138,8 @@ void ApiServer::State::fix_face(Call& call) {
   const json& body = call.body;
   // The same recipe and seed with the face-detail pass (ADetailer) on the largest face.
   const json recipe =
-      face_fixed_recipe(source.recipe, number_field(body, "strength", 0.05, 1, 0.4));
+      made_from(face_fixed_recipe(source.recipe, number_field(body, "strength", 0.05, 1, 0.4)),
+                "face_fix", source.image.id);
   const store::Shoot shoot = create_shoot_with_jobs(
       call, source.subject, {shot_from_recipe(recipe)},
       string_field(body, "idempotency_key", false, 100), model_path_of_recipe(recipe));
@@ -161,9 +175,10 @@ void ApiServer::State::inpaint_image(Call& call) {
     bad_request(std::string("field 'mask': ") + error.what());
   }
   const ImageHeader portrait = sniff_image_header(blobs->get(source.image.blob_sha256), "image");
-  const json recipe =
+  const json recipe = made_from(
       inpaint_recipe(source.recipe, source.image.blob_sha256, portrait.width, portrait.height, mask,
-                     number_field(body, "strength", 0.05, 1, 0.75), prompt_extra_of(body));
+                     number_field(body, "strength", 0.05, 1, 0.75), prompt_extra_of(body)),
+      "inpaint", source.image.id);
   const store::Shoot shoot = create_shoot_with_jobs(
       call, source.subject, {shot_from_recipe(recipe)},
       string_field(body, "idempotency_key", false, 100), model_path_of_recipe(recipe));

@@ -2,6 +2,19 @@
 #include "server/api_state.hpp"
 
 namespace doppel::server {
+namespace {
+
+// What a shoot made from one portrait says about it: the edit and source image its recipe
+// records, and the source's style ({"edit", "image_id", "style"}); null for other shoots.
+json made_from_of(const json& recipe) {
+  if (!recipe.is_object() || !recipe.contains("made_from") || !recipe["made_from"].is_object())
+    return nullptr;
+  json made_from = recipe["made_from"];
+  made_from["style"] = recipe.value("style", "");
+  return made_from;
+}
+
+}  // namespace
 
 void ApiServer::State::list_styles(Call& call) {
   // Each style with its example images for the default model (made by a worker on first use,
@@ -256,9 +269,22 @@ void ApiServer::State::list_shoots(Call& call) {
     if (!is_record_id(subject_id) || !repository->get_subject(call.account_id(), subject_id))
       not_found("subject");
   }
+  // New versions of one portrait (upscaled, face fixed, repainted) say so; their recipe is in
+  // their job.
+  std::map<std::string, json> made_from;
+  for (const store::Job& job : jobs->list(call.account_id(), std::nullopt, 10'000)) {
+    if (job.kind != "shoot") continue;
+    const json payload = parse_stored_json(job.payload_json);
+    if (!payload.is_object()) continue;
+    json origin = made_from_of(payload.value("recipe", json()));
+    if (!origin.is_null()) made_from[payload.value("shoot_id", "")] = std::move(origin);
+  }
   json list = json::array();
-  for (const store::Shoot& shoot : repository->list_shoots(call.account_id(), subject_id))
-    list.push_back(shoot_json(shoot));
+  for (const store::Shoot& shoot : repository->list_shoots(call.account_id(), subject_id)) {
+    json view = shoot_json(shoot);
+    if (made_from.contains(shoot.id)) view["made_from"] = made_from[shoot.id];
+    list.push_back(std::move(view));
+  }
   send_json(call.response, 200, {{"shoots", list}});
 }
 
@@ -272,9 +298,11 @@ void ApiServer::State::get_shoot(Call& call) {
   double progress = 0;
   int64_t count = 0;
   for (const store::Job& job : jobs->list(call.account_id(), std::nullopt, 10'000)) {
-    if (job.kind != "shoot" ||
-        parse_stored_json(job.payload_json).value("shoot_id", "") != shoot->id)
+    const json payload = parse_stored_json(job.payload_json);
+    if (job.kind != "shoot" || !payload.is_object() || payload.value("shoot_id", "") != shoot->id)
       continue;
+    if (json origin = made_from_of(payload.value("recipe", json())); !origin.is_null())
+      answer["made_from"] = std::move(origin);
     states[store::job_status_name(job.status)] =
         states[store::job_status_name(job.status)].get<int64_t>() + 1;
     progress += job.status == store::JobStatus::kSucceeded ? 1.0 : job.progress;

@@ -1,7 +1,42 @@
-// Subjects, their photos (upload and intake), training and LoRA versions.
+// Subjects, their photos (upload and intake), training, LoRA versions and their training
+// samples.
+#include "doppel/store/training_samples.hpp"
 #include "server/api_state.hpp"
 
 namespace doppel::server {
+namespace {
+
+// At most this many sample images per training: each costs a generation, and the card shows a
+// handful.
+constexpr int64_t kMaxTrainingSamples = 20;
+
+// Steps between the training's sample images: a quarter of the run unless the request says
+// (0: none).
+int64_t sample_interval(const json& body, int64_t steps) {
+  const auto asked = optional_integer_field(body, "sample_every", 0, 5000);
+  if (!asked) return std::max<int64_t>(1, steps / 4);
+  if (*asked > steps)
+    bad_request("field 'sample_every' must be from 0 (no samples) to the training steps (" +
+                std::to_string(steps) + ")");
+  if (*asked > 0 && steps / *asked > kMaxTrainingSamples)
+    bad_request("field 'sample_every': a sample every " + std::to_string(*asked) + " of " +
+                std::to_string(steps) + " steps would make " + std::to_string(steps / *asked) +
+                " images; make it at least " +
+                std::to_string((steps + kMaxTrainingSamples - 1) / kMaxTrainingSamples) +
+                " (at most " + std::to_string(kMaxTrainingSamples) +
+                " samples per training), or 0 for none");
+  return *asked;
+}
+
+json training_sample_json(const store::TrainingSample& sample) {
+  return {{"step", sample.step},
+          {"index", sample.sample_index},
+          {"sha256", sample.blob_sha256},
+          {"png_url", "/api/loras/" + sample.lora_version_id + "/samples/" + sample.blob_sha256},
+          {"created_at", sample.created_at}};
+}
+
+}  // namespace
 
 void ApiServer::State::list_subjects(Call& call) {
   json list = json::array();
@@ -17,8 +52,11 @@ void ApiServer::State::create_subject(Call& call) {
   check_trigger_word(trigger);
   // What the person is: in every prompt ("ohwx woman") and the training captions.
   const std::string class_word = check_class_word(string_field(body, "class_word", false, 40));
+  // How the studio learns their likeness: a trained double, or instant portraits from one photo.
+  const std::string identity_source = check_identity_source(
+      string_field(body, "identity_source", false, 20).value_or(store::kIdentityTrained));
   const store::Subject subject =
-      repository->create_subject(call.account_id(), name, trigger, class_word);
+      repository->create_subject(call.account_id(), name, trigger, class_word, identity_source);
   send_json(call.response, 201, subject_view(call, subject));
 }
 
@@ -29,11 +67,18 @@ void ApiServer::State::get_subject(Call& call) {
 void ApiServer::State::update_subject(Call& call) {
   store::Subject subject = subject_of(call, 1);
   const json& body = call.body;
-  if (!body.contains("name") && !body.contains("class_word"))
-    bad_request("send the new 'name' or 'class_word' (woman, man, girl, boy, person)");
+  if (!body.contains("name") && !body.contains("class_word") && !body.contains("identity_source"))
+    bad_request(
+        "send the new 'name', 'class_word' (woman, man, girl, boy, person) or "
+        "'identity_source' (trained, instant)");
   if (body.contains("name")) subject.name = check_name(string_field(body, "name", true, 100));
   if (body.contains("class_word"))
     subject.class_word = check_class_word(string_field(body, "class_word", true, 40));
+  // Either way at any time: an instant person's shoots use IP-Adapter from their best photo, a
+  // trained one's their newest LoRA (kept while they are instant).
+  if (body.contains("identity_source"))
+    subject.identity_source =
+        check_identity_source(string_field(body, "identity_source", true, 20).value());
   if (!repository->update_subject(call.account_id(), subject)) not_found("subject");
   send_json(call.response, 200,
             subject_json(*repository->get_subject(call.account_id(), subject.id)));
@@ -68,9 +113,10 @@ void ApiServer::State::list_photos(Call& call) {
     }
     verdicts.push_back(std::move(verdict));
   }
-  send_json(
-      call.response, 200,
-      {{"photos", list}, {"readiness", readiness_to_json(assess_subject_readiness(verdicts))}});
+  send_json(call.response, 200,
+            {{"photos", list},
+             {"readiness", readiness_to_json(assess_subject_readiness(
+                               verdicts, readiness_thresholds_of(subject)))}});
 }
 
 void ApiServer::State::upload_photos(Call& call) {
@@ -213,6 +259,7 @@ void ApiServer::State::train(Call& call) {
   payload.resolution = defaults.resolution;
   payload.model_path = model.path;
   payload.seed = integer_field(body, "seed", 0, kMaxSeed, 0);
+  payload.sample_every = sample_interval(body, payload.steps);
   // The person's class unless the request trains with another word.
   payload.class_word = body.contains("class_word")
                            ? check_class_word(string_field(body, "class_word", false, 40))
@@ -286,6 +333,39 @@ void ApiServer::State::lora_file(Call& call) {
       attachment_header(services::subject_lora_name(subject ? subject->name : "") +
                         ".safetensors"));
   call.response.set_content(blobs->get(*version->blob_sha256), "application/octet-stream");
+}
+
+void ApiServer::State::lora_samples(Call& call) {
+  const auto version = repository->get_lora_version(call.account_id(), call.id(1, "LoRA"));
+  if (!version) not_found("LoRA");
+  const json settings = parse_stored_json(version->settings_json);
+  json list = json::array();
+  for (const store::TrainingSample& sample :
+       store::list_training_samples(repository->database(), call.account_id(), version->id))
+    list.push_back(training_sample_json(sample));
+  send_json(
+      call.response, 200,
+      {{"lora_version_id", version->id},
+       {"status", version->status},
+       {"steps", settings.is_object() ? settings.value("steps", json(nullptr)) : json()},
+       {"sample_every", settings.is_object() ? settings.value("sample_every", json(0)) : json(0)},
+       {"samples", list}});
+}
+
+void ApiServer::State::lora_sample_png(Call& call) {
+  const auto version = repository->get_lora_version(call.account_id(), call.id(1, "LoRA"));
+  if (!version) not_found("LoRA");
+  const std::string digest = call.request.matches[2];
+  // Only this version's samples: a digest of anything else in the blob store is not found.
+  bool found = false;
+  if (store::is_sha256_hex(digest))
+    for (const store::TrainingSample& sample :
+         store::list_training_samples(repository->database(), call.account_id(), version->id))
+      found = found || sample.blob_sha256 == digest;
+  if (!found) not_found("training sample");
+  call.response.set_header("Cache-Control", "private, max-age=31536000, immutable");
+  call.response.set_header("X-Content-Type-Options", "nosniff");
+  call.response.set_content(blobs->get(digest), "image/png");
 }
 
 }  // namespace doppel::server

@@ -13,7 +13,8 @@ nlohmann::json train_payload_settings(const TrainPayload& payload) {
                              {"steps", payload.steps},
                              {"rank", payload.rank},
                              {"resolution", payload.resolution},
-                             {"seed", payload.seed}};
+                             {"seed", payload.seed},
+                             {"sample_every", payload.sample_every}};
   if (payload.model_path) settings["model_path"] = *payload.model_path;
   return settings;
 }
@@ -34,6 +35,7 @@ TrainPayload train_payload_from_json(const nlohmann::json& json) {
     payload.rank = json.at("rank").get<int64_t>();
     payload.resolution = json.at("resolution").get<int64_t>();
     payload.seed = json.at("seed").get<int64_t>();
+    if (json.contains("sample_every")) payload.sample_every = json["sample_every"].get<int64_t>();
     payload.model_path = payload_model_path(json);
     return payload;
   } catch (const nlohmann::json::exception& error) {

@@ -25,6 +25,7 @@
 #include "doppel/services/generation_job.hpp"
 #include "doppel/services/job_payloads.hpp"
 #include "doppel/services/style_samples_job.hpp"
+#include "doppel/services/training_sample_recorder.hpp"
 #include "doppel/store/blob_store.hpp"
 #include "doppel/store/database.hpp"
 #include "doppel/store/repository.hpp"
@@ -261,8 +262,7 @@ std::optional<double> Worker::State::validation_likeness(const store::Subject& s
   SessionRequest validation;
   validation.loras.push_back({unpack_lora(lora), 1.0});
   GenerationRequest& request = validation.generation;
-  request.prompt = "a portrait photo of " + payload.trigger_word + " " + payload.class_word +
-                   ", looking at the camera, natural light";
+  request.prompt = training_portrait_prompt(payload.trigger_word, payload.class_word);
   request.negative_prompt = "blurry, deformed, several people";
   request.width = request.height = payload.resolution;
   const bool tiny = model_path.empty();
@@ -306,6 +306,9 @@ json Worker::State::run_train(const store::Job& job, LeaseKeeper& lease) {
   training.trigger = payload.trigger_word;
   training.class_word = payload.class_word;
   training.model_name = model_display_name(model_path);
+  // Sample images, stored as they are made: the training card shows them while the run goes on.
+  record_training_samples(training, payload, model_path.empty(), *database, *blobs, job.account_id,
+                          version->id);
   // Resumable: a worker that takes over a killed run continues from its last checkpoint.
   const std::filesystem::path work = options.data_dir / "work";
   std::filesystem::create_directories(work);

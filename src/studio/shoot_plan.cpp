@@ -161,6 +161,8 @@ void check_recipe(const nlohmann::json& recipe) {
       {"clip_skip", &nlohmann::json::is_number_integer, "an integer", true},
       {"loras", &nlohmann::json::is_array, "a list", true},
       {"variation_of", &nlohmann::json::is_number_unsigned, "a non-negative integer", false},
+      // A new version of a stored portrait: {"edit": upscale / face_fix / inpaint, "image_id"}.
+      {"made_from", &nlohmann::json::is_object, "an object", false},
       {"vae", &nlohmann::json::is_string, "a string", false},
       {"hires", &nlohmann::json::is_object, "an object", false},
       {"controlnets", &nlohmann::json::is_array, "a list", false},

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "doppel/store/blob_store.hpp"
+#include "doppel/store/training_samples.hpp"
 #include "server/server_test_support.hpp"
 #include "server/zip_test_support.hpp"
 
@@ -68,6 +69,10 @@ std::map<std::string, std::string> make_everything(TestServer& server, ApiClient
   store::BlobStore blobs = store::BlobStore::open(server.data_dir());
   version.blob_sha256 = blobs.put("not really a LoRA");
   ids["lora_id"] = repository->add_lora_version(account->id, version).id;
+  // One of its training samples (GET /api/loras/{lora_id}/samples/{digest}).
+  ids["digest"] = blobs.put(synthetic_png(16, 16, 30));
+  store::put_training_sample(repository->database(), account->id,
+                             {ids["lora_id"], 5, 0, ids["digest"]});
   return ids;
 }
 
@@ -193,6 +198,9 @@ TEST(ServerApi, HappyPathsOfSubjectsPhotosShootsImagesAndJobs) {
   EXPECT_EQ(photo.raw, synthetic_png());
   EXPECT_EQ(client.get(subject + "/loras").body["loras"].size(), 1u);
   EXPECT_EQ(client.get("/api/loras/" + ids.at("lora_id") + "/file").raw, "not really a LoRA");
+  const json samples = client.get("/api/loras/" + ids.at("lora_id") + "/samples").body["samples"];
+  ASSERT_EQ(samples.size(), 1u);
+  EXPECT_EQ(client.get(samples[0]["png_url"].get<std::string>()).raw, synthetic_png(16, 16, 30));
 
   const Answer styles = client.get("/api/styles");
   ASSERT_GE(styles.body["styles"].size(), 12u);

@@ -27,6 +27,9 @@ struct TrainPayload {
   int64_t rank = TrainingDefaults{}.rank;
   int64_t resolution = TrainingDefaults{}.resolution;
   int64_t seed = 0;
+  // Steps between the sample images shown while the run goes on (0: none; jobs queued before
+  // samples existed have none).
+  int64_t sample_every = 0;
   // The base model to train on ("" for the tiny built-in one); none in jobs queued before
   // the models registry, which run on the current default model.
   std::optional<std::string> model_path;
