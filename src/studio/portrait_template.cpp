@@ -208,7 +208,8 @@ PortraitTemplate read_template(const json& root, const std::string& label, Error
                      "mask",
                      "controls",
                      "colour_match",
-                     "face_detail"});
+                     "face_detail",
+                     "fusion"});
   PortraitTemplate result;
   result.id = reader.text(root, "id").value_or("");
   if (!valid_id(result.id))
@@ -290,6 +291,7 @@ PortraitTemplate read_template(const json& root, const std::string& label, Error
   }
   result.colour_match = reader.number(root, "colour_match", 0, 1).value_or(1.0);
   result.face_detail = reader.number(root, "face_detail", 0.01, 1);
+  result.fusion = reader.number(root, "fusion", 0, 1);
   return result;
 }
 
@@ -400,6 +402,7 @@ json portrait_template_to_json(const PortraitTemplate& value) {
                  {"colour_match", value.colour_match}};
   json controls = json::object();
   if (value.face_detail) result["face_detail"] = *value.face_detail;
+  if (value.fusion) result["fusion"] = *value.fusion;
   if (value.face_pose) controls["face_pose"] = control_json(*value.face_pose);
   if (value.canny) controls["canny"] = control_json(*value.canny);
   result["controls"] = controls;

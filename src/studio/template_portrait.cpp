@@ -8,6 +8,7 @@
 #include "doppel/core/paths.hpp"
 #include "doppel/diffusion/inpainting.hpp"
 #include "doppel/face/face_colour_match.hpp"
+#include "doppel/face/face_fusion.hpp"
 #include "doppel/face/face_pose_map.hpp"
 
 namespace doppel {
@@ -249,7 +250,25 @@ TemplatePortrait render_template_portrait(GenerationSession& session,
         });
     if (images.empty()) throw Error(ErrorCode::kInternal, "the face pass returned no image");
     Image painted = std::move(images.front().image);
-    if (settings.face_detail) {
+    std::optional<double> detail_strength = settings.face_detail;
+    if (settings.fusion) {
+      if (!subject.fusion)
+        invalid("template '" + settings.id +
+                "' fuses the subject's photo into the face (fusion); the subject has no photo "
+                "with a face to take it from");
+      // Onto the template's landmarks of this face: the face pass kept its pose.
+      FaceDetection target;
+      target.box = face.box;
+      target.landmarks = face.landmarks;
+      FaceFusionOptions fusion;
+      fusion.strength = *settings.fusion;
+      painted =
+          fuse_face(painted, target, subject.fusion->photo, subject.fusion->face, fusion).image;
+      images.front().parameters.set("Face fusion strength", format_number(*settings.fusion));
+      // The cloned face is harmonised with the picture by a light pass, as a style's fusion is.
+      if (!detail_strength) detail_strength = kFusionDetailStrength;
+    }
+    if (detail_strength) {
       // On the face's own crop, where it is the largest face: the pass must not pick another
       // face of a group picture. Its result counts only inside this face's mask (below).
       const InpaintPlan plan = plan_inpaint(current, *face_request.generation.inpaint,
@@ -260,7 +279,7 @@ TemplatePortrait render_template_portrait(GenerationSession& session,
       detail.generation.inpaint.reset();
       detail.generation.init_image.reset();
       FaceDetailOptions options;
-      options.strength = *settings.face_detail;
+      options.strength = *detail_strength;
       options.faces = FaceChoice::kLargest;
       detail.face_detail = options;
       GeneratedImage crop{crop_image(painted, *plan.region), face_request.generation.seed,

@@ -54,7 +54,7 @@ std::vector<TemplateShot> plan_template_shots(const ShootRequest& request,
     if (settings.family != request.family)
       invalid("template '" + settings.id + "' is made for " + model_family_name(settings.family) +
               " models, but the model is " + model_family_name(request.family));
-    if (!is_digest(chosen.picture_sha256))
+    if (!is_digest(chosen.picture_sha256) && !(settings.generate && chosen.picture_sha256.empty()))
       invalid("template '" + settings.id + "': its picture digest must be 64 hex digits");
     for (auto* control : {&settings.face_pose, &settings.canny})
       if (*control && !std::filesystem::path((*control)->model).is_absolute())
@@ -106,9 +106,11 @@ TemplateShot template_shot_from_recipe(const nlohmann::json& recipe) {
     invalid("recipe: 'template' must be {sha256, settings}, got " + part.dump().substr(0, 200));
   TemplateShot result;
   result.picture_sha256 = part["sha256"].get<std::string>();
-  if (!is_digest(result.picture_sha256))
-    invalid("recipe: template sha256 must be 64 lowercase hex digits");
   result.settings = portrait_template_from_json(part["settings"]);
+  // Empty for a drawn picture not drawn yet: the worker records the digest of what it drew.
+  if (!is_digest(result.picture_sha256) &&
+      !(result.settings.generate && result.picture_sha256.empty()))
+    invalid("recipe: template sha256 must be 64 lowercase hex digits");
   json common = recipe;
   common.erase("template");
   result.shot = shot_from_recipe(common);
@@ -121,7 +123,8 @@ TemplateShot template_shot_from_recipe(const nlohmann::json& recipe) {
 
 TemplatePortraitRequest template_shot_request(const TemplateShot& shot, const Image& picture,
                                               std::vector<LoraSelection> loras,
-                                              std::vector<ImagePromptSelection> ip_adapters) {
+                                              std::vector<ImagePromptSelection> ip_adapters,
+                                              std::optional<FusionIdentity> fusion) {
   const GenerationRequest& generation = shot.shot.request;
   TemplatePortraitRequest request;
   request.settings = shot.settings;
@@ -144,6 +147,7 @@ TemplatePortraitRequest template_shot_request(const TemplateShot& shot, const Im
   subject.phrase = subject_phrase(words);
   subject.loras = std::move(loras);
   subject.ip_adapters = std::move(ip_adapters);
+  subject.fusion = std::move(fusion);
   request.subjects.push_back(std::move(subject));
   return request;
 }

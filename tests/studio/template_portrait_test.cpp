@@ -104,7 +104,7 @@ struct TwoFaces {
     result.controlnet_dir = folder;
     result.seed = 99;
     for (size_t i = 0; i < subjects; ++i)
-      result.subjects.push_back({i == 0 ? "ohwx woman" : "sks man", {}, {}});
+      result.subjects.push_back({i == 0 ? "ohwx woman" : "sks man", {}, {}, std::nullopt});
     return result;
   }
 };
@@ -312,7 +312,7 @@ TEST(TemplatePortraitPhoto, TwoFacePhotoTakesTwoSubjects) {
   request.picture = picture.image;
   request.picture_sha256 = picture.sha256;
   request.controlnet_dir = folder;
-  request.subjects = {{"ohwx woman", {}, {}}, {"sks man", {}, {}}};
+  request.subjects = {{"ohwx woman", {}, {}, std::nullopt}, {"sks man", {}, {}, std::nullopt}};
   const TemplatePortrait portrait = render_template_portrait(tiny_session(), request, faces);
   EXPECT_EQ(portrait.subjects, (std::vector<int>{0, 1}));
   int64_t changed = 0;
@@ -392,6 +392,56 @@ TEST(TemplatePortrait, FaceDetailPassRunsOnEachFaceAndStaysInsideTheMasks) {
   }
   EXPECT_EQ(portrait_template_from_json(portrait_template_to_json(fixture.settings)).face_detail,
             0.3);
+}
+
+// A template's `fusion` blends the subject's photo into each new face (onto the template's
+// landmarks), then harmonises it with a light face-detail pass; still nothing outside the grown
+// masks changes. A subject without a photo is refused with the reason.
+TEST(TemplatePortrait, FusionTakesTheSubjectsPhotoInsideTheMasks) {
+  DOPPEL_REQUIRE_PATH(default_landmark_model_path());
+  TwoFaces fixture;
+  fixture.settings.fusion = 0.8;
+  fixture.settings.colour_match = 0;
+  SessionOptions options;
+  options.face_finder = make_face_finder();
+  GenerationSession session(options);
+  TemplatePortraitRequest request = fixture.request(2);
+  std::string message;
+  EXPECT_EQ(
+      test::code_of([&] { render_template_portrait(session, request, fixture.faces); }, &message),
+      ErrorCode::kInvalidArgument);
+  EXPECT_NE(message.find("fusion"), std::string::npos) << message;
+  // The subject's "photo": a bright, flat face drawn at known landmarks.
+  Image photo{96, 96, std::vector<uint8_t>(96 * 96 * 3, 230)};
+  FaceDetection face;
+  face.landmarks = test::synthetic_landmarks(48, 40, 26);
+  face.box = {22, 25, 74, 80};
+  for (TemplateSubject& subject : request.subjects) subject.fusion = FusionIdentity{photo, face};
+  const TemplatePortrait fused = render_template_portrait(session, request, fixture.faces);
+  fixture.settings.fusion.reset();
+  TemplatePortraitRequest plain_request = fixture.request(2);
+  const TemplatePortrait plain = render_template_portrait(session, plain_request, fixture.faces);
+  EXPECT_EQ(fused.image.parameters.get("Face fusion strength"), "0.8");
+  EXPECT_NE(fused.image.image.rgb, plain.image.image.rgb);
+  for (size_t i = 0; i < fused.changed.values.size(); ++i) {
+    if (fused.changed.values[i] == 0) {
+      ASSERT_EQ(fused.image.image.rgb[i * 3], fixture.picture.rgb[i * 3]) << "pixel " << i;
+    }
+  }
+  // Inside the first face the fused result is brighter: the photo's flat light face went in.
+  const auto mean_inside = [&](const Image& image, const Mask& mask) {
+    double sum = 0;
+    int64_t count = 0;
+    for (size_t i = 0; i < mask.values.size(); ++i)
+      if (mask.values[i] == 255) {
+        sum += image.rgb[i * 3] + image.rgb[i * 3 + 1] + image.rgb[i * 3 + 2];
+        ++count;
+      }
+    return sum / static_cast<double>(std::max<int64_t>(count, 1));
+  };
+  EXPECT_GT(mean_inside(fused.image.image, fixture.faces[0].mask.soft),
+            mean_inside(plain.image.image, fixture.faces[0].mask.soft));
+  EXPECT_EQ(portrait_template_from_json(portrait_template_to_json(request.settings)).fusion, 0.8);
 }
 
 }  // namespace

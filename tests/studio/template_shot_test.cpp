@@ -95,6 +95,25 @@ TEST(TemplateShot, AgainWithThisSeedRepaintsTheSamePixels) {
   EXPECT_NE(first.image.image.rgb, picture.rgb);
 }
 
+// A drawn template's picture is drawn when the shot runs: planned without a digest (the worker
+// records the one it drew); a picture file must be named by its digest.
+TEST(TemplateShot, ADrawnPictureMayBePlannedBeforeItIsDrawn) {
+  PortraitTemplate drawn = parse_portrait_template(
+      "id: garden\nprompt: \"photo of {subject}\"\ngenerate: {prompt: a garden, seed: 7}\n",
+      "garden.yaml");
+  const auto shots = plan_template_shots(shoot_request(), {{drawn, ""}});
+  ASSERT_EQ(shots.size(), 2u);
+  EXPECT_EQ(shots[0].shot.recipe["template"]["sha256"], "");
+  EXPECT_EQ(template_shot_from_recipe(shots[0].shot.recipe).picture_sha256, "");
+  EXPECT_EQ(test::code_of([&] {
+              plan_template_shots(shoot_request(), {{beach_template(), ""}});
+            }),
+            ErrorCode::kInvalidArgument);
+  nlohmann::json recipe = shots[0].shot.recipe;
+  recipe["template"]["settings"].erase("generate");
+  EXPECT_EQ(test::code_of([&] { template_shot_from_recipe(recipe); }), ErrorCode::kInvalidArgument);
+}
+
 TEST(TemplateShot, RefusesBadRecipesAndTemplates) {
   const std::string digest(64, 'e');
   nlohmann::json recipe =

@@ -68,6 +68,9 @@ struct PortraitTemplate {
   double colour_match = 1.0;                 // 0 off, 1 the template's skin tone fully
   // The face-detail pass (ADetailer) over each new face at this denoising strength; unset: off.
   std::optional<double> face_detail;
+  // Face fusion of the subject's best photo into each new face at this strength (0-1), then a
+  // light face-detail pass (face_detail, else kFusionDetailStrength); unset: off.
+  std::optional<double> fusion;
   std::filesystem::path source;  // the YAML file ("" when parsed from text)
 };
 

@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,11 +41,18 @@ std::vector<TemplateFace> template_faces_from_landmarks(
 // outside the faces' soft masks. Throws kInvalidArgument for no faces.
 Image template_mask_preview(const Image& picture, const std::vector<TemplateFace>& faces);
 
+// The subject's photo that face fusion takes the face from (a template's `fusion`).
+struct FusionIdentity {
+  Image photo;
+  FaceDetection face;  // with its 68 landmarks
+};
+
 // Who goes into a face.
 struct TemplateSubject {
   std::string phrase = "person";     // replaces {subject} in the template's prompt ("ohwx woman")
   std::vector<LoraSelection> loras;  // the subject's trained LoRA
   std::vector<ImagePromptSelection> ip_adapters;  // or a photo through an IP-Adapter
+  std::optional<FusionIdentity> fusion;           // needed by a template with `fusion`
 };
 
 struct TemplatePortraitRequest {

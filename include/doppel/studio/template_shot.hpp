@@ -15,7 +15,8 @@
 
 namespace doppel {
 
-// A template chosen for a shoot, with the digest of its picture (where the worker finds it).
+// A template chosen for a shoot, with the digest of its picture (where the worker finds it);
+// empty for a drawn template whose picture is not drawn yet (the worker draws it and records it).
 struct ShootTemplate {
   PortraitTemplate settings;
   std::string picture_sha256;
@@ -40,10 +41,12 @@ bool is_template_recipe(const nlohmann::json& recipe);
 TemplateShot template_shot_from_recipe(const nlohmann::json& recipe);
 
 // The repaint request of a template shot: the subject (phrase from the recipe's subject, the
-// given LoRAs and IP-Adapters) into the template's faces of `picture`. `loras` are the shot's
-// LoRAs as the caller resolved them (the subject's from its blob, never a client path).
+// given LoRAs and IP-Adapters, and the photo a template with `fusion` fuses) into the
+// template's faces of `picture`. `loras` are the shot's LoRAs as the caller resolved them (the
+// subject's from its blob, never a client path).
 TemplatePortraitRequest template_shot_request(const TemplateShot& shot, const Image& picture,
                                               std::vector<LoraSelection> loras,
-                                              std::vector<ImagePromptSelection> ip_adapters = {});
+                                              std::vector<ImagePromptSelection> ip_adapters = {},
+                                              std::optional<FusionIdentity> fusion = {});
 
 }  // namespace doppel
