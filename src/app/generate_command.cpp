@@ -33,14 +33,17 @@ struct GenerateOptions {
   std::string dtype = "auto";  // bf16 where the CPU computes it natively
   std::string out = "doppel.png";
   int64_t seed = -1;
+  int64_t subseed = -1;            // A1111's variation seed (-1 = random)
+  double subseed_strength = 0;     // 0 = no variation
   std::vector<std::string> loras;  // PATH[:WEIGHT]
   std::string lora_dir;            // where <lora:NAME:WEIGHT> tags look for NAME.safetensors
   std::string vae;                 // replaces the checkpoint's VAE
   std::string embeddings_dir;      // textual-inversion embeddings named by prompt words
   std::string hires;               // SCALE:STRENGTH[:STEPS]
   std::string hires_upscaler = "Latent";
-  std::string mask;      // inpaint mask image
-  std::string outpaint;  // LEFT,TOP,RIGHT,BOTTOM pixels
+  std::string mask;                       // inpaint mask image
+  std::string outpaint;                   // LEFT,TOP,RIGHT,BOTTOM pixels
+  std::string inpaint_fill = "original";  // A1111's "Masked content"
   InpaintOptions inpaint;
   bool size_given = false;                         // --width or --height on the command line
   std::vector<std::string> controls;               // PATH:IMAGE[:SCALE[:START:END]]
@@ -112,6 +115,7 @@ void prepare_inpaint(GenerateOptions& options) {
         ErrorCode::kInvalidArgument,
         "use either --mask (repaint part of the image) or --outpaint (extend it), not both");
   InpaintOptions inpaint = options.inpaint;
+  inpaint.fill = parse_inpaint_fill(options.inpaint_fill);
   if (!options.mask.empty()) {
     inpaint.mask = read_image(options.mask);
   } else {
@@ -325,6 +329,10 @@ int run_generate(GenerateOptions& options, bool face_detail_settings_given) {
     request.prompt = kTinyDemoPrompt;
   }
   request.seed = options.seed < 0 ? random_seed() : static_cast<uint64_t>(options.seed);
+  if (options.subseed_strength != 0)
+    request.variation =
+        VariationSeed{options.subseed < 0 ? random_seed() : static_cast<uint64_t>(options.subseed),
+                      options.subseed_strength};
   if (!options.init_image.empty()) request.init_image = read_image(options.init_image);
   if (!options.hires.empty()) request.hires = parse_hires(options.hires, options.hires_upscaler);
   if (options.vae_tiling != "auto") request.tiled_vae = options.vae_tiling == "on";
@@ -419,6 +427,15 @@ CommandRegistration generate_command{
       command.add_flag("--karras", r.karras, "Karras noise schedule (euler, heun, lms, dpmpp_2m)");
       command.add_option("--eta", r.eta, "DDIM eta");
       command.add_option("--seed", options->seed, "Seed (-1 = random)")->capture_default_str();
+      command
+          .add_option("--subseed", options->subseed,
+                      "Variation seed (A1111's; -1 = random), used with --subseed-strength")
+          ->capture_default_str();
+      command
+          .add_option("--subseed-strength", options->subseed_strength,
+                      "How far towards --subseed's noise, 0-1 (a batch keeps --seed and "
+                      "counts the variation seed up)")
+          ->capture_default_str();
       command.add_option("--batch", r.batch_size, "Images per batch")->capture_default_str();
       command.add_option("--count", r.batch_count, "Number of batches")->capture_default_str();
       command.add_option("--lora", options->loras,
@@ -443,6 +460,11 @@ CommandRegistration generate_command{
       command
           .add_option("--only-masked-padding", options->inpaint.only_masked_padding,
                       "Pixels around the mask included with --only-masked")
+          ->capture_default_str();
+      command
+          .add_option("--inpaint-fill", options->inpaint_fill,
+                      "What the masked area starts from: fill, original, \"latent noise\" or "
+                      "\"latent nothing\" (A1111's Masked content; 0-3)")
           ->capture_default_str();
       command.add_option("--outpaint", options->outpaint,
                          "Extend --init-image by LEFT,TOP,RIGHT,BOTTOM pixels and paint the new "

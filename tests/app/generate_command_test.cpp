@@ -311,6 +311,52 @@ TEST(GenerateCommand, InpaintAndOutpaintKeepWhatTheMaskKeeps) {
   EXPECT_FALSE(std::filesystem::exists(folder / "x.png"));
 }
 
+TEST(GenerateCommand, VariationSeedsAndInpaintFill) {
+  auto folder = temp_folder("doppel_generate_variation");
+  const auto out = folder / "varied.png";
+  std::string errors;
+  ASSERT_EQ(run_doppel("generate --tiny-demo --prompt portrait --steps 2 --seed 5 --subseed 9 "
+                       "--subseed-strength 0.25 --out " +
+                           out.string(),
+                       &errors),
+            0)
+      << errors;
+  const GenerationParameters parameters =
+      GenerationParameters::parse(read_png_text(read_file(out)).at(0).second);
+  EXPECT_EQ(parameters.get("Seed").value_or(""), "5");
+  EXPECT_EQ(parameters.get("Variation seed").value_or(""), "9");
+  EXPECT_EQ(parameters.get("Variation seed strength").value_or(""), "0.25");
+
+  Image init;
+  init.width = init.height = 64;
+  for (int i = 0; i < 64 * 64; ++i) init.rgb.insert(init.rgb.end(), {90, uint8_t(i % 64 * 4), 30});
+  Image mask = init;
+  for (int i = 0; i < 64 * 64; ++i)
+    std::fill_n(&mask.rgb[size_t(i) * 3], 3, i % 64 >= 32 ? 255 : 0);
+  write_png(folder / "init.png", init);
+  write_png(folder / "mask.png", mask);
+  const std::string inpaint =
+      "generate --tiny-demo --prompt portrait --steps 3 --seed 2 --init-image " +
+      (folder / "init.png").string() + " --mask " + (folder / "mask.png").string() +
+      " --mask-blur 0 --out ";
+  ASSERT_EQ(run_doppel(inpaint + (folder / "original.png").string(), &errors), 0) << errors;
+  ASSERT_EQ(
+      run_doppel(inpaint + (folder / "nothing.png").string() + " --inpaint-fill \"latent nothing\"",
+                 &errors),
+      0)
+      << errors;
+  const Image original = read_image(folder / "original.png");
+  const Image nothing = read_image(folder / "nothing.png");
+  EXPECT_NE(original.rgb, nothing.rgb);
+  for (int y = 0; y < 64; ++y)  // the left half is kept either way
+    EXPECT_TRUE(std::equal(&nothing.rgb[size_t(y) * 64 * 3],
+                           &nothing.rgb[size_t(y) * 64 * 3] + 32 * 3,
+                           &init.rgb[size_t(y) * 64 * 3]));
+  EXPECT_NE(
+      run_doppel(inpaint + (folder / "bad.png").string() + " --inpaint-fill sideways", &errors), 0);
+  EXPECT_NE(errors.find("latent nothing"), std::string::npos) << errors;
+}
+
 TEST(GenerateCommand, SdxlCheckpointGenerates) {
   const auto sdxl = test::golden_dir() / "sdxl";
   DOPPEL_REQUIRE_PATH(sdxl / "sdxl_tiny_single_file_fp16.safetensors");
