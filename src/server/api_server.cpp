@@ -98,10 +98,10 @@ void ApiServer::State::register_routes() {
   add("GET", "/api/shoots", "List shoots (optionally ?subject_id=)", true, "",
       member(&S::list_shoots));
   add("POST", "/api/shoots", "Shoot a subject in some styles (queues one job per image)", true,
-      JsonBody{"subject_id:string!,styles:strings!,count:integer,seed:integer,lora_version_id:"
+      JsonBody{"subject_id:string!,styles:strings,count:integer,seed:integer,lora_version_id:"
                "string,class_word:string,sampler:string,steps:integer,cfg_scale:number,width:"
                "integer,height:integer,prompt_extra:string,lora_weight:number,idempotency_key:"
-               "string"},
+               "string,templates:objects"},
       member(&S::create_shoot));
   add("GET", "/api/shoots/{shoot_id}", "Get a shoot", true, "", member(&S::get_shoot));
   add("POST", "/api/shoots/{shoot_id}/cancel", "Cancel the shoot's images not made yet", true, "",

@@ -118,7 +118,7 @@ class PasswordSlot {
 
 // The JSON body a route takes, declared once: the dispatcher refuses any other field, and the
 // OpenAPI document lists them. "name:type" with "!" for required fields; types string, integer,
-// boolean or strings (a list of strings).
+// boolean, strings (a list of strings) or objects (a list of objects).
 struct JsonBody {
   const char* fields = "";
 };
@@ -320,9 +320,10 @@ inline json request_schema(const std::string& spec) {
       type.pop_back();
       required.push_back(name);
     }
-    schema["properties"][name] = type == "strings"
-                                     ? json{{"type", "array"}, {"items", {{"type", "string"}}}}
-                                     : json{{"type", type}};
+    schema["properties"][name] =
+        type == "strings"   ? json{{"type", "array"}, {"items", {{"type", "string"}}}}
+        : type == "objects" ? json{{"type", "array"}, {"items", {{"type", "object"}}}}
+                            : json{{"type", type}};
   }
   if (!required.empty()) schema["required"] = required;
   return schema;
@@ -454,6 +455,14 @@ struct ApiServer::State {
   // --- handlers ---
   // Portrait templates (routes_templates.cpp).
   void register_template_routes();
+  struct CheckedTemplatePicture;  // a picture and its faces, found left to right
+  // A picture uploaded as a template: 415/413 for what is not a picture or too large, 422
+  // "no_face" when no face is found.
+  CheckedTemplatePicture check_template_picture(const httplib::MultipartFormData& upload);
+  void upload_template(Call& call);
+  // The template shots of POST /api/shoots's 'templates', after the text styles' `shots`.
+  void add_template_shots(Call& call, const json& body, const ShootRequest& request,
+                          const store::Model& model, std::vector<Shot>& shots);
   void setup_status(Call& call);
   void setup(Call& call);
   void sign_in(Call& call);

@@ -1,6 +1,7 @@
 // Images: records, PNGs, favourites, "again", variations, upscale and inpainting.
 #include <sodium.h>
 
+#include "doppel/studio/template_shot.hpp"
 #include "server/api_state.hpp"
 
 namespace doppel::server {
@@ -71,7 +72,9 @@ void ApiServer::State::again(Call& call) {
   if (!subject) not_found("image");
   // The recipe comes from the store (never from the client), so its LoRA paths are ours.
   const json recipe = parse_stored_json(image->recipe_json);
-  const Shot shot = shot_from_recipe(recipe);
+  // A template shot repaints the same template picture (the recipe names it by its digest).
+  const Shot shot = is_template_recipe(recipe) ? template_shot_from_recipe(recipe).shot
+                                               : shot_from_recipe(recipe);
   const store::Shoot again_shoot = create_shoot_with_jobs(
       call, *subject, {shot}, string_field(body, "idempotency_key", false, 100),
       model_path_of_recipe(recipe));

@@ -155,7 +155,14 @@ store::Shoot ApiServer::State::create_shoot_with_jobs(
     job.kind = "shoot";
     job.subject_id = subject.id;
     job.payload_json =
-        json{{"shoot_id", shoot.id}, {"recipe", shots[i].recipe}, {"model_path", model_path}}
+        json{{"shoot_id", shoot.id},
+             {"recipe", shots[i].recipe},
+             {"model_path", model_path},
+             // Where a template shot's built-in template is (the worker may run elsewhere).
+             {"templates_dir",
+              ((options.styles_dir.empty() ? default_styles_dir() : options.styles_dir) /
+               "templates")
+                  .string()}}
             .dump();
     if (idempotency_key)
       job.idempotency_key = "shoot:" + *idempotency_key + ":" + std::to_string(i);
@@ -179,10 +186,14 @@ void ApiServer::State::create_shoot(Call& call) {
   if (!is_record_id(subject_id)) not_found("subject");
   const auto subject = repository->get_subject(call.account_id(), subject_id);
   if (!subject) not_found("subject");
-  if (!body.contains("styles") || !body["styles"].is_array() || body["styles"].empty())
-    bad_request("field 'styles' must be a non-empty list of style ids (GET /api/styles)");
+  // A shoot of templates only (routes_templates.cpp) has no styles.
+  const bool templates_only = !body.contains("styles") && body.contains("templates");
+  const json style_ids = body.value("styles", json::array());
+  if (!templates_only && (!style_ids.is_array() || style_ids.empty()))
+    bad_request("field 'styles' must be a non-empty list of style ids (GET /api/styles), or give "
+                "'templates' (GET /api/templates)");
   ShootRequest request;
-  for (const json& id : body["styles"]) {
+  for (const json& id : style_ids) {
     if (!id.is_string()) bad_request("field 'styles' must list style ids as strings");
     const auto it = std::find_if(styles.begin(), styles.end(), [&](const StylePack& pack) {
       return pack.id == id.get<std::string>();
@@ -254,9 +265,11 @@ void ApiServer::State::create_shoot(Call& call) {
           "leave it out");
     request.subject.lora_weight = number_field(body, "lora_weight", 0, 2);
   }
-  std::vector<Shot> shots = adapt_to_model(plan_shoot(request), model);
+  std::vector<Shot> shots =
+      request.styles.empty() ? std::vector<Shot>{} : adapt_to_model(plan_shoot(request), model);
   // The advanced fold's settings win over the style's (and the tiny model's small sizes).
   for (Shot& shot : shots) shot = shot_from_recipe(apply_shoot_settings(shot.recipe, settings));
+  add_template_shots(call, body, request, model, shots);  // the template's own settings
   const store::Shoot shoot = create_shoot_with_jobs(
       call, *subject, shots, string_field(body, "idempotency_key", false, 100), model.path);
   send_json(call.response, 202, shoot_json(shoot));

@@ -25,11 +25,13 @@
 #include "doppel/services/generation_job.hpp"
 #include "doppel/services/job_payloads.hpp"
 #include "doppel/services/style_samples_job.hpp"
+#include "doppel/services/template_shot_job.hpp"
 #include "doppel/services/training_sample_recorder.hpp"
 #include "doppel/store/blob_store.hpp"
 #include "doppel/store/database.hpp"
 #include "doppel/store/repository.hpp"
 #include "doppel/studio/portrait_ranking.hpp"
+#include "doppel/studio/portrait_template.hpp"
 #include "doppel/studio/shoot_plan.hpp"
 #include "doppel/train/lora_trainer.hpp"
 
@@ -185,7 +187,37 @@ struct Worker::State {
   void add_identity(const std::string& account_id, const std::string& subject_id, const Shot& shot,
                     ModelFamily family, SessionRequest& request);
   std::filesystem::path unpack_named_lora(const std::string& sha256, const std::string& name);
+  // A template shot: the subject (their LoRA, their photo for a template's fusion) painted into
+  // the template's faces.
+  GeneratedImage render_template(const std::string& account_id, const std::string& subject_id,
+                                 const TemplateShot& shot, const TemplatePicture& picture,
+                                 std::vector<LoraSelection> loras, GenerationSession& generator,
+                                 const ProgressCallback& progress);
+  std::unique_ptr<FaceDetector> template_detector;  // made on first template shot
 };
+
+GeneratedImage Worker::State::render_template(
+    const std::string& account_id, const std::string& subject_id, const TemplateShot& shot,
+    const TemplatePicture& picture, std::vector<LoraSelection> loras, GenerationSession& generator,
+    const ProgressCallback& progress) {
+  if (!template_detector)
+    template_detector = std::make_unique<FaceDetector>(default_landmark_model_path());
+  std::optional<FusionIdentity> fusion;
+  if (shot.settings.fusion) {
+    std::vector<Image> photos;
+    for (const store::Photo& photo : repository->list_photos(account_id, subject_id))
+      if (photo.verdict == "accepted" && photo.crop_blob)
+        photos.push_back(decode_image(blobs->get(*photo.crop_blob)));
+    fusion = fusion_identity(photos, *template_detector);
+    if (!fusion)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "template '" + shot.settings.id +
+                      "' fuses the person's photo into the face, but they have no accepted photo "
+                      "with a face; add one");
+  }
+  return render_template_shot(generator, *template_detector, shot, picture, std::move(loras),
+                              std::move(fusion), progress);
+}
 
 std::filesystem::path Worker::State::unpack_lora(const std::string& sha256) {
   const std::filesystem::path path = lora_cache_path(options.data_dir, sha256);
@@ -354,10 +386,25 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   auto shoot = repository->get_shoot(job.account_id, shoot_id);
   if (!shoot) throw Error(ErrorCode::kNotFound, "the shoot was deleted");
 
-  const Shot shot = shot_from_recipe(recipe);
+  // A template shot paints the subject into a template's picture; any other draws a new one.
+  std::optional<TemplateShot> template_shot;
+  if (is_template_recipe(recipe)) template_shot = template_shot_from_recipe(recipe);
+  const Shot shot = template_shot ? template_shot->shot : shot_from_recipe(recipe);
   GenerationSession& generator = session_for(model_path_of(payload), shot.vae);
   // The recipe keeps the name the model was registered under; the hash is of what was loaded.
   if (recipe["model"].is_object()) recipe["model"]["hash"] = generator.model_info().hash;
+  std::optional<TemplatePicture> template_picture;
+  if (template_shot) {
+    lease.report(0.02, "preparing the template", true);
+    template_picture = template_shot_picture(
+        *template_shot,
+        {blobs.get(), payload.value("templates_dir", default_templates_dir().string()),
+         options.data_dir / "templates"},
+        generator);
+    // A drawn picture's digest is known once drawn: the stored recipe names it.
+    recipe["template"]["sha256"] = template_picture->sha256;
+    template_shot->picture_sha256 = template_picture->sha256;
+  }
   // Exactly once: an earlier attempt that stored the image but died before completing.
   for (const store::Image& image : repository->list_images(job.account_id, shoot_id)) {
     if (json::parse(image.recipe_json, nullptr, false) == recipe)
@@ -386,13 +433,19 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   for (const ShotControl& control : shot.controls)
     request.controls.push_back({control.model, read_image(control.image), control.preprocessor,
                                 control.weight, control.start, control.end});
-  std::vector<GeneratedImage> images = generator.generate(request, [&](const ProgressEvent& event) {
+  const ProgressCallback report = [&](const ProgressEvent& event) {
     const double fraction =
         event.total > 0 ? static_cast<double>(event.step) / static_cast<double>(event.total) : 0.0;
     return lease.report(
         std::min(0.9 * fraction, 0.9),
         event.stage + " " + std::to_string(event.step) + "/" + std::to_string(event.total));
-  });
+  };
+  std::vector<GeneratedImage> images;
+  if (template_shot)
+    images.push_back(render_template(job.account_id, shoot->subject_id, *template_shot,
+                                     *template_picture, request.loras, generator, report));
+  else
+    images = generator.generate(request, report);
   if (images.empty()) throw Error(ErrorCode::kInternal, "the pipeline returned no image");
   const GeneratedImage& generated = images.front();
 
