@@ -19,9 +19,22 @@ std::optional<store::Model> ApiServer::State::add_model_record(const store::Mode
 }
 
 void ApiServer::State::list_models(Call& call) {
+  // ?kind=checkpoint|ip_adapter|image_encoder lists one kind; without it, every model.
+  std::optional<std::string> kind;
+  if (call.request.has_param("kind")) kind = check_model_kind(call.request.get_param_value("kind"));
   json list = json::array();
-  for (const store::Model& model : repository->list_models()) list.push_back(model_json(model));
+  for (const store::Model& model : repository->list_models())
+    if (!kind || model.kind == *kind) list.push_back(model_json(model));
   send_json(call.response, 200, {{"models", list}});
+}
+
+std::string ApiServer::State::check_model_kind(const std::string& kind) {
+  if (kind != store::kModelCheckpoint && kind != store::kModelIpAdapter &&
+      kind != store::kModelImageEncoder)
+    bad_request("model kind '" + kind +
+                "' is not one of checkpoint (a Stable Diffusion model), ip_adapter (an h94 "
+                "IP-Adapter) or image_encoder (the CLIP image encoder an IP-Adapter reads with)");
+  return kind;
 }
 
 void ApiServer::State::add_model(Call& call) {
@@ -32,6 +45,8 @@ void ApiServer::State::add_model(Call& call) {
         "field 'path' must name a .safetensors checkpoint or a diffusers folder on the server");
   std::optional<std::string> name;
   if (body.contains("name")) name = check_name(string_field(body, "name", false, 100));
+  const std::string kind = check_model_kind(
+      string_field(body, "kind", false, 20).value_or(std::string(store::kModelCheckpoint)));
   require_operator(call);
   const std::string path = resolve_in_model_folders(given, model_folders);
   const auto registered = [&]() -> HttpError {
@@ -43,7 +58,7 @@ void ApiServer::State::add_model(Call& call) {
             "; GET /api/models lists the models");
   };
   if (repository->find_model_by_path(path)) throw registered();
-  const auto model = add_model_record(inspect_model_for_registry(path, name));
+  const auto model = add_model_record(inspect_model_for_registry(path, name, kind));
   if (!model) throw registered();
   send_json(call.response, 201, model_json(*model));
 }
@@ -51,6 +66,15 @@ void ApiServer::State::add_model(Call& call) {
 void ApiServer::State::set_default_model(Call& call) {
   require_operator(call);
   const std::string id = model_id(call, 1);
+  const auto model = repository->get_model(id);
+  if (!model) not_found("model");
+  if (model->kind != store::kModelCheckpoint)
+    throw HttpError(
+        409, "conflict",
+        "'" + model->name + "' is " +
+            (model->kind == store::kModelIpAdapter ? "an IP-Adapter" : "an image encoder") +
+            ", which helps a Stable Diffusion model draw a person but cannot draw "
+            "alone; make a checkpoint the default");
   if (!repository->set_default_model(id)) not_found("model");
   send_json(call.response, 200, model_json(*repository->get_model(id)));
 }

@@ -154,16 +154,14 @@ store::Shoot ApiServer::State::create_shoot_with_jobs(
     queue::NewJob job;
     job.kind = "shoot";
     job.subject_id = subject.id;
-    job.payload_json =
-        json{{"shoot_id", shoot.id},
-             {"recipe", shots[i].recipe},
-             {"model_path", model_path},
-             // Where a template shot's built-in template is (the worker may run elsewhere).
-             {"templates_dir",
-              ((options.styles_dir.empty() ? default_styles_dir() : options.styles_dir) /
-               "templates")
-                  .string()}}
-            .dump();
+    job.payload_json = json{
+        {"shoot_id", shoot.id},
+        {"recipe", shots[i].recipe},
+        {"model_path", model_path},
+        // Where a template shot's built-in template is (the worker may run elsewhere).
+        {"templates_dir",
+         ((options.styles_dir.empty() ? default_styles_dir() : options.styles_dir) / "templates")
+             .string()}}.dump();
     if (idempotency_key)
       job.idempotency_key = "shoot:" + *idempotency_key + ":" + std::to_string(i);
     const store::Job queued = jobs->enqueue(call.account_id(), job);
@@ -190,8 +188,9 @@ void ApiServer::State::create_shoot(Call& call) {
   const bool templates_only = !body.contains("styles") && body.contains("templates");
   const json style_ids = body.value("styles", json::array());
   if (!templates_only && (!style_ids.is_array() || style_ids.empty()))
-    bad_request("field 'styles' must be a non-empty list of style ids (GET /api/styles), or give "
-                "'templates' (GET /api/templates)");
+    bad_request(
+        "field 'styles' must be a non-empty list of style ids (GET /api/styles), or give "
+        "'templates' (GET /api/templates)");
   ShootRequest request;
   for (const json& id : style_ids) {
     if (!id.is_string()) bad_request("field 'styles' must list style ids as strings");

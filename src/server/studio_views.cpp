@@ -14,7 +14,7 @@
 
 namespace doppel::server {
 
-std::string subject_stage(const std::vector<store::Photo>& photos,
+std::string subject_stage(const store::Subject& subject, const std::vector<store::Photo>& photos,
                           const std::vector<store::LoraVersion>& versions, int minimum_photos) {
   const auto has_status = [&](std::initializer_list<const char*> wanted) {
     return std::any_of(versions.begin(), versions.end(), [&](const store::LoraVersion& version) {
@@ -23,28 +23,13 @@ std::string subject_stage(const std::vector<store::Photo>& photos,
     });
   };
   if (has_status({"queued", "training"})) return "training";
-  if (has_status({"ready"})) return "trained";
   const auto accepted = std::count_if(photos.begin(), photos.end(), [](const store::Photo& photo) {
     return photo.verdict == "accepted";
   });
+  if (subject.identity_source == store::kIdentityInstant)
+    return accepted >= 1 ? "ready_to_shoot" : "needs_photos";
+  if (has_status({"ready"})) return "trained";
   return accepted >= minimum_photos ? "ready_to_train" : "needs_photos";
-}
-
-std::optional<std::string> cover_photo_id(const std::vector<store::Photo>& photos) {
-  std::optional<std::string> best;
-  size_t best_notes = 0;
-  int64_t best_time = 0;
-  for (const store::Photo& photo : photos) {
-    if (photo.verdict != "accepted" || !photo.crop_blob) continue;
-    const nlohmann::json reasons = nlohmann::json::parse(photo.reasons_json, nullptr, false);
-    const size_t notes = reasons.is_array() ? reasons.size() : 0;
-    if (!best || notes < best_notes || (notes == best_notes && photo.created_at < best_time)) {
-      best = photo.id;
-      best_notes = notes;
-      best_time = photo.created_at;
-    }
-  }
-  return best;
 }
 
 nlohmann::json image_likeness_json(const store::Image& image) {

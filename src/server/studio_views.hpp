@@ -13,16 +13,13 @@
 
 namespace doppel::server {
 
-// "needs_photos" | "ready_to_train" | "training" | "trained": from the photos' verdicts and
-// the LoRA versions, so it never contradicts what the photos page says (the stored status
-// field is only set by training).
-std::string subject_stage(const std::vector<store::Photo>& photos,
+// "needs_photos" | "ready_to_train" | "training" | "trained", and for an instant subject
+// "needs_photos" | "ready_to_shoot" (one accepted photo; "training" while one is trained): from
+// the photos' verdicts and the LoRA versions, so it never contradicts what the photos page says
+// (the stored status field is only set by training). The cover photo is
+// services::best_accepted_photo.
+std::string subject_stage(const store::Subject& subject, const std::vector<store::Photo>& photos,
                           const std::vector<store::LoraVersion>& versions, int minimum_photos);
-
-// The photo that stands for the subject: the accepted photo with a face crop and the fewest
-// notes (extra faces, face near the edge, low quality), the earliest on a tie; none when no
-// photo is accepted.
-std::optional<std::string> cover_photo_id(const std::vector<store::Photo>& photos);
 
 // The likeness fields of an image: {"likeness", "likeness_label"}. The worker stores a
 // portrait without a face as likeness 0 with no quality score (it rates only faces); that is

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "doppel/checkpoint/clip_vision.hpp"
+#include "doppel/checkpoint/ip_adapter.hpp"
 #include "doppel/checkpoint/stable_diffusion.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/services/job_payloads.hpp"
@@ -18,6 +20,102 @@ constexpr const char* kWhatToRegister =
 [[noreturn]] void refuse(const std::string& path, const std::string& problem) {
   throw Error(ErrorCode::kInvalidArgument,
               "cannot use " + path + ": " + problem + "; " + std::string(kWhatToRegister));
+}
+
+[[noreturn]] void refuse_kind(const std::string& path, const std::string& problem,
+                              const std::string& what_to_register) {
+  throw Error(ErrorCode::kInvalidArgument,
+              "cannot use " + path + ": " + problem + "; " + what_to_register);
+}
+
+constexpr const char* kAdapterToRegister =
+    "register an h94 IP-Adapter file (.safetensors or .bin, e.g. "
+    "ip-adapter-plus-face_sd15.safetensors) as kind 'ip_adapter'";
+constexpr const char* kEncoderToRegister =
+    "register a CLIP image encoder (h94's models/image_encoder folder with config.json and "
+    "model.safetensors, or an open_clip file) as kind 'image_encoder'";
+
+// What the file at `path` is when it is not what it was registered as: "an IP-Adapter",
+// "a CLIP image encoder", "a Stable Diffusion checkpoint", or "" (none of them).
+std::string other_kind(const std::string& path, const std::string& not_this) {
+  if (not_this != store::kModelIpAdapter) {
+    try {
+      infer_ip_adapter_config(open_ip_adapter_tensors(path), path);
+      return "an IP-Adapter (register it as kind 'ip_adapter')";
+    } catch (const Error&) {
+    }
+  }
+  if (not_this != store::kModelImageEncoder) {
+    try {
+      read_clip_vision_config(path);
+      return "a CLIP image encoder (register it as kind 'image_encoder')";
+    } catch (const Error&) {
+    }
+  }
+  if (not_this != store::kModelCheckpoint) {
+    try {
+      inspect_stable_diffusion(path);
+      return "a Stable Diffusion checkpoint (register it as kind 'checkpoint')";
+    } catch (const Error&) {
+    }
+  }
+  return "";
+}
+
+std::string ip_adapter_variant(const IpAdapterConfig& config, const std::string& path) {
+  switch (config.kind) {
+    case ImageProjectionKind::kLinear:
+      return "base";
+    case ImageProjectionKind::kMlp:
+      return "full-face";
+    case ImageProjectionKind::kResampler:
+      break;
+  }
+  const std::string stem = std::filesystem::path(path).stem().string();
+  return stem.find("face") != std::string::npos ? "plus-face" : "plus";
+}
+
+store::Model inspect_ip_adapter(const std::string& path) {
+  if (!std::filesystem::is_regular_file(path))
+    refuse_kind(path, "an IP-Adapter is one file, not a folder", kAdapterToRegister);
+  IpAdapterConfig config;
+  try {
+    config = infer_ip_adapter_config(open_ip_adapter_tensors(path), path);
+  } catch (const Error& error) {
+    const std::string is = other_kind(path, store::kModelIpAdapter);
+    refuse_kind(path,
+                is.empty() ? std::string("it is not an IP-Adapter (") + error.what() + ")"
+                           : "it is " + is + ", not an IP-Adapter",
+                kAdapterToRegister);
+  }
+  store::Model model;
+  model.kind = store::kModelIpAdapter;
+  // The width of its image tokens is the text context's of the model it was made for.
+  model.family = config.cross_attention_dim == 2048   ? "sdxl"
+                 : config.cross_attention_dim == 1024 ? "sd2"
+                                                      : "sd1";
+  model.prediction = ip_adapter_variant(config, path);
+  return model;
+}
+
+store::Model inspect_image_encoder(const std::string& path) {
+  ClipVisionConfig config;
+  try {
+    config = read_clip_vision_config(path);
+  } catch (const Error& error) {
+    const std::string is = other_kind(path, store::kModelImageEncoder);
+    refuse_kind(path,
+                is.empty() ? std::string("it is not a CLIP image encoder (") + error.what() + ")"
+                           : "it is " + is + ", not a CLIP image encoder",
+                kEncoderToRegister);
+  }
+  store::Model model;
+  model.kind = store::kModelImageEncoder;
+  model.family = config.hidden_size == 1280   ? "vit-h-14"
+                 : config.hidden_size == 1664 ? "vit-bigg-14"
+                                              : "clip-vision";
+  model.prediction = std::to_string(config.hidden_size);
+  return model;
 }
 
 bool inside(const std::filesystem::path& path, const std::filesystem::path& folder) {
@@ -92,7 +190,8 @@ std::string normalise_model_path(const std::string& path) {
 }
 
 store::Model inspect_model_for_registry(const std::string& path,
-                                        const std::optional<std::string>& name) {
+                                        const std::optional<std::string>& name,
+                                        const std::string& kind) {
   std::error_code status;
   const auto type = std::filesystem::status(path, status).type();
   if (type == std::filesystem::file_type::not_found || type == std::filesystem::file_type::none)
@@ -101,10 +200,22 @@ store::Model inspect_model_for_registry(const std::string& path,
            "relative path is taken from the folder doppel serve runs in)");
   if (type != std::filesystem::file_type::regular && type != std::filesystem::file_type::directory)
     refuse(path, "it is neither a file nor a folder");
+  if (kind == store::kModelIpAdapter || kind == store::kModelImageEncoder) {
+    store::Model model =
+        kind == store::kModelIpAdapter ? inspect_ip_adapter(path) : inspect_image_encoder(path);
+    model.path = path;
+    model.name = name.value_or(model_display_name(path));
+    return model;
+  }
+  if (kind != store::kModelCheckpoint)
+    throw Error(ErrorCode::kInvalidArgument,
+                "unknown model kind '" + kind + "'; use checkpoint, ip_adapter or image_encoder");
   ModelInspection inspection;
   try {
     inspection = inspect_stable_diffusion(path);
   } catch (const Error& error) {
+    const std::string is = other_kind(path, store::kModelCheckpoint);
+    if (!is.empty()) refuse(path, "it is " + is + ", not a Stable Diffusion checkpoint");
     refuse(path, std::string("it is not a Stable Diffusion model the studio can load (") +
                      error.what() + ")");
   }

@@ -6,6 +6,7 @@
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
 #include "doppel/face/subject_profile.hpp"
+#include "doppel/services/subject_photos.hpp"
 #include "doppel/services/work_slots.hpp"
 #include "doppel/studio/subject_readiness.hpp"
 
@@ -144,7 +145,13 @@ nlohmann::json SubjectIntake::refresh(const std::string& account_id,
 
   std::optional<std::string> profile_blob;
   if (!descriptors.empty()) {
-    profile_blob = blobs_.put(SubjectProfile::from_descriptors(descriptors).to_json().dump());
+    const SubjectProfile profile = SubjectProfile::from_descriptors(descriptors);
+    nlohmann::json profile_json = profile.to_json();
+    // What picks the photo that stands for the person (services/subject_photos.hpp).
+    std::vector<std::string> photo_ids;
+    for (const store::Photo& photo : photos) photo_ids.push_back(photo.id);
+    profile_json["photo_ranking"] = photo_ranking_json(photo_ids, verdicts, profile);
+    profile_blob = blobs_.put(profile_json.dump());
   }
   if (profile_blob != subject->face_profile_blob) {
     if (subject->face_profile_blob) replaced.insert(*subject->face_profile_blob);
@@ -163,7 +170,10 @@ nlohmann::json SubjectIntake::refresh(const std::string& account_id,
         it = it->second.crop_blob == digest ? cache_.erase(it) : std::next(it);
     }
   }
-  return readiness_to_json(assess_subject_readiness(verdicts));
+  return readiness_to_json(
+      assess_subject_readiness(verdicts, subject->identity_source == store::kIdentityInstant
+                                             ? ReadinessThresholds::for_instant()
+                                             : ReadinessThresholds{}));
 }
 
 }  // namespace doppel::services

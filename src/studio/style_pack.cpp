@@ -385,9 +385,11 @@ StyleIdentity read_identity(const PackReader& reader) {
   }
   if (const YAML::Node faces = entry["face_detail_faces"]) {
     identity.face_detail_faces = faces.IsScalar() ? trim(faces.Scalar()) : "";
-    if (identity.face_detail_faces != "largest" && identity.face_detail_faces != "all")
+    // most_like: the face most like the subject's face profile (a group picture's subject).
+    if (identity.face_detail_faces != "largest" && identity.face_detail_faces != "all" &&
+        identity.face_detail_faces != "most_like")
       reader.fail("identity.face_detail_faces", faces,
-                  "'" + PackReader::describe(faces) + "' is not largest or all");
+                  "'" + PackReader::describe(faces) + "' is not largest, all or most_like");
   }
   identity.fusion_strength = entry_number(reader, entry, "identity", "fusion", 0, 1, 0);
   return identity;

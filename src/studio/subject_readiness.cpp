@@ -120,7 +120,14 @@ SubjectReadiness assess_subject_readiness(const std::vector<PhotoVerdict>& verdi
   result.photos_to_ideal = std::max(0, t.ideal_photos - accepted);
   const std::string ideal_range =
       std::to_string(t.ideal_photos) + "-" + std::to_string(t.plenty_photos);
-  if (accepted < t.minimum_photos) {
+  if (t.instant) {
+    // One good photo is all IP-Adapter reads; more do not change the portraits.
+    result.level =
+        accepted >= t.minimum_photos ? ReadinessLevel::kIdeal : ReadinessLevel::kNeedsPhotos;
+    result.headline = accepted >= t.minimum_photos
+                          ? "Ready to shoot portraits from " + photos(accepted) + "."
+                          : "Add one good photo of their face to shoot portraits from it.";
+  } else if (accepted < t.minimum_photos) {
     result.level = ReadinessLevel::kNeedsPhotos;
     result.headline = "Add " + std::to_string(result.photos_needed) + " more " +
                       (result.photos_needed == 1 ? "good photo" : "good photos") +
@@ -143,20 +150,24 @@ SubjectReadiness assess_subject_readiness(const std::vector<PhotoVerdict>& verdi
                            top.title + "). " + top.advice);
     result.hint_codes.push_back("rejected");
   }
-  const bool all_frontal = posed >= 3 && posed == accepted && largest_yaw < t.frontal_yaw_degrees;
+  // Pose variety and the photo count matter to training only.
+  const bool all_frontal =
+      !t.instant && posed >= 3 && posed == accepted && largest_yaw < t.frontal_yaw_degrees;
   if (all_frontal)
     result.hints.push_back(
         "All your photos face the camera straight on; add two or three with your head turned a "
         "little to the side, so portraits from an angle look like you too.");
   if (all_frontal) result.hint_codes.push_back("turn_head");
-  if (accepted > t.plenty_photos)
+  const bool plenty = !t.instant && accepted > t.plenty_photos;
+  if (plenty)
     result.hints.push_back(std::to_string(accepted) +
                            " good photos is more than needed: " + std::to_string(t.plenty_photos) +
                            " varied ones are plenty, and more make training slower without "
                            "improving the likeness.");
-  if (accepted > t.plenty_photos) result.hint_codes.push_back("plenty");
+  if (plenty) result.hint_codes.push_back("plenty");
   result.plenty_photos = t.plenty_photos;
   result.minimum_photos = t.minimum_photos;
+  result.instant = t.instant;
   return result;
 }
 
@@ -185,6 +196,7 @@ nlohmann::json readiness_to_json(const SubjectReadiness& readiness) {
           {"hint_codes", readiness.hint_codes},
           {"plenty_photos", readiness.plenty_photos},
           {"minimum_photos", readiness.minimum_photos},
+          {"goal", readiness.instant ? "instant" : "train"},
           {"rejection_groups", groups},
           {"rejected_photos", rejected}};
 }

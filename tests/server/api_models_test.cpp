@@ -83,6 +83,7 @@ TEST(ServerModels, TheBuiltInTinyModelIsListedAndIsTheFirstDefault) {
   ASSERT_EQ(models.body["models"].size(), 1u);
   EXPECT_EQ(models.body["models"][0], (json{{"id", "builtin"},
                                             {"name", "doppel-tiny-demo"},
+                                            {"kind", "checkpoint"},
                                             {"path", ""},
                                             {"family", "sd1"},
                                             {"prediction", "epsilon"},

@@ -1,7 +1,7 @@
 // A style pack's identity settings reach the picture through the worker: face fusion from the
 // person's accepted photo and the face-detail pass are recorded in the PNG's parameters, and a
-// pack that shoots an untrained person through IP-Adapter without the adapter file fails the
-// job naming the file.
+// pack that shoots an untrained person through IP-Adapter without the adapter file is refused
+// naming the file.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -96,13 +96,14 @@ TEST(StudioIdentity, PackFusionAndFaceDetailReachTheWorkerAndMissingAdapterIsNam
   EXPECT_EQ(parameters.get("ADetailer denoising strength"), "0.35");
   EXPECT_EQ(parameters.get("Face detail faces"), "0");
 
-  // An untrained person shot through IP-Adapter: the missing adapter is named.
+  // An untrained person shot through IP-Adapter: the missing adapter is named when the shoot
+  // is asked for, before anything queues.
   const Answer instant = client.post(
       "/api/shoots", {{"subject_id", subject_id}, {"styles", {"instant"}}, {"count", 1}});
-  ASSERT_EQ(instant.status, 202) << instant.raw;
-  run_all_jobs(worker);
-  const std::string jobs = client.get("/api/jobs").raw;
-  EXPECT_NE(jobs.find("ip-adapter-plus-face_sd15.safetensors"), std::string::npos) << jobs;
+  ASSERT_EQ(instant.status, 409) << instant.raw;
+  EXPECT_EQ(instant.error_code(), "identity_model_missing");
+  EXPECT_NE(instant.raw.find("ip-adapter-plus-face_sd15.safetensors"), std::string::npos)
+      << instant.raw;
   ::unsetenv("DOPPEL_MODELS_DIR");
   fs::remove_all(root);
 }

@@ -34,21 +34,41 @@ TEST(StudioViews, APortraitWithoutAFaceIsNoFaceNotADifferentPerson) {
 }
 
 TEST(StudioViews, TheStageFollowsTheVerdictsAndTraining) {
+  const store::Subject trained;
   std::vector<store::Photo> photos(10);
   for (auto& photo : photos) photo.verdict = "accepted";
   photos[0].verdict = "rejected";
   std::vector<store::LoraVersion> versions;
-  EXPECT_EQ(server::subject_stage(photos, versions, 5), "ready_to_train");
-  EXPECT_EQ(server::subject_stage(std::vector<store::Photo>(photos.begin(), photos.begin() + 5),
-                                  versions, 5),
-            "needs_photos");  // 4 accepted of 5
+  EXPECT_EQ(server::subject_stage(trained, photos, versions, 5), "ready_to_train");
+  EXPECT_EQ(
+      server::subject_stage(trained, std::vector<store::Photo>(photos.begin(), photos.begin() + 5),
+                            versions, 5),
+      "needs_photos");  // 4 accepted of 5
   versions.push_back({});
   versions.back().status = "cancelled";
-  EXPECT_EQ(server::subject_stage(photos, versions, 5), "ready_to_train");
+  EXPECT_EQ(server::subject_stage(trained, photos, versions, 5), "ready_to_train");
   versions.back().status = "training";
-  EXPECT_EQ(server::subject_stage(photos, versions, 5), "training");
+  EXPECT_EQ(server::subject_stage(trained, photos, versions, 5), "training");
   versions.back().status = "ready";
-  EXPECT_EQ(server::subject_stage(photos, versions, 5), "trained");
+  EXPECT_EQ(server::subject_stage(trained, photos, versions, 5), "trained");
+}
+
+// An instant subject shoots after one good photo; training one later shows as training.
+TEST(StudioViews, AnInstantSubjectIsReadyToShootAfterOneGoodPhoto) {
+  store::Subject instant;
+  instant.identity_source = store::kIdentityInstant;
+  std::vector<store::Photo> photos(2);
+  photos[0].verdict = "rejected";
+  photos[1].verdict = "pending";
+  std::vector<store::LoraVersion> versions;
+  EXPECT_EQ(server::subject_stage(instant, photos, versions, 5), "needs_photos");
+  photos[1].verdict = "accepted";
+  EXPECT_EQ(server::subject_stage(instant, photos, versions, 5), "ready_to_shoot");
+  versions.push_back({});
+  versions.back().status = "ready";  // a LoRA kept from before they switched to instant
+  EXPECT_EQ(server::subject_stage(instant, photos, versions, 5), "ready_to_shoot");
+  versions.back().status = "training";
+  EXPECT_EQ(server::subject_stage(instant, photos, versions, 5), "training");
 }
 
 TEST(StudioViews, FileNamesAreForPeople) {

@@ -322,5 +322,24 @@ TEST(StylePack, IdentitySettingsAreReadAndCheckedAndReachTheRecipe) {
   EXPECT_THROW(shot_from_recipe(bad), Error);
 }
 
+// "most_like" repaints the face most like the person (their face profile, which the worker
+// fills in): chosen in the pack, carried by the recipe, read back as the engine's choice.
+TEST(StylePack, FaceDetailMostLikeIsSelectableAndReachesTheShot) {
+  const StylePack pack = parse_style_pack(
+      with_line("identity", "identity: {face_detail: 0.35, face_detail_faces: most_like}"),
+      "group.yaml");
+  EXPECT_EQ(pack.identity.face_detail_faces, "most_like");
+  ShootRequest request;
+  request.styles = {pack};
+  request.count_per_style = 1;
+  const std::vector<Shot> shots = plan_shoot(request);
+  ASSERT_EQ(shots.size(), 1u);
+  EXPECT_EQ(shots[0].recipe["face_detail"]["faces"], "most_like");
+  const Shot again = shot_from_recipe(shots[0].recipe);
+  ASSERT_TRUE(again.face_detail);
+  EXPECT_EQ(again.face_detail->faces, FaceChoice::kMostLike);
+  EXPECT_DOUBLE_EQ(again.face_detail->strength, 0.35);
+}
+
 }  // namespace
 }  // namespace doppel

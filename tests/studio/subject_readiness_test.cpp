@@ -152,5 +152,31 @@ TEST(SubjectReadiness, JsonForTheStudio) {
   EXPECT_TRUE(json["hints"].is_array());
 }
 
+// An instant subject (IP-Adapter from one photo): one good photo is enough to shoot, the
+// headline speaks of shooting, and training's pose and count hints stay away.
+TEST(SubjectReadiness, InstantSubjectIsReadyToShootAfterOneGoodPhoto) {
+  const ReadinessThresholds instant = ReadinessThresholds::for_instant();
+  std::vector<PhotoVerdict> verdicts = {rejected("blurry.jpg", {"blurred"})};
+  SubjectReadiness readiness = assess_subject_readiness(verdicts, instant);
+  EXPECT_EQ(readiness.level, ReadinessLevel::kNeedsPhotos);
+  EXPECT_EQ(readiness.photos_needed, 1);
+  EXPECT_EQ(readiness.headline, "Add one good photo of their face to shoot portraits from it.");
+  EXPECT_EQ(readiness.hint_codes, std::vector<std::string>{"rejected"});
+
+  verdicts.push_back(accepted("good.jpg", 3));
+  readiness = assess_subject_readiness(verdicts, instant);
+  EXPECT_EQ(readiness.level, ReadinessLevel::kIdeal);
+  EXPECT_EQ(readiness.photos_needed, 0);
+  EXPECT_EQ(readiness.photos_to_ideal, 0);
+  EXPECT_EQ(readiness.headline, "Ready to shoot portraits from 1 good photo.");
+  EXPECT_EQ(readiness_to_json(readiness)["goal"], "instant");
+  EXPECT_EQ(readiness_to_json(readiness)["minimum_photos"], 1);
+  EXPECT_EQ(readiness_to_json(assess_subject_readiness(verdicts))["goal"], "train");
+
+  const SubjectReadiness many = assess_subject_readiness(accepted_photos(25, 3), instant);
+  EXPECT_TRUE(many.hints.empty());  // no "turn your head", no "more than needed"
+  EXPECT_EQ(many.headline, "Ready to shoot portraits from 25 good photos.");
+}
+
 }  // namespace
 }  // namespace doppel

@@ -23,13 +23,23 @@ std::string normalise_model_path(const std::string& path);
 std::string resolve_in_model_folders(const std::string& path,
                                      const std::vector<std::filesystem::path>& folders);
 
-// A record for the model at `path` (normalised), after checking from its headers and config
-// files (no weights are loaded) that it is a Stable Diffusion model the studio can shoot
-// with. `name` defaults to model_display_name(path). Throws doppel::Error (kInvalidArgument)
-// with a message that says what is wrong and what to do: nothing there, not a model, only part
-// of one, a pickle file, an SDXL or inpainting model.
+// A record for the model at `path` (normalised) of `kind` (store::kModelCheckpoint,
+// kModelIpAdapter or kModelImageEncoder), after checking from its headers and config files (no
+// weights are loaded) that it is one:
+// - a checkpoint: a Stable Diffusion model the studio can shoot with (family, prediction);
+// - an IP-Adapter (h94 .safetensors or .bin): family of the base model it was made for (its
+//   image tokens' width: 2048 SDXL, 1024 SD 2.x, else SD 1.x) and its variant in `prediction`
+//   ("base", "plus", "plus-face", "full-face"; plus and plus-face share their tensors' shapes,
+//   so the file name tells them apart, as the engine's face crop does);
+// - an image encoder (CLIP vision folder or file): `family` "vit-h-14", "vit-bigg-14" or
+//   "clip-vision", and the width of its hidden states in `prediction`.
+// `name` defaults to model_display_name(path). Throws doppel::Error (kInvalidArgument) with a
+// message that says what is wrong and what to do: nothing there, not a model, only part of
+// one, a pickle file, an inpainting model, or a file of another kind (named, with the kind to
+// register it as).
 store::Model inspect_model_for_registry(const std::string& path,
-                                        const std::optional<std::string>& name);
+                                        const std::optional<std::string>& name,
+                                        const std::string& kind = store::kModelCheckpoint);
 
 // The training defaults (steps, rank, resolution) for subjects trained on `model`.
 TrainingDefaults training_defaults(const store::Model& model);

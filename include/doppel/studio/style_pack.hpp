@@ -44,7 +44,8 @@ struct StyleIdentity {
   double ip_adapter_scale = 0;
   // The face-detail pass (ADetailer) after each shot: its denoising strength; 0: off.
   double face_detail_strength = 0;
-  std::string face_detail_faces = "largest";  // largest | all
+  // largest | all | most_like (the face most like the subject's face profile)
+  std::string face_detail_faces = "largest";
   // Face fusion of the subject's best photo into each shot: its strength; 0: off.
   double fusion_strength = 0;
   bool any() const {

@@ -21,6 +21,18 @@ struct ReadinessThresholds {
   // When every accepted photo faces the camera within this yaw, suggest a
   // few turned slightly (portraits from an angle then still look right).
   double frontal_yaw_degrees = 12;
+  // An instant subject (IP-Adapter from one photo, no training): one good photo is all it
+  // needs, and the headline speaks of shooting, not training.
+  bool instant = false;
+
+  // The thresholds of an instant subject: 1 photo is the minimum and the ideal.
+  static ReadinessThresholds for_instant() {
+    ReadinessThresholds thresholds;
+    thresholds.minimum_photos = 1;
+    thresholds.ideal_photos = 1;
+    thresholds.instant = true;
+    return thresholds;
+  }
 };
 
 enum class ReadinessLevel { kNeedsPhotos, kReady, kIdeal };
@@ -45,10 +57,10 @@ struct SubjectReadiness {
   int total = 0;
   int accepted = 0;
   int rejected = 0;
-  int photos_needed = 0;                         // more good photos before training can start
-  int photos_to_ideal = 0;                       // more good photos to reach the ideal count
-  std::string headline;                          // one sentence: the state and the next step
-  std::vector<std::string> hints;                // further advice, most useful first
+  int photos_needed = 0;           // more good photos before training can start
+  int photos_to_ideal = 0;         // more good photos to reach the ideal count
+  std::string headline;            // one sentence: the state and the next step
+  std::vector<std::string> hints;  // further advice, most useful first
   // What each hint is, for interfaces that write it in their own language: "rejected" (the
   // most common rejection group's advice), "turn_head", "plenty".
   std::vector<std::string> hint_codes;
@@ -56,6 +68,7 @@ struct SubjectReadiness {
   // The fewest good photos training accepts (ReadinessThresholds::minimum_photos), so that
   // interfaces name the rule's number rather than a copy of it.
   int minimum_photos = 5;
+  bool instant = false;  // judged for an instant subject (ReadinessThresholds::for_instant)
   std::vector<RejectionGroup> rejection_groups;  // most common first
   std::vector<RejectedPhoto> rejected_photos;    // in upload order
 };
