@@ -57,10 +57,14 @@ void ApiServer::State::register_routes() {
       member(&S::delete_token));
   add("GET", "/api/subjects", "List subjects", true, "", member(&S::list_subjects));
   add("POST", "/api/subjects", "Create a subject", true,
-      JsonBody{"name:string!,trigger_word:string,class_word:string"}, member(&S::create_subject));
+      JsonBody{"name:string!,trigger_word:string,class_word:string,identity_source:string"},
+      member(&S::create_subject));
   add("GET", "/api/subjects/{subject_id}", "Get a subject", true, "", member(&S::get_subject));
-  add("PATCH", "/api/subjects/{subject_id}", "Rename a subject or change their class word", true,
-      JsonBody{"name:string,class_word:string"}, member(&S::update_subject));
+  add("PATCH", "/api/subjects/{subject_id}",
+      "Rename a subject, change their class word or how their likeness is made (identity_source: "
+      "trained or instant)",
+      true, JsonBody{"name:string,class_word:string,identity_source:string"},
+      member(&S::update_subject));
   add("DELETE", "/api/subjects/{subject_id}", "Delete a subject and everything made from it", true,
       "", member(&S::delete_subject));
   add("GET", "/api/subjects/{subject_id}/photos", "Photos with verdicts, and readiness", true, "",
@@ -135,8 +139,10 @@ void ApiServer::State::register_routes() {
       member(&S::inpaint_image));
   add("GET", "/api/models", "The installation's models (the tiny built-in one included)", true, "",
       member(&S::list_models));
-  add("POST", "/api/models", "Register a Stable Diffusion model on the server's disk", true,
-      JsonBody{"path:string!,name:string"}, member(&S::add_model));
+  add("POST", "/api/models",
+      "Register a model on the server's disk: a Stable Diffusion checkpoint, an IP-Adapter or "
+      "a CLIP image encoder (kind: checkpoint, ip_adapter, image_encoder)",
+      true, JsonBody{"path:string!,name:string,kind:string"}, member(&S::add_model));
   add("PUT", "/api/models/{model_id}/default", "Make a model the default for new shoots", true, "",
       member(&S::set_default_model));
   add("DELETE", "/api/models/{model_id}", "Remove a model (not the built-in or default one)", true,

@@ -26,10 +26,12 @@
 #include "doppel/diffusion/sampler.hpp"
 #include "doppel/face/subject_profile.hpp"
 #include "doppel/queue/job_queue.hpp"
+#include "doppel/services/identity_adapter.hpp"
 #include "doppel/services/job_payloads.hpp"
 #include "doppel/services/model_registry.hpp"
 #include "doppel/services/style_samples_job.hpp"
 #include "doppel/services/subject_intake.hpp"
+#include "doppel/services/subject_photos.hpp"
 #include "doppel/services/work_slots.hpp"
 #include "doppel/store/blob_garbage.hpp"
 #include "doppel/store/blob_store.hpp"
@@ -171,6 +173,7 @@ inline json subject_json(const store::Subject& subject) {
           {"name", subject.name},
           {"trigger_word", subject.trigger_word},
           {"class_word", subject.class_word},
+          {"identity_source", subject.identity_source},
           {"status", subject.status},
           {"has_face_profile", subject.face_profile_blob.has_value()},
           {"created_at", subject.created_at},
@@ -240,14 +243,25 @@ inline json job_json(const store::Job& job) {
 }
 
 inline json model_json(const store::Model& model) {
-  return {{"id", model.id},
-          {"name", model.name},
-          {"path", model.path},
-          {"family", model.family},
-          {"prediction", model.prediction},
-          {"builtin", model.builtin},
-          {"default", model.is_default},
-          {"added_at", model.builtin ? json(nullptr) : json(model.added_at)}};
+  json answer = {{"id", model.id},
+                 {"name", model.name},
+                 {"kind", model.kind},
+                 {"path", model.path},
+                 {"family", model.family},
+                 {"prediction", model.prediction},
+                 {"builtin", model.builtin},
+                 {"default", model.is_default},
+                 {"added_at", model.builtin ? json(nullptr) : json(model.added_at)}};
+  // The store keeps an adapter's variant and an encoder's width where a checkpoint's
+  // prediction type is (store/records.hpp); the API names them.
+  if (model.kind == store::kModelIpAdapter) {
+    answer["prediction"] = nullptr;
+    answer["variant"] = model.prediction;
+  } else if (model.kind == store::kModelImageEncoder) {
+    answer["prediction"] = nullptr;
+    answer["hidden_size"] = std::stoll(model.prediction.empty() ? "0" : model.prediction);
+  }
+  return answer;
 }
 
 inline bool job_finished(const store::Job& job) {
@@ -299,6 +313,21 @@ inline std::string check_class_word(const std::optional<std::string>& word) {
   });
   if (!valid) bad_request("field 'class_word' must be lowercase words such as woman, man, person");
   return value;
+}
+
+inline std::string check_identity_source(const std::string& source) {
+  if (source != store::kIdentityTrained && source != store::kIdentityInstant)
+    bad_request(
+        "field 'identity_source' must be 'trained' (a double trained on 5-20 photos) or "
+        "'instant' (portraits from one photo through IP-Adapter, no training)");
+  return source;
+}
+
+// What the photos page measures a subject's photos against: training's thresholds, or one
+// photo for an instant subject.
+inline ReadinessThresholds readiness_thresholds_of(const store::Subject& subject) {
+  return subject.identity_source == store::kIdentityInstant ? ReadinessThresholds::for_instant()
+                                                            : ReadinessThresholds{};
 }
 
 inline std::string check_name(const std::optional<std::string>& name) {
@@ -417,11 +446,13 @@ struct ApiServer::State {
     answer["accepted_photos"] = std::count_if(photos.begin(), photos.end(), [](const auto& photo) {
       return photo.verdict == "accepted";
     });
-    answer["stage"] =
-        subject_stage(photos, repository->list_lora_versions(call.account_id(), subject.id),
-                      kMinimumPhotosToTrain);
-    const auto cover = cover_photo_id(photos);
-    answer["cover_photo_id"] = cover ? json(*cover) : json(nullptr);
+    answer["stage"] = subject_stage(subject, photos,
+                                    repository->list_lora_versions(call.account_id(), subject.id),
+                                    kMinimumPhotosToTrain);
+    // The same photo that fusion and an instant subject's IP-Adapter work from.
+    const auto cover =
+        services::best_accepted_photo(photos, services::subject_profile_json(subject, *blobs));
+    answer["cover_photo_id"] = cover ? json(cover->id) : json(nullptr);
     return answer;
   }
   store::Subject subject_of(Call& call, size_t index) {
@@ -453,6 +484,12 @@ struct ApiServer::State {
   std::vector<std::filesystem::path> model_folders;  // where POST /api/models may look
 
   // --- handlers ---
+  // How a shoot brings out the person (shoot_identity.cpp): an instant subject's shots get
+  // IP-Adapter plus-face (the style's scale, else services::kInstantIpAdapterScale); a shoot
+  // that needs the person's photo or the adapter and its encoder is refused now (409
+  // needs_photos / identity_model_missing, naming the file and where it goes), not in a worker.
+  void apply_identity_source(const store::Subject& subject, const store::Model& model,
+                             bool with_subject_lora, std::vector<Shot>& shots);
   // Portrait templates (routes_templates.cpp).
   void register_template_routes();
   struct CheckedTemplatePicture;  // a picture and its faces, found left to right
@@ -503,6 +540,8 @@ struct ApiServer::State {
   void shoot_zip(Call& call);
   void account_storage(Call& call);
   void list_models(Call& call);
+  // "checkpoint" | "ip_adapter" | "image_encoder", else a 400 naming them.
+  std::string check_model_kind(const std::string& kind);
   void add_model(Call& call);
   void set_default_model(Call& call);
   void delete_model(Call& call);

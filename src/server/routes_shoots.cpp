@@ -240,7 +240,8 @@ void ApiServer::State::create_shoot(Call& call) {
                           model.name +
                           "); make its model the default (PUT /api/models/{model_id}/default) "
                           "or train the subject again");
-  } else {
+  } else if (subject->identity_source != store::kIdentityInstant) {
+    // An instant person is shot from their photo, even with a LoRA kept from before.
     for (const auto& version : repository->list_lora_versions(call.account_id(), subject->id)) {
       if (version.blob_sha256 && trained_on_model(version) &&
           (!lora || version.created_at >= lora->created_at))
@@ -268,6 +269,7 @@ void ApiServer::State::create_shoot(Call& call) {
       request.styles.empty() ? std::vector<Shot>{} : adapt_to_model(plan_shoot(request), model);
   // The advanced fold's settings win over the style's (and the tiny model's small sizes).
   for (Shot& shot : shots) shot = shot_from_recipe(apply_shoot_settings(shot.recipe, settings));
+  apply_identity_source(*subject, model, lora.has_value(), shots);
   add_template_shots(call, body, request, model, shots);  // the template's own settings
   const store::Shoot shoot = create_shoot_with_jobs(
       call, *subject, shots, string_field(body, "idempotency_key", false, 100), model.path);

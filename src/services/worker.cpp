@@ -16,6 +16,7 @@
 #include "doppel/core/log.hpp"
 #include "doppel/core/paths.hpp"
 #include "doppel/diffusion/generation_session.hpp"
+#include "doppel/face/face_aligner.hpp"
 #include "doppel/face/face_analyzer.hpp"
 #include "doppel/face/face_finder.hpp"
 #include "doppel/face/face_fusion.hpp"
@@ -24,6 +25,7 @@
 #include "doppel/queue/job_queue.hpp"
 #include "doppel/services/generation_job.hpp"
 #include "doppel/services/job_payloads.hpp"
+#include "doppel/services/shot_identity.hpp"
 #include "doppel/services/style_samples_job.hpp"
 #include "doppel/services/template_shot_job.hpp"
 #include "doppel/services/training_sample_recorder.hpp"
@@ -154,6 +156,7 @@ struct Worker::State {
       settings.preprocessors["face_pose"] = face_pose_preprocessor();
       settings.face_finder = make_face_finder();  // the face-detail pass ("fix the face")
       settings.face_fuser = make_face_fuser();    // a style's face fusion
+      settings.face_crop = largest_face_crop();   // IP-Adapter face variants read the face
       // The studio computes in the same dtype as `doppel generate` (bf16 where native).
       session = std::make_unique<GenerationSession>(std::move(settings));
     } else {
@@ -183,9 +186,6 @@ struct Worker::State {
   // For a train job that ended without a LoRA: "failed" or "cancelled".
   void set_lora_version_status(const store::Job& job, const std::string& status);
   std::filesystem::path unpack_lora(const std::string& sha256);
-  // A style's identity settings: fusion of the subject's photo and IP-Adapter plus-face by it.
-  void add_identity(const std::string& account_id, const std::string& subject_id, const Shot& shot,
-                    ModelFamily family, SessionRequest& request);
   std::filesystem::path unpack_named_lora(const std::string& sha256, const std::string& name);
   // A template shot: the subject (their LoRA, their photo for a template's fusion) painted into
   // the template's faces.
@@ -239,44 +239,6 @@ std::filesystem::path Worker::State::unpack_named_lora(const std::string& sha256
   std::filesystem::create_hard_link(unpacked, path, linked);
   if (linked && !std::filesystem::exists(path)) write_file_atomically(path, read_file(unpacked));
   return path;
-}
-
-// The subject's photo an identity setting works from: the first accepted one (its aligned
-// head-and-shoulders crop, where the face is large and upright).
-void Worker::State::add_identity(const std::string& account_id, const std::string& subject_id,
-                                 const Shot& shot, ModelFamily family, SessionRequest& request) {
-  std::optional<Image> photo;
-  for (const store::Photo& candidate : repository->list_photos(account_id, subject_id))
-    if (candidate.verdict == "accepted" && candidate.crop_blob) {
-      photo = decode_image(blobs->get(*candidate.crop_blob));
-      break;
-    }
-  if (!photo)
-    throw Error(ErrorCode::kInvalidArgument,
-                "this style uses the person's photo (face fusion or IP-Adapter), but they have no "
-                "accepted photo; add one");
-  if (shot.fusion_strength)
-    request.face_fusion = FaceFusionSelection{*photo, *shot.fusion_strength};
-  if (!shot.ip_adapter_scale) return;
-  const std::filesystem::path adapter =
-      default_models_dir() / "ip_adapter" /
-      (family == ModelFamily::kSdxl ? "ip-adapter-plus-face_sdxl_vit-h.safetensors"
-                                    : "ip-adapter-plus-face_sd15.safetensors");
-  if (!std::filesystem::exists(adapter)) {
-    // A trained person still looks like themselves through their LoRA; without one the
-    // adapter is their only likeness.
-    if (shot.loras.empty() || shot.loras.front().role != "subject")
-      throw Error(ErrorCode::kNotFound,
-                  "this style shoots from one photo through IP-Adapter, but " + adapter.string() +
-                      " is missing; put the h94 file there");
-    log_warning("IP-Adapter " + adapter.string() + " is missing: shooting with the LoRA only");
-    return;
-  }
-  ImagePromptSelection selection;
-  selection.adapter = adapter;
-  selection.image = *photo;
-  selection.scale = *shot.ip_adapter_scale;
-  request.ip_adapters.push_back(std::move(selection));
 }
 
 // A small validation shoot with the new LoRA, scored against the subject's face profile: the
@@ -371,6 +333,8 @@ json Worker::State::run_train(const store::Job& job, LeaseKeeper& lease) {
     throw Error(ErrorCode::kNotFound, "the LoRA version was deleted during training");
   if (auto subject = repository->get_subject(job.account_id, version->subject_id)) {
     subject->status = "trained";
+    // An instant person who was trained is shot with their double from now on.
+    subject->identity_source = store::kIdentityTrained;
     repository->update_subject(job.account_id, *subject);
   }
   std::error_code ignored;
@@ -422,8 +386,10 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
              : lora.path,
          lora.weight});
   request.face_detail = shot.face_detail;  // "fix the face"
-  if (shot.fusion_strength || shot.ip_adapter_scale)
-    add_identity(job.account_id, shoot->subject_id, shot, generator.model_info().family, request);
+  // The style's identity settings and an instant person's IP-Adapter (services/shot_identity).
+  add_shot_identity({*repository, *blobs, default_models_dir()}, job.account_id, shoot->subject_id,
+                    shot, generator.model_info().family,
+                    !shot.loras.empty() && shot.loras.front().role == "subject", request);
   if (shot.init_image_sha256) {
     // Painted over a stored portrait ("inpaint a brushed area").
     if (!blobs->exists(*shot.init_image_sha256))
