@@ -425,7 +425,7 @@ CommandRegistration generate_command{
       for (const auto& info : sampler_registry()) sampler_help += " " + info.name;
       command.add_option("--sampler", r.sampler, sampler_help)->capture_default_str();
       command.add_flag("--karras", r.karras, "Karras noise schedule (euler, heun, lms, dpmpp_2m)");
-      command.add_option("--eta", r.eta, "DDIM eta");
+      command.add_option("--eta", r.eta, "DDIM eta; the tcd sampler's gamma (0-1, e.g. 0.3)");
       command.add_option("--seed", options->seed, "Seed (-1 = random)")->capture_default_str();
       command
           .add_option("--subseed", options->subseed,

@@ -78,6 +78,8 @@ void plan_pndm(SamplingPlan& plan);
 at::Tensor run_pndm(SamplerRun& run, at::Tensor latents);
 void plan_lcm(SamplingPlan& plan);
 at::Tensor run_lcm(SamplerRun& run, at::Tensor latents);
+void plan_tcd(SamplingPlan& plan);
+at::Tensor run_tcd(SamplerRun& run, at::Tensor latents);
 void plan_euler(SamplingPlan& plan);
 at::Tensor run_euler(SamplerRun& run, at::Tensor latents);
 void plan_euler_ancestral(SamplingPlan& plan);

@@ -16,7 +16,7 @@ void plan_lcm(SamplingPlan& plan) {
   const int64_t skip = config.num_train_timesteps / original_steps;
   if (plan.steps > original_steps)
     throw Error(ErrorCode::kInvalidArgument,
-                "the lcm sampler runs at most original_inference_steps (" +
+                "the " + plan.sampler + " sampler runs at most original_inference_steps (" +
                     std::to_string(original_steps) + ") steps, got " + std::to_string(plan.steps));
   std::vector<int64_t> origin;  // descending
   for (int64_t i = original_steps; i >= 1; --i) origin.push_back(i * skip - 1);

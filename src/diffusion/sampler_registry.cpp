@@ -163,6 +163,21 @@ const std::vector<SamplerFamily>& families() {
        .supports_zero_snr = true,
        .make_plan = &sampling::plan_lcm,
        .run = &sampling::run_lcm},
+      {.info = {.name = "tcd",
+                .display_name = "TCD",
+                .description = "Trajectory consistency distillation sampling (Zheng et al. 2024); "
+                               "eta is its gamma (0 deterministic, 0.3 as diffusers' examples)",
+                .supports_karras = false,
+                .draws_noise = false},
+       .aliases = {},
+       .default_spacing = TimestepSpacing::kLeading,
+       .default_set_alpha_to_one = true,
+       .default_clip_sample = false,
+       .order = 1,
+       .noise_form = NoiseForm::kAlphas,
+       .supports_zero_snr = true,
+       .make_plan = &sampling::plan_tcd,
+       .run = &sampling::run_tcd},
   };
   return table;
 }
@@ -319,14 +334,18 @@ SamplingPlan make_sampling_plan(const std::string& sampler_name, const Scheduler
                     "dpmpp_2m");
   // diffusers' LCMScheduler ignores timestep_spacing: its steps are picked from the
   // distillation schedule (every k-th timestep), so a requested spacing would change nothing.
-  if (resolved_options.timestep_spacing && name == "lcm")
+  if (resolved_options.timestep_spacing && (name == "lcm" || name == "tcd"))
     throw Error(ErrorCode::kInvalidArgument,
-                "the lcm sampler takes its timesteps from the LCM distillation schedule; leave "
-                "the timestep spacing unset (it applies to every other sampler)");
+                "the " + name +
+                    " sampler takes its timesteps from the distillation schedule; leave the "
+                    "timestep spacing unset (it applies to every other sampler)");
   if (!std::isfinite(resolved_options.eta) || resolved_options.eta < 0.0)
     throw Error(ErrorCode::kInvalidArgument, "eta must be a finite value >= 0");
-  if (resolved_options.eta != 0.0 && name != "ddim")
-    throw Error(ErrorCode::kInvalidArgument, "eta applies to the ddim sampler only");
+  if (resolved_options.eta != 0.0 && name != "ddim" && name != "tcd")
+    throw Error(ErrorCode::kInvalidArgument, "eta applies to the ddim and tcd samplers only");
+  if (name == "tcd" && resolved_options.eta > 1.0)
+    throw Error(ErrorCode::kInvalidArgument,
+                "the tcd sampler's eta (its gamma) must be between 0 and 1");
   config.validate();
   if (steps < 1 || steps > config.num_train_timesteps)
     throw Error(ErrorCode::kInvalidArgument, "steps must be between 1 and " +
