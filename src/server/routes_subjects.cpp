@@ -1,5 +1,7 @@
 // Subjects, their photos (upload and intake), training, LoRA versions and their training
 // samples.
+#include <limits>
+
 #include "doppel/store/training_samples.hpp"
 #include "server/api_state.hpp"
 
@@ -13,9 +15,11 @@ constexpr int64_t kMaxTrainingSamples = 20;
 // Steps between the training's sample images: a quarter of the run unless the request says
 // (0: none).
 int64_t sample_interval(const json& body, int64_t steps) {
-  const auto asked = optional_integer_field(body, "sample_every", 0, 5000);
+  const auto asked =
+      optional_integer_field(body, "sample_every", std::numeric_limits<int64_t>::min(),
+                             std::numeric_limits<int64_t>::max());
   if (!asked) return std::max<int64_t>(1, steps / 4);
-  if (*asked > steps)
+  if (*asked < 0 || *asked > steps)
     bad_request("field 'sample_every' must be from 0 (no samples) to the training steps (" +
                 std::to_string(steps) + ")");
   if (*asked > 0 && steps / *asked > kMaxTrainingSamples)

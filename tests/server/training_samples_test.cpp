@@ -44,7 +44,8 @@ TEST(TrainingSamples, SampleEveryIsCheckedAndDefaultsToAQuarterOfTheRun) {
   };
   refused({{"steps", 8}, {"sample_every", 9}}, "'sample_every' must be from 0 (no samples) to");
   refused({{"steps", 100}, {"sample_every", 2}}, "make it at least 5");
-  refused({{"steps", 8}, {"sample_every", -1}}, "'sample_every'");
+  refused({{"steps", 8}, {"sample_every", -1}}, "'sample_every' must be from 0 (no samples) to");
+  refused({{"steps", 8}, {"sample_every", 9999}}, "to the training steps (8)");
   refused({{"steps", 8}, {"sample_every", "often"}}, "'sample_every' must be an integer");
 
   const Answer plain = client.post(train, {{"steps", 8}});

@@ -335,9 +335,16 @@ try {
   assert.equal(await page.getByLabel("The person is a").inputValue(), "girl");
   await page.getByLabel("The person is a").selectOption("woman");
   await page.getByLabel("LoRA rank").selectOption("4");
+  await page.getByLabel("A sample image every").fill("5");
   await shot(page, "05b-advanced-training");
   await page.getByRole("button", { name: "Train my double" }).click();
   await page.locator(".next-step [role=progressbar]").waitFor();
+  // The training card keeps a place for the samples from the start (the tiny model's run may
+  // already be over, when they are in step 2).
+  assert.match(
+    await page.locator(".training-samples h3").innerText(),
+    /^(Samples so far|Samples made during training)$/,
+  );
   await shot(page, "05-training");
 
   step("trained: the likeness in words, and shooting is the next step at the top");
@@ -357,6 +364,23 @@ try {
   assert.match(
     await page.locator(".train-estimate").innerText(),
     /^The last training on this computer took about [\d.,]+ \w+\.$/,
+  );
+  // The samples made every 5 steps, newest first, each with its step.
+  const samples = page.locator(".train-panel .training-samples");
+  assert.equal(await samples.locator("h3").innerText(), "Samples made during training");
+  await samples.locator("li").nth(3).waitFor();
+  assert.deepEqual(await samples.locator("figcaption").allInnerTexts(), [
+    "Step 20",
+    "Step 15",
+    "Step 10",
+    "Step 5",
+  ]);
+  assert.ok(
+    await samples
+      .locator("img")
+      .first()
+      .evaluate((image) => image.complete && image.naturalWidth === 64),
+    "a sample picture at the training resolution is shown",
   );
   // The trained double can be taken to other tools.
   const loraDownload = page.waitForEvent("download");
@@ -537,6 +561,10 @@ try {
   );
   await page.reload();
   await page.locator(".image-card").nth(4).waitFor();
+  // The shoots list says what each new version is, not "1 portrait" of a style.
+  const shootList = page.locator(".shoots");
+  for (const kind of ["Upscaled from the", "Face fixed, from the", "Repainted, from the"])
+    await shootList.getByText(new RegExp(`^${kind} .+ portrait$`)).waitFor();
   await shot(page, "10c-gallery-new-versions");
   const upscaledCard = page.locator(".image-card").filter({ has: page.locator("img") });
   for (let i = 0; i < (await upscaledCard.count()); i++) {
@@ -564,6 +592,7 @@ try {
     await page.locator(".shoot-estimate").innerText(),
     /^About .+ on this computer, measured on its earlier portraits\.$/,
   );
+  await shot(page, "09a-shoot-estimate");
   await page.getByRole("button", { name: "Shoot 8 portraits" }).click();
   await page.getByRole("button", { name: "Cancel the rest" }).click();
   await page.getByText(/Cancelled: \d of 8 portraits made/).waitFor({ timeout: 60000 });
@@ -603,11 +632,26 @@ try {
   assert.doesNotMatch(zhPage, asciiPunctuationInChinese, "Chinese punctuation in Chinese text");
   assert.match(await page.locator(".hints").innerText(), /有 1 张照片未被采用（有两张或更多人脸）/);
   assert.match(await page.locator(".next-step").innerText(), /Angelina 的分身已就绪/);
+  assert.match(await page.locator(".training-samples").innerText(), /训练过程中生成的样图/);
+  // A value the server refuses: its reason, after a Chinese lead line (not a generic message).
+  await page.locator(".advanced summary").click();
+  await page.getByLabel("每隔多少步生成一张样图").fill("9999");
+  await page.getByRole("button", { name: "重新训练" }).click();
+  const refusal = await page
+    .locator(".toast-error")
+    .filter({ hasText: "服务器的说明" })
+    .innerText();
+  assert.match(refusal, /^请求的内容不正确.*服务器的说明：.*'sample_every'/);
+  await shot(page, "12a2-refused-reason-zh");
   await shot(page, "12a-subject-zh");
   await page.goto(`${base}/subjects/${subjectId}/gallery`);
   await page.locator(".image-card").first().waitFor();
   await page.getByRole("link", { name: "全部下载（zip）" }).first().waitFor();
   assert.doesNotMatch(await page.locator("main").innerText(), asciiPunctuationInChinese);
+  await page
+    .locator(".shoots")
+    .getByText(/^放大自一张.+写真$/)
+    .waitFor();
   await shot(page, "12b-gallery-zh");
   await page.getByRole("button", { name: /Switch to English/ }).click();
   await page.getByRole("link", { name: "Download all (zip)" }).first().waitFor();

@@ -69,7 +69,21 @@ export interface LoraVersion {
   status: string;
   validation_likeness: number | null;
   validation_faces?: "found" | "none" | null;
+  settings?: { steps?: number; rank?: number; sample_every?: number };
   created_at: number;
+}
+// A sample image the training made after `step` (GET /api/loras/{id}/samples).
+export interface TrainingSample {
+  step: number;
+  index: number;
+  png_url: string;
+  created_at: number;
+}
+export interface TrainingSamples {
+  status: string;
+  steps: number | null;
+  sample_every: number;
+  samples: TrainingSample[];
 }
 export interface StylePack {
   id: string;
@@ -100,6 +114,8 @@ export interface Shoot {
   progress?: number;
   jobs?: Record<"queued" | "running" | "succeeded" | "dead" | "cancelled", number>;
   status: string;
+  // A new version of one portrait from the gallery: upscaled, face fixed or repainted.
+  made_from?: { edit: "upscale" | "face_fix" | "inpaint"; image_id: string; style: string };
   created_at: number;
 }
 export interface Recipe {

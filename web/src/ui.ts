@@ -3,12 +3,18 @@
 
 import { ApiError } from "./api";
 import { h, replaceChildren } from "./dom";
-import { localizedError, t } from "./i18n";
+import { language, localizedError, t } from "./i18n";
+
+// Refusals whose server message names what exactly was refused (a field's range, a conflict):
+// in Chinese the message is kept after a translated lead, since the server speaks English.
+const kExplainedStatuses = new Set([400, 409, 422]);
 
 export function errorMessage(error: unknown): string {
   if (error instanceof ApiError) {
     if (error.code === "offline") return t("errorOffline");
     const translated = localizedError(error.code);
+    if (language === "zh" && error.message && kExplainedStatuses.has(error.status))
+      return t("errorWithReason", { lead: translated ?? t("errorRefused"), reason: error.message });
     if (translated) return translated;
     return error.message || t("errorGeneric", { message: `${error.status} ${error.code}` });
   }

@@ -31,6 +31,17 @@ function styleName(state: GalleryState, id: string | undefined): string {
   return style ? localized(style.name, style.name_zh) : (id ?? "");
 }
 
+// A new version of one portrait ("Upscaled from the Film noir portrait"), else null.
+function madeFromText(state: GalleryState, shoot: Shoot): string | null {
+  const made = shoot.made_from;
+  if (!made) return null;
+  const style = styleName(state, made.style);
+  if (made.edit === "upscale") return t("madeUpscaled", { style });
+  if (made.edit === "face_fix") return t("madeFaceFixed", { style });
+  if (made.edit === "inpaint") return t("madeRepainted", { style });
+  return null;
+}
+
 // "87 · looks like them"; "No face found" for a portrait without a face (not "doesn't look
 // like them": there was nothing to compare); "Likeness not measured" when it was not scored.
 function likenessBadge(image: Image): HTMLElement {
@@ -465,7 +476,8 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
             h(
               "p",
               { class: "shoot-styles" },
-              shoot.styles.map((id) => styleName(state!, id)).join(t("listSeparator")),
+              madeFromText(state!, shoot) ??
+                shoot.styles.map((id) => styleName(state!, id)).join(t("listSeparator")),
             ),
             h("div", { class: "actions-row" }, done > 0 ? zipLink(shoot) : null, cancel),
           ),
@@ -485,11 +497,12 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
             {},
             h(
               "span",
-              {},
-              t("shootOf", {
-                styles: shoot.styles.map((id) => styleName(state!, id)).join(t("listSeparator")),
-                count: shoot.image_count,
-              }),
+              { class: shoot.made_from ? "shoot-made-from" : "" },
+              madeFromText(state!, shoot) ??
+                t("shootOf", {
+                  styles: shoot.styles.map((id) => styleName(state!, id)).join(t("listSeparator")),
+                  count: shoot.image_count,
+                }),
             ),
             " ",
             h("span", { class: "muted" }, formatDate(shoot.created_at)),

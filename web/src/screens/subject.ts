@@ -13,6 +13,8 @@ import {
   Readiness,
   RefusedFile,
   Subject,
+  TrainingSample,
+  TrainingSamples,
   uploadPhotos,
 } from "../api";
 import { h, replaceChildren } from "../dom";
@@ -188,6 +190,12 @@ function etaSeconds(job: Job): number | null {
   return match ? Number(match[1]) : null;
 }
 
+// "training 12/20, about 34 s left" -> 12: the step the training has done.
+function trainingStep(job: Job): number | null {
+  const match = /training (\d+)\/\d+/.exec(job.progress_message);
+  return match ? Number(match[1]) : null;
+}
+
 function validationText(version: LoraVersion): string {
   if (version.validation_likeness !== null)
     return t("validationLikeness", { score: Math.round(version.validation_likeness) });
@@ -212,6 +220,13 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
   let readiness: Readiness | null = null;
   // How long the last finished training took here (any person's): the estimate before starting.
   let lastTrainingSeconds: number | null = null;
+  // The sample images the training makes every few steps: of the version training now, else of
+  // the newest ready one; the card shows the newest with their step as they arrive.
+  const samplesStrip = h("div", { class: "training-samples", "aria-live": "polite" });
+  let samples: TrainingSample[] = [];
+  let samplesVersion: string | null = null;
+  let samplesLoading = false;
+  let samplesDrawn = "";
 
   function estimateLine(): HTMLElement | null {
     return lastTrainingSeconds === null
@@ -273,8 +288,78 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
   function draw(): void {
     drawHeading();
     drawReadiness();
+    drawSamples();
     drawNextStep();
     drawTrain();
+  }
+
+  function sampleVersion(): LoraVersion | undefined {
+    const newestFirst = [...versions].sort((a, b) => b.created_at - a.created_at);
+    if (stage() === "training") return newestFirst[0];
+    return newestFirst.find((version) => version.status === "ready");
+  }
+
+  function samplesShown(): TrainingSample[] {
+    const version = sampleVersion();
+    return version && version.id === samplesVersion ? samples : [];
+  }
+
+  // Redrawn only when what it shows changes, so pictures do not blink at every progress event.
+  function drawSamples(): void {
+    const version = sampleVersion();
+    const every = version?.settings?.sample_every ?? 0;
+    const training = stage() === "training";
+    const newest = [...samplesShown()].sort((a, b) => b.step - a.step).slice(0, 4);
+    const key = JSON.stringify([version?.id, every, training, newest.map((s) => s.png_url)]);
+    if (key === samplesDrawn) return;
+    samplesDrawn = key;
+    if (!version || every <= 0 || (!training && !newest.length)) {
+      replaceChildren(samplesStrip);
+      return;
+    }
+    replaceChildren(
+      samplesStrip,
+      h("h3", {}, training ? t("samplesSoFar") : t("samplesMade")),
+      newest.length
+        ? h(
+            "ul",
+            { class: "sample-list" },
+            ...newest.map((sample) =>
+              h(
+                "li",
+                { "data-step": sample.step },
+                h(
+                  "figure",
+                  {},
+                  h("img", {
+                    src: sample.png_url,
+                    alt: t("sampleAlt", { step: sample.step }),
+                    decoding: "async",
+                  }),
+                  h("figcaption", {}, t("sampleStep", { step: sample.step })),
+                ),
+              ),
+            ),
+          )
+        : h("p", { class: "muted sample-waiting" }, t("samplesFirstAt", { step: every })),
+    );
+  }
+
+  // The samples are extras: a failed load leaves the card as it was, and the next event retries.
+  async function loadSamples(): Promise<void> {
+    const version = sampleVersion();
+    if (!version || (version.settings?.sample_every ?? 0) <= 0 || samplesLoading) return;
+    samplesLoading = true;
+    try {
+      const answer = await api<TrainingSamples>("GET", `/api/loras/${version.id}/samples`);
+      samples = answer.samples;
+      samplesVersion = version.id;
+    } catch {
+      return;
+    } finally {
+      samplesLoading = false;
+    }
+    draw();
   }
 
   // Training settings for those who want them (A1111 / kohya users); empty: the server's
@@ -293,6 +378,14 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
     h("option", { value: "" }, t("defaultChoice")),
     ...[4, 8, 16, 32, 64].map((rank) => h("option", { value: rank }, String(rank))),
   );
+  const sampleEveryInput = h("input", {
+    type: "number",
+    id: "train-sample-every",
+    min: 0,
+    max: 5000,
+    inputmode: "numeric",
+    placeholder: t("trainSampleEveryDefault"),
+  });
   const classSelect = h(
     "select",
     { id: "train-class" },
@@ -321,6 +414,12 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
         stepsInput,
       ),
       h("label", { class: "field", for: "train-rank" }, h("span", {}, t("trainRank")), rankSelect),
+      h(
+        "label",
+        { class: "field", for: "train-sample-every" },
+        h("span", {}, t("trainSampleEvery")),
+        sampleEveryInput,
+      ),
     ),
   );
 
@@ -328,6 +427,9 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
     const settings: Record<string, string | number> = {};
     if (stepsInput.value && stepsInput.checkValidity()) settings.steps = Number(stepsInput.value);
     if (rankSelect.value) settings.rank = Number(rankSelect.value);
+    // Sent as typed: a value that cannot work comes back with the server's reason.
+    if (sampleEveryInput.value !== "" && Number.isFinite(Number(sampleEveryInput.value)))
+      settings.sample_every = Number(sampleEveryInput.value);
     return settings;
   }
 
@@ -412,6 +514,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
           h("p", { class: "next-text" }, t("nextTraining", { name })),
           progressBar(job?.progress ?? 0, label),
           job ? cancel : null,
+          samplesStrip,
         );
         break;
       }
@@ -468,6 +571,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
             t("downloadLora"),
           ),
         ),
+        samplesStrip,
         estimateLine(),
       );
     } else if (current === "needs_photos") {
@@ -570,6 +674,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
     versions = loraList.loras;
     measureLastTraining(jobList.jobs);
     draw();
+    void loadSamples();
   }
 
   async function load(): Promise<void> {
@@ -592,6 +697,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
         ) ?? null;
       drawPhotos();
       draw();
+      void loadSamples();
     } catch (error) {
       replaceChildren(
         heading,
@@ -653,6 +759,11 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
       });
     } else {
       draw();
+      // A sample is stored before the progress of its step: ask when the step passes one.
+      const step = trainingStep(job);
+      const every = sampleVersion()?.settings?.sample_every ?? 0;
+      if (every > 0 && step !== null && Math.floor(step / every) > samplesShown().length)
+        void loadSamples();
     }
   });
   void load().then(() => {
