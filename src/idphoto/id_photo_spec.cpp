@@ -114,6 +114,7 @@ std::vector<IdPhotoSpec> parse_id_photo_specs(const std::string& yaml_text,
     if (!is_kebab_case(spec.id)) fail(where, "ids are kebab case (us-passport)");
     if (!ids.insert(spec.id).second) fail(where, "the id is used twice");
     spec.name = required<std::string>(node, "name", where);
+    if (node["name_zh"]) spec.name_zh = node["name_zh"].as<std::string>();
     spec.authority = required<std::string>(node, "authority", where);
     spec.source = required<std::string>(node, "source", where);
     if (node["derived"]) spec.derived = node["derived"].as<std::string>();

@@ -25,6 +25,7 @@
 #include "doppel/core/paths.hpp"
 #include "doppel/diffusion/sampler.hpp"
 #include "doppel/face/subject_profile.hpp"
+#include "doppel/idphoto/id_photo_spec.hpp"
 #include "doppel/queue/job_queue.hpp"
 #include "doppel/services/identity_adapter.hpp"
 #include "doppel/services/job_payloads.hpp"
@@ -500,6 +501,18 @@ struct ApiServer::State {
   // The template shots of POST /api/shoots's 'templates', after the text styles' `shots`.
   void add_template_shots(Call& call, const json& body, const ShootRequest& request,
                           const store::Model& model, std::vector<Shot>& shots);
+  // ID photos (routes_id_photos.cpp): specs, make/check jobs, downloads of compliant ones.
+  void register_id_photo_routes();
+  void queue_id_photo_from_record(Call& call, const std::string& action);
+  void queue_id_photo_from_upload(Call& call);
+  void queue_id_photo(Call& call, const std::string& action, const store::Subject& subject,
+                      const IdPhotoSpec& spec, const std::string& background,
+                      const std::string& source_sha256, const json& source,
+                      const std::optional<std::string>& idempotency_key);
+  // An ID-photo shoot's document from POST /api/shoots ({"spec", "background"}), and the
+  // built-in style it shoots when the request names none.
+  std::optional<json> id_photo_of_shoot(const json& body);
+  std::string id_photo_style(const json& id_photo) const;
   void setup_status(Call& call);
   void setup(Call& call);
   void sign_in(Call& call);

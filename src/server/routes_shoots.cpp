@@ -184,9 +184,13 @@ void ApiServer::State::create_shoot(Call& call) {
   if (!is_record_id(subject_id)) not_found("subject");
   const auto subject = repository->get_subject(call.account_id(), subject_id);
   if (!subject) not_found("subject");
+  // An ID-photo shoot (routes_id_photos.cpp) shoots the built-in ID-photo style by default.
+  const std::optional<json> id_photo = id_photo_of_shoot(body);
+  const json style_ids = body.contains("styles") || !id_photo
+                             ? body.value("styles", json::array())
+                             : json::array({id_photo_style(*id_photo)});
   // A shoot of templates only (routes_templates.cpp) has no styles.
-  const bool templates_only = !body.contains("styles") && body.contains("templates");
-  const json style_ids = body.value("styles", json::array());
+  const bool templates_only = !body.contains("styles") && body.contains("templates") && !id_photo;
   if (!templates_only && (!style_ids.is_array() || style_ids.empty()))
     bad_request(
         "field 'styles' must be a non-empty list of style ids (GET /api/styles), or give "
@@ -268,7 +272,11 @@ void ApiServer::State::create_shoot(Call& call) {
   std::vector<Shot> shots =
       request.styles.empty() ? std::vector<Shot>{} : adapt_to_model(plan_shoot(request), model);
   // The advanced fold's settings win over the style's (and the tiny model's small sizes).
-  for (Shot& shot : shots) shot = shot_from_recipe(apply_shoot_settings(shot.recipe, settings));
+  for (Shot& shot : shots) {
+    json recipe = apply_shoot_settings(shot.recipe, settings);
+    if (id_photo) recipe["id_photo"] = *id_photo;  // made into the document's photo and judged
+    shot = shot_from_recipe(recipe);
+  }
   apply_identity_source(*subject, model, lora.has_value(), shots);
   add_template_shots(call, body, request, model, shots);  // the template's own settings
   const store::Shoot shoot = create_shoot_with_jobs(

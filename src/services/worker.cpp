@@ -24,6 +24,7 @@
 #include "doppel/face/subject_profile.hpp"
 #include "doppel/queue/job_queue.hpp"
 #include "doppel/services/generation_job.hpp"
+#include "doppel/services/id_photo_job.hpp"
 #include "doppel/services/job_payloads.hpp"
 #include "doppel/services/shot_identity.hpp"
 #include "doppel/services/style_samples_job.hpp"
@@ -127,6 +128,7 @@ struct Worker::State {
   std::optional<ClipTokenizer> tokenizer;  // for training
   std::unique_ptr<FaceAnalyzer> analyzer;
   bool analyzer_tried = false;
+  std::unique_ptr<FaceDetector> id_photo_detector;  // ID photos' landmarks (loaded on first use)
 
   // "" is the tiny built-in model; any other path was checked when it was registered.
   static ModelRef model_ref(const std::string& path) {
@@ -174,6 +176,11 @@ struct Worker::State {
       }
     }
     return analyzer.get();
+  }
+  FaceDetector& id_photo_faces() {
+    if (!id_photo_detector)
+      id_photo_detector = std::make_unique<FaceDetector>(default_landmark_model_path());
+    return *id_photo_detector;
   }
 
   json run_train(const store::Job& job, LeaseKeeper& lease);
@@ -346,7 +353,8 @@ json Worker::State::run_train(const store::Job& job, LeaseKeeper& lease) {
 json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   const json payload = json::parse(job.payload_json);
   const std::string shoot_id = payload.at("shoot_id").get<std::string>();
-  json recipe = payload.at("recipe");
+  // An ID-photo shot repeated from a stored one asks again; the outcome is made anew.
+  json recipe = id_photo_request_of_recipe(payload.at("recipe"));
   auto shoot = repository->get_shoot(job.account_id, shoot_id);
   if (!shoot) throw Error(ErrorCode::kNotFound, "the shoot was deleted");
 
@@ -371,7 +379,7 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   }
   // Exactly once: an earlier attempt that stored the image but died before completing.
   for (const store::Image& image : repository->list_images(job.account_id, shoot_id)) {
-    if (json::parse(image.recipe_json, nullptr, false) == recipe)
+    if (id_photo_request_of_recipe(json::parse(image.recipe_json, nullptr, false)) == recipe)
       return {{"image_id", image.id}, {"shoot_id", shoot_id}};
   }
   // Subject LoRAs are unpacked from the blob store by digest (never a client path), and named
@@ -429,7 +437,20 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   }
   if (!lease.report(0.95, "saving", true))
     throw Error(ErrorCode::kCancelled, "the job was cancelled or taken over");
-  record.blob_sha256 = blobs->put(encode_generated_png(generated));
+  std::string png = encode_generated_png(generated);
+  if (recipe.contains("id_photo")) {
+    // An ID-photo shoot: the portrait made into the document's photo and judged (the
+    // recipe keeps the verdict; the generation's parameters stay in the PNG).
+    lease.report(0.92, "making the ID photo", true);
+    const json& asked = recipe["id_photo"];
+    IdPhotoOutcome outcome = make_id_photo_outcome(
+        id_photo_faces(), generated.image, png, asked.value("spec", ""),
+        asked.value("background", ""), {{"parameters", generated.parameters.to_text()}});
+    recipe["id_photo"] = outcome.record;
+    record.recipe_json = recipe.dump();
+    png = std::move(outcome.png);
+  }
+  record.blob_sha256 = blobs->put(png);
   record = repository->add_image(job.account_id, record);
 
   const auto done = repository->list_images(job.account_id, shoot_id).size();
@@ -465,6 +486,12 @@ void Worker::State::run_job(const store::Job& job) {
                                      [&](double fraction, const std::string& message, bool force) {
                                        return lease.report(fraction, message, force);
                                      });
+    } else if (job.kind == kIdPhotoJobKind) {
+      result = run_id_photo_job(
+          job.account_id, id_photo_payload_from_json(json::parse(job.payload_json)), *repository,
+          *blobs, id_photo_faces(), [&](double fraction, const std::string& message, bool force) {
+            return lease.report(fraction, message, force);
+          });
     } else if (job.kind == kGenerateJobKind) {
       // The compatible APIs' requests: pictures in and out through the transient store.
       const GeneratePayload payload = generate_payload_from_json(json::parse(job.payload_json));
@@ -525,7 +552,8 @@ Worker::~Worker() = default;
 bool Worker::run_once() {
   State& s = *state_;
   std::optional<store::Job> job =
-      s.jobs->lease(s.options.worker_id, {"train", "shoot", kGenerateJobKind}, s.options.lease_ms);
+      s.jobs->lease(s.options.worker_id, {"train", "shoot", kGenerateJobKind, kIdPhotoJobKind},
+                    s.options.lease_ms);
   // The style cards' examples only when no person's work is waiting.
   if (!job) job = s.jobs->lease(s.options.worker_id, {kStyleSamplesJobKind}, s.options.lease_ms);
   if (!job) return false;

@@ -171,6 +171,8 @@ void check_recipe(const nlohmann::json& recipe) {
       {"face_detail", &nlohmann::json::is_object, "an object", false},
       {"fusion", &nlohmann::json::is_object, "an object", false},
       {"ip_adapter", &nlohmann::json::is_object, "an object", false},
+      // An ID-photo shoot's document ({"spec", "background"}; the worker adds the verdict).
+      {"id_photo", &nlohmann::json::is_object, "an object", false},
   };
   for (const auto& [key, value] : recipe.items()) {
     const bool known = std::any_of(std::begin(fields), std::end(fields),

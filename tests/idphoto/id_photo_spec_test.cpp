@@ -34,12 +34,13 @@ TEST(IdPhotoSpec, TheBuiltInFileHasEveryDocumentTheIssueNames) {
   EXPECT_DOUBLE_EQ(card.height_mm, 32);
   EXPECT_DOUBLE_EQ(card.dpi, 350);
   EXPECT_EQ(card.backgrounds.front().name, "white");
+  EXPECT_EQ(card.name_zh, "居民身份证");  // the studio names documents in both languages
   const IdPhotoSpec& us = find_id_photo_spec(specs, "us-passport");
   EXPECT_EQ(us.width_px, 600);
   EXPECT_NEAR(us.head_height_mm.min, 25.4, 0.05);  // 1 inch
   EXPECT_NEAR(us.eye_line_mm.min, 28.6, 0.05);     // 1 1/8 inch
   EXPECT_EQ(find_id_photo_spec(specs, "one-inch").width_px, 295);
-  EXPECT_EQ(find_id_photo_spec(specs, "two-inch").height_px, 579);
+  EXPECT_EQ(find_id_photo_spec(specs, "two-inch").height_px, 626);
   // Every spec prints at its size and states where its numbers come from.
   for (const auto& spec : specs) {
     EXPECT_NEAR(spec.width_mm / 25.4 * spec.dpi, spec.width_px, 1.0) << spec.id;

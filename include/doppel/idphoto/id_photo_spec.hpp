@@ -27,6 +27,7 @@ struct IdPhotoColour {
 struct IdPhotoSpec {
   std::string id;  // kebab case: cn-id-card, us-passport, ...
   std::string name, authority, source, derived;
+  std::string name_zh;  // the name a Chinese reader knows the document by ("" = none given)
   double width_mm = 0, height_mm = 0;
   int width_px = 0, height_px = 0;
   double dpi = 0;
