@@ -226,6 +226,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
   let samples: TrainingSample[] = [];
   let samplesVersion: string | null = null;
   let samplesLoading = false;
+  let samplesAgain = false;
   let samplesDrawn = "";
 
   function estimateLine(): HTMLElement | null {
@@ -346,20 +347,32 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
   }
 
   // The samples are extras: a failed load leaves the card as it was, and the next event retries.
+  // A request while one is on its way asks again after it (the last sample must not be missed).
   async function loadSamples(): Promise<void> {
     const version = sampleVersion();
-    if (!version || (version.settings?.sample_every ?? 0) <= 0 || samplesLoading) return;
-    samplesLoading = true;
-    try {
-      const answer = await api<TrainingSamples>("GET", `/api/loras/${version.id}/samples`);
-      samples = answer.samples;
-      samplesVersion = version.id;
-    } catch {
+    if (!version || (version.settings?.sample_every ?? 0) <= 0) return;
+    if (samplesLoading) {
+      samplesAgain = true;
       return;
+    }
+    samplesLoading = true;
+    let answer: TrainingSamples | null = null;
+    try {
+      answer = await api<TrainingSamples>("GET", `/api/loras/${version.id}/samples`);
+    } catch {
+      answer = null;
     } finally {
       samplesLoading = false;
     }
-    draw();
+    if (answer) {
+      samples = answer.samples;
+      samplesVersion = version.id;
+      draw();
+    }
+    if (samplesAgain) {
+      samplesAgain = false;
+      void loadSamples();
+    }
   }
 
   // Training settings for those who want them (A1111 / kohya users); empty: the server's
