@@ -505,8 +505,14 @@ std::vector<GeneratedImage> GenerationSession::generate(const SessionRequest& in
   std::vector<GeneratedImage> images = loaded.pipeline->generate(request, progress);
   if (in.face_fusion || in.face_detail) {
     loaded.pipeline->set_live_preview({});  // previews show the main generation only
-    for (GeneratedImage& image : images)
-      image = s.finish_faces(loaded, request, in, std::move(image), progress);
+    std::vector<GeneratedImage> finished;
+    for (GeneratedImage& image : images) {
+      try {
+        finished.push_back(s.finish_faces(loaded, request, in, std::move(image), progress));
+      } catch (const SkipCurrentImage&) {  // skipped while its faces were being finished
+      }
+    }
+    images = std::move(finished);
   }
   return images;
 }

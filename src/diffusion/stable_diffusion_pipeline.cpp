@@ -638,8 +638,12 @@ std::vector<GeneratedImage> StableDiffusionPipeline::generate(const GenerationRe
     }
     // With a variation seed every image keeps the seed and varies by its variation seed (A1111).
     const uint64_t seed = request.seed + (varied ? 0 : static_cast<uint64_t>(i));
-    images.push_back(generate_one(*image_request, seed, conditioning, second_pass,
-                                  inpaints.empty() ? nullptr : &inpaints[start], labelled));
+    try {
+      images.push_back(generate_one(*image_request, seed, conditioning, second_pass,
+                                    inpaints.empty() ? nullptr : &inpaints[start], labelled));
+    } catch (const SkipCurrentImage&) {
+      log_info("image " + std::to_string(i + 1) + "/" + std::to_string(total) + " skipped");
+    }
   }
   return images;
 }

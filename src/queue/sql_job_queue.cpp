@@ -16,6 +16,10 @@ using store::Database;
 using store::SqlDialect;
 using store::SqlResult;
 using store::SqlRow;
+
+// jobs.cancel_requested: 0 nothing asked, 1 cancel the job, 2 skip the item being made.
+constexpr int64_t kCancelRequested = 1;
+constexpr int64_t kSkipRequested = 2;
 using store::SqlValue;
 
 constexpr const char* kJobColumns =
@@ -38,7 +42,7 @@ Job read_job(const SqlRow& row) {
   job.lease_owner = row.optional_text(10);
   job.lease_token = row.optional_text(11);
   job.lease_expires_at = row.optional_integer(12);
-  job.cancel_requested = row.integer(13) != 0;
+  job.cancel_requested = row.integer(13) == kCancelRequested;
   job.progress = row.real(14);
   job.progress_message = row.text(15);
   job.result_json = row.optional_text(16);
@@ -126,7 +130,7 @@ class SqlJobQueue final : public JobQueue {
       std::string sql =
           "SELECT id FROM jobs WHERE ((status = 'queued' AND available_at <= ?) OR "
           "(status = 'running' AND lease_expires_at <= ? AND attempts < "
-          "max_attempts AND cancel_requested = 0))";
+          "max_attempts AND cancel_requested <> 1))";
       std::vector<SqlValue> parameters = {now, now};
       if (!kinds.empty()) {
         sql += " AND kind IN (";
@@ -145,7 +149,8 @@ class SqlJobQueue final : public JobQueue {
       int64_t claimed =
           db().execute(
                   "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ?, "
-                  "lease_token = ?, lease_expires_at = ?, updated_at = ? WHERE id = ? AND "
+                  "lease_token = ?, lease_expires_at = ?, updated_at = ?, cancel_requested = 0 "
+                  "WHERE id = ? AND "
                   "((status = 'queued' AND available_at <= ?) OR (status = 'running' AND "
                   "lease_expires_at <= ?))",
                   {worker_id, token, now + lease_ms, now, id, now, now})
@@ -161,8 +166,8 @@ class SqlJobQueue final : public JobQueue {
     LeaseState state = LeaseState::kLost;
     database_->transaction([&] {
       int64_t now = options_.clock();
-      state = check_in(job_id, lease_token, now);
-      if (state != LeaseState::kHeld) return;
+      state = check_in(job_id, lease_token, now, true);
+      if (state != LeaseState::kHeld && state != LeaseState::kSkipCurrent) return;
       db().execute(
           "UPDATE jobs SET lease_expires_at = ?, updated_at = ? WHERE id = ? AND "
           "lease_token = ?",
@@ -178,8 +183,8 @@ class SqlJobQueue final : public JobQueue {
     LeaseState state = LeaseState::kLost;
     database_->transaction([&] {
       int64_t now = options_.clock();
-      state = check_in(job_id, lease_token, now);
-      if (state != LeaseState::kHeld) return;
+      state = check_in(job_id, lease_token, now, true);
+      if (state != LeaseState::kHeld && state != LeaseState::kSkipCurrent) return;
       db().execute(
           "UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? WHERE id "
           "= ? AND lease_token = ?",
@@ -253,6 +258,14 @@ class SqlJobQueue final : public JobQueue {
       }
     });
     return cancelled;
+  }
+
+  bool skip_current(const std::string& account_id, const std::string& job_id) override {
+    return db().execute(
+                   "UPDATE jobs SET cancel_requested = 2, updated_at = ? WHERE id = ? AND "
+                   "account_id = ? AND status = 'running' AND cancel_requested = 0",
+                   {options_.clock(), job_id, account_id})
+               .affected_rows > 0;
   }
 
   bool retry(const std::string& account_id, const std::string& job_id) override {
@@ -362,7 +375,8 @@ class SqlJobQueue final : public JobQueue {
 
   // Reads the job's lease inside the caller's transaction. A cancel request is honoured
   // here: the job becomes "cancelled" and its lease is released.
-  LeaseState check_in(const std::string& job_id, const std::string& lease_token, int64_t now) {
+  LeaseState check_in(const std::string& job_id, const std::string& lease_token, int64_t now,
+                      bool report_skip = false) {
     SqlResult result = db().execute(
         std::string("SELECT status, lease_token, cancel_requested FROM jobs WHERE id = ?") +
             lock_clause_no_skip(),
@@ -370,7 +384,11 @@ class SqlJobQueue final : public JobQueue {
     if (result.rows.empty()) return LeaseState::kLost;
     const SqlRow& row = result.rows[0];
     if (row.text(0) != "running" || row.optional_text(1) != lease_token) return LeaseState::kLost;
-    if (row.integer(2) != 0) {
+    if (row.integer(2) == kSkipRequested) {  // told once; a finishing job has nothing to skip
+      db().execute("UPDATE jobs SET cancel_requested = 0 WHERE id = ?", {job_id});
+      return report_skip ? LeaseState::kSkipCurrent : LeaseState::kHeld;
+    }
+    if (row.integer(2) == kCancelRequested) {
       db().execute(
           "UPDATE jobs SET status = 'cancelled', lease_token = NULL, lease_expires_at = "
           "NULL, updated_at = ?, finished_at = ? WHERE id = ?",
@@ -384,6 +402,7 @@ class SqlJobQueue final : public JobQueue {
   static void throw_unless_held(LeaseState state, const std::string& job_id) {
     switch (state) {
       case LeaseState::kHeld:
+      case LeaseState::kSkipCurrent:
         return;
       case LeaseState::kCancelled:
         throw Error(ErrorCode::kCancelled,

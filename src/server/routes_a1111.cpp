@@ -145,6 +145,15 @@ void interrupt(Context& context, const store::Account& account, const httplib::R
   send_json(response, 200, json::object());
 }
 
+// A1111's skip ends the image being made and goes on with the next of the request (A1111 ends
+// the current batch; doppel makes a request's images one at a time).
+void skip(Context& context, const store::Account& account, const httplib::Request&,
+          httplib::Response& response) {
+  for (const store::Job& job : generate_jobs(context, account.id, store::JobStatus::kRunning))
+    context.jobs.skip_current(account.id, job.id);
+  send_json(response, 200, json::object());
+}
+
 json options_json(Context& context, const std::string& account_id) {
   const AccountOptions options = options_of(context, account_id);
   return {{"sd_model_checkpoint", model_title(account_model(context, account_id))},
@@ -343,7 +352,7 @@ void register_a1111_routes(const std::shared_ptr<Context>& context) {
       });
   add("GET", "/sdapi/v1/progress", "A1111: progress of the account's generation", progress);
   add("POST", "/sdapi/v1/interrupt", "A1111: stop the account's running generation", interrupt);
-  add("POST", "/sdapi/v1/skip", "A1111: stop the account's running generation", interrupt);
+  add("POST", "/sdapi/v1/skip", "A1111: drop the image being made, go on with the next", skip);
   add("GET", "/sdapi/v1/options", "A1111: the account's options",
       [](Context& c, const store::Account& a, const httplib::Request&, httplib::Response& r) {
         send_json(r, 200, options_json(c, a.id));

@@ -253,7 +253,8 @@ GenerateProgressMessage split_generate_progress(const std::string& message) {
 }
 
 json run_generate_job(const GeneratePayload& payload, GenerationSession& session,
-                      store::BlobStore& transient, const GenerateProgress& progress) {
+                      store::BlobStore& transient, const GenerateProgress& progress,
+                      const std::function<bool()>& skip_requested) {
   SessionRequest request = session_request_from_payload(payload, transient);
   // The latest live preview, named in every progress report after it (see kPreviewMarker).
   std::string preview;
@@ -280,14 +281,20 @@ json run_generate_job(const GeneratePayload& payload, GenerationSession& session
     if (!previous.empty() && previous != preview) transient.remove(previous);
     report(true);
   };
+  bool skipped = false;
   const auto images = session.generate(request, [&](const ProgressEvent& event) {
+    if (skip_requested && skip_requested()) {
+      skipped = true;
+      throw SkipCurrentImage();
+    }
     const double done =
         event.total > 0 ? static_cast<double>(event.step) / static_cast<double>(event.total) : 0.0;
     fraction = std::min(0.95 * done, 0.95);
     text = event.stage + " " + std::to_string(event.step) + "/" + std::to_string(event.total);
     return report(false);
   });
-  if (images.empty()) throw Error(ErrorCode::kInternal, "the pipeline returned no image");
+  if (images.empty() && !skipped)
+    throw Error(ErrorCode::kInternal, "the pipeline returned no image");
   if (!progress(0.97, "saving", true))
     throw Error(ErrorCode::kCancelled, "the job was cancelled or taken over");
   json result = {{"images", json::array()},

@@ -66,6 +66,8 @@ class LeaseKeeper {
     thread_.join();
   }
   bool held() const { return state_ == queue::LeaseState::kHeld; }
+  // True once after the owner asked to skip the item being made (A1111's skip).
+  bool take_skip() { return skip_.exchange(false); }
   // Progress for the API; false asks the running work to stop (lease lost or cancelled).
   // Throttled to a few writes a second unless `force`d (stage changes).
   bool report(double fraction, const std::string& message, bool force = false) {
@@ -73,7 +75,7 @@ class LeaseKeeper {
     if (force || now - last_report_ >= std::chrono::milliseconds(250)) {
       last_report_ = now;
       try {
-        state_ = jobs_.progress(job_id_, token_, fraction, message);
+        record(jobs_.progress(job_id_, token_, fraction, message));
       } catch (const Error& error) {
         log_warning("job " + job_id_ + ": progress not recorded: " + error.what());
       }
@@ -88,11 +90,19 @@ class LeaseKeeper {
       wake_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(lease_ms_ / 3, 50)));
       if (finished_) break;
       try {
-        state_ = jobs_.heartbeat(job_id_, token_, lease_ms_);
+        record(jobs_.heartbeat(job_id_, token_, lease_ms_));
       } catch (const Error& error) {
         log_warning("job " + job_id_ + ": heartbeat failed: " + error.what());
       }
     }
+  }
+
+  void record(queue::LeaseState state) {
+    if (state == queue::LeaseState::kSkipCurrent) {
+      skip_ = true;
+      state = queue::LeaseState::kHeld;
+    }
+    state_ = state;
   }
 
   queue::JobQueue& jobs_;
@@ -100,6 +110,7 @@ class LeaseKeeper {
   std::string token_;
   int64_t lease_ms_;
   std::atomic<queue::LeaseState> state_{queue::LeaseState::kHeld};
+  std::atomic<bool> skip_{false};
   std::chrono::steady_clock::time_point last_report_{};
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -500,10 +511,12 @@ void Worker::State::run_job(const store::Job& job) {
           session_for(payload.model_path,
                       payload.vae_path ? std::optional<std::filesystem::path>(*payload.vae_path)
                                        : std::nullopt);
-      result = run_generate_job(payload, generator, transient,
-                                [&](double fraction, const std::string& message, bool force) {
-                                  return lease.report(fraction, message, force);
-                                });
+      result = run_generate_job(
+          payload, generator, transient,
+          [&](double fraction, const std::string& message, bool force) {
+            return lease.report(fraction, message, force);
+          },
+          [&] { return lease.take_skip(); });
     } else {
       throw Error(ErrorCode::kUnsupported, "unknown job kind '" + job.kind + "'");
     }

@@ -225,6 +225,36 @@ TEST_P(JobQueueTest, AWorkerThatDiesOnTheLastAttemptDeadLettersTheJob) {
   EXPECT_NE(dead.error->find("lease expired"), std::string::npos);
 }
 
+// A1111's skip: the running worker hears it once, keeps its lease, and the job goes on.
+TEST_P(JobQueueTest, SkipIsToldToTheRunningWorkerOnceAndTheJobGoesOn) {
+  Job waiting = enqueue();
+  EXPECT_FALSE(queue_->skip_current(alice_, waiting.id));  // nothing is being made yet
+  Job leased = *queue_->lease("w", {}, 1000);
+  EXPECT_FALSE(queue_->skip_current(bob_, leased.id));
+  EXPECT_TRUE(queue_->skip_current(alice_, leased.id));
+  EXPECT_FALSE(queue_->get(alice_, leased.id)->cancel_requested);  // not a cancel
+  EXPECT_EQ(queue_->progress(leased.id, *leased.lease_token, 0.5, "image 1/3"),
+            LeaseState::kSkipCurrent);
+  EXPECT_EQ(queue_->heartbeat(leased.id, *leased.lease_token, 1000), LeaseState::kHeld);
+  EXPECT_EQ(queue_->get(alice_, leased.id)->status, JobStatus::kRunning);
+
+  // A skip that arrives as the job finishes changes nothing.
+  EXPECT_TRUE(queue_->skip_current(alice_, leased.id));
+  queue_->complete(leased.id, *leased.lease_token, "{}");
+  EXPECT_EQ(queue_->get(alice_, leased.id)->status, JobStatus::kSucceeded);
+  EXPECT_FALSE(queue_->skip_current(alice_, leased.id));
+
+  // A skip left by a worker that vanished is not told to the next one.
+  Job second = enqueue();
+  Job first_lease = *queue_->lease("w1", {}, 1000);
+  EXPECT_TRUE(queue_->skip_current(alice_, second.id));
+  now_ += 5000;
+  Job taken = *queue_->lease("w2", {}, 1000);
+  EXPECT_EQ(taken.id, second.id);
+  EXPECT_EQ(queue_->heartbeat(taken.id, *taken.lease_token, 1000), LeaseState::kHeld);
+  (void)first_lease;
+}
+
 TEST_P(JobQueueTest, CancelStopsQueuedJobsAndTellsRunningWorkers) {
   Job waiting = enqueue();
   EXPECT_FALSE(queue_->cancel(bob_, waiting.id));

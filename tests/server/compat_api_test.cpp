@@ -630,6 +630,33 @@ TEST(CompatApi, ProgressShowsTheLivePreviewWhileAJobRuns) {
   EXPECT_TRUE(idle.body["current_image"].is_null());
 }
 
+// A1111's skip drops the image being made; the request answers with the others.
+TEST(CompatApi, SkipDropsTheImageBeingMadeAndTheRequestGoesOn) {
+  CompatServer compat;
+  compat.start_worker();
+  json body = txt2img_body();
+  body["batch_size"] = 3;
+  body["steps"] = 150;  // slow enough to be seen running
+  body["sampler_name"] = "Euler";
+  auto waiting = std::async(std::launch::async, [&] {
+    ApiClient client(compat.server, compat.account.headers());
+    return client.post("/sdapi/v1/txt2img", body);
+  });
+  json seen;
+  for (int tries = 0; tries < 1000; ++tries) {
+    seen = compat.account.get("/sdapi/v1/progress").body;
+    if (seen["state"]["sampling_step"].get<int>() > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GT(seen["state"]["sampling_step"].get<int>(), 0) << seen.dump();
+  EXPECT_EQ(compat.account.post("/sdapi/v1/skip").status, 200);
+  const Answer answer = waiting.get();
+  ASSERT_EQ(answer.status, 200) << answer.raw;
+  EXPECT_EQ(answer.body["images"].size(), 2u);
+  const json info = json::parse(answer.body["info"].get<std::string>());
+  EXPECT_EQ(info["all_seeds"].size(), 2u);
+}
+
 Image decoded_image(const Answer& answer, size_t index) {
   return decode_image(base64_decode(answer.body["images"][index].get<std::string>()).value());
 }

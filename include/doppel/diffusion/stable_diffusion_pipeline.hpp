@@ -11,6 +11,7 @@
 
 #include "doppel/checkpoint/stable_diffusion.hpp"
 #include "doppel/checkpoint/textual_inversion.hpp"
+#include "doppel/core/error.hpp"
 #include "doppel/core/generation_parameters.hpp"
 #include "doppel/core/image.hpp"
 #include "doppel/core/progress.hpp"
@@ -137,6 +138,13 @@ struct LivePreview {
   TinyAutoencoderDecoder decoder{nullptr};  // empty: the cheap approximation
   int64_t every_steps = 10;
   std::function<void(const Image& preview, int64_t call, int64_t calls)> show;
+};
+
+// Thrown from a progress callback to drop the image being made and go on with the request's
+// next one (A1111's "skip"); the request then returns the images it finished.
+class SkipCurrentImage : public Error {
+ public:
+  SkipCurrentImage() : Error(ErrorCode::kCancelled, "the image being made was skipped") {}
 };
 
 struct GeneratedImage {

@@ -29,9 +29,10 @@ struct QueueOptions {
 
 // What a lease holder learns when it checks in.
 enum class LeaseState {
-  kHeld,       // carry on
-  kLost,       // the lease expired and another worker took the job, or it already finished
-  kCancelled,  // the owner cancelled the job; it is now "cancelled", stop and drop the work
+  kHeld,         // carry on
+  kLost,         // the lease expired and another worker took the job, or it already finished
+  kCancelled,    // the owner cancelled the job; it is now "cancelled", stop and drop the work
+  kSkipCurrent,  // held, and the owner asked to drop the item being made and go on (A1111 skip)
 };
 
 struct NewJob {
@@ -84,6 +85,11 @@ class JobQueue {
   // its worker's next heartbeat or progress call returns kCancelled. False when the job is
   // not the account's or has already finished.
   virtual bool cancel(const std::string& account_id, const std::string& job_id) = 0;
+
+  // Asks the worker of one of the account's running jobs to drop the item it is making and go
+  // on with the next (A1111's skip): its next heartbeat or progress call returns kSkipCurrent,
+  // once. False when the job is not the account's or is not running.
+  virtual bool skip_current(const std::string& account_id, const std::string& job_id) = 0;
 
   // Puts a dead or cancelled job of the account back in the queue with fresh attempts.
   virtual bool retry(const std::string& account_id, const std::string& job_id) = 0;

@@ -103,8 +103,10 @@ GenerateProgressMessage split_generate_progress(const std::string& message);
 
 // Runs the job on `session`: every image as a PNG with its A1111 "parameters" in the
 // transient store. Result: {"images": [sha256...], "seeds": [...], "infotexts": [...],
-// "model": name, "model_hash": hash}.
+// "model": name, "model_hash": hash}. When `skip_requested` (polled at every progress step)
+// says so, the image being made is dropped and the next one begins (A1111's skip).
 nlohmann::json run_generate_job(const GeneratePayload& payload, GenerationSession& session,
-                                store::BlobStore& transient, const GenerateProgress& progress);
+                                store::BlobStore& transient, const GenerateProgress& progress,
+                                const std::function<bool()>& skip_requested = {});
 
 }  // namespace doppel::services
