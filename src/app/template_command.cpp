@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "app/command_registry.hpp"
 #include "doppel/core/error.hpp"
@@ -14,6 +15,7 @@
 #include "doppel/face/face_aligner.hpp"
 #include "doppel/face/face_finder.hpp"
 #include "doppel/face/face_pose_map.hpp"
+#include "doppel/services/template_shot_job.hpp"
 #include "doppel/studio/template_picture.hpp"
 #include "doppel/studio/template_portrait.hpp"
 
@@ -30,7 +32,8 @@ struct TemplateOptions {
   int64_t seed = -1;
   std::vector<std::string> subjects;        // words per subject ("ohwx woman")
   std::vector<std::string> subject_loras;   // PATH[:WEIGHT] per subject, "none" for none
-  std::vector<std::string> subject_photos;  // per subject, with --ip-adapter
+  std::vector<std::string> subject_photos;  // per subject, with --ip-adapter and/or fusion
+  double fusion = -1;                       // 0-1 replaces the template's `fusion`
   std::string ip_adapter;
   std::string image_encoder;
   double ip_scale = 0.7;
@@ -65,7 +68,8 @@ LoraSelection parse_subject_lora(const std::string& spec) {
   return lora;
 }
 
-std::vector<TemplateSubject> subjects_of(const TemplateOptions& options) {
+// `fusing`: the template fuses each subject's photo into their face (its `fusion`).
+std::vector<TemplateSubject> subjects_of(const TemplateOptions& options, bool fusing) {
   if (options.subjects.empty())
     throw Error(ErrorCode::kInvalidArgument,
                 "give one --subject per face to replace, e.g. --subject \"ohwx woman\" (the "
@@ -74,16 +78,34 @@ std::vector<TemplateSubject> subjects_of(const TemplateOptions& options) {
       options.subject_photos.size() > options.subjects.size())
     throw Error(ErrorCode::kInvalidArgument,
                 "--subject-lora and --subject-photo go with a --subject each, in the same order");
-  if (!options.subject_photos.empty() && options.ip_adapter.empty())
+  if (!options.subject_photos.empty() && options.ip_adapter.empty() && !fusing)
     throw Error(ErrorCode::kInvalidArgument,
-                "--subject-photo needs --ip-adapter (e.g. ip-adapter-plus-face_sd15.safetensors)");
+                "--subject-photo needs --ip-adapter (e.g. ip-adapter-plus-face_sd15.safetensors) "
+                "or --fusion");
+  if (fusing && options.subject_photos.size() != options.subjects.size())
+    throw Error(ErrorCode::kInvalidArgument,
+                "the template fuses each subject's photo into their face (fusion): give a "
+                "--subject-photo for every --subject");
+  std::optional<FaceDetector> detector;
+  if (fusing) detector.emplace(default_landmark_model_path());
   std::vector<TemplateSubject> subjects;
   for (size_t i = 0; i < options.subjects.size(); ++i) {
     TemplateSubject subject;
     subject.phrase = options.subjects[i];
     if (i < options.subject_loras.size() && options.subject_loras[i] != "none")
       subject.loras.push_back(parse_subject_lora(options.subject_loras[i]));
-    if (i < options.subject_photos.size() && options.subject_photos[i] != "none") {
+    if (fusing) {
+      const Image photo = read_image(options.subject_photos[i]);
+      if (const auto identity = services::fusion_identity({photo}, *detector)) {
+        subject.fusion = *identity;
+      } else {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "--subject-photo " + options.subject_photos[i] +
+                        ": no face found; fusion needs a photo where the face is clearly visible");
+      }
+    }
+    if (!options.ip_adapter.empty() && i < options.subject_photos.size() &&
+        options.subject_photos[i] != "none") {
       ImagePromptSelection adapter;
       adapter.adapter = options.ip_adapter;
       adapter.encoder = options.image_encoder;
@@ -176,7 +198,8 @@ int run_render(const TemplateOptions& options) {
   request.settings = loaded.settings;
   request.picture = loaded.picture.image;
   request.picture_sha256 = loaded.picture.sha256;
-  request.subjects = subjects_of(options);
+  if (options.fusion >= 0) request.settings.fusion = options.fusion;
+  request.subjects = subjects_of(options, request.settings.fusion.has_value());
   request.assignment = options.assign;
   request.seed = options.seed < 0 ? random_seed() : static_cast<uint64_t>(options.seed);
   request.controlnet_dir = options.controlnet_dir;
@@ -224,6 +247,11 @@ CommandRegistration template_command{
                          "IP-Adapter for --subject-photo (a face variant reads the face crop)");
       render->add_option("--image-encoder", options->image_encoder, "CLIP image encoder");
       render->add_option("--ip-scale", options->ip_scale, "IP-Adapter weight (default 0.7)");
+      render
+          ->add_option("--fusion", options->fusion,
+                       "Fuse each --subject-photo into its face at this strength (0-1), then a "
+                       "light face-detail pass; default: the template's 'fusion'")
+          ->check(CLI::Range(0.0, 1.0));
       render
           ->add_option("--assign", options->assign,
                        "The face each subject goes into, e.g. --assign 1,0")

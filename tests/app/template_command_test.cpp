@@ -83,6 +83,25 @@ TEST(TemplateCommand, RenderPutsTwoSubjectsIntoTheTemplate) {
   EXPECT_EQ(read.get("Template faces"), "2");
   EXPECT_EQ(read.get("Seed"), "7");
 
+  // --fusion takes each subject's photo into their face; a photo is needed for each.
+  const fs::path fused = folder / "fused.png";
+  const std::string photo = (test::faces_dir() / "angelina_jolie__deepface_img1.jpg").string();
+  const CommandRun fusion = run_template(
+      "render " + (folder / "couple.yaml").string() +
+      " --tiny-demo --subject 'ohwx woman' --subject 'sks man' --subject-photo " + photo +
+      " --subject-photo " + photo + " --fusion 0.7 --seed 7 --out " + fused.string());
+  ASSERT_EQ(fusion.status, 0) << fusion.errors;
+  std::string fused_parameters;
+  for (const auto& [key, value] : read_png_text(read_file(fused)))
+    if (key == "parameters") fused_parameters = value;
+  EXPECT_EQ(GenerationParameters::parse(fused_parameters).get("Face fusion strength"), "0.7");
+  const CommandRun no_photo =
+      run_template("render " + (folder / "couple.yaml").string() +
+                   " --tiny-demo --subject 'ohwx woman' --subject 'sks man' --fusion 0.5");
+  EXPECT_EQ(no_photo.status, 1);
+  EXPECT_NE(no_photo.errors.find("--subject-photo for every --subject"), std::string::npos)
+      << no_photo.errors;
+
   const CommandRun one = run_template("render " + (folder / "couple.yaml").string() +
                                       " --tiny-demo --subject 'ohwx woman' --out " + out.string());
   EXPECT_EQ(one.status, 1);
