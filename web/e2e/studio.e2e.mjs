@@ -106,6 +106,15 @@ function pngText(bytes) {
   return texts;
 }
 
+// A PNG's pixel size (IHDR) and print density (pHYs, in dots per inch; null when absent).
+function pngSizeAndDpi(bytes) {
+  const width = bytes.readUInt32BE(16);
+  const height = bytes.readUInt32BE(20);
+  const at = bytes.indexOf(Buffer.from("pHYs", "latin1"));
+  const dpi = at < 0 || bytes[at + 12] !== 1 ? null : bytes.readUInt32BE(at + 4) * 0.0254;
+  return { width, height, dpi };
+}
+
 // File names in a zip's central directory.
 function zipEntries(bytes) {
   const end = bytes.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
@@ -598,6 +607,97 @@ try {
   await page.getByText(/Cancelled: \d of 8 portraits made/).waitFor({ timeout: 60000 });
   await shot(page, "09b-shoot-cancelled");
 
+  step("ID photo: the document by the name people know it by, made from a good photo");
+  await page.goto(subjectUrl);
+  await page.getByRole("heading", { name: "Angelina" }).waitFor();
+  await page.locator(".heading-slot").getByRole("link", { name: "ID photo" }).click();
+  await page.getByRole("heading", { name: "ID photo", exact: true }).waitFor();
+  const documentField = page.getByLabel("Which document is it for?");
+  const documents = await documentField.locator("option").allInnerTexts();
+  for (const name of [
+    "China resident ID card · 26×32 mm",
+    "US passport · 2×2 in",
+    "Schengen visa · 35×45 mm",
+  ])
+    assert.ok(documents.includes(name), `"${name}" among ${documents}`);
+  const colours = () => page.getByLabel("Background colour").locator("option").allInnerTexts();
+  assert.deepEqual(await colours(), ["White"]);
+  await documentField.selectOption("one-inch");
+  assert.deepEqual(await colours(), ["White", "Blue", "Red"]);
+  await page.getByLabel("Background colour").selectOption("blue");
+  assert.match(
+    await page.locator(".id-photo-screen .card").first().innerText(),
+    /Printed 25×35 mm; the file is 295×413 pixels at 300 dpi\./,
+  );
+  assert.equal(await page.locator(".id-source-photo").count(), 6, "every good photo offered");
+  await page.getByText("None yet. Pick a photo above.").waitFor();
+  await shot(page, "20a-id-photo-choose");
+  await page.locator(".id-source-photo").first().click();
+  const idResult = page.locator(".id-result").first();
+  await idResult.waitFor({ timeout: 60000 });
+  await idResult.getByText("Passes every rule of the One-inch photo (一寸).").waitFor();
+  const idChecks = idResult.locator(".id-check");
+  assert.ok((await idChecks.count()) >= 10, "every rule listed");
+  assert.equal(await idResult.locator(".id-check.fail").count(), 0);
+  await idResult.locator("summary").click(); // the rules fold open on request
+  await idResult.getByText("Eyes open — OK").waitFor();
+  await shot(page, "20b-id-photo-passes");
+  const idDownload = page.waitForEvent("download");
+  await idResult.getByRole("link", { name: "Download ID photo" }).click();
+  const idFile = path.join(artifacts, "id-photo.png");
+  await (await idDownload).saveAs(idFile);
+  assert.deepEqual(pngSizeAndDpi(fs.readFileSync(idFile)).width, 295);
+  assert.deepEqual(pngSizeAndDpi(fs.readFileSync(idFile)).height, 413);
+  assert.ok(Math.abs(pngSizeAndDpi(fs.readFileSync(idFile)).dpi - 300) < 1, "300 dpi in the file");
+  const sheetDownload = page.waitForEvent("download");
+  await idResult.getByRole("link", { name: "Print sheet PDF" }).click();
+  const sheetFile = path.join(artifacts, "id-photo-sheet.pdf");
+  await (await sheetDownload).saveAs(sheetFile);
+  assert.equal(fs.readFileSync(sheetFile).subarray(0, 4).toString("latin1"), "%PDF");
+
+  step("ID photo: an uploaded photo that breaks a rule says which and why, and is not offered");
+  await documentField.selectOption("us-passport");
+  const idChooser = page.waitForEvent("filechooser");
+  await page.getByText("Upload a photo").click();
+  await (await idChooser).setFiles(photo("angelina_jolie__deepface_img1.jpg"));
+  await page.locator(".id-result").nth(1).waitFor({ timeout: 60000 });
+  const failing = page.locator(".id-result").first();
+  await failing.getByText(/^Does not pass: 1 rule not met\.$/).waitFor();
+  assert.equal(await documentField.inputValue(), "us-passport", "the chosen document stays chosen");
+  await failing.getByText("Even light on the face — not met").waitFor();
+  await failing.getByText("Light the face evenly from the front, no shadow on one side.").waitFor();
+  assert.equal(await failing.getByRole("link", { name: "Download ID photo" }).count(), 0);
+  await failing
+    .getByText("Only photos that pass every rule can be downloaded.", { exact: false })
+    .waitFor();
+  await expectNoOverflow(page, "ID photo screen");
+  await shot(page, "20c-id-photo-fails");
+
+  step("ID photo shoot: new frontal portraits, each judged in the gallery");
+  await page.getByRole("button", { name: "Take new ID portraits" }).click();
+  await page.getByRole("heading", { name: "Gallery of Angelina" }).waitFor();
+  await page.getByText("All 4 portraits done").waitFor({ timeout: 240000 });
+  const idCards = page.locator(".image-card").filter({ has: page.locator(".id-photo-badge") });
+  await idCards.nth(5).waitFor();
+  await shot(page, "20d-gallery-id-shoot");
+  // The tiny model draws no face: judged, said so, and offered only as a picture.
+  const unmade = idCards.filter({ hasText: "ID photo, white background" }).first();
+  await unmade.locator(".image-open").click();
+  await viewer.waitFor();
+  await viewer
+    .getByText("No ID photo could be made from this picture: no single face was found in it.")
+    .waitFor();
+  await viewer.getByText("One person — not met").waitFor();
+  assert.equal(await viewer.getByRole("link", { name: "Download ID photo" }).count(), 0);
+  await shot(page, "20e-gallery-id-checks");
+  await page.keyboard.press("Escape");
+  await viewer.waitFor({ state: "detached" });
+  const passing = idCards.filter({ has: page.locator(".id-photo-badge.pass") }).first();
+  await passing.locator(".image-open").click();
+  await viewer.getByRole("link", { name: "Download ID photo" }).waitFor();
+  await page.keyboard.press("Escape");
+  await viewer.waitFor({ state: "detached" });
+
   step("settings: models, storage, privacy");
   await page.getByRole("link", { name: "Settings" }).click();
   await page.locator(".model-list .model").first().waitFor();
@@ -653,6 +753,18 @@ try {
     .getByText(/^放大自一张.+写真$/)
     .waitFor();
   await shot(page, "12b-gallery-zh");
+  await page.goto(`${base}/subjects/${subjectId}/id-photo`);
+  await page.getByRole("heading", { name: "证件照", exact: true }).waitFor();
+  await page.locator(".id-result").first().waitFor();
+  await page.getByText("不合格：有 1 项要求未达到。").first().waitFor();
+  await page.getByText("符合一寸照的全部要求。").waitFor();
+  assert.ok(
+    (await page.getByLabel("用于哪种证件？").locator("option").allInnerTexts()).includes(
+      "居民身份证 · 26×32 毫米",
+    ),
+  );
+  assert.doesNotMatch(await page.locator("main").innerText(), asciiPunctuationInChinese);
+  await shot(page, "12c-id-photo-zh");
   await page.getByRole("button", { name: /Switch to English/ }).click();
   await page.getByRole("link", { name: "Download all (zip)" }).first().waitFor();
 
@@ -746,6 +858,10 @@ try {
     await phonePage.locator("dialog.paint-dialog canvas").waitFor();
     await expectNoOverflow(phonePage, `phone paint (${suffix})`);
     await shot(phonePage, `16c-phone-paint-${suffix}`);
+    await phonePage.goto(`${base}/subjects/${subjectId}/id-photo`);
+    await phonePage.locator(".id-result").first().waitFor();
+    await expectNoOverflow(phonePage, `phone ID photo (${suffix})`);
+    await shot(phonePage, `16d-phone-id-photo-${suffix}`);
     await phonePage.goto(`${base}/`);
     await phonePage.locator(".subject-card").first().waitFor();
     await expectNoOverflow(phonePage, `phone people (${suffix})`);

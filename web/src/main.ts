@@ -7,6 +7,7 @@ import { h, replaceChildren } from "./dom";
 import { language, switchLanguage, t } from "./i18n";
 import { renderSetup, renderSignIn } from "./screens/auth";
 import { renderGallery } from "./screens/gallery";
+import { renderIdPhoto } from "./screens/id_photo";
 import { renderSettings } from "./screens/settings";
 import { renderShoot } from "./screens/shoot";
 import { renderSubject } from "./screens/subject";
@@ -30,6 +31,7 @@ const routes: Route[] = [
   { pattern: /^\/subjects\/([^/]+)$/, screen: renderSubject },
   { pattern: /^\/subjects\/([^/]+)\/shoot$/, screen: renderShoot },
   { pattern: /^\/subjects\/([^/]+)\/gallery$/, screen: renderGallery },
+  { pattern: /^\/subjects\/([^/]+)\/id-photo$/, screen: renderIdPhoto },
   { pattern: /^\/settings$/, screen: renderSettings },
 ];
 

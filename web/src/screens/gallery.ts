@@ -7,6 +7,7 @@ import { h, replaceChildren } from "../dom";
 import { formatDate, likenessLabelText, localized, t } from "../i18n";
 import { icon, IconName } from "../icons";
 import type { Cleanup } from "../main";
+import { idPhotoPanel, idPhotoRecord, loadIdPhotoSpecs } from "./id_photo";
 import {
   confirmDialog,
   errorBox,
@@ -28,6 +29,8 @@ interface GalleryState {
 
 function styleName(state: GalleryState, id: string | undefined): string {
   const style = id ? state.styles.get(id) : undefined;
+  // An ID photo made from a photo: its shoot is named "id-photo:<document>".
+  if (!style && id?.startsWith("id-photo:")) return t("navIdPhoto");
   return style ? localized(style.name, style.name_zh) : (id ?? "");
 }
 
@@ -60,6 +63,17 @@ function likenessBadge(image: Image): HTMLElement {
           label: likenessLabelText(image.likeness_label),
         })
       : likenessLabelText(image.likeness_label),
+  );
+}
+
+// "ID photo ✓" on the card of an ID photo that passes its document's rules, "✗" otherwise.
+function idPhotoBadge(image: Image): HTMLElement | null {
+  const record = idPhotoRecord(image);
+  if (!record) return null;
+  return h(
+    "span",
+    { class: `id-photo-badge ${record.compliant ? "pass" : "fail"}` },
+    `${t("navIdPhoto")} ${record.compliant ? "✓" : "✗"}`,
   );
 }
 
@@ -281,8 +295,10 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
       href: image.png_url,
       download: "",
     });
-    if (!labelled) {
-      replaceChildren(into, favourite, download, more, remove);
+    // An ID photo made from a photo (not generated) has no recipe to shoot again.
+    const generated = image.recipe.prompt !== undefined;
+    if (!labelled || !generated) {
+      replaceChildren(into, favourite, download, generated ? more : null, remove);
       return;
     }
     // New versions of this portrait, made through the queue like any shoot.
@@ -328,6 +344,12 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
   function openViewer(image: Image): void {
     if (!state) return;
     const buttons = h("div", { class: "viewer-actions" });
+    // An ID photo's checks and, when it passes, its downloads.
+    const idPhotoSlot = h("div", {}, idPhotoPanel(image));
+    if (idPhotoRecord(image))
+      void loadIdPhotoSpecs()
+        .then((specs) => replaceChildren(idPhotoSlot, idPhotoPanel(image, specs)))
+        .catch(() => {});
     const dialog = h(
       "dialog",
       { class: "viewer", "aria-label": styleName(state, image.recipe.style) },
@@ -346,6 +368,7 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
         "div",
         { class: "viewer-side" },
         likenessBadge(image),
+        idPhotoSlot,
         buttons,
         h("h2", {}, t("recipe")),
         recipeList(state, image),
@@ -391,6 +414,7 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
         "div",
         { class: "image-meta" },
         likenessBadge(image),
+        idPhotoBadge(image),
         h("span", { class: "muted" }, styleName(state!, image.recipe.style)),
       ),
       buttons,
@@ -540,7 +564,20 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
           href: `/subjects/${subjectId}`,
           label: t("backTo", { name: subject.name }),
         }),
-        h("a", { class: "button primary", href: `/subjects/${subjectId}/shoot` }, t("shootAction")),
+        h(
+          "div",
+          { class: "actions-row" },
+          h(
+            "a",
+            { class: "button primary", href: `/subjects/${subjectId}/shoot` },
+            t("shootAction"),
+          ),
+          h(
+            "a",
+            { class: "button secondary", href: `/subjects/${subjectId}/id-photo` },
+            t("navIdPhoto"),
+          ),
+        ),
       );
     }
     // Progress of the shoots still running (and the one just started).
@@ -558,7 +595,7 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
   // Job events arrive in bursts; one refresh per burst.
   let pending: number | undefined;
   const stop = onJob((job) => {
-    if (job.kind !== "shoot" || job.subject_id !== subjectId) return;
+    if ((job.kind !== "shoot" && job.kind !== "id_photo") || job.subject_id !== subjectId) return;
     if (pending !== undefined) return;
     pending = window.setTimeout(
       () => {

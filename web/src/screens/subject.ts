@@ -611,6 +611,12 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
         label: t("backTo", { name: t("navSubjects") }),
       }),
       h("span", { class: `badge status-${current}`, "data-stage": current }, statusText(current)),
+      // ID photos need no training: one good photo is enough.
+      h(
+        "a",
+        { class: "button secondary small id-photo-link", href: `/subjects/${subjectId}/id-photo` },
+        t("navIdPhoto"),
+      ),
     );
   }
 
