@@ -27,6 +27,7 @@
 #include "doppel/face/subject_profile.hpp"
 #include "doppel/idphoto/id_photo_spec.hpp"
 #include "doppel/queue/job_queue.hpp"
+#include "doppel/services/generation_job.hpp"
 #include "doppel/services/identity_adapter.hpp"
 #include "doppel/services/job_payloads.hpp"
 #include "doppel/services/model_registry.hpp"
@@ -232,7 +233,8 @@ inline json job_json(const store::Job& job) {
           {"status", store::job_status_name(job.status)},
           {"subject_id", job.subject_id ? json(*job.subject_id) : json(nullptr)},
           {"progress", job.progress},
-          {"progress_message", job.progress_message},
+          // A generate job's message also names its live preview: clients read the text.
+          {"progress_message", services::split_generate_progress(job.progress_message).text},
           {"attempts", job.attempts},
           {"max_attempts", job.max_attempts},
           {"cancel_requested", job.cancel_requested},

@@ -624,6 +624,10 @@ TEST(CompatApi, ProgressShowsTheLivePreviewWhileAJobRuns) {
   EXPECT_EQ(seen["textinfo"].get<std::string>().find("preview"), std::string::npos)
       << seen["textinfo"];
   EXPECT_GT(seen["state"]["sampling_step"].get<int>(), 0);
+  // Nor of what the studio's job list shows.
+  for (const json& job : compat.account.get("/api/jobs").body["jobs"])
+    EXPECT_EQ(job["progress_message"].get<std::string>().find("preview"), std::string::npos)
+        << job["progress_message"];
   const Answer answer = waiting.get();
   ASSERT_EQ(answer.status, 200) << answer.raw;
   const Answer idle = compat.account.get("/sdapi/v1/progress");
