@@ -92,7 +92,9 @@ void ApiServer::State::variations(Call& call) {
       shoot ? repository->get_subject(call.account_id(), shoot->subject_id) : std::nullopt;
   if (!subject) not_found("image");
   const json recipe = parse_stored_json(image->recipe_json);
-  const std::vector<Shot> shots = plan_variations(recipe, count, first);
+  const std::vector<Shot> shots = is_template_recipe(recipe)
+                                      ? plan_template_variations(recipe, count, first)
+                                      : plan_variations(recipe, count, first);
   const store::Shoot variation_shoot = create_shoot_with_jobs(
       call, *subject, shots, string_field(body, "idempotency_key", false, 100),
       model_path_of_recipe(recipe));

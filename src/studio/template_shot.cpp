@@ -94,6 +94,21 @@ std::vector<TemplateShot> plan_template_shots(const ShootRequest& request,
   return shots;
 }
 
+std::vector<Shot> plan_template_variations(const nlohmann::json& recipe, int count, int first) {
+  const TemplateShot original = template_shot_from_recipe(recipe);
+  json common = recipe;
+  common.erase("template");
+  std::vector<Shot> shots;
+  for (Shot& varied : plan_variations(common, count, first)) {
+    json with_template = varied.recipe;
+    with_template["template"] = recipe["template"];
+    Shot shot = template_shot_from_recipe(with_template).shot;
+    shot.index = varied.index;
+    shots.push_back(std::move(shot));
+  }
+  return shots;
+}
+
 bool is_template_recipe(const nlohmann::json& recipe) {
   return recipe.is_object() && recipe.contains("template");
 }

@@ -1,7 +1,7 @@
 // An account's own templates (upload with a face check, list, picture, delete; another account
 // sees none of them) and shoots that mix a template with a text style on the tiny model: the
 // worker paints the subject into the uploaded picture, the recipe names the picture's digest,
-// and "again with this seed" repaints the same pixels.
+// "again with this seed" repaints the same pixels and variations keep the picture.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -169,6 +169,24 @@ TEST(ApiTemplateShoots, ATemplateAndAStyleInOneShootAndAgainRepaintsTheTemplate)
               .raw)
           .rgb,
       made.rgb);
+
+  // More variations: other seeds on the same template picture.
+  const Answer varied = client.post(
+      "/api/images/" + templated["id"].get<std::string>() + "/variations", {{"count", 1}});
+  ASSERT_EQ(varied.status, 202) << varied.raw;
+  EXPECT_EQ(run_all_jobs(worker), 1);
+  const Answer variation =
+      client.get("/api/shoots/" + varied.body["id"].get<std::string>() + "/images");
+  ASSERT_EQ(variation.body["images"].size(), 1u) << client.get("/api/jobs").raw;
+  const json& variation_recipe = variation.body["images"][0]["recipe"];
+  EXPECT_EQ(variation_recipe["variation_of"], 6);
+  EXPECT_EQ(variation_recipe["template"]["sha256"], digest);
+  EXPECT_EQ(
+      decode_image(
+          client.get("/api/images/" + variation.body["images"][0]["id"].get<std::string>() + "/png")
+              .raw)
+          .width,
+      original.width);
 
   // A shoot of the template alone has no styles.
   const Answer only =

@@ -114,6 +114,21 @@ TEST(TemplateShot, ADrawnPictureMayBePlannedBeforeItIsDrawn) {
   EXPECT_EQ(test::code_of([&] { template_shot_from_recipe(recipe); }), ErrorCode::kInvalidArgument);
 }
 
+TEST(TemplateShot, VariationsKeepTheTemplateAndVaryTheSeed) {
+  const std::string digest(64, 'f');
+  const nlohmann::json recipe =
+      plan_template_shots(shoot_request(), {{beach_template(), digest}})[0].shot.recipe;
+  const std::vector<Shot> varied = plan_template_variations(recipe, 2, 3);
+  ASSERT_EQ(varied.size(), 2u);
+  EXPECT_EQ(varied[0].request.seed, variation_seed(40, 3));
+  EXPECT_EQ(varied[1].request.seed, variation_seed(40, 4));
+  EXPECT_EQ(varied[0].recipe["variation_of"], 40);
+  EXPECT_EQ(varied[0].recipe["template"], recipe["template"]);
+  EXPECT_EQ(template_shot_from_recipe(varied[1].recipe).picture_sha256, digest);
+  EXPECT_EQ(test::code_of([&] { plan_template_variations(recipe, 0); }),
+            ErrorCode::kInvalidArgument);
+}
+
 TEST(TemplateShot, RefusesBadRecipesAndTemplates) {
   const std::string digest(64, 'e');
   nlohmann::json recipe =

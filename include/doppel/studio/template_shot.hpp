@@ -35,6 +35,10 @@ std::vector<TemplateShot> plan_template_shots(const ShootRequest& request,
                                               const std::vector<ShootTemplate>& templates,
                                               int first_index = 0);
 
+// "More variations" of a template portrait: plan_variations' seeds on the same template picture
+// and settings (each shot's recipe keeps the recipe's "template").
+std::vector<Shot> plan_template_variations(const nlohmann::json& recipe, int count, int first = 1);
+
 // Whether a stored recipe is a template shot's.
 bool is_template_recipe(const nlohmann::json& recipe);
 // The shot a template recipe describes; kInvalidArgument naming a missing or mistyped field.
