@@ -121,7 +121,14 @@ ApiServer::State::ImageSource ApiServer::State::image_source(Call& call) {
   const auto subject =
       shoot ? repository->get_subject(call.account_id(), shoot->subject_id) : std::nullopt;
   if (!subject) not_found("image");
-  return {*image, *subject, parse_stored_json(image->recipe_json)};
+  json recipe = parse_stored_json(image->recipe_json);
+  // A template portrait's recipe is its face pass's (a crop's size), not the whole picture's.
+  if (is_template_recipe(recipe))
+    throw HttpError(409, "conflict",
+                    "this portrait was made from a template; upscaling, fixing the face and "
+                    "repainting an area do not take template portraits yet — use 'again' or "
+                    "'variations' instead");
+  return {*image, *subject, std::move(recipe)};
 }
 
 void ApiServer::State::upscale_image(Call& call) {

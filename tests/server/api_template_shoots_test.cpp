@@ -188,6 +188,12 @@ TEST(ApiTemplateShoots, ATemplateAndAStyleInOneShootAndAgainRepaintsTheTemplate)
           .width,
       original.width);
 
+  // The edits made for whole generated pictures say they do not take template portraits yet.
+  const Answer upscale =
+      client.post("/api/images/" + templated["id"].get<std::string>() + "/upscale", json::object());
+  EXPECT_EQ(upscale.status, 409) << upscale.raw;
+  EXPECT_NE(upscale.raw.find("made from a template"), std::string::npos) << upscale.raw;
+
   // A shoot of the template alone has no styles.
   const Answer only =
       client.post("/api/shoots",
