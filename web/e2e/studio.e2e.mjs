@@ -607,6 +607,52 @@ try {
   await page.getByText(/Cancelled: \d of 8 portraits made/).waitFor({ timeout: 60000 });
   await shot(page, "09b-shoot-cancelled");
 
+  step("templates: my own picture as a template, its faces and what is repainted, then shoot it");
+  await page.getByRole("link", { name: "Shoot portraits" }).click();
+  await page.getByRole("heading", { name: "Templates: your face in a finished picture" }).waitFor();
+  await page.getByText("Use my own picture as a template").click();
+  await page
+    .getByLabel("Picture (PNG, JPEG or WebP)")
+    .setInputFiles(photo("multi__dlib_2009_004587.jpg"));
+  await page.getByText("2 faces found, numbered from the left.").waitFor({ timeout: 60000 });
+  assert.equal(await page.locator(".template-face-box").count(), 2, "both faces outlined");
+  await page.locator(".template-preview img").evaluate((image) => image.decode());
+  await page.getByLabel("Which face becomes this person").selectOption("2");
+  await page.getByLabel("Name of the template").fill("Couple in the park");
+  await expectNoOverflow(page, "template check");
+  await shot(page, "30a-template-check");
+  await page.getByRole("button", { name: "Save as template" }).click();
+  await page.getByText("“Couple in the park” is saved and chosen for this shoot.").waitFor();
+  const chosenTemplate = page.locator('.template-card[aria-pressed="true"]');
+  assert.equal(await chosenTemplate.count(), 1, "the saved template is chosen");
+  assert.match(await chosenTemplate.innerText(), /Couple in the park/);
+  await page.locator('.style-card[data-style-id="anime"]').click(); // a style beside it
+  await page.getByLabel("Portraits per style or template").selectOption("1");
+  await shot(page, "30b-template-gallery");
+  await page.getByRole("button", { name: "Shoot 2 portraits" }).click();
+  await page.getByRole("heading", { name: "Gallery of Angelina" }).waitFor();
+  await page.getByText("All 2 portraits done").waitFor({ timeout: 240000 });
+  // The shoot is named by its style and its template, as a person named them.
+  assert.match(
+    await page.locator(".shoot-progress").first().innerText(),
+    /Anime, Template: Couple in the park/,
+  );
+  // The template portrait is the template's own picture (400x500) with face 2 repainted.
+  const templated = await page.evaluate(async () => {
+    const shoots = await (await fetch("/api/shoots")).json();
+    const newest = shoots.shoots.sort((a, b) => b.created_at - a.created_at)[0];
+    const images = await (await fetch(`/api/shoots/${newest.id}/images`)).json();
+    const image = images.images.find((each) => each.recipe.template);
+    const bitmap = await createImageBitmap(await (await fetch(image.png_url)).blob());
+    return {
+      width: bitmap.width,
+      height: bitmap.height,
+      faces: image.recipe.template.settings.faces,
+    };
+  });
+  assert.deepEqual(templated, { width: 400, height: 500, faces: [1] });
+  await shot(page, "30c-template-portrait");
+
   step("ID photo: the document by the name people know it by, made from a good photo");
   await page.goto(subjectUrl);
   await page.getByRole("heading", { name: "Angelina" }).waitFor();
@@ -849,6 +895,22 @@ try {
       await phonePage.getByText("追加到风格提示词").waitFor();
     }
     await shot(phonePage, `16b-phone-shoot-${suffix}`);
+    // Templates on a phone: the gallery, and a picture checked as a template.
+    await phonePage.locator(".template-upload summary").click();
+    await phonePage.locator("#template-file").setInputFiles(photo("multi__dlib_2009_004587.jpg"));
+    await phonePage.locator(".template-face-box").nth(1).waitFor({ timeout: 60000 });
+    await phonePage.locator(".template-preview img").evaluate((image) => image.decode());
+    await expectNoOverflow(phonePage, `phone template check (${suffix})`);
+    if (suffix === "zh") {
+      await phonePage.getByText("找到 2 张脸，从左往右编号。").waitFor();
+      assert.doesNotMatch(
+        await phonePage.locator(".templates").innerText(),
+        asciiPunctuationInChinese,
+      );
+    }
+    await phonePage.locator(".templates").screenshot({
+      path: path.join(artifacts, `30d-phone-templates-${suffix}.png`),
+    });
     // The brush on a phone.
     await phonePage.goto(`${base}/subjects/${subjectId}/gallery`);
     await phonePage.locator(".image-open").first().click();

@@ -8,6 +8,7 @@ import { formatDate, likenessLabelText, localized, t } from "../i18n";
 import { icon, IconName } from "../icons";
 import type { Cleanup } from "../main";
 import { idPhotoPanel, idPhotoRecord, loadIdPhotoSpecs } from "./id_photo";
+import { learnTemplateNames, templateStyleName } from "./templates";
 import {
   confirmDialog,
   errorBox,
@@ -31,6 +32,7 @@ function styleName(state: GalleryState, id: string | undefined): string {
   const style = id ? state.styles.get(id) : undefined;
   // An ID photo made from a photo: its shoot is named "id-photo:<document>".
   if (!style && id?.startsWith("id-photo:")) return t("navIdPhoto");
+  if (!style && id?.startsWith("template:")) return templateStyleName(id);
   return style ? localized(style.name, style.name_zh) : (id ?? "");
 }
 
@@ -540,6 +542,7 @@ export function renderGallery(main: HTMLElement, [subjectId]: string[]): Cleanup
   }
 
   async function refresh(): Promise<void> {
+    await learnTemplateNames(); // names the template shots
     const [subject, { images }, { shoots }, styleList] = await Promise.all([
       api<Subject>("GET", `/api/subjects/${subjectId}`),
       api<{ images: Image[] }>("GET", `/api/subjects/${subjectId}/images`),

@@ -18,6 +18,7 @@ import { formatDuration, locale, localized, t } from "../i18n";
 import { navigate } from "../main";
 import type { Cleanup } from "../main";
 import { errorBox, errorMessage, loadingBox, pageHeading, whileBusy } from "../ui";
+import { templatePicker } from "./templates";
 
 // The picture of a style card: this person's best portrait in the style once there is one, else
 // the style's examples made with the default model (or what keeps them from being shown).
@@ -234,8 +235,13 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): Cleanup {
         { type: "button", class: "primary", disabled: true },
         t("startShootNone"),
       );
+      // Templates (the person's face in a chosen picture) shoot beside the styles.
+      const templates = templatePicker(
+        new Map(styles.map((style) => [style.id, localized(style.name, style.name_zh)])),
+        () => updateStart(),
+      );
       const updateStart = () => {
-        const total = selected.size * Number(count.value);
+        const total = (selected.size + templates.selected.size) * Number(count.value);
         start.disabled = total === 0;
         start.textContent = total === 0 ? t("startShootNone") : t("startShoot", { count: total });
         estimate.classList.remove("form-error");
@@ -254,9 +260,11 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): Cleanup {
       start.addEventListener("click", () => {
         const request: Record<string, unknown> = {
           subject_id: subjectId,
-          styles: [...selected],
           count: Number(count.value),
         };
+        if (selected.size) request.styles = [...selected];
+        if (templates.selected.size)
+          request.templates = [...templates.selected].map((id) => ({ id }));
         // The browser checks ranges; the server says what is wrong with anything else.
         const numbers: [HTMLInputElement, string][] = [
           [seed, "seed"],
@@ -313,6 +321,7 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): Cleanup {
           { "aria-label": t("chooseStyles") },
           h("div", { class: "style-grid" }, ...cards.values()),
         ),
+        templates.element,
       );
     } catch (error) {
       replaceChildren(
