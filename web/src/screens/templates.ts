@@ -329,9 +329,8 @@ export function templatePicker(
           check.faces.length === 1
             ? t("templateOneFaceFound")
             : t("templateFacesFound", { count: check.faces.length }),
-          " ",
-          t("templatePreviewHint"),
         ),
+        h("p", { class: "muted" }, t("templatePreviewHint")),
         check.faces.length > 1
           ? h(
               "label",
