@@ -106,7 +106,7 @@ void ApiServer::State::register_routes() {
       JsonBody{"subject_id:string!,styles:strings,count:integer,seed:integer,lora_version_id:"
                "string,class_word:string,sampler:string,steps:integer,cfg_scale:number,width:"
                "integer,height:integer,prompt_extra:string,lora_weight:number,idempotency_key:"
-               "string,id_photo:string,id_photo_background:string,templates:objects"},
+               "string,id_photo:string,id_photo_background:string,templates:objects,speed:string"},
       member(&S::create_shoot));
   add("GET", "/api/shoots/{shoot_id}", "Get a shoot", true, "", member(&S::get_shoot));
   add("POST", "/api/shoots/{shoot_id}/cancel", "Cancel the shoot's images not made yet", true, "",

@@ -48,8 +48,40 @@ json ApiServer::State::styles_with_samples(Call& call, bool make_missing) {
     samplers.push_back({{"name", sampler.name},
                         {"display_name", sampler.display_name},
                         {"karras", sampler.supports_karras}});
-  return {{"styles", list}, {"samplers", samplers}};
+  // The speeds a shoot may ask for: "fast" when the model folder has the LCM-LoRA for the
+  // default model's family.
+  const std::optional<std::string> adapter = fast_adapter_file(parse_model_family(model.family));
+  const bool fast =
+      adapter && std::filesystem::is_regular_file(default_models_dir() / "lora" / *adapter);
+  json speeds = json::array({{{"id", "exact"}, {"available", true}}});
+  speeds.push_back(
+      {{"id", "fast"}, {"available", fast}, {"adapter", adapter ? json(*adapter) : json(nullptr)}});
+  return {{"styles", list}, {"samplers", samplers}, {"speeds", speeds}};
 }
+
+namespace {
+
+// The LCM-LoRA of a shoot asked for at the "fast" speed, refused with where to put it when the
+// model folder lacks it; nothing for the "exact" speed (the default).
+std::optional<std::filesystem::path> fast_adapter_of(const json& body, const store::Model& model) {
+  const std::string speed = string_field(body, "speed", false, 10).value_or("exact");
+  if (speed == "exact") return std::nullopt;
+  if (speed != "fast") bad_request("field 'speed' must be \"exact\" or \"fast\"");
+  const std::optional<std::string> file = fast_adapter_file(parse_model_family(model.family));
+  if (!file)
+    throw HttpError(409, "fast_not_available",
+                    "the fast speed has no LCM-LoRA for " + model.name +
+                        " (an SD 2.x model); shoot at the exact speed");
+  const std::filesystem::path path = default_models_dir() / "lora" / *file;
+  if (!std::filesystem::is_regular_file(path))
+    throw HttpError(409, "fast_not_installed",
+                    "the fast speed needs " + *file + " (latent-consistency/" +
+                        std::filesystem::path(*file).stem().string() + " on Hugging Face) in " +
+                        path.parent_path().string() + "; put it there or shoot at the exact speed");
+  return path;
+}
+
+}  // namespace
 
 std::string ApiServer::State::style_samples_status(Call& call, const StylePack& pack,
                                                    const store::Model& model, size_t made,
@@ -272,8 +304,11 @@ void ApiServer::State::create_shoot(Call& call) {
   std::vector<Shot> shots =
       request.styles.empty() ? std::vector<Shot>{} : adapt_to_model(plan_shoot(request), model);
   // The advanced fold's settings win over the style's (and the tiny model's small sizes).
+  const std::optional<std::filesystem::path> fast = fast_adapter_of(body, model);
   for (Shot& shot : shots) {
-    json recipe = apply_shoot_settings(shot.recipe, settings);
+    // The advanced fold's settings win over the fast speed's too.
+    json recipe =
+        apply_shoot_settings(fast ? fast_recipe(shot.recipe, *fast) : shot.recipe, settings);
     if (id_photo) recipe["id_photo"] = *id_photo;  // made into the document's photo and judged
     shot = shot_from_recipe(recipe);
   }

@@ -155,6 +155,31 @@ nlohmann::json face_fixed_recipe(nlohmann::json recipe, double strength) {
   return recipe;
 }
 
+nlohmann::json fast_recipe(nlohmann::json recipe, const std::filesystem::path& adapter) {
+  // The settings the LCM-LoRA's authors give: the lcm sampler, 4-8 steps, CFG 1 (up to 2).
+  constexpr int64_t kFastSteps = 6;
+  recipe["sampler"] = "lcm";
+  recipe["karras"] = false;
+  recipe["steps"] = kFastSteps;
+  recipe["guidance"] = 1.0;
+  recipe["loras"].push_back(
+      {{"role", "speed"}, {"file", adapter.string()}, {"weight", 1.0}, {"sha256", ""}});
+  if (recipe.contains("hires")) recipe["hires"]["steps"] = 0;  // the first pass's steps
+  return recipe;
+}
+
+std::optional<std::string> fast_adapter_file(ModelFamily family) {
+  switch (family) {
+    case ModelFamily::kSd1:
+      return "lcm-lora-sdv1-5.safetensors";
+    case ModelFamily::kSdxl:
+      return "lcm-lora-sdxl.safetensors";
+    case ModelFamily::kSd2:
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
 Image recipe_mask(const nlohmann::json& inpaint) {
   if (!inpaint.is_object() || !inpaint.contains("mask_png") || !inpaint["mask_png"].is_string())
     invalid("recipe: 'inpaint' must hold the mask as 'mask_png'");

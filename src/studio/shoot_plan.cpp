@@ -222,8 +222,9 @@ void check_recipe(const nlohmann::json& recipe) {
     if (!valid)
       invalid("recipe: each entry of 'loras' must be {role, file, weight, sha256}, got " +
               lora.dump());
-    if (lora["role"] != "subject" && lora["role"] != "style")
-      invalid("recipe: a LoRA's role must be \"subject\" or \"style\", got " + lora["role"].dump());
+    if (lora["role"] != "subject" && lora["role"] != "style" && lora["role"] != "speed")
+      invalid("recipe: a LoRA's role must be \"subject\", \"style\" or \"speed\", got " +
+              lora["role"].dump());
     if (const double weight = lora["weight"].get<double>();
         !std::isfinite(weight) || std::abs(weight) > 2.0)
       invalid("recipe: a LoRA's weight must be a number from -2 to 2");

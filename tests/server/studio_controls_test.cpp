@@ -7,6 +7,7 @@
 
 #include "doppel/checkpoint/tiny_model.hpp"
 #include "doppel/core/atomic_file.hpp"
+#include "doppel/core/paths.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "doppel/store/blob_store.hpp"
 #include "doppel/train/lora_network.hpp"
@@ -146,6 +147,75 @@ TEST(StudioControls, TheSubjectsLoraIsNamedAfterThemInMetadataAndDownloads) {
   for (const auto& [name, value] : download.headers)
     if (name == "Content-Disposition") disposition = value;
   EXPECT_NE(disposition.find("ada_lovelace.safetensors"), std::string::npos) << disposition;
+}
+
+// The "fast" speed: an LCM-LoRA from the model folder, the lcm sampler, 6 steps and CFG 1; when
+// the folder lacks it the shoot is refused with the file's name and where it goes.
+TEST(StudioControls, TheFastSpeedShootsWithTheLcmLoraOrSaysWhereItGoes) {
+  if (!std::filesystem::exists(default_models_dir() / "tokenizer" / "bpe_simple_vocab_16e6.txt"))
+    GTEST_SKIP() << "no CLIP vocabulary (run scripts/install.sh)";
+  const std::filesystem::path models = fresh_data_dir();
+  std::filesystem::create_directories(models / "lora");
+  std::filesystem::create_directory_symlink(
+      std::filesystem::absolute(default_models_dir() / "tokenizer"), models / "tokenizer");
+  ::setenv("DOPPEL_MODELS_DIR", models.c_str(), 1);
+  struct RestoreModelsDir {
+    std::filesystem::path models;
+    ~RestoreModelsDir() {
+      ::unsetenv("DOPPEL_MODELS_DIR");
+      std::filesystem::remove_all(models);
+    }
+  } restore{models};
+  TestServer server;
+  ApiClient client = first_account(server);
+  const std::string id = client.post("/api/subjects", {{"name", "Ada"}}).body["id"];
+  const json base = {{"subject_id", id}, {"styles", {"film_noir"}}, {"count", 1}, {"seed", 4}};
+  auto speed = [&](const std::string& name) {
+    const Answer styles = client.get("/api/styles");
+    for (const json& entry : styles.body["speeds"])
+      if (entry["id"] == name) return entry;
+    return json();
+  };
+  EXPECT_EQ(speed("exact")["available"], true);
+  EXPECT_EQ(speed("fast")["available"], false);
+  EXPECT_EQ(speed("fast")["adapter"], "lcm-lora-sdv1-5.safetensors");
+  json body = base;
+  body["speed"] = "fast";
+  const Answer missing = client.post("/api/shoots", body);
+  EXPECT_EQ(missing.status, 409) << missing.raw;
+  EXPECT_EQ(missing.error_code(), "fast_not_installed");
+  EXPECT_NE(missing.raw.find("lcm-lora-sdv1-5.safetensors"), std::string::npos) << missing.raw;
+  EXPECT_NE(missing.raw.find((models / "lora").string()), std::string::npos) << missing.raw;
+  body["speed"] = "faster";
+  EXPECT_EQ(client.post("/api/shoots", body).status, 400);
+  EXPECT_TRUE(client.get("/api/jobs").body["jobs"].empty());
+
+  // A real (tiny) LoRA for the built-in model stands in for the LCM-LoRA.
+  StableDiffusionCheckpoint model = make_tiny_stable_diffusion();
+  LoraNetwork network(model, {4, 4.0});
+  save_safetensors(models / "lora" / "lcm-lora-sdv1-5.safetensors", network.kohya_tensors());
+  EXPECT_EQ(speed("fast")["available"], true);
+  body["speed"] = "fast";
+  const Answer fast = client.post("/api/shoots", body);
+  services::Worker worker(server.worker_options());
+  EXPECT_EQ(run_all_jobs(worker), 1);
+  const json image = only_image(client, fast);
+  const json& recipe = image["recipe"];
+  EXPECT_EQ(recipe["sampler"], "lcm");
+  EXPECT_EQ(recipe["steps"], 6);
+  EXPECT_EQ(recipe["guidance"], 1.0);
+  ASSERT_EQ(recipe["loras"].size(), 1u) << recipe.dump();
+  EXPECT_EQ(recipe["loras"][0]["role"], "speed");
+  const std::string parameters = parameters_of(client, image["id"]);
+  for (const char* expected :
+       {"Steps: 6", "Sampler: LCM", "CFG scale: 1", "<lora:lcm-lora-sdv1-5:1>"})
+    EXPECT_NE(parameters.find(expected), std::string::npos) << expected << " in " << parameters;
+
+  // The advanced fold still wins: a person who asks for 4 steps gets 4.
+  body["steps"] = 4;
+  const Answer four = client.post("/api/shoots", body);
+  EXPECT_EQ(run_all_jobs(worker), 1);
+  EXPECT_EQ(only_image(client, four)["recipe"]["steps"], 4);
 }
 
 TEST(StudioControls, UpscaleAndInpaintMakeNewPortraitsFromAGalleryImage) {
