@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "doppel/store/account_templates.hpp"
 #include "doppel/store/blob_store.hpp"
 #include "doppel/store/training_samples.hpp"
 #include "server/server_test_support.hpp"
@@ -73,6 +74,12 @@ std::map<std::string, std::string> make_everything(TestServer& server, ApiClient
   ids["digest"] = blobs.put(synthetic_png(16, 16, 30));
   store::put_training_sample(repository->database(), account->id,
                              {ids["lora_id"], 5, 0, ids["digest"]});
+  // One of the account's own templates (the upload's face check has its own test).
+  ids["template_id"] =
+      store::add_account_template(repository->database(),
+                                  {"", account->id, "Beach", blobs.put(synthetic_png(20, 20, 40)),
+                                   R"({"settings": {}})", 0})
+          .id;
   return ids;
 }
 
@@ -274,6 +281,8 @@ TEST(ServerApi, HappyPathsOfSubjectsPhotosShootsImagesAndJobs) {
   EXPECT_EQ(client.del(subject).status, 200);
   EXPECT_EQ(client.get(subject).status, 404);
   EXPECT_EQ(client.get("/api/subjects").body["subjects"].size(), 0u);
+  // The account's template is not the subject's: it goes when deleted itself.
+  EXPECT_EQ(client.del("/api/templates/" + ids.at("template_id")).status, 200);
   // Only the LoRA blob written behind the API's back would remain: it was the subject's, so
   // the deletion removed it too. Nothing of the subject is left on disk.
   EXPECT_EQ(count_files(server.data_dir() / "blobs"), 0u);
