@@ -101,9 +101,15 @@ export interface Sampler {
   display_name: string;
   karras: boolean;
 }
+export interface ShootSpeed {
+  id: "exact" | "fast";
+  available: boolean;
+  adapter?: string | null;
+}
 export interface StyleList {
   styles: StylePack[];
   samplers?: Sampler[];
+  speeds?: ShootSpeed[];
 }
 export interface Shoot {
   id: string;
