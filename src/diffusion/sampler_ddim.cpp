@@ -32,19 +32,8 @@ at::Tensor run_ddim(SamplerRun& run, at::Tensor latents) {
     const float beta_bar = 1.0f - alpha_bar;
     const float beta_bar_prev = 1.0f - alpha_bar_prev;
 
-    at::Tensor predicted_x0;
-    at::Tensor predicted_noise;
-    if (config.prediction_type == PredictionType::kEpsilon) {
-      predicted_x0 = (latents - output * static_cast<double>(std::sqrt(beta_bar))) /
-                     static_cast<double>(std::sqrt(alpha_bar));
-      predicted_noise = output;
-    } else {
-      // v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022, arXiv 2202.00512).
-      predicted_x0 = latents * static_cast<double>(std::sqrt(alpha_bar)) -
-                     output * static_cast<double>(std::sqrt(beta_bar));
-      predicted_noise = output * static_cast<double>(std::sqrt(alpha_bar)) +
-                        latents * static_cast<double>(std::sqrt(beta_bar));
-    }
+    auto [predicted_x0, predicted_noise] =
+        predict_sample_and_noise(config, latents, output, alpha_bar);
     if (*config.clip_sample)
       predicted_x0 = predicted_x0.clamp(-config.clip_sample_range, config.clip_sample_range);
 
@@ -58,6 +47,16 @@ at::Tensor run_ddim(SamplerRun& run, at::Tensor latents) {
     run.finish_call(static_cast<int64_t>(i), latents);
   }
   return latents;
+}
+
+SamplePrediction predict_sample_and_noise(const SchedulerConfig& config, const at::Tensor& latents,
+                                          const at::Tensor& output, float alpha_bar) {
+  const auto alpha = static_cast<double>(std::sqrt(alpha_bar));
+  const auto sigma = static_cast<double>(std::sqrt(1.0f - alpha_bar));
+  if (config.prediction_type == PredictionType::kEpsilon)
+    return {(latents - output * sigma) / alpha, output};
+  // v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022, arXiv 2202.00512).
+  return {latents * alpha - output * sigma, output * alpha + latents * sigma};
 }
 
 }  // namespace doppel::sampling

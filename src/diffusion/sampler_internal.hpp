@@ -68,6 +68,15 @@ class SamplerRun {
   std::vector<float> alphas_cumprod_;
 };
 
+// The clean sample and the noise a network output (epsilon or v, per `config`) predicts for
+// `latents` at noise level alpha_bar (DDIM-type samplers; float32 math as diffusers').
+struct SamplePrediction {
+  at::Tensor sample;
+  at::Tensor noise;
+};
+SamplePrediction predict_sample_and_noise(const SchedulerConfig& config, const at::Tensor& latents,
+                                          const at::Tensor& output, float alpha_bar);
+
 // --- sampler families: fill a plan's schedule / run its loop ----------------
 
 void plan_ddim(SamplingPlan& plan);

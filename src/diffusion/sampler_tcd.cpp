@@ -30,23 +30,12 @@ at::Tensor run_tcd(SamplerRun& run, at::Tensor latents) {
     const int64_t prev_t = i + 1 < count ? static_cast<int64_t>(plan.timesteps[i + 1]) : 0;
     const auto s = static_cast<int64_t>(std::floor((1.0 - gamma) * static_cast<double>(prev_t)));
     const float alpha_bar = run.alpha_cumprod(t);
-    const float beta_bar = 1.0f - alpha_bar;
     const float alpha_bar_prev = run.alpha_cumprod(prev_t);
     const float alpha_bar_s = run.alpha_cumprod(s);
     const float beta_bar_s = 1.0f - alpha_bar_s;
 
-    at::Tensor predicted_x0;
-    at::Tensor predicted_noise;
-    if (config.prediction_type == PredictionType::kEpsilon) {
-      predicted_x0 = (latents - output * static_cast<double>(std::sqrt(beta_bar))) /
-                     static_cast<double>(std::sqrt(alpha_bar));
-      predicted_noise = output;
-    } else {
-      predicted_x0 = latents * static_cast<double>(std::sqrt(alpha_bar)) -
-                     output * static_cast<double>(std::sqrt(beta_bar));
-      predicted_noise = output * static_cast<double>(std::sqrt(alpha_bar)) +
-                        latents * static_cast<double>(std::sqrt(beta_bar));
-    }
+    const auto [predicted_x0, predicted_noise] =
+        predict_sample_and_noise(config, latents, output, alpha_bar);
     const at::Tensor noised_at_s = predicted_x0 * static_cast<double>(std::sqrt(alpha_bar_s)) +
                                    predicted_noise * static_cast<double>(std::sqrt(beta_bar_s));
     if (gamma > 0 && static_cast<int64_t>(i) != plan.steps - 1) {
