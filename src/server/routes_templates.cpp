@@ -101,19 +101,7 @@ struct ApiServer::State::CheckedTemplatePicture {
 
 ApiServer::State::CheckedTemplatePicture ApiServer::State::check_template_picture(
     const httplib::MultipartFormData& upload) {
-  ImageHeader header;
-  try {
-    header = sniff_image_header(upload.content, "the picture");
-  } catch (const Error&) {
-    throw HttpError(415, "unsupported_media_type",
-                    "the picture is not a PNG, JPEG or WebP image (judged by its content)");
-  }
-  if (static_cast<int64_t>(header.width) * header.height > kMaxTemplatePixels)
-    throw HttpError(413, "too_large",
-                    "the picture has " + std::to_string(header.width) + "x" +
-                        std::to_string(header.height) + " pixels; at most " +
-                        std::to_string(kMaxTemplatePixels) + " are accepted");
-  check_decode_budget(header, "the picture");
+  check_uploaded_picture(upload.content, "the picture", kMaxTemplatePixels);
   WorkSlot slot(photo_decode_slots(), std::chrono::seconds(30));
   if (!slot.held())
     throw HttpError(503, "busy", "the server is decoding other photos; try again shortly");
@@ -258,14 +246,51 @@ void ApiServer::State::add_template_shots(Call& call, const json& body, const Sh
     bad_request("field 'templates' must be a list of up to " +
                 std::to_string(kMaxTemplatesPerShoot) +
                 " templates, each {\"id\": ...} (GET /api/templates)");
+  // A person of a template with several faces: their words and newest LoRA on the model.
+  const auto person = [&](const json& value) {
+    if (!value.is_string()) bad_request("'templates[].subjects' must list subject ids");
+    const std::string id = value.get<std::string>();
+    if (!is_record_id(id)) not_found("subject");
+    const auto subject = repository->get_subject(call.account_id(), id);
+    if (!subject) not_found("subject");
+    TemplateShotSubject chosen_person;
+    chosen_person.subject_id = id;
+    chosen_person.subject.trigger_word = subject->trigger_word;
+    chosen_person.subject.class_word = subject->class_word;
+    std::optional<store::LoraVersion> newest;
+    for (const auto& version : repository->list_lora_versions(call.account_id(), id)) {
+      const json trained = parse_stored_json(version.settings_json);
+      const json path = trained.is_object() ? trained.value("model_path", json()) : json();
+      if (version.blob_sha256 && (!path.is_string() || path.get<std::string>() == model.path) &&
+          (!newest || version.created_at >= newest->created_at))
+        newest = version;
+    }
+    if (newest) {
+      chosen_person.subject.lora = lora_cache_path(options.data_dir, *newest->blob_sha256);
+      chosen_person.subject.lora_sha256 = *newest->blob_sha256;
+      const json trained = parse_stored_json(newest->settings_json);
+      if (trained.is_object() && trained.value("class_word", json()).is_string())
+        chosen_person.subject.class_word = trained["class_word"].get<std::string>();
+    }
+    return chosen_person;
+  };
   std::vector<PortraitTemplate> built_in;
   std::vector<ShootTemplate> chosen;
   for (const json& item : list) {
     if (!item.is_object())
       bad_request("field 'templates' must list objects such as {\"id\": \"beach\"}");
     for (const auto& [key, value] : item.items())
-      if (key != "id") bad_request("unknown field 'templates[]." + key + "'; the field is id");
+      if (key != "id" && key != "subjects")
+        bad_request("unknown field 'templates[]." + key + "'; the fields are id and subjects");
     const std::string id = *string_field(item, "id", true, 64);
+    std::vector<TemplateShotSubject> people;
+    if (item.contains("subjects")) {
+      const json& ids = item["subjects"];
+      if (!ids.is_array() || ids.empty() || ids.size() > 8)
+        bad_request("'templates[].subjects' must list 1-8 subject ids, one per face from the left");
+      for (const json& value : ids) people.push_back(person(value));
+    }
+    const size_t people_count = people.empty() ? 1 : people.size();
     for (const ShootTemplate& earlier : chosen)
       if (earlier.settings.id == id)
         bad_request("template '" + id + "' is listed twice; raise the count instead");
@@ -281,10 +306,11 @@ void ApiServer::State::add_template_shots(Call& call, const json& body, const Sh
       const size_t found = stored.value("faces_found", json::array()).size();
       const size_t replaced =
           shoot_template.settings.faces.empty() ? found : shoot_template.settings.faces.size();
-      if (replaced != 1)
+      if (replaced != people_count)
         bad_request("template '" + entry->name + "' replaces " + std::to_string(replaced) +
-                    " faces, but a shoot puts one person into a template; upload it again "
-                    "choosing one face (field 'faces')");
+                    " face(s) but " + std::to_string(people_count) +
+                    " person(s) were given; give one subject per face from the left "
+                    "('templates[].subjects'), or upload it again choosing the faces");
     } else {
       if (built_in.empty()) built_in = load_portrait_templates(templates_dir(options));
       const auto found = std::find_if(built_in.begin(), built_in.end(),
@@ -310,6 +336,7 @@ void ApiServer::State::add_template_shots(Call& call, const json& body, const Sh
       bad_request("template '" + id + "' is made for " +
                   model_family_name(shoot_template.settings.family) +
                   " models, but the default model is " + model_family_name(request.family));
+    shoot_template.subjects = std::move(people);
     chosen.push_back(std::move(shoot_template));
   }
   if (chosen.empty()) return;

@@ -56,11 +56,10 @@ std::optional<FusionIdentity> fusion_identity(const std::vector<Image>& photos,
 
 GeneratedImage render_template_shot(GenerationSession& session, FaceDetector& detector,
                                     const TemplateShot& shot, const TemplatePicture& picture,
-                                    std::vector<LoraSelection> loras,
-                                    std::optional<FusionIdentity> fusion,
+                                    std::vector<TemplateSubject> subjects,
                                     const ProgressCallback& progress) {
-  TemplatePortraitRequest request =
-      template_shot_request(shot, picture.image, std::move(loras), {}, std::move(fusion));
+  TemplatePortraitRequest request = template_shot_request(shot, picture.image, {});
+  request.subjects = std::move(subjects);
   request.picture_sha256 = picture.sha256;
   const std::vector<TemplateFace> faces =
       find_template_faces(picture.image, detector, shot.settings.mask);

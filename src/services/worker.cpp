@@ -220,21 +220,42 @@ GeneratedImage Worker::State::render_template(
     const ProgressCallback& progress) {
   if (!template_detector)
     template_detector = std::make_unique<FaceDetector>(default_landmark_model_path());
-  std::optional<FusionIdentity> fusion;
-  if (shot.settings.fusion) {
-    std::vector<Image> photos;
-    for (const store::Photo& photo : repository->list_photos(account_id, subject_id))
-      if (photo.verdict == "accepted" && photo.crop_blob)
-        photos.push_back(decode_image(blobs->get(*photo.crop_blob)));
-    fusion = fusion_identity(photos, *template_detector);
-    if (!fusion)
-      throw Error(ErrorCode::kInvalidArgument,
-                  "template '" + shot.settings.id +
-                      "' fuses the person's photo into the face, but they have no accepted photo "
-                      "with a face; add one");
+  // The people painted in, left to right: the shoot's subject, or the template's own list (a
+  // couple), each with their LoRA (named after them) and, for `fusion`, their photo.
+  std::vector<std::string> people;
+  std::vector<std::vector<LoraSelection>> people_loras;
+  if (shot.subjects.empty()) {
+    people.push_back(subject_id);
+    people_loras.push_back(std::move(loras));
   }
-  return render_template_shot(generator, *template_detector, shot, picture, std::move(loras),
-                              std::move(fusion), progress);
+  for (const TemplateShotSubject& each : shot.subjects) {
+    const auto person = repository->get_subject(account_id, each.subject_id);
+    if (!person)
+      throw Error(ErrorCode::kNotFound, "a person of this template portrait was deleted");
+    people.push_back(each.subject_id);
+    std::vector<LoraSelection> own;
+    if (each.subject.lora)
+      own.push_back({unpack_named_lora(each.subject.lora_sha256, subject_lora_name(person->name)),
+                     each.subject.lora_weight});
+    people_loras.push_back(std::move(own));
+  }
+  std::vector<std::optional<FusionIdentity>> fusion(people.size());
+  if (shot.settings.fusion) {
+    for (size_t k = 0; k < people.size(); ++k) {
+      std::vector<Image> photos;
+      for (const store::Photo& photo : repository->list_photos(account_id, people[k]))
+        if (photo.verdict == "accepted" && photo.crop_blob)
+          photos.push_back(decode_image(blobs->get(*photo.crop_blob)));
+      fusion[k] = fusion_identity(photos, *template_detector);
+      if (!fusion[k])
+        throw Error(ErrorCode::kInvalidArgument,
+                    "template '" + shot.settings.id +
+                        "' fuses the person's photo into the face, but they have no accepted "
+                        "photo with a face; add one");
+    }
+  }
+  return render_template_shot(generator, *template_detector, shot, picture,
+                              template_shot_subjects(shot, people_loras, fusion), progress);
 }
 
 std::filesystem::path Worker::State::unpack_lora(const std::string& sha256) {

@@ -1,6 +1,7 @@
 #include "doppel/studio/template_shot.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "doppel/core/error.hpp"
 #include "doppel/core/paths.hpp"
@@ -14,6 +15,56 @@ constexpr const char* kTemplateStylePrefix = "template:";
 
 [[noreturn]] void invalid(const std::string& message) {
   throw Error(ErrorCode::kInvalidArgument, message);
+}
+
+json lora_json(const ShootSubject& subject) {
+  if (!subject.lora) return nullptr;
+  if (!std::isfinite(subject.lora_weight) || std::abs(subject.lora_weight) > 2)
+    invalid("a subject's LoRA weight must be a number from -2 to 2");
+  return {{"file", subject.lora->string()},
+          {"weight", subject.lora_weight},
+          {"sha256", subject.lora_sha256}};
+}
+
+json subjects_json(const std::vector<TemplateShotSubject>& subjects) {
+  json list = json::array();
+  for (const TemplateShotSubject& each : subjects) {
+    subject_phrase(each.subject);  // refuses prompt syntax in the words
+    list.push_back({{"subject_id", each.subject_id},
+                    {"trigger_word", each.subject.trigger_word},
+                    {"class_word", each.subject.class_word},
+                    {"lora", lora_json(each.subject)}});
+  }
+  return list;
+}
+
+std::vector<TemplateShotSubject> subjects_from_json(const json& list) {
+  if (!list.is_array() || list.empty() || list.size() > 8)
+    invalid("recipe: template subjects must be a list of 1-8 people");
+  std::vector<TemplateShotSubject> subjects;
+  for (const json& each : list) {
+    const auto text = [&](const char* key) {
+      if (!each.is_object() || !each.contains(key) || !each[key].is_string())
+        invalid(std::string("recipe: each template subject needs a string '") + key + "'");
+      return each[key].get<std::string>();
+    };
+    TemplateShotSubject subject;
+    subject.subject_id = text("subject_id");
+    subject.subject.trigger_word = text("trigger_word");
+    subject.subject.class_word = text("class_word");
+    const json lora = each.value("lora", json());
+    if (!lora.is_null()) {
+      if (!lora.is_object() || !lora.value("file", json()).is_string() ||
+          !lora.value("weight", json()).is_number() || !lora.value("sha256", json()).is_string())
+        invalid("recipe: a template subject's lora must be {file, weight, sha256} or null");
+      subject.subject.lora = lora["file"].get<std::string>();
+      subject.subject.lora_weight = lora["weight"].get<double>();
+      subject.subject.lora_sha256 = lora["sha256"].get<std::string>();
+    }
+    subject_phrase(subject.subject);
+    subjects.push_back(std::move(subject));
+  }
+  return subjects;
 }
 
 bool is_digest(const std::string& text) {
@@ -86,6 +137,7 @@ std::vector<TemplateShot> plan_template_shots(const ShootRequest& request,
           {"template",
            {{"sha256", chosen.picture_sha256}, {"settings", portrait_template_to_json(settings)}}},
       };
+      if (!chosen.subjects.empty()) recipe["template"]["subjects"] = subjects_json(chosen.subjects);
       TemplateShot shot = template_shot_from_recipe(recipe);
       shot.shot.index = static_cast<int>(index);
       shots.push_back(std::move(shot));
@@ -109,6 +161,28 @@ std::vector<Shot> plan_template_variations(const nlohmann::json& recipe, int cou
   return shots;
 }
 
+std::vector<TemplateSubject> template_shot_subjects(
+    const TemplateShot& shot, const std::vector<std::vector<LoraSelection>>& loras,
+    const std::vector<std::optional<FusionIdentity>>& fusion) {
+  std::vector<ShootSubject> people;
+  if (shot.subjects.empty()) {
+    ShootSubject words;
+    words.trigger_word = shot.shot.recipe["subject"].value("trigger_word", "");
+    words.class_word = shot.shot.recipe["subject"].value("class_word", "person");
+    people.push_back(words);
+  }
+  for (const TemplateShotSubject& each : shot.subjects) people.push_back(each.subject);
+  std::vector<TemplateSubject> subjects;
+  for (size_t k = 0; k < people.size(); ++k) {
+    TemplateSubject subject;
+    subject.phrase = subject_phrase(people[k]);
+    if (k < loras.size()) subject.loras = loras[k];
+    if (k < fusion.size()) subject.fusion = fusion[k];
+    subjects.push_back(std::move(subject));
+  }
+  return subjects;
+}
+
 bool is_template_recipe(const nlohmann::json& recipe) {
   return recipe.is_object() && recipe.contains("template");
 }
@@ -116,12 +190,14 @@ bool is_template_recipe(const nlohmann::json& recipe) {
 TemplateShot template_shot_from_recipe(const nlohmann::json& recipe) {
   if (!is_template_recipe(recipe)) invalid("recipe: not a template shot (no 'template' field)");
   const json& part = recipe["template"];
-  if (!part.is_object() || part.size() != 2 || !part.contains("sha256") ||
-      !part["sha256"].is_string() || !part.contains("settings"))
-    invalid("recipe: 'template' must be {sha256, settings}, got " + part.dump().substr(0, 200));
+  if (!part.is_object() || part.size() != 2 + (part.contains("subjects") ? 1 : 0) ||
+      !part.contains("sha256") || !part["sha256"].is_string() || !part.contains("settings"))
+    invalid("recipe: 'template' must be {sha256, settings} (and subjects), got " +
+            part.dump().substr(0, 200));
   TemplateShot result;
   result.picture_sha256 = part["sha256"].get<std::string>();
   result.settings = portrait_template_from_json(part["settings"]);
+  if (part.contains("subjects")) result.subjects = subjects_from_json(part["subjects"]);
   // Empty for a drawn picture not drawn yet: the worker records the digest of what it drew.
   if (!is_digest(result.picture_sha256) &&
       !(result.settings.generate && result.picture_sha256.empty()))
@@ -149,8 +225,9 @@ TemplatePortraitRequest template_shot_request(const TemplateShot& shot, const Im
   request.settings.steps = generation.steps;
   request.settings.guidance = generation.guidance_scale;
   request.settings.negative_prompt = generation.negative_prompt;
-  // Already the subject's words (a prompt without "{subject}" is used as written).
-  request.settings.prompt = generation.prompt;
+  // Already the subject's words (a prompt without "{subject}" is used as written); with several
+  // people each face gets its own words in the template's prompt.
+  if (shot.subjects.empty()) request.settings.prompt = generation.prompt;
   request.settings.processing_size = std::max(generation.width, generation.height);
   request.picture = picture;
   request.picture_sha256 = shot.picture_sha256;

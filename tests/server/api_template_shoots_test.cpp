@@ -202,5 +202,68 @@ TEST(ApiTemplateShoots, ATemplateAndAStyleInOneShootAndAgainRepaintsTheTemplate)
   EXPECT_EQ(only.body["image_count"], 1);
 }
 
+// A couple picture takes one person per face, left to right; the recipe keeps both, so "again"
+// paints the same two people.
+TEST(ApiTemplateShoots, ACoupleTemplateTakesOnePersonPerFace) {
+  const fs::path photo = faces_dir() / "multi__dlib_2009_004587.jpg";
+  DOPPEL_REQUIRE_PATH(photo);
+  DOPPEL_REQUIRE_PATH(default_landmark_model_path());
+  TestServer server;
+  ApiClient client = first_account(server);
+  const Answer saved = upload_template(client, read_file(photo), "Couple");
+  ASSERT_EQ(saved.status, 201) << saved.raw;
+  EXPECT_EQ(saved.body["faces_found"].size(), 2u);
+  const std::string template_id = saved.body["id"];
+  const std::string him =
+      client.post("/api/subjects", {{"name", "Sam"}, {"class_word", "man"}}).body["id"];
+  const std::string her =
+      client.post("/api/subjects", {{"name", "Ada"}, {"class_word", "woman"}}).body["id"];
+  // One person for two faces is refused with the numbers.
+  const Answer one = client.post(
+      "/api/shoots", {{"subject_id", her}, {"templates", {{{"id", template_id}}}}, {"count", 1}});
+  EXPECT_EQ(one.status, 400) << one.raw;
+  EXPECT_NE(one.raw.find("2 face(s) but 1 person(s)"), std::string::npos) << one.raw;
+  EXPECT_EQ(
+      client
+          .post("/api/shoots",
+                {{"subject_id", her},
+                 {"templates", {{{"id", template_id}, {"subjects", {him, std::string(32, 'b')}}}}}})
+          .status,
+      404);
+
+  const Answer shoot =
+      client.post("/api/shoots", {{"subject_id", her},
+                                  {"templates", {{{"id", template_id}, {"subjects", {him, her}}}}},
+                                  {"count", 1},
+                                  {"seed", 11}});
+  ASSERT_EQ(shoot.status, 202) << shoot.raw;
+  services::Worker worker(server.worker_options());
+  EXPECT_EQ(run_all_jobs(worker), 1);
+  const Answer images =
+      client.get("/api/shoots/" + shoot.body["id"].get<std::string>() + "/images");
+  ASSERT_EQ(images.body["images"].size(), 1u) << client.get("/api/jobs").raw;
+  const json image = images.body["images"][0];
+  EXPECT_EQ(image["recipe"]["template"]["subjects"][0]["subject_id"], him);
+  EXPECT_EQ(image["recipe"]["template"]["subjects"][1]["class_word"], "woman");
+  const Answer png = client.get("/api/images/" + image["id"].get<std::string>() + "/png");
+  std::string parameters;
+  for (const auto& [key, text] : read_png_text(png.raw))
+    if (key == "parameters") parameters = text;
+  EXPECT_NE(parameters.find("Template faces: 2"), std::string::npos) << parameters;
+
+  const Answer again = client.post("/api/images/" + image["id"].get<std::string>() + "/again");
+  ASSERT_EQ(again.status, 202) << again.raw;
+  EXPECT_EQ(run_all_jobs(worker), 1);
+  const Answer remade =
+      client.get("/api/shoots/" + again.body["id"].get<std::string>() + "/images");
+  ASSERT_EQ(remade.body["images"].size(), 1u);
+  EXPECT_EQ(
+      decode_image(
+          client.get("/api/images/" + remade.body["images"][0]["id"].get<std::string>() + "/png")
+              .raw)
+          .rgb,
+      decode_image(png.raw).rgb);
+}
+
 }  // namespace
 }  // namespace doppel::test

@@ -52,7 +52,7 @@ Image beach_picture() {
 
 TEST(TemplateShot, PlannedAfterTheStylesWithTheTemplateInTheRecipe) {
   const std::string digest(64, 'c');
-  const auto shots = plan_template_shots(shoot_request(), {{beach_template(), digest}}, 3);
+  const auto shots = plan_template_shots(shoot_request(), {{beach_template(), digest, {}}}, 3);
   ASSERT_EQ(shots.size(), 2u);
   EXPECT_EQ(shots[0].shot.index, 3);
   EXPECT_EQ(shots[0].shot.request.seed, 43u);
@@ -77,7 +77,8 @@ TEST(TemplateShot, AgainWithThisSeedRepaintsTheSamePixels) {
   settings.canny.reset();  // no ControlNet file needed
   ShootRequest request = shoot_request();
   request.count_per_style = 1;
-  const TemplateShot planned = plan_template_shots(request, {{settings, std::string(64, 'd')}})[0];
+  const TemplateShot planned =
+      plan_template_shots(request, {{settings, std::string(64, 'd'), {}}})[0];
   const Image picture = beach_picture();
   const auto faces = template_faces_from_landmarks({test::synthetic_landmarks(64, 40, 20)},
                                                    picture.width, picture.height, settings.mask);
@@ -101,12 +102,12 @@ TEST(TemplateShot, ADrawnPictureMayBePlannedBeforeItIsDrawn) {
   PortraitTemplate drawn = parse_portrait_template(
       "id: garden\nprompt: \"photo of {subject}\"\ngenerate: {prompt: a garden, seed: 7}\n",
       "garden.yaml");
-  const auto shots = plan_template_shots(shoot_request(), {{drawn, ""}});
+  const auto shots = plan_template_shots(shoot_request(), {{drawn, "", {}}});
   ASSERT_EQ(shots.size(), 2u);
   EXPECT_EQ(shots[0].shot.recipe["template"]["sha256"], "");
   EXPECT_EQ(template_shot_from_recipe(shots[0].shot.recipe).picture_sha256, "");
   EXPECT_EQ(test::code_of([&] {
-              plan_template_shots(shoot_request(), {{beach_template(), ""}});
+              plan_template_shots(shoot_request(), {{beach_template(), "", {}}});
             }),
             ErrorCode::kInvalidArgument);
   nlohmann::json recipe = shots[0].shot.recipe;
@@ -117,7 +118,7 @@ TEST(TemplateShot, ADrawnPictureMayBePlannedBeforeItIsDrawn) {
 TEST(TemplateShot, VariationsKeepTheTemplateAndVaryTheSeed) {
   const std::string digest(64, 'f');
   const nlohmann::json recipe =
-      plan_template_shots(shoot_request(), {{beach_template(), digest}})[0].shot.recipe;
+      plan_template_shots(shoot_request(), {{beach_template(), digest, {}}})[0].shot.recipe;
   const std::vector<Shot> varied = plan_template_variations(recipe, 2, 3);
   ASSERT_EQ(varied.size(), 2u);
   EXPECT_EQ(varied[0].request.seed, variation_seed(40, 3));
@@ -129,10 +130,53 @@ TEST(TemplateShot, VariationsKeepTheTemplateAndVaryTheSeed) {
             ErrorCode::kInvalidArgument);
 }
 
+// A couple: each face gets its own person (their words, their LoRA), kept in the recipe so
+// "again" paints the same people; each face's prompt is the template's with their words.
+TEST(TemplateShot, SeveralPeopleAreKeptInTheRecipeOnePerFace) {
+  ShootSubject him;
+  him.trigger_word = "sks";
+  him.class_word = "man";
+  him.lora = "/data/loras/him.safetensors";
+  him.lora_weight = 0.8;
+  him.lora_sha256 = std::string(64, 'a');
+  ShootSubject her;
+  her.trigger_word = "ohwx";
+  her.class_word = "woman";
+  const auto shots = plan_template_shots(
+      shoot_request(),
+      {{beach_template(), std::string(64, 'c'), {{"him-id", him}, {"her-id", her}}}});
+  const nlohmann::json& people = shots[0].shot.recipe["template"]["subjects"];
+  ASSERT_EQ(people.size(), 2u);
+  EXPECT_EQ(people[0]["subject_id"], "him-id");
+  EXPECT_EQ(people[0]["lora"]["weight"], 0.8);
+  EXPECT_TRUE(people[1]["lora"].is_null());
+  const TemplateShot stored =
+      template_shot_from_recipe(nlohmann::json::parse(shots[0].shot.recipe.dump()));
+  ASSERT_EQ(stored.subjects.size(), 2u);
+  EXPECT_EQ(stored.subjects[0].subject.lora->string(), "/data/loras/him.safetensors");
+  EXPECT_EQ(stored.subjects[1].subject.class_word, "woman");
+  const std::vector<TemplateSubject> subjects =
+      template_shot_subjects(stored, {{{"/x/him.safetensors", 0.8}}, {}}, {});
+  ASSERT_EQ(subjects.size(), 2u);
+  EXPECT_EQ(subjects[0].phrase, "sks man");
+  EXPECT_EQ(subjects[1].phrase, "ohwx woman");
+  EXPECT_EQ(subjects[0].loras.size(), 1u);
+  EXPECT_TRUE(subjects[1].loras.empty());
+  // The face pass keeps the template's "{subject}" so each face gets its own words.
+  EXPECT_EQ(template_shot_request(stored, beach_picture(), {}).settings.prompt,
+            "photo of {subject} on a beach");
+  nlohmann::json bad = shots[0].shot.recipe;
+  bad["template"]["subjects"][0]["class_word"] = "man (smiling)";
+  EXPECT_EQ(test::code_of([&] { template_shot_from_recipe(bad); }), ErrorCode::kInvalidArgument);
+  bad = shots[0].shot.recipe;
+  bad["template"]["subjects"] = nlohmann::json::array();
+  EXPECT_EQ(test::code_of([&] { template_shot_from_recipe(bad); }), ErrorCode::kInvalidArgument);
+}
+
 TEST(TemplateShot, RefusesBadRecipesAndTemplates) {
   const std::string digest(64, 'e');
   nlohmann::json recipe =
-      plan_template_shots(shoot_request(), {{beach_template(), digest}})[0].shot.recipe;
+      plan_template_shots(shoot_request(), {{beach_template(), digest, {}}})[0].shot.recipe;
   std::string message;
   nlohmann::json bad = recipe;
   bad["template"].erase("sha256");
@@ -155,13 +199,13 @@ TEST(TemplateShot, RefusesBadRecipesAndTemplates) {
   sdxl.family = ModelFamily::kSdxl;
   EXPECT_EQ(test::code_of(
                 [&] {
-                  plan_template_shots(shoot_request(), {{sdxl, digest}});
+                  plan_template_shots(shoot_request(), {{sdxl, digest, {}}});
                 },
                 &message),
             ErrorCode::kInvalidArgument);
   EXPECT_NE(message.find("sdxl"), std::string::npos) << message;
   EXPECT_EQ(test::code_of([&] {
-              plan_template_shots(shoot_request(), {{beach_template(), "x"}});
+              plan_template_shots(shoot_request(), {{beach_template(), "x", {}}});
             }),
             ErrorCode::kInvalidArgument);
 }

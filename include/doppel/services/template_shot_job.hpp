@@ -35,12 +35,12 @@ TemplatePicture template_shot_picture(const TemplateShot& shot,
 std::optional<FusionIdentity> fusion_identity(const std::vector<Image>& photos,
                                               FaceDetector& detector);
 
-// Paints the shot's subject into the picture's faces: finds them with `detector` (kInvalidArgument
-// "no face" for a picture without one), then render_template_portrait.
+// Paints the shot's people (template_shot_subjects) into the picture's faces: finds them with
+// `detector` (kInvalidArgument "no face" for a picture without one), then
+// render_template_portrait.
 GeneratedImage render_template_shot(GenerationSession& session, FaceDetector& detector,
                                     const TemplateShot& shot, const TemplatePicture& picture,
-                                    std::vector<LoraSelection> loras,
-                                    std::optional<FusionIdentity> fusion,
+                                    std::vector<TemplateSubject> subjects,
                                     const ProgressCallback& progress);
 
 }  // namespace doppel::services

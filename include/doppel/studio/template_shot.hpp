@@ -17,15 +17,25 @@ namespace doppel {
 
 // A template chosen for a shoot, with the digest of its picture (where the worker finds it);
 // empty for a drawn template whose picture is not drawn yet (the worker draws it and records it).
+// One person of a template with several faces (a couple): their record, words and LoRA.
+struct TemplateShotSubject {
+  std::string subject_id;
+  ShootSubject subject;
+};
+
 struct ShootTemplate {
   PortraitTemplate settings;
   std::string picture_sha256;
+  // One person per face to replace, left to right; empty: the shoot's subject alone.
+  std::vector<TemplateShotSubject> subjects;
 };
 
 struct TemplateShot {
   Shot shot;  // the face pass's settings and the subject's LoRA; style_id "template:<id>"
   PortraitTemplate settings;  // ControlNet models as resolved paths
   std::string picture_sha256;
+  // The recipe's "template.subjects": one per face, left to right; empty: the recipe's subject.
+  std::vector<TemplateShotSubject> subjects;
 };
 
 // count_per_style shots per template, after `first_index` shots (seed base_seed + index, as
@@ -38,6 +48,13 @@ std::vector<TemplateShot> plan_template_shots(const ShootRequest& request,
 // "More variations" of a template portrait: plan_variations' seeds on the same template picture
 // and settings (each shot's recipe keeps the recipe's "template").
 std::vector<Shot> plan_template_variations(const nlohmann::json& recipe, int count, int first = 1);
+
+// The face pass's subjects of a template shot: one per TemplateShot::subjects (their phrase, and
+// `loras[k]` as the caller resolved the k-th person's LoRA), else the recipe's subject with
+// loras[0]. `fusion[k]` is the k-th person's photo for a template with `fusion` (may be empty).
+std::vector<TemplateSubject> template_shot_subjects(
+    const TemplateShot& shot, const std::vector<std::vector<LoraSelection>>& loras,
+    const std::vector<std::optional<FusionIdentity>>& fusion);
 
 // Whether a stored recipe is a template shot's.
 bool is_template_recipe(const nlohmann::json& recipe);
