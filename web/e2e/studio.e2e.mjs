@@ -48,6 +48,26 @@ if (!fs.existsSync(faces)) {
 
 fs.mkdirSync(artifacts, { recursive: true });
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "doppel-e2e-"));
+// Instant portraits: the golden tiny IP-Adapter plus-face (it fits the built-in tiny model) and
+// its image encoder, copied into a temporary model folder (registering follows no link out of
+// it) that the studio registers them from in Settings.
+const goldenAdapters = path.join(shared, "golden/ipadapter/models");
+let identityModels = null;
+if (fs.existsSync(path.join(goldenAdapters, "ip-adapter-plus-face_sd15.safetensors"))) {
+  identityModels = fs.mkdtempSync(path.join(os.tmpdir(), "doppel-e2e-models-"));
+  fs.copyFileSync(
+    path.join(goldenAdapters, "ip-adapter-plus-face_sd15.safetensors"),
+    path.join(identityModels, "ip-adapter-plus-face_sd15.safetensors"),
+  );
+  fs.cpSync(
+    path.join(goldenAdapters, "image_encoder"),
+    path.join(identityModels, "tiny_image_encoder"),
+    { recursive: true },
+  );
+} else if (process.env.DOPPEL_REQUIRE_SHARED === "1") {
+  console.log(`failed: no tiny IP-Adapter at ${goldenAdapters} (DOPPEL_REQUIRE_SHARED=1)`);
+  process.exit(1);
+}
 const timeline = [];
 const started = Date.now();
 function step(name) {
@@ -60,7 +80,18 @@ function startServer() {
   return new Promise((resolve, reject) => {
     const server = spawn(
       binary,
-      ["serve", "--data", dataDir, "--port", "0", "--workers", "1", "--web", webDist],
+      [
+        "serve",
+        "--data",
+        dataDir,
+        "--port",
+        "0",
+        "--workers",
+        "1",
+        "--web",
+        webDist,
+        ...(identityModels ? ["--model-dir", identityModels] : []),
+      ],
       { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env } },
     );
     let output = "";
@@ -757,6 +788,138 @@ try {
   assert.match(await page.locator("table.storage").innerText(), /Photos\s+7 files/);
   await shot(page, "11-settings");
 
+  if (identityModels) {
+    step(
+      "instant portraits: adapter and encoder in Settings, a person from one photo, no training",
+    );
+    const pathField = page.getByLabel("Path to a model on this computer");
+    await pathField.fill(path.join(identityModels, "ip-adapter-plus-face_sd15.safetensors"));
+    await page.getByLabel("Kind").selectOption("ip_adapter");
+    await page.getByRole("button", { name: "Add model" }).click();
+    const adapters = page.locator('.model-group[data-kind="ip_adapter"]');
+    await adapters.locator(".model").waitFor();
+    assert.match(await adapters.innerText(), /ip-adapter-plus-face_sd15\s+sd1 · plus-face/);
+    assert.equal(await adapters.getByRole("button", { name: "Use by default" }).count(), 0);
+    await pathField.fill(path.join(identityModels, "tiny_image_encoder"));
+    await page.getByLabel("Kind").selectOption("image_encoder");
+    await page.getByRole("button", { name: "Add model" }).click();
+    const encoders = page.locator('.model-group[data-kind="image_encoder"]');
+    await encoders.locator(".model").waitFor();
+    assert.match(await encoders.innerText(), /tiny_image_encoder\s+clip-vision · 40/);
+    await page.locator('.model-group[data-kind="ip_adapter"]').scrollIntoViewIfNeeded();
+    await shot(page, "11c-settings-identity-models");
+
+    await page.getByRole("link", { name: "People", exact: true }).click();
+    await page.getByLabel("Name of the person").fill("Mia");
+    // Both ways, with their trade-off in plain words.
+    await page
+      .getByText("One good photo, portraits in minutes. The likeness is less exact.")
+      .waitFor();
+    await page
+      .getByText("10 or more photos and about 30 minutes of training, for the closest likeness.")
+      .waitFor();
+    await page.getByLabel(/Instant portraits from one photo/).check();
+    await shot(page, "20-add-instant-person");
+    await page.getByRole("button", { name: "Add person" }).click();
+    await page.getByRole("heading", { name: "Mia" }).waitFor();
+    const instantUrl = page.url();
+    const instantId = instantUrl.split("/").pop();
+    await page
+      .getByText("Add one good photo of their face: the portraits are made from it.")
+      .waitFor();
+    await page.locator("#photo-input").setInputFiles(photo("angelina_jolie__deepface_img4.jpg"));
+    await page.locator(".photo-tile.verdict-accepted").waitFor({ timeout: 60000 });
+    // Ready to shoot after one good photo, and no training prompt.
+    await page
+      .locator(".next-step")
+      .getByText("Portraits of Mia are made from their best photo, with no training")
+      .waitFor();
+    assert.equal(await page.locator(".heading-slot .badge").innerText(), "Ready to shoot");
+    await page.getByText("Ready to shoot: the portraits are made from their best photo.").waitFor();
+    assert.equal(await page.getByRole("button", { name: "Train my double" }).count(), 0);
+    await page.getByRole("button", { name: "Train a double instead" }).waitFor();
+    await shot(page, "21-instant-subject");
+
+    await page.locator(".next-step").getByRole("link", { name: "Shoot portraits" }).click();
+    await page.locator(".style-card").first().waitFor();
+    await page.locator('.style-card[data-style-id="anime"]').click();
+    await page.getByLabel("Portraits per style").selectOption("1");
+    assert.equal(await page.getByLabel("Likeness strength (LoRA weight)").count(), 0);
+    await page.getByRole("button", { name: /^Shoot 1 portraits?$/ }).click();
+    await page.getByRole("heading", { name: "Gallery of Mia" }).waitFor();
+    await page.getByText(/All 1 portraits? done/).waitFor({ timeout: 240000 });
+    await page.locator(".image-card").first().waitFor();
+    await shot(page, "22-instant-gallery");
+    const instantImages = await page.evaluate(async (id) => {
+      const answer = await (await fetch(`/api/subjects/${id}/images`)).json();
+      return answer.images;
+    }, instantId);
+    assert.equal(instantImages.length, 1);
+    assert.equal(instantImages[0].recipe.ip_adapter.scale, 0.7);
+    assert.deepEqual(instantImages[0].recipe.loras, []);
+    const instantPng = await page.evaluate(async (url) => {
+      const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+      return Array.from(bytes);
+    }, instantImages[0].png_url);
+    assert.match(pngText(Buffer.from(instantPng)).parameters, /ip-adapter-plus-face_sd15/);
+
+    // The instant flow in Chinese and on a phone, in both languages.
+    for (const [locale, suffix, size] of [
+      ["zh-CN", "zh", desktop],
+      ["en-GB", "en-phone", phoneSize],
+      ["zh-CN", "zh-phone", phoneSize],
+    ]) {
+      const state = await context.storageState();
+      state.origins = []; // the language follows this browser
+      const other = await browser.newContext({
+        locale,
+        viewport: size,
+        ...(size === phoneSize ? { deviceScaleFactor: 2, isMobile: true, hasTouch: true } : {}),
+        storageState: state,
+      });
+      const view = await other.newPage();
+      view.on("pageerror", (error) => pageErrors.push(String(error)));
+      await view.goto(`${base}/`);
+      await view.locator(".identity-choice").waitFor();
+      if (locale === "zh-CN") {
+        await view.getByText("一张照片，即刻写真").waitFor();
+        await view.getByText("只需一张好照片，几分钟就出写真，但相似度没那么精确。").waitFor();
+        assert.doesNotMatch(await view.locator("main").innerText(), asciiPunctuationInChinese);
+      }
+      await expectNoOverflow(view, `add a person (${suffix})`);
+      await shot(view, `20-add-instant-person-${suffix}`);
+      await view.goto(instantUrl);
+      await view.locator(".photo-tile").first().waitFor();
+      const shootNow = view
+        .locator(".next-step")
+        .getByRole("link", { name: locale === "zh-CN" ? "拍摄写真" : "Shoot portraits" });
+      await shootNow.waitFor();
+      const box = await shootNow.boundingBox();
+      assert.ok(box.y + box.height <= size.height, `shooting is on the first screen (${suffix})`);
+      if (locale === "zh-CN") {
+        assert.equal(await view.locator(".heading-slot .badge").innerText(), "可以拍摄");
+        await view.getByRole("button", { name: "改为训练数字分身" }).waitFor();
+        assert.doesNotMatch(await view.locator("main").innerText(), asciiPunctuationInChinese);
+      }
+      await expectNoOverflow(view, `instant person (${suffix})`);
+      await shot(view, `21-instant-subject-${suffix}`);
+      await other.close();
+    }
+    const removed = await page.evaluate(
+      async (id) =>
+        (
+          await fetch(`/api/subjects/${id}`, {
+            method: "DELETE",
+            headers: { "X-CSRF-Token": document.cookie.match(/doppel_csrf=([^;]+)/)?.[1] ?? "" },
+          })
+        ).status,
+      instantId,
+    );
+    assert.equal(removed, 200, "the instant person is deleted again");
+    await page.goto(`${base}/settings`);
+    await page.locator(".model-list .model").first().waitFor();
+  }
+
   step("the language switch: Chinese everywhere, remembered after a reload");
   await page.getByRole("button", { name: /Switch to Chinese/ }).click();
   await page.getByRole("heading", { name: "设置" }).waitFor();
@@ -960,6 +1123,7 @@ try {
   fs.writeFileSync(path.join(artifacts, "timeline.txt"), timeline.join("\n") + "\n");
   fs.rmSync(dataDir, { recursive: true, force: true });
   fs.rmSync(path.dirname(notAPhoto), { recursive: true, force: true });
+  if (identityModels) fs.rmSync(identityModels, { recursive: true, force: true });
 }
 console.log(`screenshots in ${artifacts}`);
 process.exit(failed ? 1 : 0);

@@ -13,7 +13,9 @@ export interface Subject {
   class_word?: string; // woman, man, girl, boy or person: in prompts and training captions
   status: string;
   // The next step, from the photos' verdicts and the LoRA versions.
-  stage?: "needs_photos" | "ready_to_train" | "training" | "trained";
+  stage?: "needs_photos" | "ready_to_train" | "training" | "trained" | "ready_to_shoot";
+  // "trained": a double trained on their photos; "instant": their best photo through IP-Adapter.
+  identity_source?: "trained" | "instant";
   photos?: number;
   accepted_photos?: number;
   cover_photo_id?: string | null;
@@ -48,6 +50,7 @@ export interface Readiness {
   hints: string[];
   hint_codes?: string[];
   plenty_photos?: number;
+  goal?: "train" | "instant"; // an instant subject needs one good photo and no training
   rejection_groups?: { code: string; title: string; photos: number; advice: string }[];
 }
 export interface Job {
@@ -156,9 +159,12 @@ export interface Image {
 export interface Model {
   id: string;
   name: string;
+  kind?: "checkpoint" | "ip_adapter" | "image_encoder";
   path: string;
   family: string;
-  prediction: string;
+  prediction: string | null;
+  variant?: string; // an IP-Adapter's: base, plus, plus-face, full-face
+  hidden_size?: number; // an image encoder's width
   builtin: boolean;
   default: boolean;
 }

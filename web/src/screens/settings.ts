@@ -3,7 +3,7 @@
 
 import { api, Model, Storage, Subject } from "../api";
 import { h } from "../dom";
-import { formatBytes, t } from "../i18n";
+import { formatBytes, t, TextKey } from "../i18n";
 import { navigate, setAccount } from "../main";
 import { confirmDialog, errorMessage, loadInto, pageHeading, toast, whileBusy } from "../ui";
 
@@ -24,6 +24,24 @@ export async function deleteSubject(subject: Subject): Promise<boolean> {
   }
 }
 
+type ModelKind = "checkpoint" | "ip_adapter" | "image_encoder";
+
+const modelKinds: { kind: ModelKind; title: TextKey; option: TextKey }[] = [
+  { kind: "checkpoint", title: "modelsCheckpoints", option: "modelKindCheckpoint" },
+  { kind: "ip_adapter", title: "modelsIpAdapters", option: "modelKindIpAdapter" },
+  { kind: "image_encoder", title: "modelsImageEncoders", option: "modelKindImageEncoder" },
+];
+
+// What a registered model is, after its name: the built-in one, or its family (and an
+// adapter's variant, an encoder's width) and path.
+function modelDetails(model: Model): string {
+  if (model.builtin) return t("builtinModel");
+  const parts = [model.family];
+  if (model.variant) parts.push(model.variant);
+  if (model.hidden_size) parts.push(String(model.hidden_size));
+  return `${parts.join(" · ")} · ${model.path}`;
+}
+
 function modelsSection(): HTMLElement {
   const list = h("div", {});
   const path = h("input", {
@@ -33,52 +51,66 @@ function modelsSection(): HTMLElement {
     placeholder: t("modelPathPlaceholder"),
     spellcheck: "false",
   });
+  const kindSelect = h(
+    "select",
+    { name: "kind", id: "model-kind" },
+    ...modelKinds.map(({ kind, option }) => h("option", { value: kind }, t(option))),
+  );
   const error = h("p", { class: "form-error", role: "alert" });
   const add = h("button", { type: "submit", class: "secondary" }, t("addModel"));
   const form = h(
     "form",
     { class: "inline-form" },
     h("label", { class: "field grow" }, h("span", {}, t("modelPath")), path),
+    h("label", { class: "field" }, h("span", {}, t("modelKind")), kindSelect),
     add,
     error,
   );
+  const modelItem = (model: Model) => {
+    const makeDefault = h("button", { type: "button", class: "secondary small" }, t("makeDefault"));
+    makeDefault.addEventListener("click", () =>
+      whileBusy(makeDefault, async () => {
+        await api("PUT", `/api/models/${model.id}/default`);
+        await draw();
+      }),
+    );
+    const checkpoint = (model.kind ?? "checkpoint") === "checkpoint";
+    return h(
+      "li",
+      { class: "model", "data-model-id": model.id, "data-kind": model.kind ?? "checkpoint" },
+      h(
+        "div",
+        {},
+        h("strong", {}, model.name),
+        " ",
+        h("span", { class: "muted" }, modelDetails(model)),
+      ),
+      // Only a checkpoint draws; adapters and encoders help it.
+      !checkpoint
+        ? null
+        : model.default
+          ? h("span", { class: "badge status-trained" }, t("defaultModel"))
+          : makeDefault,
+    );
+  };
   const draw = () =>
     loadInto(
       list,
       () => api<{ models: Model[] }>("GET", "/api/models"),
       ({ models }) =>
         h(
-          "ul",
-          { class: "model-list" },
-          ...models.map((model) => {
-            const makeDefault = h(
-              "button",
-              { type: "button", class: "secondary small" },
-              t("makeDefault"),
-            );
-            makeDefault.addEventListener("click", () =>
-              whileBusy(makeDefault, async () => {
-                await api("PUT", `/api/models/${model.id}/default`);
-                await draw();
-              }),
-            );
+          "div",
+          {},
+          ...modelKinds.map(({ kind, title }) => {
+            const ofKind = models.filter((model) => (model.kind ?? "checkpoint") === kind);
             return h(
-              "li",
-              { class: "model", "data-model-id": model.id },
-              h(
-                "div",
-                {},
-                h("strong", {}, model.name),
-                " ",
-                h(
-                  "span",
-                  { class: "muted" },
-                  model.builtin ? t("builtinModel") : `${model.family} · ${model.path}`,
-                ),
-              ),
-              model.default
-                ? h("span", { class: "badge status-trained" }, t("defaultModel"))
-                : makeDefault,
+              "div",
+              { class: "model-group", "data-kind": kind },
+              h("h3", {}, t(title)),
+              kind === "ip_adapter" ? h("p", { class: "muted" }, t("modelsIdentityIntro")) : null,
+              ofKind.length
+                ? h("ul", { class: "model-list" }, ...ofKind.map(modelItem))
+                : h("p", { class: "muted" }, t("modelsNone")),
             );
           }),
         ),
@@ -89,7 +121,7 @@ function modelsSection(): HTMLElement {
     if (!path.value.trim()) return path.focus();
     void whileBusy(add, async () => {
       try {
-        await api("POST", "/api/models", { path: path.value.trim() });
+        await api("POST", "/api/models", { path: path.value.trim(), kind: kindSelect.value });
         path.value = "";
         await draw();
       } catch (failure) {

@@ -37,6 +37,8 @@ const kMaxFilesPerUpload = 10;
 const kMaxBytesPerUpload = 16 * 1024 * 1024;
 
 export function readinessText(readiness: Readiness): string {
+  if (readiness.goal === "instant")
+    return t(readiness.accepted > 0 ? "readinessInstantReady" : "readinessInstantNeed");
   if (readiness.photos_needed > 0)
     return readiness.photos_needed === 1
       ? t("readinessNeedOne", { minimum: readiness.minimum_photos })
@@ -258,6 +260,9 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
   // Where the person is: from the verdicts, the versions and a running training job.
   function stage(): Stage {
     if (trainJob && !isFinished(trainJob)) return "training";
+    // An instant person shoots after one good photo; training them makes them a trained double.
+    if (subject?.identity_source === "instant")
+      return readiness && readiness.accepted > 0 ? "ready_to_shoot" : "needs_photos";
     if (versions.some((version) => version.status === "ready")) return "trained";
     if (versions.some((version) => version.status === "queued" || version.status === "training"))
       return "training";
@@ -286,7 +291,13 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
     );
   }
 
+  // An instant person needs one good photo, not a training set.
+  const photosIntro = h("p", { class: "intro" }, t("photosIntro"));
+
   function draw(): void {
+    photosIntro.textContent = t(
+      subject?.identity_source === "instant" ? "photosIntroInstant" : "photosIntro",
+    );
     drawHeading();
     drawReadiness();
     drawSamples();
@@ -531,6 +542,9 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
         );
         break;
       }
+      case "ready_to_shoot":
+        parts.push(h("p", { class: "next-text" }, t("nextShootInstant", { name })), shootLinks());
+        break;
       case "trained":
         parts.push(
           h("p", { class: "next-text" }, t("nextShoot", { name })),
@@ -557,6 +571,39 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
     replaceChildren(nextStep, ...parts);
   }
 
+  // "Shoot portraits" and the gallery, for a person who can be shot without training.
+  function shootLinks(): HTMLElement {
+    return h(
+      "div",
+      { class: "actions-row" },
+      h("a", { class: "button primary", href: `/subjects/${subjectId}/shoot` }, t("shootAction")),
+      h(
+        "a",
+        { class: "button secondary", href: `/subjects/${subjectId}/gallery` },
+        t("openGallery"),
+      ),
+    );
+  }
+
+  // Switches how the studio learns the person (kept on the person; their LoRAs stay).
+  function identitySwitch(to: "trained" | "instant", label: string): HTMLButtonElement {
+    const button = h("button", { type: "button", class: "secondary small identity-switch" }, label);
+    button.addEventListener("click", () =>
+      whileBusy(button, async () => {
+        subject = await api<Subject>("PATCH", `/api/subjects/${subjectId}`, {
+          identity_source: to,
+        });
+        const list = await api<{ photos: Photo[]; readiness: Readiness }>(
+          "GET",
+          `/api/subjects/${subjectId}/photos`,
+        );
+        readiness = list.readiness;
+        draw();
+      }),
+    );
+    return button;
+  }
+
   function readinessTextOrNull(): string {
     return readiness ? readinessText(readiness) : "";
   }
@@ -568,6 +615,15 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
       .find((version) => version.status === "ready");
     const parts: (Node | null)[] = [];
     const current = stage();
+    if (subject?.identity_source === "instant" && current !== "training") {
+      // No training prompt: an instant person is shot from one photo; they may be trained later.
+      parts.push(
+        h("p", { class: "muted instant-note" }, t("instantTrainNote", { name: subject.name })),
+        identitySwitch("trained", t("switchToTrained")),
+      );
+      replaceChildren(trainPanel, ...parts);
+      return;
+    }
     if (current === "training") {
       parts.push(h("p", { class: "muted" }, t("nextTraining", { name: subject?.name ?? "" })));
     } else if (ready) {
@@ -598,6 +654,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
     } else {
       parts.push(h("p", { class: "muted" }, t("trainStartAbove")));
     }
+    if (current !== "training") parts.push(identitySwitch("instant", t("switchToInstant")));
     replaceChildren(trainPanel, ...parts);
   }
 
@@ -751,7 +808,7 @@ export function renderSubject(main: HTMLElement, [subjectId]: string[]): Cleanup
       "section",
       { class: "card step", "aria-labelledby": "photos-title" },
       h("h2", { id: "photos-title" }, t("photosTitle")),
-      h("p", { class: "intro" }, t("photosIntro")),
+      photosIntro,
       dropZone,
       uploadStatus,
       readinessPanel,

@@ -7,9 +7,10 @@ import { t } from "../i18n";
 import { navigate } from "../main";
 import { errorMessage, loadInto, pageHeading } from "../ui";
 
-export type Stage = "needs_photos" | "ready_to_train" | "training" | "trained";
+export type Stage = "needs_photos" | "ready_to_train" | "training" | "trained" | "ready_to_shoot";
 
 export function statusText(stage: Stage | string | undefined): string {
+  if (stage === "ready_to_shoot") return t("statusReadyToShoot");
   if (stage === "trained") return t("statusTrained");
   if (stage === "training") return t("statusTraining");
   if (stage === "ready_to_train") return t("statusReady");
@@ -67,6 +68,26 @@ export function renderSubjects(main: HTMLElement): void {
       h("option", { value: word, selected: word === "person" }, t(`class_${word}`)),
     ),
   );
+  // How the studio learns their likeness, with the trade-off in plain words.
+  const identityOption = (value: "trained" | "instant", title: string, detail: string) =>
+    h(
+      "label",
+      { class: "identity-option" },
+      h("input", {
+        type: "radio",
+        name: "identity_source",
+        value,
+        checked: value === "trained",
+      }),
+      h("span", {}, h("strong", {}, title), h("span", { class: "muted" }, detail)),
+    );
+  const identityChoice = h(
+    "fieldset",
+    { class: "identity-choice" },
+    h("legend", {}, t("identityTitle")),
+    identityOption("trained", t("identityTrained"), t("identityTrainedDetail")),
+    identityOption("instant", t("identityInstant"), t("identityInstantDetail")),
+  );
   const error = h("p", { class: "form-error", role: "alert" });
   const button = h("button", { type: "submit", class: "primary" }, t("addSubject"));
   const form = h(
@@ -74,6 +95,7 @@ export function renderSubjects(main: HTMLElement): void {
     { class: "card inline-form" },
     h("label", { class: "field grow" }, h("span", {}, t("newSubjectName")), name),
     h("label", { class: "field" }, h("span", {}, t("classWord")), classSelect),
+    identityChoice,
     button,
     error,
   );
@@ -89,6 +111,8 @@ export function renderSubjects(main: HTMLElement): void {
       const subject = await api<Subject>("POST", "/api/subjects", {
         name: name.value.trim(),
         class_word: classSelect.value,
+        identity_source:
+          identityChoice.querySelector<HTMLInputElement>("input:checked")?.value ?? "trained",
       });
       navigate(`/subjects/${subject.id}`);
     } catch (failure) {
