@@ -249,6 +249,7 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): Cleanup {
       const templates = templatePicker(
         new Map(styles.map((style) => [style.id, localized(style.name, style.name_zh)])),
         () => updateStart(),
+        subjectId,
       );
       const updateStart = () => {
         const total = (selected.size + templates.selected.size) * Number(count.value);
@@ -278,8 +279,7 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): Cleanup {
         };
         if (selected.size) request.styles = [...selected];
         if (fastAvailable && speed.value === "fast") request.speed = "fast";
-        if (templates.selected.size)
-          request.templates = [...templates.selected].map((id) => ({ id }));
+        if (templates.selected.size) request.templates = templates.request();
         // The browser checks ranges; the server says what is wrong with anything else.
         const numbers: [HTMLInputElement, string][] = [
           [seed, "seed"],

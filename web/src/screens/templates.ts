@@ -3,7 +3,7 @@
 // "Use my own picture as a template": upload, face check with a preview of what is repainted,
 // the face to replace when the picture has several, then save (docs/templates.md).
 
-import { api, ApiError } from "../api";
+import { api, ApiError, Subject } from "../api";
 import { h, replaceChildren } from "../dom";
 import { localized, t } from "../i18n";
 import { errorMessage, whileBusy } from "../ui";
@@ -117,14 +117,21 @@ function templatePicture(entry: PortraitTemplateEntry): HTMLElement {
 export interface TemplatePicker {
   element: HTMLElement;
   selected: Set<string>;
+  // The shoot request's "templates": each chosen one, with its people when it has several faces.
+  request(): { id: string; subjects?: string[] }[];
 }
 
-// The templates section of the shoot screen. `onChange` is called when the selection changes.
+// The templates section of the shoot screen for `subjectId`. `onChange` is called when the
+// selection changes.
 export function templatePicker(
   packNames: Map<string, string>,
   onChange: () => void,
+  subjectId: string,
 ): TemplatePicker {
   const selected = new Set<string>();
+  // Several-face templates: the person chosen for each face, left to right.
+  const people = new Map<string, HTMLSelectElement[]>();
+  let everyone: Subject[] = [];
   const gallery = h("div", { class: "template-gallery" });
   const status = h("p", { class: "muted", "aria-live": "polite" });
 
@@ -159,6 +166,46 @@ export function templatePicker(
       button.setAttribute("aria-pressed", selected.has(entry.id) ? "true" : "false");
       onChange();
     });
+    const replacedCount = facesReplaced(entry) ?? 1;
+    let chooser: HTMLElement | null = null;
+    if (entry.source === "uploaded" && replacedCount > 1) {
+      // This person first, then the others, one per face from the left; each can be changed.
+      const order = [
+        ...everyone.filter((person) => person.id === subjectId),
+        ...everyone.filter((person) => person.id !== subjectId),
+      ];
+      const selects = Array.from({ length: replacedCount }, (_, k) => {
+        const select = h(
+          "select",
+          { id: `template-${entry.id}-face-${k + 1}` },
+          ...order.map((person, i) =>
+            h(
+              "option",
+              { value: person.id, selected: i === Math.min(k, order.length - 1) },
+              person.name,
+            ),
+          ),
+        );
+        return select;
+      });
+      people.set(entry.id, selects);
+      chooser = h(
+        "div",
+        { class: "template-people", hidden: !selected.has(entry.id) },
+        h("p", { class: "muted" }, t("templatePeople")),
+        ...selects.map((select, k) =>
+          h(
+            "label",
+            { class: "field", for: select.id },
+            h("span", {}, t("templateFaceNumber", { n: k + 1 })),
+            select,
+          ),
+        ),
+      );
+      button.addEventListener("click", () => {
+        if (chooser) chooser.hidden = !selected.has(entry.id);
+      });
+    }
     if (entry.source !== "uploaded") return button;
     const remove = h(
       "button",
@@ -178,14 +225,18 @@ export function templatePicker(
         }
       });
     });
-    return h("div", { class: "template-card-wrap" }, button, remove);
+    return h("div", { class: "template-card-wrap" }, button, chooser, remove);
   }
 
   async function load(selectId?: string): Promise<void> {
     let templates: PortraitTemplateEntry[];
     try {
-      templates = (await api<{ templates: PortraitTemplateEntry[] }>("GET", "/api/templates"))
-        .templates;
+      [templates, everyone] = await Promise.all([
+        api<{ templates: PortraitTemplateEntry[] }>("GET", "/api/templates").then(
+          (answer) => answer.templates,
+        ),
+        api<{ subjects: Subject[] }>("GET", "/api/subjects").then((answer) => answer.subjects),
+      ]);
     } catch (failure) {
       status.textContent = errorMessage(failure);
       return;
@@ -270,6 +321,8 @@ export function templatePicker(
             t("templateFaceNumber", { n: face.index + 1 }),
           ),
         ),
+        // A couple portrait: every face, one person each (chosen when shooting).
+        h("option", { value: "all" }, t("templateFaceAll")),
       );
       const save = h("button", { type: "button", class: "primary" }, t("templateSave"));
       const saveError = h("p", { class: "form-error", "aria-live": "polite" });
@@ -283,7 +336,8 @@ export function templatePicker(
           const data = form();
           data.append("name", name.value.trim());
           // A shoot puts one person into a template: the chosen face of a group picture.
-          if (check.faces.length > 1) data.append("faces", faceChoice.value);
+          if (check.faces.length > 1 && faceChoice.value !== "all")
+            data.append("faces", faceChoice.value);
           try {
             const saved = (await postForm("/api/templates", data)) as PortraitTemplateEntry;
             fileInput.value = "";
@@ -373,5 +427,10 @@ export function templatePicker(
     status,
   );
   void load();
-  return { element, selected };
+  const request = () =>
+    [...selected].map((id) => {
+      const selects = people.get(id);
+      return selects ? { id, subjects: selects.map((select) => select.value) } : { id };
+    });
+  return { element, selected, request };
 }
