@@ -421,16 +421,32 @@ struct ApiServer::State {
   std::string metrics();
 
   // --- helpers used by several handlers ---
-  // 413 for a photo whose pixels would take more memory to decode than allowed (a small
-  // 16-bit RGBA PNG can ask for gigabytes), judged from its header before decoding.
-  void check_decode_budget(const ImageHeader& header, const std::string& name) const {
-    if (decoded_bytes(header) <= options.max_photo_decode_bytes) return;
-    throw HttpError(413, "too_large",
-                    name + " would take " + std::to_string(decoded_bytes(header) >> 20) +
-                        " MiB of memory to decode (" + std::to_string(header.channels) +
-                        " channels of " + std::to_string(header.bits_per_sample) +
-                        " bits); at most " + std::to_string(options.max_photo_decode_bytes >> 20) +
-                        " MiB are accepted: save it as an 8-bit JPEG");
+  // What every uploaded picture passes before it is decoded, judged from its header: a PNG,
+  // JPEG or WebP by its content (415), at most `max_pixels` pixels (413), and not more memory
+  // to decode than allowed (413: a small 16-bit RGBA PNG can ask for gigabytes).
+  ImageHeader check_uploaded_picture(const std::string& content, const std::string& name,
+                                     int64_t max_pixels) const {
+    ImageHeader header;
+    try {
+      header = sniff_image_header(content, name);
+    } catch (const Error&) {
+      throw HttpError(415, "unsupported_media_type",
+                      name + " is not a PNG, JPEG or WebP image (judged by its content)");
+    }
+    if (static_cast<int64_t>(header.width) * header.height > max_pixels)
+      throw HttpError(413, "too_large",
+                      name + " has " + std::to_string(header.width) + "x" +
+                          std::to_string(header.height) + " pixels; at most " +
+                          std::to_string(max_pixels) + " pixels are accepted");
+    if (decoded_bytes(header) > options.max_photo_decode_bytes)
+      throw HttpError(413, "too_large",
+                      name + " would take " + std::to_string(decoded_bytes(header) >> 20) +
+                          " MiB of memory to decode (" + std::to_string(header.channels) +
+                          " channels of " + std::to_string(header.bits_per_sample) +
+                          " bits); at most " +
+                          std::to_string(options.max_photo_decode_bytes >> 20) +
+                          " MiB are accepted: save it as an 8-bit JPEG");
+    return header;
   }
   // Counts an attempt of `key` (sign-in, account deletion) or answers 429 when too many failed.
   void begin_limited_attempt(Call& call, const std::string& key, int64_t now, const char* what) {

@@ -255,19 +255,7 @@ void ApiServer::State::queue_id_photo_from_upload(Call& call) {
   if (!upload) bad_request("no photo in the upload; send it in the field 'photo'");
   // Refused as the subject's photo upload refuses a file (same codes and words).
   const std::string name = upload_file_name(upload->filename, 0);
-  ImageHeader header;
-  try {
-    header = sniff_image_header(upload->content, name);
-  } catch (const Error&) {
-    throw HttpError(415, "unsupported_media_type",
-                    name + " is not a PNG, JPEG or WebP image (judged by its content)");
-  }
-  if (static_cast<int64_t>(header.width) * header.height > options.max_photo_pixels)
-    throw HttpError(413, "too_large",
-                    name + " has " + std::to_string(header.width) + "x" +
-                        std::to_string(header.height) + " pixels; at most " +
-                        std::to_string(options.max_photo_pixels) + " pixels are accepted");
-  check_decode_budget(header, name);
+  check_uploaded_picture(upload->content, name, options.max_photo_pixels);
   {
     WorkSlot slot(photo_decode_slots(), std::chrono::seconds(30));
     if (!slot.held())

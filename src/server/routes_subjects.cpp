@@ -158,19 +158,7 @@ void ApiServer::State::upload_photos(Call& call) {
                         name +
                             " is the same file as a photo this person has already; it was "
                             "not added again");
-      ImageHeader header;
-      try {
-        header = sniff_image_header(files[i]->content, name);
-      } catch (const Error&) {
-        throw HttpError(415, "unsupported_media_type",
-                        name + " is not a PNG, JPEG or WebP image (judged by its content)");
-      }
-      if (static_cast<int64_t>(header.width) * header.height > options.max_photo_pixels)
-        throw HttpError(413, "too_large",
-                        name + " has " + std::to_string(header.width) + "x" +
-                            std::to_string(header.height) + " pixels; at most " +
-                            std::to_string(options.max_photo_pixels) + " pixels are accepted");
-      check_decode_budget(header, name);
+      check_uploaded_picture(files[i]->content, name, options.max_photo_pixels);
       WorkSlot slot(photo_decode_slots(), std::chrono::seconds(30));
       if (!slot.held())
         throw HttpError(503, "busy", "the server is decoding other photos; try again in a minute");
