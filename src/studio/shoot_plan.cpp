@@ -31,12 +31,6 @@ void check_subject_word(const std::string& what, const std::string& word) {
   }
 }
 
-ShotLora subject_lora(const ShootSubject& subject) {
-  if (!std::isfinite(subject.lora_weight) || std::abs(subject.lora_weight) > 2.0)
-    invalid("the subject's LoRA weight must be a number from -2 to 2");
-  return {"subject", *subject.lora, subject.lora_weight, subject.lora_sha256};
-}
-
 nlohmann::json lora_json(const ShotLora& lora) {
   return {{"role", lora.role},
           {"file", lora.path.string()},
@@ -322,7 +316,7 @@ std::vector<Shot> plan_shoot(const ShootRequest& request) {
               " models, but the model is " + model_family_name(request.family) +
               "; choose styles for " + model_family_name(request.family));
   }
-  const std::string subject = subject_phrase(request.subject);
+  subject_phrase(request.subject);  // refuses prompt syntax in the words before any shot
   const std::filesystem::path lora_dir =
       request.lora_dir.empty() ? default_models_dir() / "lora" : request.lora_dir;
   const std::filesystem::path models_dir =
@@ -334,38 +328,51 @@ std::vector<Shot> plan_shoot(const ShootRequest& request) {
     if (request.subject.lora) loras.push_back(subject_lora(request.subject));
     for (const StyleLora& lora : style.loras)
       loras.push_back({"style", lora_dir / lora.file, lora.weight, ""});
-    nlohmann::json lora_list = nlohmann::json::array();
-    for (const ShotLora& lora : loras) lora_list.push_back(lora_json(lora));
-
+    const ShotSettings settings{style.id,     style.prompt,   style.negative_prompt, style.sampler,
+                                style.karras, style.steps,    style.guidance,        style.width,
+                                style.height, style.clip_skip};
     for (int i = 0; i < request.count_per_style; ++i) {
       const auto index = static_cast<uint64_t>(shots.size());
-      nlohmann::json recipe = {
-          {"version", kRecipeVersion},
-          {"style", style.id},
-          {"model",
-           {{"family", model_family_name(request.family)},
-            {"name", request.model_name},
-            {"hash", request.model_hash}}},
-          {"subject",
-           {{"trigger_word", request.subject.trigger_word},
-            {"class_word", request.subject.class_word}}},
-          {"prompt", fill_prompt_template(style.prompt, subject)},
-          {"negative_prompt", style.negative_prompt},
-          {"seed", (request.base_seed + index) & kMaxSeed},
-          {"sampler", style.sampler},
-          {"karras", style.karras},
-          {"steps", style.steps},
-          {"guidance", style.guidance},
-          {"width", style.width},
-          {"height", style.height},
-          {"clip_skip", style.clip_skip},
-          {"loras", lora_list},
-      };
+      nlohmann::json recipe = shot_recipe(request, settings, index, loras);
       add_style_extras(recipe, style, models_dir);
       shots.push_back(make_shot(recipe, static_cast<int>(index)));
     }
   }
   return shots;
+}
+
+ShotLora subject_lora(const ShootSubject& subject) {
+  if (!std::isfinite(subject.lora_weight) || std::abs(subject.lora_weight) > 2.0)
+    invalid("the subject's LoRA weight must be a number from -2 to 2");
+  return {"subject", *subject.lora, subject.lora_weight, subject.lora_sha256};
+}
+
+nlohmann::json shot_recipe(const ShootRequest& request, const ShotSettings& settings,
+                           uint64_t index, const std::vector<ShotLora>& loras) {
+  nlohmann::json lora_list = nlohmann::json::array();
+  for (const ShotLora& lora : loras) lora_list.push_back(lora_json(lora));
+  return {
+      {"version", kRecipeVersion},
+      {"style", settings.style},
+      {"model",
+       {{"family", model_family_name(request.family)},
+        {"name", request.model_name},
+        {"hash", request.model_hash}}},
+      {"subject",
+       {{"trigger_word", request.subject.trigger_word},
+        {"class_word", request.subject.class_word}}},
+      {"prompt", fill_prompt_template(settings.prompt, subject_phrase(request.subject))},
+      {"negative_prompt", settings.negative_prompt},
+      {"seed", (request.base_seed + index) & kMaxSeed},
+      {"sampler", settings.sampler},
+      {"karras", settings.karras},
+      {"steps", settings.steps},
+      {"guidance", settings.guidance},
+      {"width", settings.width},
+      {"height", settings.height},
+      {"clip_skip", settings.clip_skip},
+      {"loras", lora_list},
+  };
 }
 
 Shot shot_from_recipe(const nlohmann::json& recipe) {

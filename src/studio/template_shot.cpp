@@ -87,18 +87,11 @@ std::vector<TemplateShot> plan_template_shots(const ShootRequest& request,
   if (request.count_per_style < 1 || request.count_per_style > 100)
     invalid("images per template must be from 1 to 100");
   if (request.base_seed > kMaxSeed) invalid("the seed must be at most " + std::to_string(kMaxSeed));
-  const std::string subject = subject_phrase(request.subject);
+  subject_phrase(request.subject);  // refuses prompt syntax in the words before any shot
   const std::filesystem::path controlnets =
       (request.models_dir.empty() ? default_models_dir() : request.models_dir) / "controlnet";
-  json loras = json::array();
-  if (request.subject.lora) {
-    if (!std::isfinite(request.subject.lora_weight) || std::abs(request.subject.lora_weight) > 2)
-      invalid("the subject's LoRA weight must be a number from -2 to 2");
-    loras.push_back({{"role", "subject"},
-                     {"file", request.subject.lora->string()},
-                     {"weight", request.subject.lora_weight},
-                     {"sha256", request.subject.lora_sha256}});
-  }
+  std::vector<ShotLora> loras;
+  if (request.subject.lora) loras.push_back(subject_lora(request.subject));
   std::vector<TemplateShot> shots;
   for (const ShootTemplate& chosen : templates) {
     PortraitTemplate settings = chosen.settings;
@@ -113,30 +106,13 @@ std::vector<TemplateShot> plan_template_shots(const ShootRequest& request,
     const int64_t size = face_pass_size(settings);
     for (int i = 0; i < request.count_per_style; ++i) {
       const auto index = static_cast<uint64_t>(first_index) + shots.size();
-      json recipe = {
-          {"version", 1},
-          {"style", kTemplateStylePrefix + settings.id},
-          {"model",
-           {{"family", model_family_name(request.family)},
-            {"name", request.model_name},
-            {"hash", request.model_hash}}},
-          {"subject",
-           {{"trigger_word", request.subject.trigger_word},
-            {"class_word", request.subject.class_word}}},
-          {"prompt", fill_prompt_template(settings.prompt, subject)},
-          {"negative_prompt", settings.negative_prompt},
-          {"seed", (request.base_seed + index) & kMaxSeed},
-          {"sampler", settings.sampler},
-          {"karras", settings.karras},
-          {"steps", settings.steps},
-          {"guidance", settings.guidance},
-          {"width", size},
-          {"height", size},
-          {"clip_skip", 1},
-          {"loras", loras},
-          {"template",
-           {{"sha256", chosen.picture_sha256}, {"settings", portrait_template_to_json(settings)}}},
-      };
+      json recipe = shot_recipe(
+          request,
+          {kTemplateStylePrefix + settings.id, settings.prompt, settings.negative_prompt,
+           settings.sampler, settings.karras, settings.steps, settings.guidance, size, size, 1},
+          index, loras);
+      recipe["template"] = {{"sha256", chosen.picture_sha256},
+                            {"settings", portrait_template_to_json(settings)}};
       if (!chosen.subjects.empty()) recipe["template"]["subjects"] = subjects_json(chosen.subjects);
       TemplateShot shot = template_shot_from_recipe(recipe);
       shot.shot.index = static_cast<int>(index);

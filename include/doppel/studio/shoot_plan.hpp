@@ -91,6 +91,26 @@ std::string subject_phrase(const ShootSubject& subject);
 // outside 1-100, a seed above kMaxSeed, or a style made for another family.
 std::vector<Shot> plan_shoot(const ShootRequest& request);
 
+// What a shot draws, from a style or a template: the start of its recipe.
+struct ShotSettings {
+  std::string style;   // the style's id, or "template:<id>"
+  std::string prompt;  // with {subject}
+  std::string negative_prompt;
+  std::string sampler;
+  bool karras = false;
+  int64_t steps = 0;
+  double guidance = 0;
+  int64_t width = 0;
+  int64_t height = 0;
+  int clip_skip = 1;
+};
+// The recipe of shot `index` of `request` (seed base_seed + index) with `settings` and the
+// shot's LoRAs (the subject's first): what every planned shot's recipe starts from.
+nlohmann::json shot_recipe(const ShootRequest& request, const ShotSettings& settings,
+                           uint64_t index, const std::vector<ShotLora>& loras);
+// The subject's LoRA as a shot merges it; throws kInvalidArgument for a weight outside -2..2.
+ShotLora subject_lora(const ShootSubject& subject);
+
 // "Again with this seed": the shot a recipe describes, request identical to
 // the original. Throws kInvalidArgument naming a missing or mistyped field.
 // LoRA paths are taken as written: take recipes from the store, never from a
