@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
     TemplatePortraitRequest request;
     request.settings = settings;
     request.picture = resize_image(read_image(photo), 512, 768);
-    request.subjects.push_back({"woman", {}, {}});
+    request.subjects.push_back({"woman", {}, {}, std::nullopt});
     request.seed = 1;
     FaceDetector detector(default_landmark_model_path());
     const auto faces = find_template_faces(request.picture, detector, settings.mask);

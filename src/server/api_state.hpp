@@ -186,7 +186,7 @@ inline json photo_json(const store::Photo& photo) {
   return {{"id", photo.id},
           {"subject_id", photo.subject_id},
           {"size", photo.original_size},
-          {"verdict", photo.verdict},
+          {"verdict", store::photo_verdict_name(photo.verdict)},
           {"reasons", parse_stored_json(photo.reasons_json)},
           {"has_crop", photo.crop_blob.has_value()},
           {"created_at", photo.created_at}};
@@ -463,7 +463,7 @@ struct ApiServer::State {
     const auto photos = repository->list_photos(call.account_id(), subject.id);
     answer["photos"] = photos.size();
     answer["accepted_photos"] = std::count_if(photos.begin(), photos.end(), [](const auto& photo) {
-      return photo.verdict == "accepted";
+      return photo.verdict == store::PhotoVerdict::kAccepted;
     });
     answer["stage"] = subject_stage(subject, photos,
                                     repository->list_lora_versions(call.account_id(), subject.id),

@@ -208,7 +208,7 @@ void ApiServer::State::queue_id_photo_from_record(Call& call, const std::string&
     const auto photo = is_record_id(*photo_id) ? repository->get_photo(call.account_id(), *photo_id)
                                                : std::nullopt;
     if (!photo || photo->subject_id != subject->id) not_found("photo");
-    if (photo->verdict != "accepted")
+    if (photo->verdict != store::PhotoVerdict::kAccepted)
       throw HttpError(409, "not_accepted",
                       "this photo was not accepted as a clear photo of the face; choose one of "
                       "the person's accepted photos");

@@ -106,7 +106,7 @@ void ApiServer::State::list_photos(Call& call) {
   for (const store::Photo& photo : repository->list_photos(call.account_id(), subject.id)) {
     PhotoVerdict verdict;
     verdict.label = photo.id;
-    verdict.accepted = photo.verdict == "accepted";
+    verdict.accepted = photo.verdict == store::PhotoVerdict::kAccepted;
     const json reasons = parse_stored_json(photo.reasons_json);
     if (reasons.is_array()) {
       for (const json& reason : reasons) {
@@ -261,13 +261,14 @@ void ApiServer::State::train(Call& call) {
 
   auto photos = repository->list_photos(call.account_id(), subject.id);
   // Photos an interrupted upload left unjudged are judged now, not at the next upload.
-  if (std::any_of(photos.begin(), photos.end(),
-                  [](const store::Photo& photo) { return photo.verdict == "pending"; })) {
+  if (std::any_of(photos.begin(), photos.end(), [](const store::Photo& photo) {
+        return photo.verdict == store::PhotoVerdict::kPending;
+      })) {
     intake->refresh(call.account_id(), subject.id);
     photos = repository->list_photos(call.account_id(), subject.id);
   }
   const auto accepted = std::count_if(photos.begin(), photos.end(), [](const store::Photo& photo) {
-    return photo.verdict == "accepted" && photo.crop_blob;
+    return photo.verdict == store::PhotoVerdict::kAccepted && photo.crop_blob;
   });
   if (accepted < kMinimumPhotosToTrain)
     throw HttpError(409, "not_ready",

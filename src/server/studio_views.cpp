@@ -24,7 +24,7 @@ std::string subject_stage(const store::Subject& subject, const std::vector<store
   };
   if (has_status({"queued", "training"})) return "training";
   const auto accepted = std::count_if(photos.begin(), photos.end(), [](const store::Photo& photo) {
-    return photo.verdict == "accepted";
+    return photo.verdict == store::PhotoVerdict::kAccepted;
   });
   if (subject.identity_source == store::kIdentityInstant)
     return accepted >= 1 ? "ready_to_shoot" : "needs_photos";

@@ -132,7 +132,9 @@ nlohmann::json SubjectIntake::refresh(const std::string& account_id,
     const store::Photo& photo = photos[i];
     const PhotoVerdict& verdict = verdicts[i];
     const bool judged = intake_ != nullptr;
-    const std::string state = !judged ? "pending" : verdict.accepted ? "accepted" : "rejected";
+    const store::PhotoVerdict state = !judged            ? store::PhotoVerdict::kPending
+                                      : verdict.accepted ? store::PhotoVerdict::kAccepted
+                                                         : store::PhotoVerdict::kRejected;
     const std::string reasons = reasons_to_json(verdict.reasons).dump();
     const std::optional<std::string> crop = verdict.accepted ? crops[i] : std::nullopt;
     if (crops[i] && !crop) replaced.insert(*crops[i]);  // put for a photo the set gates rejected

@@ -56,7 +56,7 @@ std::vector<store::Photo> rank_accepted_photos(const std::vector<store::Photo>& 
   };
   std::vector<Candidate> candidates;
   for (const store::Photo& photo : photos) {
-    if (photo.verdict != "accepted" || !photo.crop_blob) continue;
+    if (photo.verdict != store::PhotoVerdict::kAccepted || !photo.crop_blob) continue;
     const auto found = measured.find(photo.id);
     candidates.push_back(
         {photo, note_count(photo),

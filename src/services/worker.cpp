@@ -244,7 +244,7 @@ GeneratedImage Worker::State::render_template(
     for (size_t k = 0; k < people.size(); ++k) {
       std::vector<Image> photos;
       for (const store::Photo& photo : repository->list_photos(account_id, people[k]))
-        if (photo.verdict == "accepted" && photo.crop_blob)
+        if (photo.verdict == store::PhotoVerdict::kAccepted && photo.crop_blob)
           photos.push_back(decode_image(blobs->get(*photo.crop_blob)));
       fusion[k] = fusion_identity(photos, *template_detector);
       if (!fusion[k])
@@ -323,7 +323,7 @@ json Worker::State::run_train(const store::Job& job, LeaseKeeper& lease) {
   std::vector<TrainingExample> examples;
   const std::string caption = default_caption(payload.trigger_word, payload.class_word);
   for (const store::Photo& photo : repository->list_photos(job.account_id, version->subject_id)) {
-    if (photo.verdict != "accepted" || !photo.crop_blob) continue;
+    if (photo.verdict != store::PhotoVerdict::kAccepted || !photo.crop_blob) continue;
     examples.push_back({photo.id, decode_image(blobs->get(*photo.crop_blob)), caption});
   }
   if (examples.empty())

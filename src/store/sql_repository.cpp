@@ -149,8 +149,8 @@ class SqlRepository final : public Repository {
     require_text(class_word, "subject class word");
     require_identity_source(identity_source);
     int64_t now = unix_millis_now();
-    Subject subject{new_random_id(), account_id, name, trigger_word,   "new",          std::nullopt,
-                    now,             now,        class_word, identity_source};
+    Subject subject{new_random_id(), account_id, name, trigger_word, "new",
+                    std::nullopt,    now,        now,  class_word,   identity_source};
     database_->transaction([&] {
       require_account(account_id);
       db().execute(
@@ -221,7 +221,8 @@ class SqlRepository final : public Repository {
           "INSERT INTO photos (id, account_id, subject_id, blob_sha256, original_size, verdict, "
           "reasons_json, crop_blob, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
           {photo.id, photo.account_id, photo.subject_id, photo.blob_sha256, photo.original_size,
-           photo.verdict, photo.reasons_json, optional_value(photo.crop_blob), photo.created_at});
+           photo_verdict_name(photo.verdict), photo.reasons_json, optional_value(photo.crop_blob),
+           photo.created_at});
     });
     return photo;
   }
@@ -244,13 +245,14 @@ class SqlRepository final : public Repository {
   }
 
   bool update_photo_verdict(const std::string& account_id, const std::string& photo_id,
-                            const std::string& verdict, const std::string& reasons_json,
+                            PhotoVerdict verdict, const std::string& reasons_json,
                             const std::optional<std::string>& crop_blob) override {
     require_json(reasons_json, "photo reasons_json");
     return db().execute(
                    "UPDATE photos SET verdict = ?, reasons_json = ?, crop_blob = ? WHERE id = ? "
                    "AND account_id = ?",
-                   {verdict, reasons_json, optional_value(crop_blob), photo_id, account_id})
+                   {photo_verdict_name(verdict), reasons_json, optional_value(crop_blob), photo_id,
+                    account_id})
                .affected_rows > 0;
   }
 
@@ -470,9 +472,9 @@ class SqlRepository final : public Repository {
     require_text(model.name, "model name");
     if (model.kind != kModelCheckpoint && model.kind != kModelIpAdapter &&
         model.kind != kModelImageEncoder)
-      throw Error(ErrorCode::kInvalidArgument,
-                  "model kind '" + model.kind + "' is not one of checkpoint, ip_adapter, "
-                  "image_encoder");
+      throw Error(ErrorCode::kInvalidArgument, "model kind '" + model.kind +
+                                                   "' is not one of checkpoint, ip_adapter, "
+                                                   "image_encoder");
     model.id = new_random_id();
     model.builtin = false;
     model.is_default = false;
@@ -674,51 +676,12 @@ class SqlRepository final : public Repository {
 
 }  // namespace
 
-const char* job_status_name(JobStatus status) {
-  switch (status) {
-    case JobStatus::kQueued:
-      return "queued";
-    case JobStatus::kRunning:
-      return "running";
-    case JobStatus::kSucceeded:
-      return "succeeded";
-    case JobStatus::kDead:
-      return "dead";
-    case JobStatus::kCancelled:
-      return "cancelled";
-  }
-  return "unknown";
-}
-
-JobStatus parse_job_status(const std::string& name) {
-  for (JobStatus status : {JobStatus::kQueued, JobStatus::kRunning, JobStatus::kSucceeded,
-                           JobStatus::kDead, JobStatus::kCancelled})
-    if (name == job_status_name(status)) return status;
-  throw Error(ErrorCode::kInvalidFile, "unknown job status '" + name + "' in the database");
-}
-
 std::unique_ptr<Repository> make_repository(std::shared_ptr<Database> database) {
   return std::make_unique<SqlRepository>(std::move(database));
 }
 
 std::unique_ptr<Repository> open_repository(const std::string& url) {
   return make_repository(open_database(url));
-}
-
-std::string new_random_id() {
-  if (sodium_init() < 0)
-    throw Error(ErrorCode::kInternal, "libsodium failed to initialise (no entropy source?)");
-  unsigned char bytes[16];
-  randombytes_buf(bytes, sizeof bytes);
-  char hex[sizeof bytes * 2 + 1];
-  sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
-  return std::string(hex, sizeof bytes * 2);
-}
-
-int64_t unix_millis_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace doppel::store

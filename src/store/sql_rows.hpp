@@ -70,8 +70,9 @@ inline constexpr const char* kPhotoColumns =
     "id, account_id, subject_id, blob_sha256, original_size, verdict, reasons_json, crop_blob, "
     "created_at";
 inline Photo read_photo(const SqlRow& row) {
-  return Photo{row.text(0), row.text(1), row.text(2),          row.text(3),   row.integer(4),
-               row.text(5), row.text(6), row.optional_text(7), row.integer(8)};
+  return Photo{row.text(0), row.text(1),          row.text(2),
+               row.text(3), row.integer(4),       parse_photo_verdict(row.text(5)),
+               row.text(6), row.optional_text(7), row.integer(8)};
 }
 
 inline constexpr const char* kLoraColumns =

@@ -190,9 +190,9 @@ TEST(PhotoIntakeResume, PhotosLeftPendingAreJudgedWhenTrainingIsAsked) {
       store::BlobStore::open(server.data_dir(), std::nullopt, true).put(synthetic_png(48, 40, 120));
   photo.original_size = 100;
   photo = repository->add_photo(account->id, photo);
-  ASSERT_EQ(repository->get_photo(account->id, photo.id)->verdict, "pending");
+  ASSERT_EQ(repository->get_photo(account->id, photo.id)->verdict, store::PhotoVerdict::kPending);
   EXPECT_EQ(client.post(subject + "/train", json::object()).status, 409);  // no faces in them
-  EXPECT_NE(repository->get_photo(account->id, photo.id)->verdict, "pending");
+  EXPECT_NE(repository->get_photo(account->id, photo.id)->verdict, store::PhotoVerdict::kPending);
 }
 
 }  // namespace

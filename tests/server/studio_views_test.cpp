@@ -36,8 +36,8 @@ TEST(StudioViews, APortraitWithoutAFaceIsNoFaceNotADifferentPerson) {
 TEST(StudioViews, TheStageFollowsTheVerdictsAndTraining) {
   const store::Subject trained;
   std::vector<store::Photo> photos(10);
-  for (auto& photo : photos) photo.verdict = "accepted";
-  photos[0].verdict = "rejected";
+  for (auto& photo : photos) photo.verdict = store::PhotoVerdict::kAccepted;
+  photos[0].verdict = store::PhotoVerdict::kRejected;
   std::vector<store::LoraVersion> versions;
   EXPECT_EQ(server::subject_stage(trained, photos, versions, 5), "ready_to_train");
   EXPECT_EQ(
@@ -58,11 +58,11 @@ TEST(StudioViews, AnInstantSubjectIsReadyToShootAfterOneGoodPhoto) {
   store::Subject instant;
   instant.identity_source = store::kIdentityInstant;
   std::vector<store::Photo> photos(2);
-  photos[0].verdict = "rejected";
-  photos[1].verdict = "pending";
+  photos[0].verdict = store::PhotoVerdict::kRejected;
+  photos[1].verdict = store::PhotoVerdict::kPending;
   std::vector<store::LoraVersion> versions;
   EXPECT_EQ(server::subject_stage(instant, photos, versions, 5), "needs_photos");
-  photos[1].verdict = "accepted";
+  photos[1].verdict = store::PhotoVerdict::kAccepted;
   EXPECT_EQ(server::subject_stage(instant, photos, versions, 5), "ready_to_shoot");
   versions.push_back({});
   versions.back().status = "ready";  // a LoRA kept from before they switched to instant
@@ -104,7 +104,8 @@ TEST(StudioViews, SubjectsCarryTheirStageAndCoverPhoto) {
   for (int i = 0; i < 5; ++i) {
     const std::string reasons =
         i == 0 ? R"([{"code":"low_quality","message":"m","rejects":false}])" : "[]";
-    repository->update_photo_verdict(account, upload.body["added"][i], "accepted", reasons, crop);
+    repository->update_photo_verdict(account, upload.body["added"][i],
+                                     store::PhotoVerdict::kAccepted, reasons, crop);
   }
   const Answer got = client.get("/api/subjects/" + subject);
   EXPECT_EQ(got.body["stage"], "ready_to_train") << got.raw;

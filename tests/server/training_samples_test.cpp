@@ -24,7 +24,7 @@ std::string trainable_subject(TestServer& server, ApiClient& client, const std::
     photo.subject_id = subject_id;
     photo.blob_sha256 = blobs.put(png);
     photo.original_size = static_cast<int64_t>(png.size());
-    photo.verdict = "accepted";
+    photo.verdict = store::PhotoVerdict::kAccepted;
     photo.crop_blob = photo.blob_sha256;
     repository->add_photo(account, photo);
   }

@@ -180,7 +180,8 @@ TEST_P(RepositoryTest, AnotherAccountCannotReadListUpdateOrDeleteRows) {
   Subject renamed = subject;
   renamed.name = "stolen";
   EXPECT_FALSE(repository_->update_subject(bob.id, renamed));
-  EXPECT_FALSE(repository_->update_photo_verdict(bob.id, photo.id, "rejected", "[]", {}));
+  EXPECT_FALSE(
+      repository_->update_photo_verdict(bob.id, photo.id, PhotoVerdict::kRejected, "[]", {}));
   LoraVersion changed = lora;
   changed.status = "broken";
   EXPECT_FALSE(repository_->update_lora_version(bob.id, changed));
@@ -220,7 +221,7 @@ TEST_P(RepositoryTest, AnotherAccountCannotReadListUpdateOrDeleteRows) {
 
   // Everything of Alice's is still there and unchanged.
   EXPECT_EQ(repository_->get_subject(alice.id, subject.id)->name, "Alice");
-  EXPECT_EQ(repository_->get_photo(alice.id, photo.id)->verdict, "pending");
+  EXPECT_EQ(repository_->get_photo(alice.id, photo.id)->verdict, PhotoVerdict::kPending);
   EXPECT_EQ(repository_->get_lora_version(alice.id, lora.id)->status, "queued");
   EXPECT_EQ(repository_->get_shoot(alice.id, shoot.id)->status, "queued");
   EXPECT_FALSE(repository_->get_image(alice.id, image.id)->favourite);
@@ -239,7 +240,7 @@ TEST_P(RepositoryTest, RecordsRoundTripAndUpdate) {
   EXPECT_EQ(loaded.face_profile_blob, digest("profile"));
 
   Photo photo = repository_->add_photo(owner.id, {"", "", subject.id, digest("photo"), 123456});
-  ASSERT_TRUE(repository_->update_photo_verdict(owner.id, photo.id, "rejected",
+  ASSERT_TRUE(repository_->update_photo_verdict(owner.id, photo.id, PhotoVerdict::kRejected,
                                                 R"(["blurry","two faces"])", digest("crop")));
   Photo stored = *repository_->get_photo(owner.id, photo.id);
   EXPECT_EQ(stored.original_size, 123456);
@@ -290,9 +291,9 @@ TEST_P(RepositoryTest, InvalidJsonAndEmptyNamesAreRejected) {
   Account owner = account("owner@example.com");
   Subject subject = repository_->create_subject(owner.id, "Me", "ohwx");
   EXPECT_THROW(repository_->create_subject(owner.id, "", "x"), Error);
-  EXPECT_THROW(
-      repository_->add_photo(owner.id, {"", "", subject.id, digest("p"), 1, "pending", "not json"}),
-      Error);
+  EXPECT_THROW(repository_->add_photo(owner.id, {"", "", subject.id, digest("p"), 1,
+                                                 PhotoVerdict::kPending, "not json"}),
+               Error);
   EXPECT_THROW(repository_->create_shoot(owner.id, {"", "", subject.id, "[unclosed"}), Error);
   EXPECT_TRUE(repository_->list_photos(owner.id, subject.id).empty());
   EXPECT_TRUE(repository_->list_shoots(owner.id, subject.id).empty());
@@ -331,7 +332,8 @@ TEST_P(RepositoryTest, DeletingASubjectLeavesNothingInTheDatabaseOrOnDisk) {
                                   blobs.put("image-2")};
   doomed.face_profile_blob = own[0];
   ASSERT_TRUE(repository_->update_subject(owner.id, doomed));
-  repository_->add_photo(owner.id, {"", "", doomed.id, own[1], 7, "accepted", "[]", own[2]});
+  repository_->add_photo(owner.id,
+                         {"", "", doomed.id, own[1], 7, PhotoVerdict::kAccepted, "[]", own[2]});
   repository_->add_photo(owner.id, {"", "", doomed.id, own[3], 7});
   repository_->add_photo(owner.id, {"", "", doomed.id, shared, 7});
   repository_->add_photo(owner.id, {"", "", doomed.id, stranger_copy, 7});
@@ -406,7 +408,7 @@ TEST_P(RepositoryTest, DeletingSingleRowsReportsTheirBlobs) {
   Account owner = account("owner@example.com");
   Subject subject = repository_->create_subject(owner.id, "Me", "ohwx");
   Photo photo = repository_->add_photo(
-      owner.id, {"", "", subject.id, digest("p"), 1, "accepted", "[]", digest("c")});
+      owner.id, {"", "", subject.id, digest("p"), 1, PhotoVerdict::kAccepted, "[]", digest("c")});
   repository_->add_photo(owner.id, {"", "", subject.id, digest("c"), 1});  // crop reused
   Deletion deletion = repository_->delete_photo(owner.id, photo.id);
   EXPECT_TRUE(deletion.found);
@@ -486,8 +488,8 @@ TEST_P(RepositoryTest, StorageUseListsEachKindsRecordsAndDistinctBlobs) {
   Account other = account("other@example.com");
   Subject subject = repository_->create_subject(owner.id, "Me", "ohwx");
   Subject second = repository_->create_subject(owner.id, "Sis", "ohwx");
-  repository_->add_photo(owner.id,
-                         {"", "", subject.id, digest("p1"), 1, "accepted", "[]", digest("c1")});
+  repository_->add_photo(
+      owner.id, {"", "", subject.id, digest("p1"), 1, PhotoVerdict::kAccepted, "[]", digest("c1")});
   repository_->add_photo(owner.id, {"", "", second.id, digest("p1"), 1});  // the same upload
   repository_->add_photo(owner.id, {"", "", second.id, digest("p2"), 1});
   Shoot shoot = repository_->create_shoot(owner.id, {"", "", subject.id, "[]", 2});

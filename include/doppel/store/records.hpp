@@ -57,13 +57,19 @@ struct Subject {
 inline constexpr const char* kIdentityTrained = "trained";
 inline constexpr const char* kIdentityInstant = "instant";
 
+// A photo's intake verdict: judged by the face checks, or waiting for them.
+enum class PhotoVerdict { kPending, kAccepted, kRejected };
+const char* photo_verdict_name(PhotoVerdict verdict);  // "pending", "accepted", "rejected"
+// Throws doppel::Error (kInvalidFile) for an unknown name.
+PhotoVerdict parse_photo_verdict(const std::string& name);
+
 struct Photo {
   std::string id{};
   std::string account_id{};
   std::string subject_id{};
   std::string blob_sha256{};
-  int64_t original_size = 0;        // bytes of the upload
-  std::string verdict = "pending";  // intake verdict: pending / accepted / rejected
+  int64_t original_size = 0;  // bytes of the upload
+  PhotoVerdict verdict = PhotoVerdict::kPending;
   std::string reasons_json = "[]";
   std::optional<std::string> crop_blob{};  // the aligned face crop
   int64_t created_at = 0;

@@ -79,7 +79,7 @@ class Repository {
   virtual std::vector<Photo> list_photos(const std::string& account_id,
                                          const std::string& subject_id) = 0;
   virtual bool update_photo_verdict(const std::string& account_id, const std::string& photo_id,
-                                    const std::string& verdict, const std::string& reasons_json,
+                                    PhotoVerdict verdict, const std::string& reasons_json,
                                     const std::optional<std::string>& crop_blob) = 0;
   virtual Deletion delete_photo(const std::string& account_id, const std::string& photo_id) = 0;
 

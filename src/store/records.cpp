@@ -1,0 +1,69 @@
+// The record types' names as the database writes them, new record ids and the clock.
+#include <sodium.h>
+
+#include <chrono>
+
+#include "doppel/core/error.hpp"
+#include "doppel/store/repository.hpp"
+
+namespace doppel::store {
+
+const char* job_status_name(JobStatus status) {
+  switch (status) {
+    case JobStatus::kQueued:
+      return "queued";
+    case JobStatus::kRunning:
+      return "running";
+    case JobStatus::kSucceeded:
+      return "succeeded";
+    case JobStatus::kDead:
+      return "dead";
+    case JobStatus::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+JobStatus parse_job_status(const std::string& name) {
+  for (JobStatus status : {JobStatus::kQueued, JobStatus::kRunning, JobStatus::kSucceeded,
+                           JobStatus::kDead, JobStatus::kCancelled})
+    if (name == job_status_name(status)) return status;
+  throw Error(ErrorCode::kInvalidFile, "unknown job status '" + name + "' in the database");
+}
+
+const char* photo_verdict_name(PhotoVerdict verdict) {
+  switch (verdict) {
+    case PhotoVerdict::kPending:
+      return "pending";
+    case PhotoVerdict::kAccepted:
+      return "accepted";
+    case PhotoVerdict::kRejected:
+      return "rejected";
+  }
+  return "unknown";
+}
+
+PhotoVerdict parse_photo_verdict(const std::string& name) {
+  for (PhotoVerdict verdict :
+       {PhotoVerdict::kPending, PhotoVerdict::kAccepted, PhotoVerdict::kRejected})
+    if (name == photo_verdict_name(verdict)) return verdict;
+  throw Error(ErrorCode::kInvalidFile, "unknown photo verdict '" + name + "' in the database");
+}
+
+std::string new_random_id() {
+  if (sodium_init() < 0)
+    throw Error(ErrorCode::kInternal, "libsodium failed to initialise (no entropy source?)");
+  unsigned char bytes[16];
+  randombytes_buf(bytes, sizeof bytes);
+  char hex[sizeof bytes * 2 + 1];
+  sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
+  return std::string(hex, sizeof bytes * 2);
+}
+
+int64_t unix_millis_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace doppel::store
