@@ -975,7 +975,7 @@ try {
   assert.doesNotMatch(await page.locator("main").innerText(), asciiPunctuationInChinese);
   await shot(page, "12c-id-photo-zh");
   await page.getByRole("button", { name: /Switch to English/ }).click();
-  await page.getByRole("link", { name: "Download all (zip)" }).first().waitFor();
+  await page.getByRole("heading", { name: "ID photo", exact: true }).waitFor();
 
   step("a second account, in Chinese by its browser, sees none of the first's people");
   const second = await page.evaluate(async () => {
