@@ -1,4 +1,4 @@
-// Fails when a user-facing text is missing or untranslated: both tables of src/i18n.ts must
+// Fails when a user-facing text is missing or untranslated: both tables (src/locales/) must
 // have the same keys, every Chinese text must differ from the English one (except the few
 // that are the same in both languages), and Chinese texts use Chinese punctuation
 // (，：；？！（）) next to Chinese characters. Part of `npm run check` (CTest web_studio_check).
@@ -8,10 +8,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const source = fs.readFileSync(path.join(here, "../src/i18n.ts"), "utf8");
+const locale = (name) => fs.readFileSync(path.join(here, `../src/locales/${name}.ts`), "utf8");
 
 // The entries `key: "text",` (the text may start on the next line) of one object literal.
-function table(startMarker) {
+function table(source, startMarker) {
   const start = source.indexOf(startMarker);
   if (start < 0) throw new Error(`no table starting with ${startMarker}`);
   const end = source.indexOf("\n};", start);
@@ -26,8 +26,8 @@ function table(startMarker) {
   return entries;
 }
 
-const en = table("const en = {");
-const zh = table("const zh: Record<TextKey, string> = {");
+const en = table(locale("en"), "export const en = {");
+const zh = table(locale("zh"), "export const zh: Record<TextKey, string> = {");
 // The same in both languages on purpose: the product's name, arrows, placeholders, a path.
 const same = new Set(["appName", "backTo", "likenessBadge", "modelPathPlaceholder"]);
 const problems = [];
@@ -50,7 +50,7 @@ for (const [key, text] of en) {
     problems.push(`${key}: parameters differ (${names(text)} vs ${names(zh.get(key))})`);
 }
 if (problems.length) {
-  console.error(`i18n: ${problems.length} problem(s) in src/i18n.ts:\n  ${problems.join("\n  ")}`);
+  console.error(`i18n: ${problems.length} problem(s) in src/locales/:\n  ${problems.join("\n  ")}`);
   process.exit(1);
 }
 console.log(`i18n: ${en.size} texts, each in English and Chinese`);
