@@ -195,7 +195,7 @@ inline json photo_json(const store::Photo& photo) {
 inline json lora_json(const store::LoraVersion& version) {
   json answer = {{"id", version.id},
                  {"subject_id", version.subject_id},
-                 {"status", version.status},
+                 {"status", store::lora_status_name(version.status)},
                  {"settings", parse_stored_json(version.settings_json)},
                  {"sha256", version.blob_sha256 ? json(*version.blob_sha256) : json(nullptr)},
                  {"created_at", version.created_at},

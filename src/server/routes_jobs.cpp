@@ -45,7 +45,7 @@ void ApiServer::State::cancel_job(Call& call) {
     if (version_id.is_string()) {
       auto version = repository->get_lora_version(call.account_id(), version_id.get<std::string>());
       if (version && !version->blob_sha256) {
-        version->status = "cancelled";
+        version->status = store::LoraStatus::kCancelled;
         repository->update_lora_version(call.account_id(), *version);
       }
     }

@@ -339,7 +339,7 @@ void ApiServer::State::lora_samples(Call& call) {
   send_json(
       call.response, 200,
       {{"lora_version_id", version->id},
-       {"status", version->status},
+       {"status", store::lora_status_name(version->status)},
        {"steps", settings.is_object() ? settings.value("steps", json(nullptr)) : json()},
        {"sample_every", settings.is_object() ? settings.value("sample_every", json(0)) : json(0)},
        {"samples", list}});

@@ -16,19 +16,19 @@ namespace doppel::server {
 
 std::string subject_stage(const store::Subject& subject, const std::vector<store::Photo>& photos,
                           const std::vector<store::LoraVersion>& versions, int minimum_photos) {
-  const auto has_status = [&](std::initializer_list<const char*> wanted) {
+  using store::LoraStatus;
+  const auto has_status = [&](std::initializer_list<LoraStatus> wanted) {
     return std::any_of(versions.begin(), versions.end(), [&](const store::LoraVersion& version) {
-      return std::any_of(wanted.begin(), wanted.end(),
-                         [&](const char* status) { return version.status == status; });
+      return std::find(wanted.begin(), wanted.end(), version.status) != wanted.end();
     });
   };
-  if (has_status({"queued", "training"})) return "training";
+  if (has_status({LoraStatus::kQueued, LoraStatus::kTraining})) return "training";
   const auto accepted = std::count_if(photos.begin(), photos.end(), [](const store::Photo& photo) {
     return photo.verdict == store::PhotoVerdict::kAccepted;
   });
   if (subject.identity_source == store::kIdentityInstant)
     return accepted >= 1 ? "ready_to_shoot" : "needs_photos";
-  if (has_status({"ready"})) return "trained";
+  if (has_status({LoraStatus::kReady})) return "trained";
   return accepted >= minimum_photos ? "ready_to_train" : "needs_photos";
 }
 

@@ -202,7 +202,7 @@ struct Worker::State {
   json run_shoot(const store::Job& job, LeaseKeeper& lease);
   void run_job(const store::Job& job);
   // For a train job that ended without a LoRA: "failed" or "cancelled".
-  void set_lora_version_status(const store::Job& job, const std::string& status);
+  void set_lora_version_status(const store::Job& job, store::LoraStatus status);
   std::filesystem::path unpack_lora(const std::string& sha256);
   std::filesystem::path unpack_named_lora(const std::string& sha256, const std::string& name);
   // A template shot: the subject (their LoRA, their photo for a template's fusion) painted into
@@ -317,7 +317,7 @@ json Worker::State::run_train(const store::Job& job, LeaseKeeper& lease) {
   const std::string model_path = payload.model_path.value_or(repository->default_model().path);
   auto version = repository->get_lora_version(job.account_id, payload.lora_version_id);
   if (!version) throw Error(ErrorCode::kNotFound, "the LoRA version was deleted");
-  version->status = "training";
+  version->status = store::LoraStatus::kTraining;
   repository->update_lora_version(job.account_id, *version);
 
   std::vector<TrainingExample> examples;
@@ -365,7 +365,7 @@ json Worker::State::run_train(const store::Job& job, LeaseKeeper& lease) {
   if (bytes.empty()) throw Error(ErrorCode::kIo, "training wrote no LoRA file");
   const std::string sha = blobs->put(bytes);
   version->blob_sha256 = sha;
-  version->status = "ready";
+  version->status = store::LoraStatus::kReady;
   if (auto subject = repository->get_subject(job.account_id, version->subject_id))
     version->validation_likeness = validation_likeness(*subject, payload, model_path, sha, lease);
   if (!repository->update_lora_version(job.account_id, *version))
@@ -492,7 +492,7 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   return {{"image_id", record.id}, {"shoot_id", shoot_id}, {"score", score_json}};
 }
 
-void Worker::State::set_lora_version_status(const store::Job& job, const std::string& status) {
+void Worker::State::set_lora_version_status(const store::Job& job, store::LoraStatus status) {
   const auto payload = json::parse(job.payload_json, nullptr, false);
   if (!payload.is_object() || !payload.value("lora_version_id", json()).is_string()) return;
   auto version =
@@ -548,7 +548,7 @@ void Worker::State::run_job(const store::Job& job) {
       log_info("job " + job.id + " stopped: cancelled, or its lease passed to another worker");
       const auto now = jobs->get(job.account_id, job.id);
       if (job.kind == "train" && now && now->status == store::JobStatus::kCancelled)
-        set_lora_version_status(job, "cancelled");
+        set_lora_version_status(job, store::LoraStatus::kCancelled);
       return;
     }
     log_warning("job " + job.id + " (" + job.kind + ") failed: " + error.what());
@@ -556,7 +556,7 @@ void Worker::State::run_job(const store::Job& job) {
       const store::Job after =
           jobs->fail(job.id, *job.lease_token, error.what(), !permanent(error.code()));
       if (job.kind == "train" && after.status == store::JobStatus::kDead)
-        set_lora_version_status(job, "failed");
+        set_lora_version_status(job, store::LoraStatus::kFailed);
     } catch (const Error& again) {
       log_warning("job " + job.id + ": failure not recorded: " + again.what());
     }

@@ -43,6 +43,29 @@ const char* photo_verdict_name(PhotoVerdict verdict) {
   return "unknown";
 }
 
+const char* lora_status_name(LoraStatus status) {
+  switch (status) {
+    case LoraStatus::kQueued:
+      return "queued";
+    case LoraStatus::kTraining:
+      return "training";
+    case LoraStatus::kReady:
+      return "ready";
+    case LoraStatus::kFailed:
+      return "failed";
+    case LoraStatus::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+LoraStatus parse_lora_status(const std::string& name) {
+  for (LoraStatus status : {LoraStatus::kQueued, LoraStatus::kTraining, LoraStatus::kReady,
+                            LoraStatus::kFailed, LoraStatus::kCancelled})
+    if (name == lora_status_name(status)) return status;
+  throw Error(ErrorCode::kInvalidFile, "unknown LoRA status '" + name + "' in the database");
+}
+
 PhotoVerdict parse_photo_verdict(const std::string& name) {
   for (PhotoVerdict verdict :
        {PhotoVerdict::kPending, PhotoVerdict::kAccepted, PhotoVerdict::kRejected})

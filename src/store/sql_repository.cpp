@@ -275,8 +275,8 @@ class SqlRepository final : public Repository {
           "validation_likeness, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
           "?)",
           {version.id, version.account_id, version.subject_id, optional_value(version.blob_sha256),
-           version.settings_json, optional_value(version.validation_likeness), version.status,
-           version.created_at, version.updated_at});
+           version.settings_json, optional_value(version.validation_likeness),
+           lora_status_name(version.status), version.created_at, version.updated_at});
     });
     return version;
   }
@@ -306,8 +306,8 @@ class SqlRepository final : public Repository {
                    "validation_likeness = ?, status = ?, updated_at = ? WHERE id = ? AND "
                    "account_id = ?",
                    {optional_value(version.blob_sha256), version.settings_json,
-                    optional_value(version.validation_likeness), version.status, unix_millis_now(),
-                    version.id, account_id})
+                    optional_value(version.validation_likeness), lora_status_name(version.status),
+                    unix_millis_now(), version.id, account_id})
                .affected_rows > 0;
   }
 

@@ -79,9 +79,15 @@ inline constexpr const char* kLoraColumns =
     "id, account_id, subject_id, blob_sha256, settings_json, validation_likeness, status, "
     "created_at, updated_at";
 inline LoraVersion read_lora(const SqlRow& row) {
-  return LoraVersion{row.text(0),          row.text(1),    row.text(2),
-                     row.optional_text(3), row.text(4),    row.optional_real(5),
-                     row.text(6),          row.integer(7), row.integer(8)};
+  return LoraVersion{row.text(0),
+                     row.text(1),
+                     row.text(2),
+                     row.optional_text(3),
+                     row.text(4),
+                     row.optional_real(5),
+                     parse_lora_status(row.text(6)),
+                     row.integer(7),
+                     row.integer(8)};
 }
 
 inline constexpr const char* kShootColumns =

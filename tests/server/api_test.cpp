@@ -66,7 +66,7 @@ std::map<std::string, std::string> make_everything(TestServer& server, ApiClient
   const auto account = repository->find_account_by_email("ada@example.com");
   store::LoraVersion version;
   version.subject_id = ids["subject_id"];
-  version.status = "ready";
+  version.status = store::LoraStatus::kReady;
   store::BlobStore blobs = store::BlobStore::open(server.data_dir());
   version.blob_sha256 = blobs.put("not really a LoRA");
   ids["lora_id"] = repository->add_lora_version(account->id, version).id;
@@ -431,7 +431,7 @@ TEST(ServerApi, AccountStorageCountsEveryBlobOncePerKind) {
   version.subject_id = ada;
   repository->add_lora_version(account->id, version);
   version.blob_sha256 = blobs.put("not really a LoRA");
-  version.status = "ready";
+  version.status = store::LoraStatus::kReady;
   repository->add_lora_version(account->id, version);
 
   const Answer storage = alice.get("/api/account/storage");

@@ -124,7 +124,7 @@ TEST(StudioControls, TheSubjectsLoraIsNamedAfterThemInMetadataAndDownloads) {
   const auto account = repository->find_account_by_email("ada@example.com");
   store::LoraVersion version;
   version.subject_id = id;
-  version.status = "ready";
+  version.status = store::LoraStatus::kReady;
   version.settings_json = R"({"class_word": "woman", "model_path": ""})";
   version.blob_sha256 = blobs.put(read_file(file));
   const std::string lora_id = repository->add_lora_version(account->id, version).id;
@@ -154,18 +154,9 @@ TEST(StudioControls, TheSubjectsLoraIsNamedAfterThemInMetadataAndDownloads) {
 TEST(StudioControls, TheFastSpeedShootsWithTheLcmLoraOrSaysWhereItGoes) {
   if (!std::filesystem::exists(default_models_dir() / "tokenizer" / "bpe_simple_vocab_16e6.txt"))
     GTEST_SKIP() << "no CLIP vocabulary (run scripts/install.sh)";
-  const std::filesystem::path models = fresh_data_dir();
+  const ScratchModelsDir scratch({"tokenizer"});
+  const std::filesystem::path& models = scratch.models();
   std::filesystem::create_directories(models / "lora");
-  std::filesystem::create_directory_symlink(
-      std::filesystem::absolute(default_models_dir() / "tokenizer"), models / "tokenizer");
-  ::setenv("DOPPEL_MODELS_DIR", models.c_str(), 1);
-  struct RestoreModelsDir {
-    std::filesystem::path models;
-    ~RestoreModelsDir() {
-      ::unsetenv("DOPPEL_MODELS_DIR");
-      std::filesystem::remove_all(models);
-    }
-  } restore{models};
   TestServer server;
   ApiClient client = first_account(server);
   const std::string id = client.post("/api/subjects", {{"name", "Ada"}}).body["id"];

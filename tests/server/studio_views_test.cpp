@@ -45,11 +45,11 @@ TEST(StudioViews, TheStageFollowsTheVerdictsAndTraining) {
                             versions, 5),
       "needs_photos");  // 4 accepted of 5
   versions.push_back({});
-  versions.back().status = "cancelled";
+  versions.back().status = store::LoraStatus::kCancelled;
   EXPECT_EQ(server::subject_stage(trained, photos, versions, 5), "ready_to_train");
-  versions.back().status = "training";
+  versions.back().status = store::LoraStatus::kTraining;
   EXPECT_EQ(server::subject_stage(trained, photos, versions, 5), "training");
-  versions.back().status = "ready";
+  versions.back().status = store::LoraStatus::kReady;
   EXPECT_EQ(server::subject_stage(trained, photos, versions, 5), "trained");
 }
 
@@ -65,9 +65,10 @@ TEST(StudioViews, AnInstantSubjectIsReadyToShootAfterOneGoodPhoto) {
   photos[1].verdict = store::PhotoVerdict::kAccepted;
   EXPECT_EQ(server::subject_stage(instant, photos, versions, 5), "ready_to_shoot");
   versions.push_back({});
-  versions.back().status = "ready";  // a LoRA kept from before they switched to instant
+  versions.back().status =
+      store::LoraStatus::kReady;  // a LoRA kept from before they switched to instant
   EXPECT_EQ(server::subject_stage(instant, photos, versions, 5), "ready_to_shoot");
-  versions.back().status = "training";
+  versions.back().status = store::LoraStatus::kTraining;
   EXPECT_EQ(server::subject_stage(instant, photos, versions, 5), "training");
 }
 

@@ -183,7 +183,7 @@ TEST_P(RepositoryTest, AnotherAccountCannotReadListUpdateOrDeleteRows) {
   EXPECT_FALSE(
       repository_->update_photo_verdict(bob.id, photo.id, PhotoVerdict::kRejected, "[]", {}));
   LoraVersion changed = lora;
-  changed.status = "broken";
+  changed.status = LoraStatus::kFailed;
   EXPECT_FALSE(repository_->update_lora_version(bob.id, changed));
   EXPECT_FALSE(repository_->update_shoot_status(bob.id, shoot.id, "done"));
   EXPECT_FALSE(repository_->set_image_favourite(bob.id, image.id, true));
@@ -222,7 +222,7 @@ TEST_P(RepositoryTest, AnotherAccountCannotReadListUpdateOrDeleteRows) {
   // Everything of Alice's is still there and unchanged.
   EXPECT_EQ(repository_->get_subject(alice.id, subject.id)->name, "Alice");
   EXPECT_EQ(repository_->get_photo(alice.id, photo.id)->verdict, PhotoVerdict::kPending);
-  EXPECT_EQ(repository_->get_lora_version(alice.id, lora.id)->status, "queued");
+  EXPECT_EQ(repository_->get_lora_version(alice.id, lora.id)->status, LoraStatus::kQueued);
   EXPECT_EQ(repository_->get_shoot(alice.id, shoot.id)->status, "queued");
   EXPECT_FALSE(repository_->get_image(alice.id, image.id)->favourite);
   EXPECT_EQ(repository_->list_images(alice.id, shoot.id).size(), 1u);
@@ -251,7 +251,7 @@ TEST_P(RepositoryTest, RecordsRoundTripAndUpdate) {
       owner.id, {"", "", subject.id, std::nullopt, R"({"rank":8,"steps":400})"});
   lora.blob_sha256 = digest("lora");
   lora.validation_likeness = 0.8125;
-  lora.status = "ready";
+  lora.status = LoraStatus::kReady;
   ASSERT_TRUE(repository_->update_lora_version(owner.id, lora));
   LoraVersion trained = *repository_->get_lora_version(owner.id, lora.id);
   EXPECT_EQ(trained.blob_sha256, digest("lora"));

@@ -75,6 +75,12 @@ struct Photo {
   int64_t created_at = 0;
 };
 
+// Where a LoRA version's training stands.
+enum class LoraStatus { kQueued, kTraining, kReady, kFailed, kCancelled };
+const char* lora_status_name(LoraStatus status);  // "queued", "training", "ready", ...
+// Throws doppel::Error (kInvalidFile) for an unknown name.
+LoraStatus parse_lora_status(const std::string& name);
+
 struct LoraVersion {
   std::string id{};
   std::string account_id{};
@@ -82,7 +88,7 @@ struct LoraVersion {
   std::optional<std::string> blob_sha256{};  // set once training produced the file
   std::string settings_json = "{}";
   std::optional<double> validation_likeness{};
-  std::string status = "queued";
+  LoraStatus status = LoraStatus::kQueued;
   int64_t created_at = 0;
   int64_t updated_at = 0;
 };
