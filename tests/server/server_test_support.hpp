@@ -14,6 +14,7 @@
 #include <string>
 
 #include "doppel/core/image.hpp"
+#include "doppel/core/paths.hpp"
 #include "doppel/server/api_server.hpp"
 #include "doppel/services/worker.hpp"
 #include "doppel/store/repository.hpp"
@@ -44,6 +45,34 @@ inline std::filesystem::path fresh_data_dir() {
   std::filesystem::create_directories(dir);
   return dir;
 }
+
+// A scratch models folder that the server and workers use (DOPPEL_MODELS_DIR) for one test,
+// with links to `folders` of the installed one (the CLIP vocabulary, the face network); root()
+// is a scratch folder around it for other files. Both go at the end of the scope.
+class ScratchModelsDir {
+ public:
+  explicit ScratchModelsDir(std::initializer_list<const char*> folders)
+      : root_(fresh_data_dir()), models_(root_ / "models") {
+    std::filesystem::create_directories(models_);
+    for (const char* folder : folders)
+      std::filesystem::create_directory_symlink(
+          std::filesystem::absolute(default_models_dir() / folder), models_ / folder);
+    ::setenv("DOPPEL_MODELS_DIR", models_.c_str(), 1);
+  }
+  ~ScratchModelsDir() {
+    ::unsetenv("DOPPEL_MODELS_DIR");
+    std::error_code ignored;
+    std::filesystem::remove_all(root_, ignored);
+  }
+  ScratchModelsDir(const ScratchModelsDir&) = delete;
+  ScratchModelsDir& operator=(const ScratchModelsDir&) = delete;
+  const std::filesystem::path& root() const { return root_; }
+  const std::filesystem::path& models() const { return models_; }
+
+ private:
+  std::filesystem::path root_;
+  std::filesystem::path models_;
+};
 
 // A small synthetic PNG (no face in it).
 inline std::string synthetic_png(int width = 32, int height = 24, uint8_t shade = 90) {

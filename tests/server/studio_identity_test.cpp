@@ -49,17 +49,13 @@ TEST(StudioIdentity, PackFusionAndFaceDetailReachTheWorkerAndMissingAdapterIsNam
   DOPPEL_REQUIRE_PATH(default_face_recognition_manifest());
   if (!fs::exists(default_models_dir() / "tokenizer" / "bpe_simple_vocab_16e6.txt"))
     GTEST_SKIP() << "no CLIP vocabulary (run scripts/install.sh)";
-  const fs::path root = fresh_data_dir();
-  const fs::path models = root / "models";
-  fs::create_directories(models);
-  for (const char* folder : {"tokenizer", "face"})  // the real vocabulary and face network
-    fs::create_directory_symlink(fs::absolute(default_models_dir() / folder), models / folder);
+  const ScratchModelsDir scratch({"tokenizer", "face"});  // the real vocabulary and face network
+  const fs::path& root = scratch.root();
   const fs::path styles = root / "styles";
   fs::create_directories(styles);
   write_file_atomically(styles / "fused.yaml",
                         pack_text("fused", "{face_detail: 0.35, fusion: 0.8}"));
   write_file_atomically(styles / "instant.yaml", pack_text("instant", "{ip_adapter_scale: 0.7}"));
-  ::setenv("DOPPEL_MODELS_DIR", models.c_str(), 1);
 
   server::ServerOptions options;
   options.styles_dir = styles;
@@ -104,8 +100,6 @@ TEST(StudioIdentity, PackFusionAndFaceDetailReachTheWorkerAndMissingAdapterIsNam
   EXPECT_EQ(instant.error_code(), "identity_model_missing");
   EXPECT_NE(instant.raw.find("ip-adapter-plus-face_sd15.safetensors"), std::string::npos)
       << instant.raw;
-  ::unsetenv("DOPPEL_MODELS_DIR");
-  fs::remove_all(root);
 }
 
 }  // namespace

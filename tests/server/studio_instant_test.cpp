@@ -134,15 +134,12 @@ TEST(StudioInstant, AnInstantPersonIsShotFromOneGoodPhotoThroughTheRegisteredAda
   DOPPEL_REQUIRE_PATH(default_face_recognition_manifest());
   if (!fs::exists(default_models_dir() / "tokenizer" / "bpe_simple_vocab_16e6.txt"))
     GTEST_SKIP() << "no CLIP vocabulary (run scripts/install.sh)";
-  const fs::path root = fresh_data_dir();
-  const fs::path models = root / "models";
-  fs::create_directories(models);
-  for (const char* folder : {"tokenizer", "face"})  // the real vocabulary and face network
-    fs::create_directory_symlink(fs::absolute(default_models_dir() / folder), models / folder);
+  const ScratchModelsDir scratch({"tokenizer", "face"});  // the real vocabulary and face network
+  const fs::path& root = scratch.root();
+  const fs::path& models = scratch.models();
   const fs::path styles = root / "styles";
   fs::create_directories(styles);
   write_file_atomically(styles / "plain.yaml", plain_pack());
-  ::setenv("DOPPEL_MODELS_DIR", models.c_str(), 1);
 
   server::ServerOptions options;
   options.styles_dir = styles;
@@ -220,8 +217,6 @@ TEST(StudioInstant, AnInstantPersonIsShotFromOneGoodPhotoThroughTheRegisteredAda
   EXPECT_EQ(switched.body["identity_source"], "trained");
   EXPECT_EQ(client.get("/api/subjects/" + subject_id).body["stage"], "needs_photos");
   EXPECT_EQ(client.patch("/api/subjects/" + subject_id, {{"identity_source", ""}}).status, 400);
-  ::unsetenv("DOPPEL_MODELS_DIR");
-  fs::remove_all(root);
 }
 
 }  // namespace
