@@ -28,6 +28,7 @@
 #include "doppel/services/job_payloads.hpp"
 #include "doppel/services/shot_identity.hpp"
 #include "doppel/services/style_samples_job.hpp"
+#include "doppel/services/subject_photos.hpp"
 #include "doppel/services/template_shot_job.hpp"
 #include "doppel/services/training_sample_recorder.hpp"
 #include "doppel/store/blob_store.hpp"
@@ -242,10 +243,13 @@ GeneratedImage Worker::State::render_template(
   std::vector<std::optional<FusionIdentity>> fusion(people.size());
   if (shot.settings.fusion) {
     for (size_t k = 0; k < people.size(); ++k) {
+      // Best-ranked first (services/subject_photos): fusion takes the first with a face.
+      const auto person = repository->get_subject(account_id, people[k]);
       std::vector<Image> photos;
-      for (const store::Photo& photo : repository->list_photos(account_id, people[k]))
-        if (photo.verdict == store::PhotoVerdict::kAccepted && photo.crop_blob)
-          photos.push_back(decode_image(blobs->get(*photo.crop_blob)));
+      for (const store::Photo& photo :
+           rank_accepted_photos(repository->list_photos(account_id, people[k]),
+                                person ? subject_profile_json(*person, *blobs) : nlohmann::json()))
+        if (photo.crop_blob) photos.push_back(decode_image(blobs->get(*photo.crop_blob)));
       fusion[k] = fusion_identity(photos, *template_detector);
       if (!fusion[k])
         throw Error(ErrorCode::kInvalidArgument,
