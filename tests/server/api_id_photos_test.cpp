@@ -6,6 +6,7 @@
 
 #include <fstream>
 
+#include "doppel/core/atomic_file.hpp"
 #include "doppel/core/image_density.hpp"
 #include "doppel/core/paths.hpp"
 #include "server/server_test_support.hpp"
@@ -13,11 +14,6 @@
 
 namespace doppel::test {
 namespace {
-
-std::string read_bytes(const std::filesystem::path& path) {
-  std::ifstream file(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
-}
 
 // Runs the queued jobs and answers the job's record.
 json finished_job(TestServer& server, ApiClient& client, const Answer& queued) {
@@ -52,7 +48,7 @@ TEST(ApiIdPhotos, CompliantPhotoIsOfferedAndAFailingOneShowsWhyNot) {
   const std::string subject_id = subject.body["id"];
   const Answer upload =
       client.upload("/api/subjects/" + subject_id + "/photos",
-                    {{"photos", read_bytes(faces_dir() / "barack_obama__facerec_obama.jpg"),
+                    {{"photos", read_file(faces_dir() / "barack_obama__facerec_obama.jpg"),
                       "obama.jpg", "image/jpeg"}});
   ASSERT_EQ(upload.status, 201) << upload.raw;
   ASSERT_EQ(upload.body["photos"][0]["verdict"], "accepted") << upload.raw;
@@ -120,7 +116,7 @@ TEST(ApiIdPhotos, CompliantPhotoIsOfferedAndAFailingOneShowsWhyNot) {
   // never offered for download.
   const Answer small = client.upload(
       "/api/id-photo/upload?spec=cn-id-card&subject_id=" + subject_id,
-      {{"photo", read_bytes(faces_dir() / "bbt_amy__faceapi_amy1.png"), "amy.png", "image/png"}});
+      {{"photo", read_file(faces_dir() / "bbt_amy__faceapi_amy1.png"), "amy.png", "image/png"}});
   ASSERT_EQ(small.status, 202) << small.raw;
   const json failed = finished_job(server, client, small);
   ASSERT_EQ(failed["status"], "succeeded") << failed;

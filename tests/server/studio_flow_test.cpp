@@ -7,9 +7,10 @@
 #include <fstream>
 #include <set>
 
+#include "doppel/checkpoint/face_recognition_weights.hpp"
+#include "doppel/core/atomic_file.hpp"
 #include "doppel/core/paths.hpp"
 #include "doppel/face/face_analyzer.hpp"
-#include "doppel/checkpoint/face_recognition_weights.hpp"
 #include "doppel/store/blob_store.hpp"
 #include "server/server_test_support.hpp"
 #include "support/shared_data.hpp"
@@ -17,15 +18,10 @@
 namespace doppel::test {
 namespace {
 
-std::string read_bytes(const std::filesystem::path& path) {
-  std::ifstream file(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
-}
-
 httplib::MultipartFormDataItems photo_items(const std::vector<std::string>& names) {
   httplib::MultipartFormDataItems items;
   for (const std::string& name : names)
-    items.push_back({"photos", read_bytes(faces_dir() / name), name, "application/octet-stream"});
+    items.push_back({"photos", read_file(faces_dir() / name), name, "application/octet-stream"});
   return items;
 }
 
@@ -56,8 +52,8 @@ TEST(StudioFlow, PhotosToTrainedDoubleToRankedPortraitsAndDeletion) {
   ASSERT_EQ(upload.status, 201) << upload.raw;
   // The photos of someone else (and of two people) are told apart by their byte size.
   const std::set<int64_t> other_people = {
-      static_cast<int64_t>(read_bytes(faces_dir() / "multi__deepface_couple.jpg").size()),
-      static_cast<int64_t>(read_bytes(faces_dir() / "barack_obama__facerec_obama.jpg").size())};
+      static_cast<int64_t>(read_file(faces_dir() / "multi__deepface_couple.jpg").size()),
+      static_cast<int64_t>(read_file(faces_dir() / "barack_obama__facerec_obama.jpg").size())};
   int accepted = 0, others_rejected = 0;
   std::set<std::string> rejection_codes;
   for (const json& photo : upload.body["photos"]) {

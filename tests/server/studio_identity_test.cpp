@@ -37,11 +37,6 @@ identity: )" +
          identity + "\n";
 }
 
-std::string read_bytes(const fs::path& path) {
-  std::ifstream file(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
-}
-
 TEST(StudioIdentity, PackFusionAndFaceDetailReachTheWorkerAndMissingAdapterIsNamed) {
   const fs::path photo = faces_dir() / "angelina_jolie__deepface_img11.jpg";
   DOPPEL_REQUIRE_PATH(photo);
@@ -66,7 +61,7 @@ TEST(StudioIdentity, PackFusionAndFaceDetailReachTheWorkerAndMissingAdapterIsNam
   const std::string subject_id = subject.body["id"];
   const Answer upload = client.upload(
       "/api/subjects/" + subject_id + "/photos",
-      {{"photos", read_bytes(photo), photo.filename().string(), "application/octet-stream"}});
+      {{"photos", read_file(photo), photo.filename().string(), "application/octet-stream"}});
   ASSERT_EQ(upload.status, 201) << upload.raw;
   ASSERT_EQ(upload.body["photos"][0]["verdict"], "accepted") << upload.raw;
 

@@ -122,11 +122,6 @@ height: 64
 )";
 }
 
-std::string read_bytes(const fs::path& path) {
-  std::ifstream file(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
-}
-
 TEST(StudioInstant, AnInstantPersonIsShotFromOneGoodPhotoThroughTheRegisteredAdapter) {
   const fs::path photo = faces_dir() / "angelina_jolie__deepface_img11.jpg";
   DOPPEL_REQUIRE_PATH(photo);
@@ -163,7 +158,7 @@ TEST(StudioInstant, AnInstantPersonIsShotFromOneGoodPhotoThroughTheRegisteredAda
 
   const Answer upload = client.upload(
       "/api/subjects/" + subject_id + "/photos",
-      {{"photos", read_bytes(photo), photo.filename().string(), "application/octet-stream"}});
+      {{"photos", read_file(photo), photo.filename().string(), "application/octet-stream"}});
   ASSERT_EQ(upload.status, 201) << upload.raw;
   ASSERT_EQ(upload.body["photos"][0]["verdict"], "accepted") << upload.raw;
   EXPECT_EQ(upload.body["readiness"]["goal"], "instant") << upload.raw;
