@@ -15,6 +15,7 @@
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
 #include "doppel/core/paths.hpp"
+#include "doppel/core/stage_timer.hpp"
 #include "doppel/diffusion/generation_session.hpp"
 #include "doppel/face/face_aligner.hpp"
 #include "doppel/face/face_analyzer.hpp"
@@ -387,6 +388,16 @@ json Worker::State::run_train(const store::Job& job, LeaseKeeper& lease) {
 }
 
 json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
+  // Where the portrait's time went, in the job's result (`seconds`): loading the model,
+  // preparing (template picture, LoRA files, identity), prompt (LoRA merging and text
+  // encoding), the generation's own stages (sampling, decoding), scoring and storing.
+  StageTimer timer("loading");
+  const ProgressCallback boundary = timer.wrap({});
+  const auto enter_stage = [&boundary](const char* stage) {
+    ProgressEvent event;
+    event.stage = stage;
+    boundary(event);
+  };
   const json payload = json::parse(job.payload_json);
   const std::string shoot_id = payload.at("shoot_id").get<std::string>();
   // An ID-photo shot repeated from a stored one asks again; the outcome is made anew.
@@ -401,6 +412,7 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   GenerationSession& generator = session_for(model_path_of(payload), shot.vae);
   // The recipe keeps the name the model was registered under; the hash is of what was loaded.
   if (recipe["model"].is_object()) recipe["model"]["hash"] = generator.model_info().hash;
+  enter_stage("preparing");
   std::optional<TemplatePicture> template_picture;
   if (template_shot) {
     lease.report(0.02, "preparing the template", true);
@@ -443,13 +455,14 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   for (const ShotControl& control : shot.controls)
     request.controls.push_back({control.model, read_image(control.image), control.preprocessor,
                                 control.weight, control.start, control.end});
-  const ProgressCallback report = [&](const ProgressEvent& event) {
+  const ProgressCallback report = timer.wrap([&](const ProgressEvent& event) {
     const double fraction =
         event.total > 0 ? static_cast<double>(event.step) / static_cast<double>(event.total) : 0.0;
     return lease.report(
         std::min(0.9 * fraction, 0.9),
         event.stage + " " + std::to_string(event.step) + "/" + std::to_string(event.total));
-  };
+  });
+  enter_stage("prompt");
   std::vector<GeneratedImage> images;
   if (template_shot)
     images.push_back(render_template(job.account_id, shoot->subject_id, *template_shot,
@@ -459,6 +472,7 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   if (images.empty()) throw Error(ErrorCode::kInternal, "the pipeline returned no image");
   const GeneratedImage& generated = images.front();
 
+  enter_stage("scoring");
   store::Image record;
   record.shoot_id = shoot_id;
   record.recipe_json = recipe.dump();
@@ -473,11 +487,13 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   }
   if (!lease.report(0.95, "saving", true))
     throw Error(ErrorCode::kCancelled, "the job was cancelled or taken over");
+  enter_stage("storing");
   std::string png = encode_generated_png(generated);
   if (recipe.contains("id_photo")) {
     // An ID-photo shoot: the portrait made into the document's photo and judged (the
     // recipe keeps the verdict; the generation's parameters stay in the PNG).
     lease.report(0.92, "making the ID photo", true);
+    enter_stage("id_photo");
     const json& asked = recipe["id_photo"];
     IdPhotoOutcome outcome = make_id_photo_outcome(
         id_photo_faces(), generated.image, png, asked.value("spec", ""),
@@ -485,6 +501,7 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
     recipe["id_photo"] = outcome.record;
     record.recipe_json = recipe.dump();
     png = std::move(outcome.png);
+    enter_stage("storing");
   }
   record.blob_sha256 = blobs->put(png);
   record = repository->add_image(job.account_id, record);
@@ -493,7 +510,11 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   repository->update_shoot_status(
       job.account_id, shoot_id,
       static_cast<int64_t>(done) >= shoot->image_count ? "done" : "running");
-  return {{"image_id", record.id}, {"shoot_id", shoot_id}, {"score", score_json}};
+  timer.stop();
+  json seconds = json::object();
+  for (const auto& [stage, spent] : timer.seconds()) seconds[stage] = spent;
+  return {
+      {"image_id", record.id}, {"shoot_id", shoot_id}, {"score", score_json}, {"seconds", seconds}};
 }
 
 void Worker::State::set_lora_version_status(const store::Job& job, store::LoraStatus status) {
