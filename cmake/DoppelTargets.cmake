@@ -77,7 +77,13 @@ function(doppel_add_test name)
   target_compile_definitions(${name} PRIVATE
       DOPPEL_DEFAULT_SHARED_DIR="${DOPPEL_SHARED_DIR}"
       DOPPEL_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
-  doppel_use_precompiled_headers(${name})
+  if(DOPPEL_UNITY_TESTS)
+    # (CMakeLists.txt says why.) One header for all: a batch amortises loading the full one.
+    target_precompile_headers(${name} REUSE_FROM doppel_pch)
+    set_target_properties(${name} PROPERTIES UNITY_BUILD ON UNITY_BUILD_BATCH_SIZE ${DOPPEL_UNITY_BATCH})
+  else()
+    doppel_use_precompiled_headers(${name})
+  endif()
   doppel_set_warnings(${name})
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
                        PROPERTIES SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]" ${ARG_TEST_PROPERTIES})

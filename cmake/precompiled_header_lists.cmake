@@ -30,26 +30,33 @@ set(DOPPEL_SOURCES_WITHOUT_TORCH
     src/server/request_head.cpp
     src/server/zip_archive.cpp
     src/services/job_payloads.cpp
+    src/store/account_templates.cpp
     src/store/blob_garbage.cpp
     src/store/blob_store.cpp
     src/store/database.cpp
     src/store/migrations.cpp
     src/store/postgres_database.cpp
+    src/store/records.cpp
     src/store/sql_repository.cpp
     src/store/sql_row.cpp
     src/store/sqlite_database.cpp
     src/store/style_samples.cpp
+    src/store/training_samples.cpp
     tests/app/face_command_test.cpp
     tests/app/serve_command_test.cpp
     tests/core/generation_parameters_test.cpp
     tests/core/progress_test.cpp
+    tests/core/stage_timer_test.cpp
     tests/diffusion/html_entities_test.cpp
     tests/diffusion/prompt_parser_test.cpp
     tests/idphoto/id_photo_spec_test.cpp
     tests/queue/job_queue_test.cpp
+    tests/store/account_templates_test.cpp
     tests/store/blob_store_test.cpp
+    tests/store/model_kinds_and_identity_source_test.cpp
     tests/store/repository_test.cpp
     tests/store/subject_class_and_style_samples_test.cpp
+    tests/store/training_samples_test.cpp
 )
 set(DOPPEL_SOURCES_ATEN_ONLY
     src/app/idphoto_command.cpp
@@ -82,6 +89,8 @@ set(DOPPEL_SOURCES_ATEN_ONLY
     src/diffusion/sampler_lms.cpp
     src/diffusion/sampler_pndm.cpp
     src/diffusion/sampler_registry.cpp
+    src/diffusion/sampler_tcd.cpp
+    src/diffusion/variation_noise.cpp
     src/face/face_aligner.cpp
     src/face/face_colour_match.cpp
     src/face/face_detector.cpp
@@ -99,10 +108,11 @@ set(DOPPEL_SOURCES_ATEN_ONLY
     src/models/gradient_checkpoint.cpp
     src/models/scaled_softmax.cpp
     src/models/token_merging.cpp
-    src/server/request_settings.cpp
+    src/services/id_photo_job.cpp
     src/train/optimizer.cpp
     src/train/training_data.cpp
     tests/app/generate_command_test.cpp
+    tests/app/idphoto_command_test.cpp
     tests/app/template_command_test.cpp
     tests/app/train_command_test.cpp
     tests/checkpoint/diffusers_names_test.cpp
@@ -114,11 +124,11 @@ set(DOPPEL_SOURCES_ATEN_ONLY
     tests/core/safetensors_test.cpp
     tests/diffusion/clip_tokenizer_test.cpp
     tests/diffusion/noise_schedule_test.cpp
+    tests/diffusion/sampler_tcd_test.cpp
     tests/diffusion/sampler_test.cpp
     tests/face/face_pose_map_test.cpp
     tests/face/head_mask_test.cpp
     tests/face/tfjs_weights_test.cpp
-    tests/idphoto/id_photo_calibration_test.cpp
     tests/idphoto/id_photo_check_test.cpp
     tests/idphoto/id_photo_maker_test.cpp
     tests/idphoto/print_sheet_test.cpp
@@ -126,14 +136,17 @@ set(DOPPEL_SOURCES_ATEN_ONLY
     tests/models/flash_attention_test.cpp
     tests/models/geglu_test.cpp
     tests/server/api_hardening_test.cpp
+    tests/server/api_id_photos_test.cpp
     tests/server/api_schema_test.cpp
+    tests/server/api_template_shoots_test.cpp
     tests/server/api_test.cpp
     tests/server/connection_front_test.cpp
     tests/server/crash_test.cpp
     tests/server/multi_worker_test.cpp
     tests/server/photo_memory_test.cpp
-    tests/server/studio_identity_test.cpp
+    tests/server/portrait_versions_test.cpp
     tests/server/studio_views_test.cpp
+    tests/server/training_samples_test.cpp
     tests/server/zip_archive_test.cpp
     tests/train/training_data_test.cpp
 )

@@ -12,9 +12,12 @@
 #include "doppel/core/image.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "support/shared_data.hpp"
+#include "support/temp_folder.hpp"
 
 namespace doppel {
 namespace {
+
+using test::temp_folder;
 
 std::string quote(const std::string& text) {
   return "'" + text + "'";
@@ -30,13 +33,6 @@ int run_doppel(const std::string& arguments, std::string* errors = nullptr) {
                                .c_str());
   if (errors) *errors = read_file(log);
   return WEXITSTATUS(status);
-}
-
-std::filesystem::path temp_folder(const std::string& name) {
-  auto folder = std::filesystem::temp_directory_path() / name;
-  std::filesystem::remove_all(folder);
-  std::filesystem::create_directories(folder);
-  return folder;
 }
 
 // Largest per-channel difference between two images of the same size.

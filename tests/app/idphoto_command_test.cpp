@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "app/command_test_support.hpp"
 #include "doppel/core/atomic_file.hpp"
 #include "doppel/core/image_density.hpp"
 #include "doppel/core/paths.hpp"
@@ -16,21 +17,10 @@
 namespace doppel {
 namespace {
 
-struct CommandRun {
-  int status = -1;
-  std::string out;
-};
+using test::CommandRun;
 
 CommandRun doppel_idphoto(const std::string& arguments) {
-  const auto out = std::filesystem::temp_directory_path() /
-                   ("doppel_idphoto_cli_" + std::to_string(::getpid()) + ".txt");
-  const std::string command = std::string(DOPPEL_BINARY) + " --threads 1 idphoto " + arguments +
-                              " > " + out.string() + " 2> /dev/null";
-  CommandRun run;
-  run.status = WEXITSTATUS(std::system(command.c_str()));
-  run.out = read_file(out);
-  std::filesystem::remove(out);
-  return run;
+  return test::run_doppel("idphoto " + arguments);
 }
 
 TEST(IdPhotoCommand, SpecsListsEveryDocument) {

@@ -14,17 +14,12 @@
 #include <vector>
 
 #include "doppel/core/atomic_file.hpp"
+#include "support/temp_folder.hpp"
 
 namespace doppel {
 namespace {
 
-std::filesystem::path temp_folder(const std::string& name) {
-  auto folder = std::filesystem::temp_directory_path() /
-                ("doppel_serve_cli_" + name + "_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(folder);
-  std::filesystem::create_directories(folder);
-  return folder;
-}
+using test::temp_folder;
 
 // A `doppel serve` child (no workers, no face models) with stdout and stderr on one pipe, read
 // up to its "serving on" line.

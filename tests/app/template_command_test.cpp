@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "app/command_test_support.hpp"
 #include "doppel/core/atomic_file.hpp"
 #include "doppel/core/generation_parameters.hpp"
 #include "doppel/core/image.hpp"
@@ -17,21 +18,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CommandRun {
-  int status = 0;
-  std::string out;
-  std::string errors;
-};
+using test::CommandRun;
 
 CommandRun run_template(const std::string& arguments) {
-  const fs::path folder = fs::temp_directory_path();
-  const std::string tag = std::to_string(::getpid());
-  const fs::path out = folder / ("doppel_template_cli_out_" + tag);
-  const fs::path errors = folder / ("doppel_template_cli_err_" + tag);
-  const int status = std::system((std::string(DOPPEL_BINARY) + " --threads 1 template " +
-                                  arguments + " > " + out.string() + " 2> " + errors.string())
-                                     .c_str());
-  return {WEXITSTATUS(status), read_file(out), read_file(errors)};
+  return test::run_doppel("template " + arguments);
 }
 
 fs::path two_faces() {

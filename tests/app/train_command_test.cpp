@@ -13,19 +13,14 @@
 #include "doppel/core/image.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "support/shared_data.hpp"
+#include "support/temp_folder.hpp"
 
 extern char** environ;
 
 namespace doppel {
 namespace {
 
-std::filesystem::path temp_folder(const std::string& name) {
-  auto folder = std::filesystem::temp_directory_path() /
-                ("doppel_train_cli_" + name + "_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(folder);
-  std::filesystem::create_directories(folder);
-  return folder;
-}
+using test::temp_folder;
 
 // Runs a shell command line; returns the exit status and stderr.
 int run_shell(const std::string& command, std::string* errors) {

@@ -28,6 +28,9 @@ inline Difference compare(const at::Tensor& actual, const at::Tensor& golden) {
   return difference;
 }
 
+// README "Tolerances": single module calls ~1e-5 relative to max|golden|.
+inline constexpr double kSingleCallBound = 1e-5;
+
 // EXPECTs relative difference < bound; prints the figures for the report.
 inline void expect_close(const at::Tensor& actual, const at::Tensor& golden, double bound,
                          const std::string& label) {

@@ -25,8 +25,7 @@ using test::expect_close;
 using test::golden_dir;
 using test::golden_tensor;
 
-// README "Tolerances": single module calls ~1e-5 relative to max|golden|.
-constexpr double kSingleCallBound = 1e-5;
+using test::kSingleCallBound;
 
 using Tensors = std::map<std::string, at::Tensor>;
 

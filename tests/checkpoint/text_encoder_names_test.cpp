@@ -17,7 +17,6 @@
 namespace doppel {
 namespace {
 
-using clip_text_test::expect_close;
 using clip_text_test::load_parameters;
 using clip_text_test::read_tensors;
 using clip_text_test::strip_prefix;
@@ -112,10 +111,10 @@ TEST(TextEncoderNamesTest, HuggingFaceWeightsRunIdenticallyInOpenClipNaming) {
   at::NoGradGuard no_grad;
   const ClipTextOutput hf_output = hf->forward(tiny_ids());
   const ClipTextOutput open_clip_output = open_clip->forward(tiny_ids());
-  expect_close(open_clip_output.last_hidden_state, hf_output.last_hidden_state, 1e-6,
-               "tiny open_clip vs hf last_hidden_state");
-  expect_close(open_clip_output.text_embeds, hf_output.text_embeds, 1e-6,
-               "tiny open_clip vs hf text_embeds");
+  clip_text_test::expect_close(open_clip_output.last_hidden_state, hf_output.last_hidden_state,
+                               1e-6, "tiny open_clip vs hf last_hidden_state");
+  clip_text_test::expect_close(open_clip_output.text_embeds, hf_output.text_embeds, 1e-6,
+                               "tiny open_clip vs hf text_embeds");
 }
 
 TEST(TextEncoderNamesTest, RoundTripRestoresHuggingFaceNames) {
@@ -209,11 +208,12 @@ TEST(TextEncoderNamesGoldenTest, Sd2DiffusersEncoderThroughOpenClipNames) {
   const auto golden = read_tensors(goldens);
   at::NoGradGuard no_grad;
   const ClipTextOutput output = model->forward(golden.at("input_ids"));
-  expect_close(output.last_hidden_state, golden.at("last_hidden_state"), kFp32Tolerance,
-               "sd2 last_hidden_state");
+  clip_text_test::expect_close(output.last_hidden_state, golden.at("last_hidden_state"),
+                               kFp32Tolerance, "sd2 last_hidden_state");
   for (size_t i = 0; i < output.hidden_states.size(); ++i) {
-    expect_close(output.hidden_states[i], golden.at("hidden_states." + std::to_string(i)),
-                 kFp32Tolerance, "sd2 hidden_states." + std::to_string(i));
+    clip_text_test::expect_close(output.hidden_states[i],
+                                 golden.at("hidden_states." + std::to_string(i)), kFp32Tolerance,
+                                 "sd2 hidden_states." + std::to_string(i));
   }
 }
 
@@ -242,8 +242,8 @@ TEST(TextEncoderNamesGoldenTest, Sd2TowerWithItsUnusedLastBlockUsesThePenultimat
   at::NoGradGuard no_grad;
   const ClipTextOutput output = model->forward(golden.at("input_ids"));
   ASSERT_EQ(output.hidden_states.size(), 4u);
-  expect_close(model->skip_layers(output, 2), golden.at("last_hidden_state"), kFp32Tolerance,
-               "sd2 penultimate + ln_final");
+  clip_text_test::expect_close(model->skip_layers(output, 2), golden.at("last_hidden_state"),
+                               kFp32Tolerance, "sd2 penultimate + ln_final");
 }
 
 TEST(TextEncoderNamesGoldenTest, SdxlSecondEncoderMapsOntoTheSingleFileNames) {
@@ -274,10 +274,11 @@ TEST(TextEncoderNamesGoldenTest, SdxlSecondEncoderMapsOntoTheSingleFileNames) {
   const auto golden = read_tensors(goldens);
   at::NoGradGuard no_grad;
   const ClipTextOutput output = model->forward(golden.at("p1.input_ids_2"));
-  expect_close(output.text_embeds, golden.at("p1.te2_text_embeds"), kFp32Tolerance,
-               "sdxl te2 text_embeds (diffusers)");
-  expect_close(ClipTextEncoder::penultimate(output), golden.at("p1.te2_penultimate"),
-               kFp32Tolerance, "sdxl te2 penultimate (diffusers)");
+  clip_text_test::expect_close(output.text_embeds, golden.at("p1.te2_text_embeds"), kFp32Tolerance,
+                               "sdxl te2 text_embeds (diffusers)");
+  clip_text_test::expect_close(ClipTextEncoder::penultimate(output),
+                               golden.at("p1.te2_penultimate"), kFp32Tolerance,
+                               "sdxl te2 penultimate (diffusers)");
 }
 
 TEST(TextEncoderNamesGoldenTest, InfersGoldenConfigsFromSingleFiles) {

@@ -2,21 +2,16 @@
 #include <gtest/gtest.h>
 
 #include "support/error_code.hpp"
+#include "support/test_images.hpp"
 #include "support/tiny_pipeline.hpp"
 
 namespace doppel {
 namespace {
 
-Image solid(uint8_t r, uint8_t g, uint8_t b) {
-  Image image{64, 64, {}};
-  for (int i = 0; i < 64 * 64; ++i) image.rgb.insert(image.rgb.end(), {r, g, b});
-  return image;
-}
-
 TEST(BatchInitImages, ImageIStartsFromPictureIModuloTheirCount) {
   StableDiffusionPipeline pipeline = test::tiny_pipeline();
-  const Image red = solid(220, 30, 30);
-  const Image blue = solid(30, 30, 220);
+  const Image red = test::solid_image(64, 64, 220, 30, 30);
+  const Image blue = test::solid_image(64, 64, 30, 30, 220);
   GenerationRequest one = test::tiny_request();
   one.strength = 0.5;
   one.init_image = red;

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "diffusion/diffusion_test_support.hpp"
 #include "doppel/checkpoint/control_net.hpp"
 #include "doppel/checkpoint/tiny_model.hpp"
 #include "doppel/core/error.hpp"
@@ -14,11 +15,17 @@
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
 #include "support/error_code.hpp"
 #include "support/shared_data.hpp"
+#include "support/tensor_comparison.hpp"
 #include "support/test_tokenizer.hpp"
 #include "support/tiny_pipeline.hpp"
 
 namespace doppel {
 namespace {
+
+using test::kNegative;
+using test::kPrompt;
+
+using test::relative_difference;
 
 using test::tiny_pipeline;
 
@@ -26,14 +33,6 @@ using test::code_of;
 using test::test_tokenizer;
 
 namespace fs = std::filesystem;
-
-const char* kPrompt = "a photograph of an astronaut riding a horse";
-const char* kNegative = "blurry, low quality";
-
-double relative_difference(const at::Tensor& actual, const at::Tensor& expected) {
-  return (actual.to(at::kFloat) - expected).abs().max().item<double>() /
-         expected.abs().max().item<double>();
-}
 
 TEST(ControlNetPipelineGolden, DdimWithControlNetMatchesReference) {
   const fs::path golden_path =

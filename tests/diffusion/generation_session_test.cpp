@@ -8,19 +8,15 @@
 #include "doppel/core/generation_parameters.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "support/error_code.hpp"
+#include "support/temp_folder.hpp"
 
 namespace doppel {
 namespace {
 
+using test::temp_folder;
+
 namespace fs = std::filesystem;
 using test::code_of;
-
-fs::path temp_folder(const std::string& name) {
-  const fs::path folder = fs::temp_directory_path() / name;
-  fs::remove_all(folder);
-  fs::create_directories(folder);
-  return folder;
-}
 
 at::Tensor randn(at::IntArrayRef shape, uint64_t seed) {
   at::Generator generator = at::detail::createCPUGenerator(seed);

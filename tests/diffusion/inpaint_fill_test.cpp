@@ -4,18 +4,15 @@
 
 #include "doppel/diffusion/inpainting.hpp"
 #include "support/error_code.hpp"
+#include "support/test_images.hpp"
 #include "support/tiny_pipeline.hpp"
 
 namespace doppel {
 namespace {
 
-using test::code_of;
+using test::pixel;
 
-Image solid(int width, int height, uint8_t r, uint8_t g, uint8_t b) {
-  Image image{width, height, {}};
-  for (int i = 0; i < width * height; ++i) image.rgb.insert(image.rgb.end(), {r, g, b});
-  return image;
-}
+using test::code_of;
 
 void paint(Image& image, int x1, int y1, int x2, int y2, uint8_t r, uint8_t g, uint8_t b) {
   for (int y = y1; y < y2; ++y)
@@ -27,20 +24,16 @@ void paint(Image& image, int x1, int y1, int x2, int y2, uint8_t r, uint8_t g, u
     }
 }
 
-const uint8_t* pixel(const Image& image, int x, int y) {
-  return &image.rgb[(size_t(y) * image.width + x) * 3];
-}
-
 // Left half red, right half blue, a green square at [16, 32)^2 (in the red half).
 Image two_halves_with_a_square() {
-  Image image = solid(64, 64, 200, 20, 20);
+  Image image = test::solid_image(64, 64, 200, 20, 20);
   paint(image, 32, 0, 64, 64, 20, 20, 200);
   paint(image, 16, 16, 32, 32, 20, 220, 20);
   return image;
 }
 
 Image square_mask() {
-  Image mask = solid(64, 64, 0, 0, 0);
+  Image mask = test::solid_image(64, 64, 0, 0, 0);
   paint(mask, 16, 16, 32, 32, 255, 255, 255);
   return mask;
 }

@@ -14,25 +14,20 @@
 #include "doppel/models/layers.hpp"
 #include "support/error_code.hpp"
 #include "support/shared_data.hpp"
+#include "support/test_images.hpp"
 #include "support/test_tokenizer.hpp"
 
 namespace doppel {
 namespace {
 
+using test::pixel;
+
 using test::code_of;
 using test::test_tokenizer;
 
-Image solid(int width, int height, uint8_t r, uint8_t g, uint8_t b) {
-  Image image;
-  image.width = width;
-  image.height = height;
-  for (int i = 0; i < width * height; ++i) image.rgb.insert(image.rgb.end(), {r, g, b});
-  return image;
-}
-
 // A black mask with a white rectangle [x1, x2) x [y1, y2).
 Image rectangle_mask(int width, int height, int x1, int y1, int x2, int y2) {
-  Image mask = solid(width, height, 0, 0, 0);
+  Image mask = test::solid_image(width, height, 0, 0, 0);
   for (int y = y1; y < y2; ++y)
     for (int x = x1; x < x2; ++x) std::fill_n(&mask.rgb[(size_t(y) * width + x) * 3], 3, 255);
   return mask;
@@ -40,7 +35,7 @@ Image rectangle_mask(int width, int height, int x1, int y1, int x2, int y2) {
 
 // A picture with structure, so changes are visible.
 Image gradient(int width, int height) {
-  Image image = solid(width, height, 0, 0, 0);
+  Image image = test::solid_image(width, height, 0, 0, 0);
   for (int y = 0; y < height; ++y)
     for (int x = 0; x < width; ++x) {
       uint8_t* p = &image.rgb[(size_t(y) * width + x) * 3];
@@ -51,16 +46,12 @@ Image gradient(int width, int height) {
   return image;
 }
 
-const uint8_t* pixel(const Image& image, int x, int y) {
-  return &image.rgb[(size_t(y) * image.width + x) * 3];
-}
-
 bool same_pixel(const Image& a, const Image& b, int x, int y) {
   return std::equal(pixel(a, x, y), pixel(a, x, y) + 3, pixel(b, x, y));
 }
 
 TEST(InpaintMask, LuminanceBlurAndBounds) {
-  Image colours = solid(3, 1, 0, 0, 0);
+  Image colours = test::solid_image(3, 1, 0, 0, 0);
   std::fill_n(&colours.rgb[3], 3, 255);
   colours.rgb[6] = 255;  // pure red
   const Mask mask = mask_from_image(colours);
@@ -83,7 +74,7 @@ TEST(InpaintMask, LuminanceBlurAndBounds) {
   const auto clipped = mask_bounds(square, 100);
   EXPECT_EQ(clipped->x1, 0);
   EXPECT_EQ(clipped->x2, 64);
-  EXPECT_FALSE(mask_bounds(mask_from_image(solid(8, 8, 0, 0, 0)), 4).has_value());
+  EXPECT_FALSE(mask_bounds(mask_from_image(test::solid_image(8, 8, 0, 0, 0)), 4).has_value());
 }
 
 TEST(InpaintMask, CropRegionGrowsToTheProcessingAspectInsideTheImage) {
@@ -105,7 +96,7 @@ TEST(InpaintMask, CropRegionGrowsToTheProcessingAspectInsideTheImage) {
 
 TEST(InpaintMask, CompositeKeepsTheOriginalOutsideTheMask) {
   const Image original = gradient(32, 32);
-  const Image generated = solid(16, 16, 10, 200, 30);
+  const Image generated = test::solid_image(16, 16, 10, 200, 30);
   const Mask overlay = mask_from_image(rectangle_mask(32, 32, 8, 8, 16, 16));
   const Image result = composite_inpainted(original, generated, overlay, PixelRegion{8, 8, 24, 24});
   EXPECT_TRUE(same_pixel(result, original, 4, 4));
@@ -114,7 +105,8 @@ TEST(InpaintMask, CompositeKeepsTheOriginalOutsideTheMask) {
   // Half-white overlay blends half and half.
   Mask half = overlay;
   std::fill(half.values.begin(), half.values.end(), 128);
-  const Image blended = composite_inpainted(original, solid(32, 32, 255, 255, 255), half);
+  const Image blended =
+      composite_inpainted(original, test::solid_image(32, 32, 255, 255, 255), half);
   EXPECT_NEAR(pixel(blended, 0, 0)[0], (255 * 128 + pixel(original, 0, 0)[0] * 127) / 255.0, 1);
   EXPECT_EQ(code_of([&] { composite_inpainted(original, generated, mask_from_image(generated)); }),
             ErrorCode::kInvalidArgument);
@@ -174,7 +166,7 @@ TEST(InpaintPlanning, WholePictureAndOnlyMasked) {
   EXPECT_EQ(crop.mask.height, 64);
 
   InpaintOptions empty;
-  empty.mask = solid(96, 80, 0, 0, 0);
+  empty.mask = test::solid_image(96, 80, 0, 0, 0);
   EXPECT_EQ(code_of([&] { plan_inpaint(init, empty, 64, 64); }), ErrorCode::kInvalidArgument);
   options.mask_blur = 65;
   EXPECT_EQ(code_of([&] { plan_inpaint(init, options, 64, 64); }), ErrorCode::kInvalidArgument);
@@ -356,7 +348,7 @@ TEST(InpaintingPipeline, BadRequestsAreClearErrors) {
   no_init.init_image.reset();
   EXPECT_EQ(code_of([&] { pipeline.generate(no_init); }), ErrorCode::kInvalidArgument);
   GenerationRequest black = inpaint_request(gradient(64, 64));
-  black.inpaint->mask = solid(64, 64, 0, 0, 0);
+  black.inpaint->mask = test::solid_image(64, 64, 0, 0, 0);
   try {
     pipeline.generate(black);
     ADD_FAILURE() << "an all-black mask must be refused";

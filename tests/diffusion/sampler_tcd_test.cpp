@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "diffusion/diffusion_test_support.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/random.hpp"
 #include "doppel/diffusion/sampler.hpp"
@@ -12,9 +13,7 @@
 namespace doppel {
 namespace {
 
-SchedulerConfig sd_config() {
-  return SchedulerConfig::stable_diffusion(PredictionType::kEpsilon);
-}
+using test::sd_config;
 
 SamplerOptions with_gamma(double gamma) {
   SamplerOptions options;

@@ -7,13 +7,19 @@
 #include <cmath>
 #include <set>
 
+#include "diffusion/diffusion_test_support.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "doppel/diffusion/sampler.hpp"
 #include "support/shared_data.hpp"
+#include "support/tensor_comparison.hpp"
 
 namespace doppel {
 namespace {
+
+using test::sd_config;
+
+using test::relative_difference;
 
 const std::vector<std::string> kAllSamplers = {"ddim", "euler", "euler_a", "heun", "dpmpp_2m",
                                                "lms",  "pndm",  "ddpm",    "lcm",  "tcd"};
@@ -30,10 +36,6 @@ SamplerOptions with_eta(double eta) {
   SamplerOptions options;
   options.eta = eta;
   return options;
-}
-
-SchedulerConfig sd_config(PredictionType prediction = PredictionType::kEpsilon) {
-  return SchedulerConfig::stable_diffusion(prediction);
 }
 
 // abar at model call `index` as the sampler sees it: from the sigma for sigma
@@ -148,11 +150,6 @@ at::Tensor denoise(const at::Tensor& x, double sigma, double timestep) {
   at::Tensor input = (x / std::sqrt(sigma * sigma + 1)).to(at::kFloat);
   return x -
          sigma * wavy_eps(input, static_cast<double>(static_cast<float>(timestep))).to(at::kDouble);
-}
-
-double relative_difference(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() /
-         b.abs().max().item<double>();
 }
 
 at::Tensor run_doppel(const SamplingPlan& plan, const at::Tensor& noise) {

@@ -5,21 +5,20 @@
 
 #include <gtest/gtest.h>
 
+#include "diffusion/diffusion_test_support.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
 #include "support/shared_data.hpp"
+#include "support/tensor_comparison.hpp"
 
 namespace doppel {
 namespace {
 
-const char* kPrompt = "a photograph of an astronaut riding a horse";
-const char* kNegative = "blurry, low quality";
+using test::kNegative;
+using test::kPrompt;
 
-double relative_difference(const at::Tensor& actual, const at::Tensor& expected) {
-  return (actual.to(at::kFloat) - expected).abs().max().item<double>() /
-         expected.abs().max().item<double>();
-}
+using test::relative_difference;
 
 std::filesystem::path sdxl_dir() {
   return test::golden_dir() / "sdxl";

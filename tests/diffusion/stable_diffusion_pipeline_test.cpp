@@ -8,30 +8,29 @@
 
 #include <set>
 
+#include "diffusion/diffusion_test_support.hpp"
 #include "doppel/checkpoint/tiny_model.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "support/error_code.hpp"
 #include "support/shared_data.hpp"
+#include "support/tensor_comparison.hpp"
 #include "support/test_tokenizer.hpp"
 #include "support/tiny_pipeline.hpp"
 
 namespace doppel {
 namespace {
 
+using test::kNegative;
+using test::kPrompt;
+
+using test::relative_difference;
+
 using test::tiny_pipeline;
 using test::tiny_request;
 
 using test::code_of;
 using test::test_tokenizer;
-
-const char* kPrompt = "a photograph of an astronaut riding a horse";
-const char* kNegative = "blurry, low quality";
-
-double relative_difference(const at::Tensor& actual, const at::Tensor& expected) {
-  return (actual.to(at::kFloat) - expected).abs().max().item<double>() /
-         expected.abs().max().item<double>();
-}
 
 ClipTokenizer golden_tokenizer() {
   return ClipTokenizer::from_bpe_file(test::golden_dir() / "tokenizer" /

@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "diffusion/diffusion_test_support.hpp"
 #include "doppel/checkpoint/tiny_model.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/diffusion/sampler.hpp"
@@ -21,6 +22,8 @@
 namespace doppel {
 namespace {
 
+using test::sd_config;
+
 using test::tiny_pipeline;
 using test::tiny_request;
 
@@ -28,10 +31,6 @@ using test::code_of;
 
 constexpr TimestepSpacing kSpacings[] = {TimestepSpacing::kLeading, TimestepSpacing::kLinspace,
                                          TimestepSpacing::kTrailing};
-
-SchedulerConfig sd_config() {
-  return SchedulerConfig::stable_diffusion(PredictionType::kEpsilon);
-}
 
 SamplerOptions with_spacing(TimestepSpacing spacing) {
   SamplerOptions options;

@@ -11,12 +11,6 @@
 namespace doppel {
 namespace {
 
-Image small_photo(const std::string& file) {
-  ImageReadOptions read;
-  read.max_side = 400;
-  return read_image(test::faces_dir() / file, read);
-}
-
 TEST(FaceFinder, OutlineAddsTheForeheadAboveTheBrows) {
   FaceDetection face;
   face.box = {40, 40, 139, 139};
@@ -36,7 +30,7 @@ TEST(FaceFinder, OutlineAddsTheForeheadAboveTheBrows) {
 TEST(FaceDetailPhoto, CropAndMaskFollowTheFaceAndFarPixelsStay) {
   DOPPEL_REQUIRE_PATH(test::faces_dir() / "angelina_jolie__deepface_img11.jpg");
   DOPPEL_REQUIRE_PATH(default_landmark_model_path());
-  const Image photo = small_photo("angelina_jolie__deepface_img11.jpg");
+  const Image photo = test::face_photo("angelina_jolie__deepface_img11.jpg", 400);
   FaceDetector detector(default_landmark_model_path());
   const std::vector<FaceDetection> faces = detector.detect(photo);
   ASSERT_EQ(faces.size(), 1u);
@@ -97,8 +91,10 @@ TEST(FaceDetailPhoto, MostAlikeChoosesTheSubjectAmongSeveral) {
   DOPPEL_REQUIRE_FACE_MODELS();
   DOPPEL_REQUIRE_PATH(test::faces_dir() / "angelina_jolie__deepface_img11.jpg");
   // Two photos side by side; the subject is the one on the right.
-  const Image left = resize_image(small_photo("barack_obama__facerec_obama.jpg"), 240, 300);
-  const Image right = resize_image(small_photo("angelina_jolie__deepface_img11.jpg"), 240, 300);
+  const Image left =
+      resize_image(test::face_photo("barack_obama__facerec_obama.jpg", 400), 240, 300);
+  const Image right =
+      resize_image(test::face_photo("angelina_jolie__deepface_img11.jpg", 400), 240, 300);
   Image pair;
   pair.width = 480;
   pair.height = 300;
@@ -108,7 +104,8 @@ TEST(FaceDetailPhoto, MostAlikeChoosesTheSubjectAmongSeveral) {
     std::copy_n(&right.rgb[size_t(y) * 240 * 3], 240 * 3, &pair.rgb[(size_t(y) * 480 + 240) * 3]);
   }
   FaceAnalyzer& analyzer = test::product_analyzer();
-  const auto reference = analyzer.analyze(small_photo("angelina_jolie__deepface_img1.jpg"));
+  const auto reference =
+      analyzer.analyze(test::face_photo("angelina_jolie__deepface_img1.jpg", 400));
   ASSERT_FALSE(reference.empty());
   FaceDetailOptions options;
   options.faces = FaceChoice::kMostLike;

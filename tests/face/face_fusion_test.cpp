@@ -16,12 +16,6 @@ namespace {
 
 using test::code_of;
 
-Image small_photo(const std::string& file) {
-  ImageReadOptions read;
-  read.max_side = 480;
-  return read_image(test::faces_dir() / file, read);
-}
-
 struct Analyzed {
   Image image;
   AnalyzedFace face;
@@ -29,7 +23,7 @@ struct Analyzed {
 
 Analyzed analyzed(const std::string& file) {
   Analyzed result;
-  result.image = small_photo(file);
+  result.image = test::face_photo(file, 480);
   const auto faces = test::product_analyzer().analyze(result.image);
   if (faces.empty()) throw Error(ErrorCode::kInvalidArgument, "no face in " + file);
   result.face = faces.front();
@@ -97,7 +91,7 @@ TEST(FaceFusion, NoFaceInTheIdentityPhotoIsRefusedAndNoneInThePortraitKeepsIt) {
   Image blank;
   blank.width = blank.height = 200;
   blank.rgb.assign(200 * 200 * 3, 128);
-  const Image photo = small_photo("angelina_jolie__deepface_img11.jpg");
+  const Image photo = test::face_photo("angelina_jolie__deepface_img11.jpg", 480);
   EXPECT_EQ(code_of([&] { fuser(photo, blank, 1.0); }), ErrorCode::kInvalidArgument);
   EXPECT_FALSE(fuser(blank, photo, 1.0).has_value());
 }

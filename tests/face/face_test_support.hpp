@@ -22,6 +22,13 @@
 
 namespace doppel::test {
 
+// A photo of ../shared/testdata/faces read at most `max_side` pixels on its longer side.
+inline Image face_photo(const std::string& file, int max_side) {
+  ImageReadOptions read;
+  read.max_side = max_side;
+  return read_image(faces_dir() / file, read);
+}
+
 inline std::filesystem::path face_golden_dir() {
   return golden_dir() / "faces";
 }

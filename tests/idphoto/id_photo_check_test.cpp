@@ -12,13 +12,11 @@
 namespace doppel {
 namespace {
 
+using test::spec;
+
 using test::id_photo_detector;
 using test::image_of;
 using test::mat_of;
-
-const IdPhotoSpec& spec(const std::string& id) {
-  return find_id_photo_spec(built_in_id_photo_specs(), id);
-}
 
 // A compliant small-two-inch photo made once from a real portrait (white background).
 const Image& compliant_photo() {

@@ -14,11 +14,9 @@
 namespace doppel {
 namespace {
 
-using test::id_photo_detector;
+using test::spec;
 
-const IdPhotoSpec& spec(const std::string& id) {
-  return find_id_photo_spec(built_in_id_photo_specs(), id);
-}
+using test::id_photo_detector;
 
 std::string failed(const IdPhotoVerdict& verdict) {
   std::string text;

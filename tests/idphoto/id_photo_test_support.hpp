@@ -9,11 +9,17 @@
 #include "doppel/core/image.hpp"
 #include "doppel/core/paths.hpp"
 #include "doppel/face/face_detector.hpp"
+#include "doppel/idphoto/id_photo_spec.hpp"
 #include "support/shared_data.hpp"
 
 namespace doppel::test {
 
 #define DOPPEL_REQUIRE_LANDMARK_MODEL() DOPPEL_REQUIRE_PATH(::doppel::default_landmark_model_path())
+
+// The built-in document specification `id`.
+inline const IdPhotoSpec& spec(const std::string& id) {
+  return find_id_photo_spec(built_in_id_photo_specs(), id);
+}
 
 inline FaceDetector& id_photo_detector() {
   static FaceDetector detector(default_landmark_model_path());

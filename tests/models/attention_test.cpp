@@ -2,6 +2,7 @@
 // against autograd through the textbook formula.
 #include "doppel/models/attention.hpp"
 #include "doppel/models/flash_attention.hpp"
+#include "support/tensor_comparison.hpp"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -18,19 +19,9 @@
 namespace doppel {
 namespace {
 
-// softmax(q k^T / sqrt(d)) v per head, written the obvious way.
-at::Tensor reference_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                               int64_t heads) {
-  const int64_t n = q.size(0), head_dim = q.size(2) / heads, value_dim = v.size(2) / heads;
-  auto split = [&](const at::Tensor& x, int64_t dim) {
-    return x.reshape({n, x.size(1), heads, dim}).transpose(1, 2);
-  };
-  at::Tensor scores = at::matmul(split(q, head_dim), split(k, head_dim).transpose(-1, -2)) /
-                      std::sqrt(static_cast<double>(head_dim));
-  at::Tensor out = at::matmul(at::softmax(scores, -1), split(v, value_dim));
-  return out.transpose(1, 2).reshape({n, q.size(1), heads * value_dim});
-}
+using test::reference_attention;
 
+// softmax(q k^T / sqrt(d)) v per head, written the obvious way.
 class AttentionBudget : public ::testing::Test {
  protected:
   void SetUp() override { saved_ = attention_memory_budget(); }

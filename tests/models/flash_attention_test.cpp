@@ -13,21 +13,12 @@
 #include "doppel/core/error.hpp"
 #include "doppel/core/runtime.hpp"
 #include "doppel/models/attention.hpp"
+#include "support/tensor_comparison.hpp"
 
 namespace doppel {
 namespace {
 
-at::Tensor reference_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                               int64_t heads) {
-  const int64_t n = q.size(0), head_dim = q.size(2) / heads, value_dim = v.size(2) / heads;
-  auto split = [&](const at::Tensor& x, int64_t dim) {
-    return x.to(at::kDouble).reshape({n, x.size(1), heads, dim}).transpose(1, 2);
-  };
-  const at::Tensor scores = at::matmul(split(q, head_dim), split(k, head_dim).transpose(-1, -2)) /
-                            std::sqrt(static_cast<double>(head_dim));
-  const at::Tensor out = at::matmul(at::softmax(scores, -1), split(v, value_dim));
-  return out.transpose(1, 2).reshape({n, q.size(1), heads * value_dim});
-}
+using test::reference_attention;
 
 class KernelChoice {
  public:

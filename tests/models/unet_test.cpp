@@ -11,9 +11,12 @@
 #include "doppel/models/attention.hpp"
 #include "doppel/models/layers.hpp"
 #include "doppel/models/unet.hpp"
+#include "support/tensor_comparison.hpp"
 
 namespace doppel {
 namespace {
+
+using test::max_abs_diff;
 
 // The golden SD1 tiny model (README §2).
 UNetConfig tiny_sd1() {
@@ -45,10 +48,6 @@ std::map<std::string, std::vector<int64_t>> parameter_shapes(torch::nn::Module& 
   for (const auto& item : module.named_parameters())
     shapes[item.key()] = item.value().sizes().vec();
   return shapes;
-}
-
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
 }
 
 TEST(UNetModel, Sd1TinyHasTheCompVisNamesAndShapes) {

@@ -7,9 +7,12 @@
 #include "doppel/core/error.hpp"
 #include "doppel/models/layers.hpp"
 #include "doppel/models/vae.hpp"
+#include "support/tensor_comparison.hpp"
 
 namespace doppel {
 namespace {
+
+using test::max_abs_diff;
 
 // The golden SD1 tiny VAE (README §2): 4 levels, so 8x downscaling.
 VaeConfig tiny_vae() {
@@ -17,10 +20,6 @@ VaeConfig tiny_vae() {
   config.base_channels = 32;
   config.channel_mult = {1, 1, 1, 2};
   return config;
-}
-
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
 }
 
 TEST(AutoencoderKL, HasTheCompVisNamesAndShapes) {

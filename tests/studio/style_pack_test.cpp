@@ -13,9 +13,12 @@
 #include "doppel/diffusion/sampler.hpp"
 #include "doppel/studio/shoot_plan.hpp"
 #include "support/shared_data.hpp"
+#include "support/temp_folder.hpp"
 
 namespace doppel {
 namespace {
+
+using test::temp_folder;
 
 const char* kValidPack = R"yaml(id: test_style
 name: Test style
@@ -70,14 +73,6 @@ std::string parse_error(const std::string& text) {
     return error.what();
   }
   return "";
-}
-
-std::filesystem::path temp_folder(const std::string& name) {
-  auto folder = std::filesystem::temp_directory_path() /
-                ("doppel_studio_" + name + "_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(folder);
-  std::filesystem::create_directories(folder);
-  return folder;
 }
 
 void write_text(const std::filesystem::path& path, const std::string& text) {

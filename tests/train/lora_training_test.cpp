@@ -14,17 +14,12 @@
 #include "doppel/core/safetensors.hpp"
 #include "doppel/diffusion/stable_diffusion_pipeline.hpp"
 #include "doppel/train/lora_trainer.hpp"
+#include "support/temp_folder.hpp"
 
 namespace doppel {
 namespace {
 
-std::filesystem::path temp_folder(const std::string& name) {
-  auto path = std::filesystem::temp_directory_path() /
-              ("doppel_train_" + name + "_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(path);
-  std::filesystem::create_directories(path);
-  return path;
-}
+using test::temp_folder;
 
 // A 64x64 picture the base model knows nothing about: a warm disc on teal.
 Image disc_image(int offset) {

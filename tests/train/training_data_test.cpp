@@ -6,17 +6,12 @@
 #include <fstream>
 
 #include "doppel/core/error.hpp"
+#include "support/temp_folder.hpp"
 
 namespace doppel {
 namespace {
 
-std::filesystem::path temp_folder(const std::string& name) {
-  auto path = std::filesystem::temp_directory_path() /
-              ("doppel_data_" + name + "_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(path);
-  std::filesystem::create_directories(path);
-  return path;
-}
+using test::temp_folder;
 
 Image gradient_image(int width, int height) {
   Image image;
