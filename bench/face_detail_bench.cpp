@@ -13,15 +13,10 @@
 #include <chrono>
 
 #include "bench_support.hpp"
-#include "doppel/checkpoint/model_detection.hpp"
 #include "doppel/core/caching_cpu_allocator.hpp"
 #include "doppel/core/runtime.hpp"
-#include "doppel/core/safetensors.hpp"
 #include "doppel/diffusion/generation_session.hpp"
-#include "doppel/models/clip_text.hpp"
-#include "doppel/models/layers.hpp"
-#include "doppel/models/unet.hpp"
-#include "doppel/models/vae.hpp"
+#include "random_models.hpp"
 
 using namespace doppel;
 
@@ -29,27 +24,6 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// A CompVis single-file SD 1.5 checkpoint with random weights, in bf16.
-void write_random_sd15(const std::filesystem::path& path) {
-  std::map<std::string, at::Tensor> tensors;
-  auto add = [&](torch::nn::Module& module, const std::string& prefix) {
-    for (const auto& item : module.named_parameters())
-      tensors[prefix + item.key()] = item.value().detach().to(at::kBFloat16);
-    for (const auto& item : module.named_buffers())
-      tensors[prefix + item.key()] = item.value().detach().clone();
-  };
-  ClipTextModel text(ClipTextConfig::vit_l14());
-  layers::randomize_parameters(*text, 2);
-  add(*text, kSd1TextEncoderPrefix);
-  UNetModel unet(UNetConfig::sd15());
-  layers::randomize_parameters(*unet, 1);
-  add(*unet, kUNetPrefix);
-  AutoencoderKL vae(VaeConfig::sd());
-  layers::randomize_parameters(*vae, 3);
-  add(*vae, kVaePrefix);
-  save_safetensors(path, tensors);
 }
 
 }  // namespace
@@ -71,12 +45,12 @@ int main(int argc, char** argv) {
   configure_threads(0);
   install_caching_cpu_allocator();
 
-  if (!std::filesystem::exists(checkpoint)) {
+  {
     const auto start = std::chrono::steady_clock::now();
-    write_random_sd15(checkpoint);
-    bench::print_figure({{"figure", "random_checkpoint_written"},
-                         {"path", checkpoint.string()},
-                         {"seconds", seconds_since(start)}});
+    if (bench::ensure_random_sd15_checkpoint(checkpoint))
+      bench::print_figure({{"figure", "random_checkpoint_written"},
+                           {"path", checkpoint.string()},
+                           {"seconds", seconds_since(start)}});
   }
   SessionOptions options;
   options.model = ModelRef::file(checkpoint);
