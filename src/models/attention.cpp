@@ -138,17 +138,18 @@ at::Tensor multi_head_attention(const at::Tensor& q, const at::Tensor& k, const 
       k.size(2) != q.size(2) || v.size(2) % heads != 0 || k.size(1) != v.size(1)) {
     throw Error(ErrorCode::kInvalidArgument, "multi_head_attention: incompatible q/k/v shapes");
   }
-  // Inference in bf16 takes the fused kernel where it applies (it accumulates
-  // scores in fp32, which is what `upcast` asks for); training keeps the
-  // chunked path and its backward.
+  // bf16 takes the fused kernels where they apply (they accumulate scores in
+  // fp32, which is what `upcast` asks for): inference the forward alone,
+  // training the forward that keeps the log-sum-exp and the fused backward.
+  // fp32 (the golden path) and kUnfused keep the chunked path.
   const bool training =
       at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
-  if (!training) {
-    AttentionKernel kernel = attention_kernel();
-    if (kernel == AttentionKernel::kAutomatic) kernel = AttentionKernel::kFusedVectorBf16;
-    if (fused_attention_applies(q, k, v, heads, kernel))
-      return fused_attention(q, k, v, heads, kernel);
-  }
+  AttentionKernel kernel = attention_kernel();
+  if (kernel == AttentionKernel::kAutomatic) kernel = AttentionKernel::kFusedVectorBf16;
+  if (!training && fused_attention_applies(q, k, v, heads, kernel))
+    return fused_attention(q, k, v, heads, kernel);
+  if (training && fused_attention_training_applies(q, k, v, heads, kernel))
+    return fused_training_attention(q, k, v, heads, kernel);
   const int64_t n = q.size(0), query_length = q.size(1), key_length = k.size(1);
   const int64_t head_dim = q.size(2) / heads, value_dim = v.size(2) / heads;
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));

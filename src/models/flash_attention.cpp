@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "doppel/core/error.hpp"
+#include "head_view.hpp"
 #include "vector_math.hpp"
 
 namespace doppel {
@@ -38,22 +39,6 @@ constexpr int64_t kKeyBlock = 64;           // keys per softmax step: 4 vectors 
 constexpr int64_t kScoreRows = 6;           // queries per score tile (6 x 4 accumulators)
 constexpr int64_t kKeyGroup = 16;           // keys per vector of scores
 constexpr int64_t kMaxVectorsPerChunk = 5;  // value columns per tile: 5 x 16 = 80
-
-// Where one head's rows of a [N, L, H*D] tensor start, and how to step through them.
-struct HeadView {
-  const uint16_t* data;  // bf16 bits of element [0, 0, 0]
-  int64_t batch_stride, row_stride, column_stride;
-
-  explicit HeadView(const at::Tensor& tensor)
-      : data(reinterpret_cast<const uint16_t*>(tensor.data_ptr<at::BFloat16>())),
-        batch_stride(tensor.stride(0)),
-        row_stride(tensor.stride(1)),
-        column_stride(tensor.stride(2)) {}
-
-  uint16_t at(int64_t batch, int64_t row, int64_t column) const {
-    return data[batch * batch_stride + row * row_stride + column * column_stride];
-  }
-};
 
 struct AttentionShape {
   int64_t batch, heads, query_length, key_length, head_dim, value_dim;
@@ -302,8 +287,9 @@ DOPPEL_AVX512_BF16 void store_output_row(const float* sums, float running_sum, i
   }
 }
 
+// log_sum_exp, when given, receives [N*H, Lq] natural-log sums for training.
 void vector_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                      const AttentionShape& shape, at::Tensor& out) {
+                      const AttentionShape& shape, at::Tensor& out, float* log_sum_exp) {
   std::vector<uint16_t> packed_keys, packed_values;
   pack_keys_and_values(k, v, shape, packed_keys, packed_values);
   const std::vector<ValueChunk> chunks = plan_value_chunks(shape.value_dim);
@@ -368,6 +354,15 @@ void vector_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor
                          out_data + ((n * shape.query_length + first_query + r) * shape.heads + h) *
                                         shape.value_dim);
       }
+      if (log_sum_exp != nullptr) {
+        // running_max and running_sum are in base 2 (log2(e) is in `scale`).
+        for (int64_t r = 0; r < rows; ++r) {
+          log_sum_exp[bh * shape.query_length + first_query + r] = static_cast<float>(
+              (running_max[static_cast<size_t>(r)] +
+               std::log2(static_cast<double>(running_sum[static_cast<size_t>(r)]))) *
+              0.6931471805599453);
+        }
+      }
     }
   });
 }
@@ -376,7 +371,7 @@ void vector_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor
 // Portable kernel: the same algorithm one query at a time in plain C++.
 
 void portable_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                        const AttentionShape& shape, at::Tensor& out) {
+                        const AttentionShape& shape, at::Tensor& out, float* log_sum_exp) {
   const at::Tensor keys = k.to(at::kFloat).contiguous(), values = v.to(at::kFloat).contiguous();
   const float* key_data = keys.data_ptr<float>();
   const float* value_data = values.data_ptr<float>();
@@ -430,8 +425,23 @@ void portable_attention(const at::Tensor& q, const at::Tensor& k, const at::Tens
           out_data + (n * shape.query_length + i) * value_width + h * shape.value_dim;
       for (int64_t c = 0; c < shape.value_dim; ++c)
         target[c] = at::BFloat16(sums[static_cast<size_t>(c)] / running_sum);
+      if (log_sum_exp != nullptr) log_sum_exp[task] = running_max + std::log(running_sum);
     }
   });
+}
+
+at::Tensor run_fused_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               int64_t heads, AttentionKernel kernel, float* log_sum_exp) {
+  const AttentionShape shape{q.size(0),        heads, q.size(1), k.size(1), q.size(2) / heads,
+                             v.size(2) / heads};
+  at::Tensor out = at::empty({shape.batch, shape.query_length, heads * shape.value_dim},
+                             q.options().memory_format(at::MemoryFormat::Contiguous));
+  if (kernel == AttentionKernel::kFusedVectorBf16) {
+    vector_attention(q, k, v, shape, out, log_sum_exp);
+  } else {
+    portable_attention(q, k, v, shape, out, log_sum_exp);
+  }
+  return out;
 }
 
 }  // namespace
@@ -471,16 +481,30 @@ at::Tensor fused_attention(const at::Tensor& q, const at::Tensor& k, const at::T
                 "to the unfused path");
   }
   RECORD_FUNCTION("doppel::fused_attention", std::vector<c10::IValue>());
-  const AttentionShape shape{q.size(0),        heads, q.size(1), k.size(1), q.size(2) / heads,
-                             v.size(2) / heads};
-  at::Tensor out = at::empty({shape.batch, shape.query_length, heads * shape.value_dim},
-                             q.options().memory_format(at::MemoryFormat::Contiguous));
-  if (kernel == AttentionKernel::kFusedVectorBf16) {
-    vector_attention(q, k, v, shape, out);
-  } else {
-    portable_attention(q, k, v, shape, out);
+  return run_fused_attention(q, k, v, heads, kernel, nullptr);
+}
+
+bool fused_attention_training_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                      int64_t heads, AttentionKernel kernel) {
+  return fused_attention_applies(q, k, v, heads, kernel) && (q.size(2) / heads) % 8 == 0 &&
+         (v.size(2) / heads) % 8 == 0;
+}
+
+FusedAttentionForward fused_attention_forward(const at::Tensor& q, const at::Tensor& k,
+                                              const at::Tensor& v, int64_t heads,
+                                              AttentionKernel kernel) {
+  if (!fused_attention_training_applies(q, k, v, heads, kernel)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "fused training attention needs bf16 CPU q [N, Lq, H*D], k [N, Lk, H*D], "
+                "v [N, Lk, H*Dv] with D and Dv multiples of 8 and at least one key (and "
+                "AVX512_BF16 for the vector kernel); use multi_head_attention, which falls back "
+                "to the unfused path");
   }
-  return out;
+  RECORD_FUNCTION("doppel::fused_attention_forward", std::vector<c10::IValue>());
+  FusedAttentionForward result;
+  result.log_sum_exp = at::empty({q.size(0) * heads, q.size(1)}, q.options().dtype(at::kFloat));
+  result.out = run_fused_attention(q, k, v, heads, kernel, result.log_sum_exp.data_ptr<float>());
+  return result;
 }
 
 }  // namespace doppel

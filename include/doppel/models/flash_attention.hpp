@@ -37,4 +37,46 @@ bool fused_attention_applies(const at::Tensor& q, const at::Tensor& k, const at:
 at::Tensor fused_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            int64_t heads, AttentionKernel kernel);
 
+// ---------------------------------------------------------------------------
+// Training (flash-attention-2 style): the forward keeps only each query's
+// log-sum-exp of its scaled scores, the backward recomputes the probabilities
+// block by block from it. ChunkedAttention saved every probability instead
+// (256 MiB per SD1 self-attention layer at 512x512, docs/decisions.md).
+
+// fused_attention_applies, and head sizes D and Dv both multiples of 8 (the
+// backward's gradient tiles; every model family's are).
+bool fused_attention_training_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                      int64_t heads, AttentionKernel kernel);
+
+struct FusedAttentionForward {
+  at::Tensor out;          // [N, Lq, H*Dv] bf16, as fused_attention
+  at::Tensor log_sum_exp;  // [N*H, Lq] fp32: log sum_j exp(q_i . k_j / sqrt(D)), natural log
+};
+
+// fused_attention that also returns the log-sum-exp the backward needs.
+// Throws doppel::Error when fused_attention_training_applies is false.
+FusedAttentionForward fused_attention_forward(const at::Tensor& q, const at::Tensor& k,
+                                              const at::Tensor& v, int64_t heads,
+                                              AttentionKernel kernel);
+
+struct FusedAttentionGradients {
+  at::Tensor query, key, value;  // bf16, shaped as q, k, v (contiguous)
+};
+
+// The gradients of fused attention's q, k and v from grad_out (shaped as out):
+// per block of keys the scores are recomputed, P = exp(S - log_sum_exp),
+// dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO * O)), dQ += dS K,
+// dK += dS^T Q (times the scale), all accumulated in fp32; the Lq x Lk matrix
+// is never materialised. `out` and `log_sum_exp` are fused_attention_forward's.
+FusedAttentionGradients fused_attention_backward(const at::Tensor& grad_out, const at::Tensor& q,
+                                                 const at::Tensor& k, const at::Tensor& v,
+                                                 const at::Tensor& out,
+                                                 const at::Tensor& log_sum_exp, int64_t heads,
+                                                 AttentionKernel kernel);
+
+// Differentiable fused attention (a torch autograd function over the two
+// above), what multi_head_attention uses when training in bf16.
+at::Tensor fused_training_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                    int64_t heads, AttentionKernel kernel);
+
 }  // namespace doppel

@@ -1,0 +1,486 @@
+// The backward of fused bf16 attention (flash-attention-2 style) and the
+// autograd function training uses, see flash_attention.hpp.
+//
+// One task takes one head (or, when there are fewer heads than threads, a part
+// of its keys) and walks its keys in blocks of 48; per key block it visits
+// every block of 48 queries: the transposed scores S^T = K Q^T and dP^T =
+// V dO^T (48 x 48, fp32), then P^T = exp(S^T * scale - lse) and dS^T = P^T
+// (dP^T - D) rounded to bf16, and the products dV += P^T dO, dK += dS^T Q and
+// dQ^T += K^T dS. Working transposed (keys as rows) lets every product read
+// its left operand's pairs along a row, the operand order vdpbf16ps wants,
+// without transposing a block; the right operands are repacked once per task
+// as [pairs][columns][2]. dV and dK of a key block stay in fp32 until the
+// block's last query; dQ^T accumulates per task and parts of one head are
+// summed at the end, so no two threads write one value.
+#include <ATen/record_function.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "doppel/core/error.hpp"
+#include "doppel/models/flash_attention.hpp"
+#include "head_view.hpp"
+#include "vector_math.hpp"
+
+namespace doppel {
+
+namespace {
+
+using namespace simd;
+
+constexpr int64_t kBlock = 48;  // queries and keys per block: tile rows 8, 6 and 4 divide it
+constexpr int64_t kMaxVectorsPerChunk = 5;  // output columns per tile: 5 x 16 = 80
+
+float bf16_value(uint16_t bits) {
+  return static_cast<float>(at::BFloat16(bits, at::BFloat16::from_bits()));
+}
+
+uint16_t bf16_round(float value) {
+  return at::BFloat16(value).x;
+}
+
+// ---------------------------------------------------------------------------
+// Products c[rows][columns] += a[rows][2 * pairs] b, where b is packed as
+// [pairs][columns][2] (the two summed elements of a column side by side) and
+// a's rows hold their summed elements contiguous.
+
+// Rows x (16 * Vectors (+ 8)) outputs in registers, as the inference kernel's value tiles.
+template <int Rows, int Vectors, bool HalfTail>
+DOPPEL_AVX512_BF16 void product_tile(const uint16_t* a, int64_t a_stride, const uint16_t* b,
+                                     int64_t b_stride, int64_t pairs, float* c, int64_t c_stride) {
+  __m512 sums[Rows][Vectors > 0 ? Vectors : 1];
+  __m256 tail_sums[Rows];
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r) {
+#pragma GCC unroll 5
+    for (int v = 0; v < Vectors; ++v) sums[r][v] = _mm512_loadu_ps(c + r * c_stride + v * 16);
+    if constexpr (HalfTail) tail_sums[r] = _mm256_loadu_ps(c + r * c_stride + Vectors * 16);
+  }
+  for (int64_t p = 0; p < pairs; ++p) {
+    const uint16_t* b_row = b + p * b_stride;
+    __m512bh columns[Vectors > 0 ? Vectors : 1];
+#pragma GCC unroll 5
+    for (int v = 0; v < Vectors; ++v) columns[v] = (__m512bh)_mm512_loadu_si512(b_row + v * 32);
+    __m256bh tail_columns;
+    if constexpr (HalfTail)
+      tail_columns =
+          (__m256bh)_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b_row + Vectors * 32));
+#pragma GCC unroll 8
+    for (int r = 0; r < Rows; ++r) {
+      uint32_t pair_bits;
+      std::memcpy(&pair_bits, a + r * a_stride + 2 * p, sizeof pair_bits);
+      const __m512i pair = _mm512_set1_epi32(static_cast<int>(pair_bits));
+#pragma GCC unroll 5
+      for (int v = 0; v < Vectors; ++v)
+        sums[r][v] = _mm512_dpbf16_ps(sums[r][v], (__m512bh)pair, columns[v]);
+      if constexpr (HalfTail)
+        tail_sums[r] =
+            _mm256_dpbf16_ps(tail_sums[r], (__m256bh)_mm512_castsi512_si256(pair), tail_columns);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r) {
+#pragma GCC unroll 5
+    for (int v = 0; v < Vectors; ++v) _mm512_storeu_ps(c + r * c_stride + v * 16, sums[r][v]);
+    if constexpr (HalfTail) _mm256_storeu_ps(c + r * c_stride + Vectors * 16, tail_sums[r]);
+  }
+}
+
+// All rows (a multiple of the tile's rows) of up to 80 columns, in tiles of as
+// many rows as the 32 registers hold (accumulators + b's vectors + a broadcast).
+template <int Vectors, bool HalfTail>
+DOPPEL_AVX512_BF16 void product_chunk(const uint16_t* a, int64_t a_stride, const uint16_t* b,
+                                      int64_t b_stride, int64_t pairs, float* c, int64_t c_stride,
+                                      int64_t rows) {
+  constexpr int registers = Vectors + (HalfTail ? 1 : 0);
+  constexpr int tile_rows = registers <= 3 ? 8 : registers == 4 ? 6 : 4;
+  for (int64_t r = 0; r < rows; r += tile_rows) {
+    product_tile<tile_rows, Vectors, HalfTail>(a + r * a_stride, a_stride, b, b_stride, pairs,
+                                               c + r * c_stride, c_stride);
+  }
+}
+
+using ProductChunkFunction = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t,
+                                      float*, int64_t, int64_t);
+
+ProductChunkFunction product_chunk_function(int64_t vectors, bool half_tail) {
+  switch (vectors * 2 + (half_tail ? 1 : 0)) {
+    case 1:
+      return product_chunk<0, true>;
+    case 2:
+      return product_chunk<1, false>;
+    case 3:
+      return product_chunk<1, true>;
+    case 4:
+      return product_chunk<2, false>;
+    case 5:
+      return product_chunk<2, true>;
+    case 6:
+      return product_chunk<3, false>;
+    case 7:
+      return product_chunk<3, true>;
+    case 8:
+      return product_chunk<4, false>;
+    case 9:
+      return product_chunk<4, true>;
+    case 10:
+      return product_chunk<5, false>;
+    default:
+      throw Error(ErrorCode::kInternal, "fused attention backward: no tile for this width");
+  }
+}
+
+// c += a b for one output width, with the vector tiles or in plain C++.
+class BlockProduct {
+ public:
+  BlockProduct(int64_t columns, bool vector) : columns_(columns), vector_(vector) {
+    if (!vector) return;
+    for (int64_t column = 0; column < columns;) {
+      const int64_t remaining = columns - column;
+      const int64_t vectors = std::min(kMaxVectorsPerChunk, remaining / 16);
+      const bool half_tail = vectors < kMaxVectorsPerChunk && remaining % 16 == 8;
+      chunks_.push_back({column, product_chunk_function(vectors, half_tail)});
+      column += vectors * 16 + (half_tail ? 8 : 0);
+    }
+  }
+
+  // rows: a multiple of 24 (every tile's rows divide it) or of 8 when the
+  // columns fit three vectors; `b` has `columns` columns, c_stride >= columns.
+  void operator()(const uint16_t* a, int64_t a_stride, const uint16_t* b, int64_t pairs, float* c,
+                  int64_t c_stride, int64_t rows) const {
+    if (vector_) {
+      for (const Chunk& chunk : chunks_) {
+        chunk.function(a, a_stride, b + chunk.first_column * 2, columns_ * 2, pairs,
+                       c + chunk.first_column, c_stride, rows);
+      }
+      return;
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      float* c_row = c + r * c_stride;
+      for (int64_t p = 0; p < pairs; ++p) {
+        const float first = bf16_value(a[r * a_stride + 2 * p]);
+        const float second = bf16_value(a[r * a_stride + 2 * p + 1]);
+        const uint16_t* b_row = b + p * columns_ * 2;
+        for (int64_t column = 0; column < columns_; ++column) {
+          c_row[column] +=
+              first * bf16_value(b_row[2 * column]) + second * bf16_value(b_row[2 * column + 1]);
+        }
+      }
+    }
+  }
+
+ private:
+  struct Chunk {
+    int64_t first_column;
+    ProductChunkFunction function;
+  };
+  int64_t columns_;
+  bool vector_;
+  std::vector<Chunk> chunks_;
+};
+
+// ---------------------------------------------------------------------------
+// From a block's transposed scores and probability gradients to bf16 P^T,
+// dS^T and dS^T in pairs of keys: P = exp(S * scale - lse), dS = P (dP - D),
+// zero for keys past `valid_keys`. lse and D are per query (column).
+
+struct BlockGradientBuffers {
+  uint16_t* probabilities_t;   // [kBlock keys][kBlock queries]
+  uint16_t* grad_scores_t;     // [kBlock keys][kBlock queries]
+  uint16_t* grad_score_pairs;  // [kBlock / 2 key pairs][kBlock queries][2]
+};
+
+DOPPEL_AVX512_BF16 void vector_block_gradients(const float* scores_t, const float* grad_t,
+                                               const float* log_sum_exp, const float* delta,
+                                               float scale, int64_t valid_keys,
+                                               const BlockGradientBuffers& out) {
+  const __m512 scales = _mm512_set1_ps(scale);
+  for (int64_t j = 0; j < kBlock; j += 2) {
+    for (int64_t i = 0; i < kBlock; i += 16) {
+      const __m512 offset = _mm512_loadu_ps(log_sum_exp + i);
+      const __m512 deltas = _mm512_loadu_ps(delta + i);
+      __m256i grad_bits[2];
+      for (int64_t t = 0; t < 2; ++t) {
+        const int64_t row = (j + t) * kBlock + i;
+        __m512 probability = _mm512_setzero_ps(), grad_score = _mm512_setzero_ps();
+        if (j + t < valid_keys) {
+          probability =
+              exp_nonpositive(_mm512_fmsub_ps(_mm512_loadu_ps(scores_t + row), scales, offset));
+          grad_score =
+              _mm512_mul_ps(probability, _mm512_sub_ps(_mm512_loadu_ps(grad_t + row), deltas));
+        }
+        grad_bits[t] = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(grad_score));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.probabilities_t + row),
+                            reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(probability)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.grad_scores_t + row), grad_bits[t]);
+      }
+      // Interleave the two keys' 16 queries: unpack works within 128-bit lanes.
+      const __m256i low = _mm256_unpacklo_epi16(grad_bits[0], grad_bits[1]);
+      const __m256i high = _mm256_unpackhi_epi16(grad_bits[0], grad_bits[1]);
+      uint16_t* pairs = out.grad_score_pairs + (j / 2) * kBlock * 2 + i * 2;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(pairs),
+                          _mm256_permute2x128_si256(low, high, 0x20));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(pairs + 16),
+                          _mm256_permute2x128_si256(low, high, 0x31));
+    }
+  }
+}
+
+void portable_block_gradients(const float* scores_t, const float* grad_t, const float* log_sum_exp,
+                              const float* delta, float scale, int64_t valid_keys,
+                              const BlockGradientBuffers& out) {
+  for (int64_t j = 0; j < kBlock; ++j) {
+    for (int64_t i = 0; i < kBlock; ++i) {
+      const int64_t index = j * kBlock + i;
+      float probability = 0, grad_score = 0;
+      if (j < valid_keys) {
+        probability = std::exp(scores_t[index] * scale - log_sum_exp[i]);
+        grad_score = probability * (grad_t[index] - delta[i]);
+      }
+      out.probabilities_t[index] = bf16_round(probability);
+      out.grad_scores_t[index] = bf16_round(grad_score);
+      out.grad_score_pairs[(j / 2) * kBlock * 2 + i * 2 + j % 2] = bf16_round(grad_score);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The backward over all heads.
+
+struct BackwardShape {
+  int64_t batch, heads, query_length, key_length, head_dim, value_dim;
+  int64_t query_blocks() const { return (query_length + kBlock - 1) / kBlock; }
+  int64_t key_blocks() const { return (key_length + kBlock - 1) / kBlock; }
+  int64_t padded_queries() const { return query_blocks() * kBlock; }
+};
+
+// One head's queries (or output gradients) as [blocks][columns / 2][kBlock][2]
+// (the right operand of K Q^T) and as [padded rows / 2][columns][2] (of dS^T Q).
+void pack_query_side(const HeadView& view, int64_t n, int64_t first_column, int64_t columns,
+                     int64_t length, uint16_t* block_columns, uint16_t* row_pairs) {
+  for (int64_t i = 0; i < length; ++i) {
+    const int64_t block = i / kBlock, lane = i % kBlock;
+    for (int64_t d = 0; d < columns; ++d) {
+      const uint16_t bits = view.at(n, i, first_column + d);
+      block_columns[((block * (columns / 2) + d / 2) * kBlock + lane) * 2 + d % 2] = bits;
+      row_pairs[((i / 2) * columns + d) * 2 + i % 2] = bits;
+    }
+  }
+}
+
+struct BackwardTensors {
+  HeadView query, key, value, grad_out, out;
+  const float* log_sum_exp;         // [N*H, Lq]
+  uint16_t *grad_key, *grad_value;  // [N, Lk, H*D] and [N, Lk, H*Dv], contiguous
+};
+
+// The part `part` of `parts` of head `bh`'s keys: writes their dK and dV and
+// adds this part's dQ^T ([D][padded queries], unscaled) to grad_query_t.
+void backward_head_part(const BackwardTensors& tensors, const BackwardShape& shape, int64_t bh,
+                        int64_t part, int64_t parts, bool vector, float* grad_query_t) {
+  const int64_t n = bh / shape.heads, h = bh % shape.heads;
+  const int64_t head_dim = shape.head_dim, value_dim = shape.value_dim;
+  const int64_t padded_queries = shape.padded_queries();
+  const int64_t first_block = part * shape.key_blocks() / parts;
+  const int64_t end_block = (part + 1) * shape.key_blocks() / parts;
+  const int64_t first_key = first_block * kBlock;
+  const int64_t padded_keys = (end_block - first_block) * kBlock;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
+
+  // Query side, whole head: Q and dO in both packings, zero past the last query.
+  std::vector<uint16_t> query_columns(static_cast<size_t>(padded_queries * head_dim), 0);
+  std::vector<uint16_t> query_pairs(query_columns.size(), 0);
+  std::vector<uint16_t> grad_out_columns(static_cast<size_t>(padded_queries * value_dim), 0);
+  std::vector<uint16_t> grad_out_pairs(grad_out_columns.size(), 0);
+  pack_query_side(tensors.query, n, h * head_dim, head_dim, shape.query_length,
+                  query_columns.data(), query_pairs.data());
+  pack_query_side(tensors.grad_out, n, h * value_dim, value_dim, shape.query_length,
+                  grad_out_columns.data(), grad_out_pairs.data());
+  // lse (+inf past the last query: P = 0 there) and D = rowsum(dO * O).
+  std::vector<float> log_sum_exp(static_cast<size_t>(padded_queries),
+                                 std::numeric_limits<float>::infinity());
+  std::vector<float> delta(static_cast<size_t>(padded_queries), 0.0f);
+  for (int64_t i = 0; i < shape.query_length; ++i) {
+    log_sum_exp[static_cast<size_t>(i)] = tensors.log_sum_exp[bh * shape.query_length + i];
+    float sum = 0;
+    for (int64_t c = 0; c < value_dim; ++c) {
+      sum += bf16_value(tensors.grad_out.at(n, i, h * value_dim + c)) *
+             bf16_value(tensors.out.at(n, i, h * value_dim + c));
+    }
+    delta[static_cast<size_t>(i)] = sum;
+  }
+  // Key side, this part's keys: K and V as rows, K^T, zero past the last key.
+  std::vector<uint16_t> key_rows(static_cast<size_t>(padded_keys * head_dim), 0);
+  std::vector<uint16_t> value_rows(static_cast<size_t>(padded_keys * value_dim), 0);
+  std::vector<uint16_t> key_t(key_rows.size(), 0);
+  const int64_t keys = std::min(padded_keys, shape.key_length - first_key);
+  for (int64_t j = 0; j < keys; ++j) {
+    for (int64_t d = 0; d < head_dim; ++d) {
+      const uint16_t bits = tensors.key.at(n, first_key + j, h * head_dim + d);
+      key_rows[static_cast<size_t>(j * head_dim + d)] = bits;
+      key_t[static_cast<size_t>(d * padded_keys + j)] = bits;
+    }
+    for (int64_t c = 0; c < value_dim; ++c)
+      value_rows[static_cast<size_t>(j * value_dim + c)] =
+          tensors.value.at(n, first_key + j, h * value_dim + c);
+  }
+
+  const BlockProduct block_columns(kBlock, vector), key_columns(head_dim, vector),
+      value_columns(value_dim, vector);
+  std::vector<float> scores_t(kBlock * kBlock), grad_t(kBlock * kBlock);
+  std::vector<uint16_t> probabilities_t(kBlock * kBlock), grad_scores_t(kBlock * kBlock),
+      grad_score_pairs(kBlock * kBlock);
+  const BlockGradientBuffers buffers{probabilities_t.data(), grad_scores_t.data(),
+                                     grad_score_pairs.data()};
+  std::vector<float> grad_key(static_cast<size_t>(kBlock * head_dim));
+  std::vector<float> grad_value(static_cast<size_t>(kBlock * value_dim));
+  for (int64_t block = 0; block < end_block - first_block; ++block) {
+    const int64_t block_key = block * kBlock;  // within this part
+    const int64_t valid_keys = std::min(kBlock, keys - block_key);
+    std::fill(grad_key.begin(), grad_key.end(), 0.0f);
+    std::fill(grad_value.begin(), grad_value.end(), 0.0f);
+    for (int64_t query_block = 0; query_block < shape.query_blocks(); ++query_block) {
+      const int64_t first_query = query_block * kBlock;
+      std::fill(scores_t.begin(), scores_t.end(), 0.0f);
+      std::fill(grad_t.begin(), grad_t.end(), 0.0f);
+      block_columns(key_rows.data() + block_key * head_dim, head_dim,
+                    query_columns.data() + first_query * head_dim, head_dim / 2, scores_t.data(),
+                    kBlock, kBlock);
+      block_columns(value_rows.data() + block_key * value_dim, value_dim,
+                    grad_out_columns.data() + first_query * value_dim, value_dim / 2, grad_t.data(),
+                    kBlock, kBlock);
+      if (vector) {
+        vector_block_gradients(scores_t.data(), grad_t.data(), log_sum_exp.data() + first_query,
+                               delta.data() + first_query, scale, valid_keys, buffers);
+      } else {
+        portable_block_gradients(scores_t.data(), grad_t.data(), log_sum_exp.data() + first_query,
+                                 delta.data() + first_query, scale, valid_keys, buffers);
+      }
+      value_columns(probabilities_t.data(), kBlock, grad_out_pairs.data() + first_query * value_dim,
+                    kBlock / 2, grad_value.data(), value_dim, kBlock);
+      key_columns(grad_scores_t.data(), kBlock, query_pairs.data() + first_query * head_dim,
+                  kBlock / 2, grad_key.data(), head_dim, kBlock);
+      block_columns(key_t.data() + block_key, padded_keys, grad_score_pairs.data(), kBlock / 2,
+                    grad_query_t + first_query, padded_queries, head_dim);
+    }
+    for (int64_t j = 0; j < valid_keys; ++j) {
+      const int64_t key = first_key + block_key + j;
+      uint16_t* key_target =
+          tensors.grad_key + (n * shape.key_length + key) * shape.heads * head_dim + h * head_dim;
+      for (int64_t d = 0; d < head_dim; ++d)
+        key_target[d] = bf16_round(grad_key[static_cast<size_t>(j * head_dim + d)] * scale);
+      uint16_t* value_target = tensors.grad_value +
+                               (n * shape.key_length + key) * shape.heads * value_dim +
+                               h * value_dim;
+      for (int64_t c = 0; c < value_dim; ++c)
+        value_target[c] = bf16_round(grad_value[static_cast<size_t>(j * value_dim + c)]);
+    }
+  }
+}
+
+// Autograd over fused_attention_forward and fused_attention_backward: saves
+// q, k, v, the output and the log-sum-exp (fp32, one value per query and head).
+class FusedTrainingAttention : public torch::autograd::Function<FusedTrainingAttention> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* context, const at::Tensor& q,
+                            const at::Tensor& k, const at::Tensor& v, int64_t heads,
+                            int64_t kernel) {
+    FusedAttentionForward result =
+        fused_attention_forward(q, k, v, heads, static_cast<AttentionKernel>(kernel));
+    context->save_for_backward({q, k, v, result.out, result.log_sum_exp});
+    context->saved_data["heads"] = heads;
+    context->saved_data["kernel"] = kernel;
+    return result.out;
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* context,
+                                               torch::autograd::tensor_list gradients) {
+    const auto saved = context->get_saved_variables();
+    FusedAttentionGradients result = fused_attention_backward(
+        gradients[0], saved[0], saved[1], saved[2], saved[3], saved[4],
+        context->saved_data["heads"].toInt(),
+        static_cast<AttentionKernel>(context->saved_data["kernel"].toInt()));
+    return {result.query, result.key, result.value, at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+FusedAttentionGradients fused_attention_backward(const at::Tensor& grad_out, const at::Tensor& q,
+                                                 const at::Tensor& k, const at::Tensor& v,
+                                                 const at::Tensor& out,
+                                                 const at::Tensor& log_sum_exp, int64_t heads,
+                                                 AttentionKernel kernel) {
+  if (!fused_attention_training_applies(q, k, v, heads, kernel)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "fused attention backward needs what fused_attention_forward took (bf16 q, k, v "
+                "with head sizes multiples of 8); use multi_head_attention, which falls back to "
+                "the unfused path");
+  }
+  const BackwardShape shape{q.size(0),        heads, q.size(1), k.size(1), q.size(2) / heads,
+                            v.size(2) / heads};
+  const std::vector<int64_t> out_sizes = {shape.batch, shape.query_length, heads * shape.value_dim};
+  if (grad_out.sizes() != out_sizes || out.sizes() != out_sizes ||
+      out.scalar_type() != at::kBFloat16 || log_sum_exp.scalar_type() != at::kFloat ||
+      log_sum_exp.sizes() != at::IntArrayRef({shape.batch * heads, shape.query_length})) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "fused attention backward: grad_out and out must be [N, Lq, H*Dv] and "
+                "log_sum_exp [N*H, Lq] fp32, as fused_attention_forward returned them");
+  }
+  RECORD_FUNCTION("doppel::fused_attention_backward", std::vector<c10::IValue>());
+  const at::Tensor grad = grad_out.to(at::kBFloat16);
+  const at::Tensor lse = log_sum_exp.contiguous();
+  FusedAttentionGradients result;
+  result.key = at::empty(k.sizes(), k.options().memory_format(at::MemoryFormat::Contiguous));
+  result.value = at::empty(v.sizes(), v.options().memory_format(at::MemoryFormat::Contiguous));
+  const BackwardTensors tensors{
+      HeadView(q),   HeadView(k),           HeadView(v),           HeadView(grad),
+      HeadView(out), lse.data_ptr<float>(), bf16_bits(result.key), bf16_bits(result.value)};
+  // Parts of a head's keys only when there are fewer heads than threads.
+  const int64_t head_count = shape.batch * heads;
+  const int64_t parts = std::clamp<int64_t>((at::get_num_threads() + head_count - 1) / head_count,
+                                            1, shape.key_blocks());
+  const int64_t padded_queries = shape.padded_queries();
+  const int64_t grad_query_size = shape.head_dim * padded_queries;
+  std::vector<float> grad_query_t(static_cast<size_t>(head_count * parts * grad_query_size), 0.0f);
+  const bool vector = kernel == AttentionKernel::kFusedVectorBf16;
+  at::parallel_for(0, head_count * parts, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      backward_head_part(tensors, shape, task / parts, task % parts, parts, vector,
+                         grad_query_t.data() + task * grad_query_size);
+    }
+  });
+  result.query = at::empty(q.sizes(), q.options().memory_format(at::MemoryFormat::Contiguous));
+  uint16_t* grad_query = bf16_bits(result.query);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(shape.head_dim)));
+  at::parallel_for(0, head_count, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t n = bh / heads, h = bh % heads;
+      const float* parts_t = grad_query_t.data() + bh * parts * grad_query_size;
+      for (int64_t i = 0; i < shape.query_length; ++i) {
+        uint16_t* target =
+            grad_query + (n * shape.query_length + i) * heads * shape.head_dim + h * shape.head_dim;
+        for (int64_t d = 0; d < shape.head_dim; ++d) {
+          float sum = 0;
+          for (int64_t part = 0; part < parts; ++part)
+            sum += parts_t[part * grad_query_size + d * padded_queries + i];
+          target[d] = bf16_round(sum * scale);
+        }
+      }
+    }
+  });
+  return result;
+}
+
+at::Tensor fused_training_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                    int64_t heads, AttentionKernel kernel) {
+  return FusedTrainingAttention::apply(q, k, v, heads, static_cast<int64_t>(kernel));
+}
+
+}  // namespace doppel
+
+#pragma GCC diagnostic pop
