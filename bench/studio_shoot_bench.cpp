@@ -204,6 +204,14 @@ void report_shoot(const Options& options, const json& shoot, const json& jobs, c
   json split_json = json::object();
   for (const auto& [stage, seconds] : split)
     split_json[stage] = {{"seconds", seconds}, {"share", seconds / total_seconds}};
+  // The parts: queue wait, model load, generation, face scoring, storage.
+  const double generation =
+      split["preparing"] + split["prompt"] + split["sampling"] + split["decoding"];
+  const json parts = {{"queue_wait", split["queue"]},
+                      {"model_load", split["loading"]},
+                      {"generation", generation},
+                      {"face_scoring", split["scoring"]},
+                      {"storage", split["storing"]}};
   const json first_image = images.empty() ? json::object() : images[0]["recipe"];
   json lora_roles = json::array();
   for (const json& lora : first_image.value("loras", json::array()))
@@ -232,6 +240,7 @@ void report_shoot(const Options& options, const json& shoot, const json& jobs, c
        {"first_portrait_work_seconds", first_work},
        {"later_portrait_median_work_seconds",
         later_work.empty() ? 0.0 : later_work[later_work.size() / 2]},
+       {"parts_seconds", parts},
        {"split", split_json},
        {"scoring", {{"images_scored", made}, {"faces_found", faces_found}, {"labels", labels}}},
        {"peak_rss_mib", bench::peak_rss_mib()},

@@ -6,6 +6,8 @@
 #   scripts/bench.sh sdxl       # SDXL only (about 15 minutes on 2 cores)
 #   scripts/bench.sh train      # LoRA training steps only
 #   scripts/bench.sh baseline   # PyTorch eager UNet step (installs Debian's python3-torch)
+#   scripts/bench.sh studio     # a 12-portrait studio shoot at the fast speed, end to end
+#                               # (about 10 minutes; needs ../shared/testdata/faces)
 #   scripts/bench.sh compare [--against REV] [--pairs N] -- BENCH [ARGS...]
 #       # REV's BENCH (default: the commit before HEAD) and this checkout's, run
 #       # alternately N times (default 5); prints each pair's ratio and their median
@@ -60,6 +62,9 @@ if [ "$what" = all ] || [ "$what" = baseline ]; then
     /usr/bin/python3 "$root/bench/pytorch_eager_baseline.py" --dtype "$dtype" --size 512
     "$bench/stable_diffusion_bench" --case unet --dtype "$dtype" --size 512 --repeats 3
   done
+fi
+if [ "$what" = studio ]; then
+  "$bench/studio_shoot_bench" --portraits 12 --speed fast --width 512 --height 768
 fi
 if [ "$what" = all ] || [ "$what" = face ]; then
   [ -x "$bench/face_intake_bench" ] && "$bench/face_intake_bench"
