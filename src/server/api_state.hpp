@@ -509,6 +509,11 @@ struct ApiServer::State {
   // needs_photos / identity_model_missing, naming the file and where it goes), not in a worker.
   void apply_identity_source(const store::Subject& subject, const store::Model& model,
                              bool with_subject_lora, std::vector<Shot>& shots);
+  // The request-time checks of apply_identity_source for one person: 409 needs_photos when a
+  // shot reads their photo (`needs_photo`) and they have no accepted one; 409
+  // identity_model_missing when `needs_adapter` and the adapter or its encoder is missing.
+  void require_identity_files(const store::Subject& subject, const store::Model& model,
+                              bool needs_photo, bool needs_adapter);
   // Portrait templates (routes_templates.cpp).
   void register_template_routes();
   struct CheckedTemplatePicture;  // a picture and its faces, found left to right
@@ -516,9 +521,12 @@ struct ApiServer::State {
   // "no_face" when no face is found.
   CheckedTemplatePicture check_template_picture(const httplib::MultipartFormData& upload);
   void upload_template(Call& call);
-  // The template shots of POST /api/shoots's 'templates', after the text styles' `shots`.
-  void add_template_shots(Call& call, const json& body, const ShootRequest& request,
-                          const store::Model& model, std::vector<Shot>& shots);
+  // The template shots of POST /api/shoots's 'templates', after the text styles' `shots`; an
+  // instant person (the shoot's `subject`, or one of a template's people) is painted in through
+  // IP-Adapter plus-face, as their text shots are.
+  void add_template_shots(Call& call, const json& body, const store::Subject& subject,
+                          const ShootRequest& request, const store::Model& model,
+                          std::vector<Shot>& shots);
   // ID photos (routes_id_photos.cpp): specs, make/check jobs, downloads of compliant ones.
   void register_id_photo_routes();
   void queue_id_photo_from_record(Call& call, const std::string& action);

@@ -313,7 +313,7 @@ void ApiServer::State::create_shoot(Call& call) {
     shot = shot_from_recipe(recipe);
   }
   apply_identity_source(*subject, model, lora.has_value(), shots);
-  add_template_shots(call, body, request, model, shots);  // the template's own settings
+  add_template_shots(call, body, *subject, request, model, shots);  // the template's own settings
   const store::Shoot shoot = create_shoot_with_jobs(
       call, *subject, shots, string_field(body, "idempotency_key", false, 100), model.path);
   send_json(call.response, 202, shoot_json(shoot));

@@ -238,25 +238,35 @@ void ApiServer::State::upload_template(Call& call) {
   send_json(call.response, 201, uploaded_template_json(entry));
 }
 
-void ApiServer::State::add_template_shots(Call& call, const json& body, const ShootRequest& request,
-                                          const store::Model& model, std::vector<Shot>& shots) {
+void ApiServer::State::add_template_shots(Call& call, const json& body,
+                                          const store::Subject& subject,
+                                          const ShootRequest& request, const store::Model& model,
+                                          std::vector<Shot>& shots) {
   if (!body.contains("templates")) return;
   const json& list = body["templates"];
   if (!list.is_array() || list.size() > kMaxTemplatesPerShoot)
     bad_request("field 'templates' must be a list of up to " +
                 std::to_string(kMaxTemplatesPerShoot) +
                 " templates, each {\"id\": ...} (GET /api/templates)");
-  // A person of a template with several faces: their words and newest LoRA on the model.
+  // A person of a template with several faces: their words and newest LoRA on the model, or for
+  // an instant person their photo through IP-Adapter plus-face (checked now, as for the shoot's
+  // subject).
   const auto person = [&](const json& value) {
     if (!value.is_string()) bad_request("'templates[].subjects' must list subject ids");
     const std::string id = value.get<std::string>();
     if (!is_record_id(id)) not_found("subject");
-    const auto subject = repository->get_subject(call.account_id(), id);
-    if (!subject) not_found("subject");
+    const auto found = repository->get_subject(call.account_id(), id);
+    if (!found) not_found("subject");
     TemplateShotSubject chosen_person;
     chosen_person.subject_id = id;
-    chosen_person.subject.trigger_word = subject->trigger_word;
-    chosen_person.subject.class_word = subject->class_word;
+    chosen_person.subject.trigger_word = found->trigger_word;
+    chosen_person.subject.class_word = found->class_word;
+    if (found->identity_source == store::kIdentityInstant) {
+      // Shot from their photo, even with a LoRA kept from before.
+      require_identity_files(*found, model, true, true);
+      chosen_person.ip_adapter_scale = services::kInstantIpAdapterScale;
+      return chosen_person;
+    }
     std::optional<store::LoraVersion> newest;
     for (const auto& version : repository->list_lora_versions(call.account_id(), id)) {
       const json trained = parse_stored_json(version.settings_json);
@@ -340,10 +350,18 @@ void ApiServer::State::add_template_shots(Call& call, const json& body, const Sh
     chosen.push_back(std::move(shoot_template));
   }
   if (chosen.empty()) return;
+  // The shoot's subject alone in a template: an instant person's likeness is their photo through
+  // IP-Adapter plus-face, as in their text shots (apply_identity_source).
+  const bool instant_alone = subject.identity_source == store::kIdentityInstant &&
+                             std::any_of(chosen.begin(), chosen.end(),
+                                         [](const auto& each) { return each.subjects.empty(); });
+  if (instant_alone) require_identity_files(subject, model, true, !request.subject.lora);
   for (TemplateShot& planned :
        plan_template_shots(request, chosen, static_cast<int>(shots.size()))) {
     json recipe = planned.shot.recipe;
     recipe["model"]["path"] = model.path;
+    if (instant_alone && planned.subjects.empty())
+      recipe["ip_adapter"] = {{"scale", services::kInstantIpAdapterScale}};
     if (model.builtin) {
       // The tiny model repaints 64-pixel face crops in a few steps (as its text shots are small).
       recipe["width"] = 64;

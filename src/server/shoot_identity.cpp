@@ -21,11 +21,19 @@ void ApiServer::State::apply_identity_source(const store::Subject& subject,
     // with the LoRA alone and says so in its log); anyone else's likeness is the adapter.
     needs_adapter = needs_adapter || (shot.ip_adapter_scale && !with_subject_lora);
   }
+  require_identity_files(subject, model, needs_photo, needs_adapter);
+}
+
+void ApiServer::State::require_identity_files(const store::Subject& subject,
+                                              const store::Model& model, bool needs_photo,
+                                              bool needs_adapter) {
+  const bool instant = subject.identity_source == store::kIdentityInstant;
   if (needs_photo && !services::best_accepted_photo(
                          repository->list_photos(subject.account_id, subject.id), nullptr))
     throw HttpError(409, "needs_photos",
-                    instant ? "instant portraits are made from one good photo of the person: "
-                              "add a clear photo of their face first"
+                    instant ? "instant portraits of " + subject.name +
+                                  " are made from one good photo of them: add a clear photo of "
+                                  "their face first"
                             : "these styles use the person's photo (face fusion or IP-Adapter), "
                               "but they have no accepted photo: add a clear photo of their face");
   if (!needs_adapter) return;

@@ -207,28 +207,33 @@ struct Worker::State {
   void set_lora_version_status(const store::Job& job, store::LoraStatus status);
   std::filesystem::path unpack_lora(const std::string& sha256);
   std::filesystem::path unpack_named_lora(const std::string& sha256, const std::string& name);
-  // A template shot: the subject (their LoRA, their photo for a template's fusion) painted into
-  // the template's faces.
+  // A template shot: the subject (their LoRA or IP-Adapter, their photo for a template's fusion)
+  // painted into the template's faces; `loras` and `ip_adapters` are the shoot's subject's.
   GeneratedImage render_template(const std::string& account_id, const std::string& subject_id,
                                  const TemplateShot& shot, const TemplatePicture& picture,
-                                 std::vector<LoraSelection> loras, GenerationSession& generator,
-                                 const ProgressCallback& progress);
+                                 std::vector<LoraSelection> loras,
+                                 std::vector<ImagePromptSelection> ip_adapters,
+                                 GenerationSession& generator, const ProgressCallback& progress);
   std::unique_ptr<FaceDetector> template_detector;  // made on first template shot
 };
 
 GeneratedImage Worker::State::render_template(
     const std::string& account_id, const std::string& subject_id, const TemplateShot& shot,
-    const TemplatePicture& picture, std::vector<LoraSelection> loras, GenerationSession& generator,
+    const TemplatePicture& picture, std::vector<LoraSelection> loras,
+    std::vector<ImagePromptSelection> ip_adapters, GenerationSession& generator,
     const ProgressCallback& progress) {
   if (!template_detector)
     template_detector = std::make_unique<FaceDetector>(default_landmark_model_path());
   // The people painted in, left to right: the shoot's subject, or the template's own list (a
-  // couple), each with their LoRA (named after them) and, for `fusion`, their photo.
+  // couple), each with their LoRA (named after them) or, for an instant person, their photo
+  // through the IP-Adapter, and, for `fusion`, their photo.
   std::vector<std::string> people;
   std::vector<std::vector<LoraSelection>> people_loras;
+  std::vector<std::vector<ImagePromptSelection>> people_adapters;
   if (shot.subjects.empty()) {
     people.push_back(subject_id);
     people_loras.push_back(std::move(loras));
+    people_adapters.push_back(std::move(ip_adapters));
   }
   for (const TemplateShotSubject& each : shot.subjects) {
     const auto person = repository->get_subject(account_id, each.subject_id);
@@ -240,6 +245,14 @@ GeneratedImage Worker::State::render_template(
       own.push_back({unpack_named_lora(each.subject.lora_sha256, subject_lora_name(person->name)),
                      each.subject.lora_weight});
     people_loras.push_back(std::move(own));
+    std::vector<ImagePromptSelection> adapter;
+    if (each.ip_adapter_scale)
+      if (auto selection =
+              subject_ip_adapter({*repository, *blobs, default_models_dir()}, account_id,
+                                 each.subject_id, *each.ip_adapter_scale, each.ip_adapter_photo,
+                                 generator.model_info().family, each.subject.lora.has_value()))
+        adapter.push_back(std::move(*selection));
+    people_adapters.push_back(std::move(adapter));
   }
   std::vector<std::optional<FusionIdentity>> fusion(people.size());
   if (shot.settings.fusion) {
@@ -260,7 +273,8 @@ GeneratedImage Worker::State::render_template(
     }
   }
   return render_template_shot(generator, *template_detector, shot, picture,
-                              template_shot_subjects(shot, people_loras, fusion), progress);
+                              template_shot_subjects(shot, people_loras, fusion, people_adapters),
+                              progress);
 }
 
 std::filesystem::path Worker::State::unpack_lora(const std::string& sha256) {
@@ -404,6 +418,9 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   json recipe = id_photo_request_of_recipe(payload.at("recipe"));
   auto shoot = repository->get_shoot(job.account_id, shoot_id);
   if (!shoot) throw Error(ErrorCode::kNotFound, "the shoot was deleted");
+  // The photos its IP-Adapters read are named in the stored recipe: "again" reads the same ones.
+  pin_identity_photos({*repository, *blobs, default_models_dir()}, job.account_id,
+                      shoot->subject_id, recipe);
 
   // A template shot paints the subject into a template's picture; any other draws a new one.
   std::optional<TemplateShot> template_shot;
@@ -466,7 +483,8 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   std::vector<GeneratedImage> images;
   if (template_shot)
     images.push_back(render_template(job.account_id, shoot->subject_id, *template_shot,
-                                     *template_picture, request.loras, generator, report));
+                                     *template_picture, request.loras, request.ip_adapters,
+                                     generator, report));
   else
     images = generator.generate(request, report);
   if (images.empty()) throw Error(ErrorCode::kInternal, "the pipeline returned no image");

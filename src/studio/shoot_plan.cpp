@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
-#include <tuple>
 
 #include "doppel/core/error.hpp"
 #include "doppel/core/paths.hpp"
@@ -114,8 +113,10 @@ Shot make_shot(const nlohmann::json& recipe, int index) {
   }
   if (recipe.contains("fusion"))
     shot.fusion_strength = recipe["fusion"].at("strength").get<double>();
-  if (recipe.contains("ip_adapter"))
+  if (recipe.contains("ip_adapter")) {
     shot.ip_adapter_scale = recipe["ip_adapter"].at("scale").get<double>();
+    shot.identity_photo = recipe["ip_adapter"].value("photo", "");
+  }
   request.batch_size = 1;
   request.batch_count = 1;
   for (const auto& entry : recipe.at("loras")) {
@@ -266,16 +267,14 @@ void check_recipe(const nlohmann::json& recipe) {
       invalid("recipe: 'face_detail' must be {strength (0-1], faces}, got " + detail.dump());
     parse_face_choice(detail["faces"].get<std::string>());  // names the accepted words
   }
-  // Identity settings of the style: {"strength": 0-1} and {"scale": 0-2}.
-  for (const auto& [key, field, high] :
-       {std::tuple{"fusion", "strength", 1.0}, std::tuple{"ip_adapter", "scale", 2.0}}) {
-    if (!recipe.contains(key)) continue;
-    const nlohmann::json& entry = recipe[key];
-    if (entry.size() != 1 || !numbers(entry, {field}) || entry[field].get<double>() < 0 ||
-        entry[field].get<double>() > high)
-      invalid(std::string("recipe: '") + key + "' must be {" + field + " (0-" +
-              format_number(high) + ")}, got " + entry.dump());
+  // Identity settings of the style: {"strength": 0-1} and {"scale": 0-2} (and its photo).
+  if (recipe.contains("fusion")) {
+    const nlohmann::json& entry = recipe["fusion"];
+    if (entry.size() != 1 || !numbers(entry, {"strength"}) || entry["strength"].get<double>() < 0 ||
+        entry["strength"].get<double>() > 1)
+      invalid("recipe: 'fusion' must be {strength (0-1)}, got " + entry.dump());
   }
+  if (recipe.contains("ip_adapter")) check_identity_adapter(recipe["ip_adapter"], "'ip_adapter'");
   for (const auto& control : recipe.value("controlnets", nlohmann::json::array())) {
     const bool valid = control.is_object() && control.size() == 6 &&
                        numbers(control, {"weight", "start", "end"}) && control.contains("model") &&
@@ -291,6 +290,23 @@ void check_recipe(const nlohmann::json& recipe) {
 }
 
 }  // namespace
+
+void check_identity_adapter(const nlohmann::json& entry, const std::string& what) {
+  const auto is_digest = [](const nlohmann::json& value) {
+    if (!value.is_string() || value.get<std::string>().size() != 64) return false;
+    const std::string text = value.get<std::string>();
+    return std::all_of(text.begin(), text.end(),
+                       [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  };
+  const bool valid = entry.is_object() && entry.contains("scale") && entry["scale"].is_number() &&
+                     std::isfinite(entry["scale"].get<double>()) &&
+                     entry["scale"].get<double>() >= 0 && entry["scale"].get<double>() <= 2 &&
+                     entry.size() == (entry.contains("photo") ? 2u : 1u) &&
+                     (!entry.contains("photo") || is_digest(entry["photo"]));
+  if (!valid)
+    invalid("recipe: " + what + " must be {scale (0-2)} or {scale, photo (64 hex digits)}, got " +
+            entry.dump().substr(0, 200));
+}
 
 std::string subject_phrase(const ShootSubject& subject) {
   check_subject_word("the trigger word", subject.trigger_word);

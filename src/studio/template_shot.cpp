@@ -30,10 +30,15 @@ json subjects_json(const std::vector<TemplateShotSubject>& subjects) {
   json list = json::array();
   for (const TemplateShotSubject& each : subjects) {
     subject_phrase(each.subject);  // refuses prompt syntax in the words
-    list.push_back({{"subject_id", each.subject_id},
-                    {"trigger_word", each.subject.trigger_word},
-                    {"class_word", each.subject.class_word},
-                    {"lora", lora_json(each.subject)}});
+    json entry = {{"subject_id", each.subject_id},
+                  {"trigger_word", each.subject.trigger_word},
+                  {"class_word", each.subject.class_word},
+                  {"lora", lora_json(each.subject)}};
+    if (each.ip_adapter_scale) {
+      entry["ip_adapter"] = {{"scale", *each.ip_adapter_scale}};
+      if (!each.ip_adapter_photo.empty()) entry["ip_adapter"]["photo"] = each.ip_adapter_photo;
+    }
+    list.push_back(std::move(entry));
   }
   return list;
 }
@@ -61,6 +66,17 @@ std::vector<TemplateShotSubject> subjects_from_json(const json& list) {
       subject.subject.lora_weight = lora["weight"].get<double>();
       subject.subject.lora_sha256 = lora["sha256"].get<std::string>();
     }
+    if (each.contains("ip_adapter")) {
+      // An instant person: {"scale"} as planned, {"scale", "photo"} once a worker read the photo.
+      const json& adapter = each["ip_adapter"];
+      check_identity_adapter(adapter, "a template subject's ip_adapter");
+      subject.ip_adapter_scale = adapter["scale"].get<double>();
+      subject.ip_adapter_photo = adapter.value("photo", "");
+    }
+    for (const auto& [key, value] : each.items())
+      if (key != "subject_id" && key != "trigger_word" && key != "class_word" && key != "lora" &&
+          key != "ip_adapter")
+        invalid("recipe: unknown field '" + key + "' in a template subject");
     subject_phrase(subject.subject);
     subjects.push_back(std::move(subject));
   }
@@ -139,7 +155,8 @@ std::vector<Shot> plan_template_variations(const nlohmann::json& recipe, int cou
 
 std::vector<TemplateSubject> template_shot_subjects(
     const TemplateShot& shot, const std::vector<std::vector<LoraSelection>>& loras,
-    const std::vector<std::optional<FusionIdentity>>& fusion) {
+    const std::vector<std::optional<FusionIdentity>>& fusion,
+    const std::vector<std::vector<ImagePromptSelection>>& ip_adapters) {
   std::vector<ShootSubject> people;
   if (shot.subjects.empty()) {
     ShootSubject words;
@@ -154,6 +171,7 @@ std::vector<TemplateSubject> template_shot_subjects(
     subject.phrase = subject_phrase(people[k]);
     if (k < loras.size()) subject.loras = loras[k];
     if (k < fusion.size()) subject.fusion = fusion[k];
+    if (k < ip_adapters.size()) subject.ip_adapters = ip_adapters[k];
     subjects.push_back(std::move(subject));
   }
   return subjects;

@@ -210,5 +210,57 @@ TEST(TemplateShot, RefusesBadRecipesAndTemplates) {
             ErrorCode::kInvalidArgument);
 }
 
+// An instant person of a couple: their IP-Adapter scale (and, once a worker read it, their photo)
+// is kept in the recipe, and the face pass gets the adapter the caller resolved for them.
+TEST(TemplateShot, AnInstantPersonsAdapterAndPinnedPhotoAreKeptInTheRecipe) {
+  TemplateShotSubject him{"him-id", {}};
+  him.subject.class_word = "man";
+  TemplateShotSubject her{"her-id", {}};
+  her.subject.class_word = "woman";
+  her.ip_adapter_scale = 0.7;
+  const auto shots =
+      plan_template_shots(shoot_request(), {{beach_template(), std::string(64, 'c'), {him, her}}});
+  nlohmann::json recipe = shots[0].shot.recipe;
+  const nlohmann::json& people = recipe["template"]["subjects"];
+  EXPECT_FALSE(people[0].contains("ip_adapter"));
+  EXPECT_EQ(people[1]["ip_adapter"], nlohmann::json({{"scale", 0.7}}));
+  recipe["template"]["subjects"][1]["ip_adapter"]["photo"] = std::string(64, 'e');
+  const TemplateShot stored = template_shot_from_recipe(nlohmann::json::parse(recipe.dump()));
+  EXPECT_FALSE(stored.subjects[0].ip_adapter_scale);
+  EXPECT_EQ(stored.subjects[1].ip_adapter_scale, 0.7);
+  EXPECT_EQ(stored.subjects[1].ip_adapter_photo, std::string(64, 'e'));
+  ImagePromptSelection adapter;
+  adapter.adapter = "/models/ip_adapter/ip-adapter-plus-face_sd15.safetensors";
+  adapter.scale = 0.7;
+  const std::vector<TemplateSubject> subjects =
+      template_shot_subjects(stored, {{}, {}}, {}, {{}, {adapter}});
+  ASSERT_EQ(subjects.size(), 2u);
+  EXPECT_TRUE(subjects[0].ip_adapters.empty());
+  ASSERT_EQ(subjects[1].ip_adapters.size(), 1u);
+  EXPECT_EQ(subjects[1].ip_adapters[0].scale, 0.7);
+  // A photo that is not a digest, a scale out of range or an unknown field is refused.
+  for (const nlohmann::json& wrong :
+       {nlohmann::json{{"scale", 0.7}, {"photo", "me.jpg"}}, nlohmann::json{{"scale", 3}},
+        nlohmann::json{{"scale", 0.7}, {"file", "x"}}}) {
+    nlohmann::json bad = recipe;
+    bad["template"]["subjects"][1]["ip_adapter"] = wrong;
+    EXPECT_EQ(test::code_of([&] { template_shot_from_recipe(bad); }), ErrorCode::kInvalidArgument)
+        << wrong.dump();
+  }
+  nlohmann::json extra = recipe;
+  extra["template"]["subjects"][0]["photo"] = "x";
+  EXPECT_EQ(test::code_of([&] { template_shot_from_recipe(extra); }), ErrorCode::kInvalidArgument);
+  // The shoot's own subject: the top-level ip_adapter, pinned the same way.
+  nlohmann::json alone =
+      plan_template_shots(shoot_request(), {{beach_template(), std::string(64, 'c'), {}}})[0]
+          .shot.recipe;
+  alone["ip_adapter"] = {{"scale", 0.7}, {"photo", std::string(64, 'f')}};
+  const TemplateShot single = template_shot_from_recipe(alone);
+  EXPECT_EQ(single.shot.ip_adapter_scale, 0.7);
+  EXPECT_EQ(single.shot.identity_photo, std::string(64, 'f'));
+  alone["ip_adapter"]["photo"] = "F";
+  EXPECT_EQ(test::code_of([&] { template_shot_from_recipe(alone); }), ErrorCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace doppel

@@ -78,8 +78,15 @@ struct Shot {
   // steer it by that photo through IP-Adapter plus-face at this scale.
   std::optional<double> fusion_strength;
   std::optional<double> ip_adapter_scale;
+  // The photo those read (its aligned crop's blob digest), pinned by the worker that made the
+  // image so "again" reads the same one; empty: the subject's best accepted photo.
+  std::string identity_photo;
   nlohmann::json recipe;  // everything needed to make the image again
 };
+
+// Checks a recipe's "ip_adapter": {"scale": 0-2}, or {"scale", "photo": 64 hex digits} once a
+// worker pinned the photo. Throws kInvalidArgument naming `what` and the accepted form.
+void check_identity_adapter(const nlohmann::json& entry, const std::string& what);
 
 // "ohwx woman": what replaces {subject} in the templates. Throws
 // kInvalidArgument when the words are empty or carry prompt syntax.

@@ -6,6 +6,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,13 @@ namespace doppel {
 // empty for a drawn template whose picture is not drawn yet (the worker draws it and records it).
 // One person of a template with several faces (a couple): their record, words and LoRA.
 struct TemplateShotSubject {
-  std::string subject_id;
-  ShootSubject subject;
+  std::string subject_id{};
+  ShootSubject subject{};
+  // An instant person (no LoRA): their likeness is their photo through IP-Adapter plus-face at
+  // this scale; the worker pins the photo it read (its aligned crop's digest) so "again" reads
+  // the same one.
+  std::optional<double> ip_adapter_scale{};
+  std::string ip_adapter_photo{};
 };
 
 struct ShootTemplate {
@@ -51,10 +57,12 @@ std::vector<Shot> plan_template_variations(const nlohmann::json& recipe, int cou
 
 // The face pass's subjects of a template shot: one per TemplateShot::subjects (their phrase, and
 // `loras[k]` as the caller resolved the k-th person's LoRA), else the recipe's subject with
-// loras[0]. `fusion[k]` is the k-th person's photo for a template with `fusion` (may be empty).
+// loras[0]. `fusion[k]` is the k-th person's photo for a template with `fusion`, `ip_adapters[k]`
+// their photo through an IP-Adapter (an instant person); either may be shorter or empty.
 std::vector<TemplateSubject> template_shot_subjects(
     const TemplateShot& shot, const std::vector<std::vector<LoraSelection>>& loras,
-    const std::vector<std::optional<FusionIdentity>>& fusion);
+    const std::vector<std::optional<FusionIdentity>>& fusion,
+    const std::vector<std::vector<ImagePromptSelection>>& ip_adapters = {});
 
 // Whether a stored recipe is a template shot's.
 bool is_template_recipe(const nlohmann::json& recipe);
