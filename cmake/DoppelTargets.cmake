@@ -34,14 +34,15 @@ function(doppel_use_precompiled_headers target)
     get_filename_component(absolute ${source} ABSOLUTE BASE_DIR ${CMAKE_CURRENT_SOURCE_DIR})
     file(RELATIVE_PATH relative ${CMAKE_SOURCE_DIR} ${absolute})
     if(relative IN_LIST DOPPEL_SOURCES_WITHOUT_TORCH)
-      set_source_files_properties(${source} PROPERTIES SKIP_PRECOMPILE_HEADERS ON)
+      set_source_files_properties(${source} PROPERTIES SKIP_PRECOMPILE_HEADERS ON
+                                  SKIP_UNITY_BUILD_INCLUSION ON)
     elseif(relative IN_LIST DOPPEL_SOURCES_ATEN_ONLY AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
       # (GCC finds cmake_pch.hxx.gch beside the -include'd header; clang, for the fuzz build,
       # keeps the full header.)
       # -Winvalid-pch (an error with -Werror): an unusable header must not go unnoticed.
       set_source_files_properties(${source} PROPERTIES SKIP_PRECOMPILE_HEADERS ON
           COMPILE_OPTIONS "-Winvalid-pch;-include;${light_header}"
-          OBJECT_DEPENDS ${light_header}.gch)
+          OBJECT_DEPENDS ${light_header}.gch SKIP_UNITY_BUILD_INCLUSION ON)
       set(uses_light_header TRUE)
     endif()
   endforeach()
@@ -61,6 +62,10 @@ function(doppel_add_layer name)
                                             PRIVATE ${CMAKE_SOURCE_DIR}/src)
   target_link_libraries(doppel_${name} PUBLIC ${ARG_DEPENDS} torch)
   doppel_use_precompiled_headers(doppel_${name})
+  if(name IN_LIST DOPPEL_UNITY_LAYERS)
+    set_target_properties(doppel_${name} PROPERTIES UNITY_BUILD ON
+                          UNITY_BUILD_BATCH_SIZE ${DOPPEL_UNITY_BATCH})
+  endif()
   doppel_set_warnings(doppel_${name})
 endfunction()
 
