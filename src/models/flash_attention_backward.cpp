@@ -32,8 +32,9 @@ namespace {
 
 using namespace simd;
 
-constexpr int64_t kBlock = 48;  // queries and keys per block: tile rows 8, 6 and 4 divide it
-constexpr int64_t kMaxVectorsPerChunk = 5;  // output columns per tile: 5 x 16 = 80
+constexpr int64_t kBackwardBlock =
+    48;  // queries and keys per block: tile rows 8, 6 and 4 divide it
+constexpr int64_t kMaxProductVectors = 5;  // output columns per tile: 5 x 16 = 80
 
 float bf16_value(uint16_t bits) {
   return static_cast<float>(at::BFloat16(bits, at::BFloat16::from_bits()));
@@ -141,8 +142,8 @@ class BlockProduct {
     if (!vector) return;
     for (int64_t column = 0; column < columns;) {
       const int64_t remaining = columns - column;
-      const int64_t vectors = std::min(kMaxVectorsPerChunk, remaining / 16);
-      const bool half_tail = vectors < kMaxVectorsPerChunk && remaining % 16 == 8;
+      const int64_t vectors = std::min(kMaxProductVectors, remaining / 16);
+      const bool half_tail = vectors < kMaxProductVectors && remaining % 16 == 8;
       chunks_.push_back({column, product_chunk_function(vectors, half_tail)});
       column += vectors * 16 + (half_tail ? 8 : 0);
     }
@@ -189,9 +190,9 @@ class BlockProduct {
 // zero for keys past `valid_keys`. lse and D are per query (column).
 
 struct BlockGradientBuffers {
-  uint16_t* probabilities_t;   // [kBlock keys][kBlock queries]
-  uint16_t* grad_scores_t;     // [kBlock keys][kBlock queries]
-  uint16_t* grad_score_pairs;  // [kBlock / 2 key pairs][kBlock queries][2]
+  uint16_t* probabilities_t;   // [kBackwardBlock keys][kBackwardBlock queries]
+  uint16_t* grad_scores_t;     // [kBackwardBlock keys][kBackwardBlock queries]
+  uint16_t* grad_score_pairs;  // [kBackwardBlock / 2 key pairs][kBackwardBlock queries][2]
 };
 
 DOPPEL_AVX512_BF16 void vector_block_gradients(const float* scores_t, const float* grad_t,
@@ -199,13 +200,13 @@ DOPPEL_AVX512_BF16 void vector_block_gradients(const float* scores_t, const floa
                                                float scale, int64_t valid_keys,
                                                const BlockGradientBuffers& out) {
   const __m512 scales = _mm512_set1_ps(scale);
-  for (int64_t j = 0; j < kBlock; j += 2) {
-    for (int64_t i = 0; i < kBlock; i += 16) {
+  for (int64_t j = 0; j < kBackwardBlock; j += 2) {
+    for (int64_t i = 0; i < kBackwardBlock; i += 16) {
       const __m512 offset = _mm512_loadu_ps(log_sum_exp + i);
       const __m512 deltas = _mm512_loadu_ps(delta + i);
       __m256i grad_bits[2];
       for (int64_t t = 0; t < 2; ++t) {
-        const int64_t row = (j + t) * kBlock + i;
+        const int64_t row = (j + t) * kBackwardBlock + i;
         __m512 probability = _mm512_setzero_ps(), grad_score = _mm512_setzero_ps();
         if (j + t < valid_keys) {
           probability =
@@ -221,7 +222,7 @@ DOPPEL_AVX512_BF16 void vector_block_gradients(const float* scores_t, const floa
       // Interleave the two keys' 16 queries: unpack works within 128-bit lanes.
       const __m256i low = _mm256_unpacklo_epi16(grad_bits[0], grad_bits[1]);
       const __m256i high = _mm256_unpackhi_epi16(grad_bits[0], grad_bits[1]);
-      uint16_t* pairs = out.grad_score_pairs + (j / 2) * kBlock * 2 + i * 2;
+      uint16_t* pairs = out.grad_score_pairs + (j / 2) * kBackwardBlock * 2 + i * 2;
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(pairs),
                           _mm256_permute2x128_si256(low, high, 0x20));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(pairs + 16),
@@ -233,9 +234,9 @@ DOPPEL_AVX512_BF16 void vector_block_gradients(const float* scores_t, const floa
 void portable_block_gradients(const float* scores_t, const float* grad_t, const float* log_sum_exp,
                               const float* delta, float scale, int64_t valid_keys,
                               const BlockGradientBuffers& out) {
-  for (int64_t j = 0; j < kBlock; ++j) {
-    for (int64_t i = 0; i < kBlock; ++i) {
-      const int64_t index = j * kBlock + i;
+  for (int64_t j = 0; j < kBackwardBlock; ++j) {
+    for (int64_t i = 0; i < kBackwardBlock; ++i) {
+      const int64_t index = j * kBackwardBlock + i;
       float probability = 0, grad_score = 0;
       if (j < valid_keys) {
         probability = std::exp(scores_t[index] * scale - log_sum_exp[i]);
@@ -243,7 +244,7 @@ void portable_block_gradients(const float* scores_t, const float* grad_t, const 
       }
       out.probabilities_t[index] = bf16_round(probability);
       out.grad_scores_t[index] = bf16_round(grad_score);
-      out.grad_score_pairs[(j / 2) * kBlock * 2 + i * 2 + j % 2] = bf16_round(grad_score);
+      out.grad_score_pairs[(j / 2) * kBackwardBlock * 2 + i * 2 + j % 2] = bf16_round(grad_score);
     }
   }
 }
@@ -253,20 +254,20 @@ void portable_block_gradients(const float* scores_t, const float* grad_t, const 
 
 struct BackwardShape {
   int64_t batch, heads, query_length, key_length, head_dim, value_dim;
-  int64_t query_blocks() const { return (query_length + kBlock - 1) / kBlock; }
-  int64_t key_blocks() const { return (key_length + kBlock - 1) / kBlock; }
-  int64_t padded_queries() const { return query_blocks() * kBlock; }
+  int64_t query_blocks() const { return (query_length + kBackwardBlock - 1) / kBackwardBlock; }
+  int64_t key_blocks() const { return (key_length + kBackwardBlock - 1) / kBackwardBlock; }
+  int64_t padded_queries() const { return query_blocks() * kBackwardBlock; }
 };
 
-// One head's queries (or output gradients) as [blocks][columns / 2][kBlock][2]
+// One head's queries (or output gradients) as [blocks][columns / 2][kBackwardBlock][2]
 // (the right operand of K Q^T) and as [padded rows / 2][columns][2] (of dS^T Q).
 void pack_query_side(const HeadView& view, int64_t n, int64_t first_column, int64_t columns,
                      int64_t length, uint16_t* block_columns, uint16_t* row_pairs) {
   for (int64_t i = 0; i < length; ++i) {
-    const int64_t block = i / kBlock, lane = i % kBlock;
+    const int64_t block = i / kBackwardBlock, lane = i % kBackwardBlock;
     for (int64_t d = 0; d < columns; ++d) {
       const uint16_t bits = view.at(n, i, first_column + d);
-      block_columns[((block * (columns / 2) + d / 2) * kBlock + lane) * 2 + d % 2] = bits;
+      block_columns[((block * (columns / 2) + d / 2) * kBackwardBlock + lane) * 2 + d % 2] = bits;
       row_pairs[((i / 2) * columns + d) * 2 + i % 2] = bits;
     }
   }
@@ -287,8 +288,8 @@ void backward_head_part(const BackwardTensors& tensors, const BackwardShape& sha
   const int64_t padded_queries = shape.padded_queries();
   const int64_t first_block = part * shape.key_blocks() / parts;
   const int64_t end_block = (part + 1) * shape.key_blocks() / parts;
-  const int64_t first_key = first_block * kBlock;
-  const int64_t padded_keys = (end_block - first_block) * kBlock;
+  const int64_t first_key = first_block * kBackwardBlock;
+  const int64_t padded_keys = (end_block - first_block) * kBackwardBlock;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
 
   // Query side, whole head: Q and dO in both packings, zero past the last query.
@@ -329,30 +330,32 @@ void backward_head_part(const BackwardTensors& tensors, const BackwardShape& sha
           tensors.value.at(n, first_key + j, h * value_dim + c);
   }
 
-  const BlockProduct block_columns(kBlock, vector), key_columns(head_dim, vector),
+  const BlockProduct block_columns(kBackwardBlock, vector), key_columns(head_dim, vector),
       value_columns(value_dim, vector);
-  std::vector<float> scores_t(kBlock * kBlock), grad_t(kBlock * kBlock);
-  std::vector<uint16_t> probabilities_t(kBlock * kBlock), grad_scores_t(kBlock * kBlock),
-      grad_score_pairs(kBlock * kBlock);
+  std::vector<float> scores_t(kBackwardBlock * kBackwardBlock),
+      grad_t(kBackwardBlock * kBackwardBlock);
+  std::vector<uint16_t> probabilities_t(kBackwardBlock * kBackwardBlock),
+      grad_scores_t(kBackwardBlock * kBackwardBlock),
+      grad_score_pairs(kBackwardBlock * kBackwardBlock);
   const BlockGradientBuffers buffers{probabilities_t.data(), grad_scores_t.data(),
                                      grad_score_pairs.data()};
-  std::vector<float> grad_key(static_cast<size_t>(kBlock * head_dim));
-  std::vector<float> grad_value(static_cast<size_t>(kBlock * value_dim));
+  std::vector<float> grad_key(static_cast<size_t>(kBackwardBlock * head_dim));
+  std::vector<float> grad_value(static_cast<size_t>(kBackwardBlock * value_dim));
   for (int64_t block = 0; block < end_block - first_block; ++block) {
-    const int64_t block_key = block * kBlock;  // within this part
-    const int64_t valid_keys = std::min(kBlock, keys - block_key);
+    const int64_t block_key = block * kBackwardBlock;  // within this part
+    const int64_t valid_keys = std::min(kBackwardBlock, keys - block_key);
     std::fill(grad_key.begin(), grad_key.end(), 0.0f);
     std::fill(grad_value.begin(), grad_value.end(), 0.0f);
     for (int64_t query_block = 0; query_block < shape.query_blocks(); ++query_block) {
-      const int64_t first_query = query_block * kBlock;
+      const int64_t first_query = query_block * kBackwardBlock;
       std::fill(scores_t.begin(), scores_t.end(), 0.0f);
       std::fill(grad_t.begin(), grad_t.end(), 0.0f);
       block_columns(key_rows.data() + block_key * head_dim, head_dim,
                     query_columns.data() + first_query * head_dim, head_dim / 2, scores_t.data(),
-                    kBlock, kBlock);
+                    kBackwardBlock, kBackwardBlock);
       block_columns(value_rows.data() + block_key * value_dim, value_dim,
                     grad_out_columns.data() + first_query * value_dim, value_dim / 2, grad_t.data(),
-                    kBlock, kBlock);
+                    kBackwardBlock, kBackwardBlock);
       if (vector) {
         vector_block_gradients(scores_t.data(), grad_t.data(), log_sum_exp.data() + first_query,
                                delta.data() + first_query, scale, valid_keys, buffers);
@@ -360,12 +363,13 @@ void backward_head_part(const BackwardTensors& tensors, const BackwardShape& sha
         portable_block_gradients(scores_t.data(), grad_t.data(), log_sum_exp.data() + first_query,
                                  delta.data() + first_query, scale, valid_keys, buffers);
       }
-      value_columns(probabilities_t.data(), kBlock, grad_out_pairs.data() + first_query * value_dim,
-                    kBlock / 2, grad_value.data(), value_dim, kBlock);
-      key_columns(grad_scores_t.data(), kBlock, query_pairs.data() + first_query * head_dim,
-                  kBlock / 2, grad_key.data(), head_dim, kBlock);
-      block_columns(key_t.data() + block_key, padded_keys, grad_score_pairs.data(), kBlock / 2,
-                    grad_query_t + first_query, padded_queries, head_dim);
+      value_columns(probabilities_t.data(), kBackwardBlock,
+                    grad_out_pairs.data() + first_query * value_dim, kBackwardBlock / 2,
+                    grad_value.data(), value_dim, kBackwardBlock);
+      key_columns(grad_scores_t.data(), kBackwardBlock, query_pairs.data() + first_query * head_dim,
+                  kBackwardBlock / 2, grad_key.data(), head_dim, kBackwardBlock);
+      block_columns(key_t.data() + block_key, padded_keys, grad_score_pairs.data(),
+                    kBackwardBlock / 2, grad_query_t + first_query, padded_queries, head_dim);
     }
     for (int64_t j = 0; j < valid_keys; ++j) {
       const int64_t key = first_key + block_key + j;
