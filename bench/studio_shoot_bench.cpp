@@ -292,6 +292,15 @@ void run(const Options& options) {
   }
   const fs::path work =
       fs::temp_directory_path() / ("doppel-shoot-bench-" + std::to_string(getpid()));
+  // Removed however the run ends, unless asked to keep it.
+  struct ScratchStudio {
+    fs::path path;
+    bool keep;
+    ~ScratchStudio() {
+      std::error_code ignored;
+      if (!keep) fs::remove_all(path, ignored);
+    }
+  } scratch{work, options.keep};
   const fs::path models = work / "models";
   fs::create_directories(models / "lora");
   fs::create_directory_symlink(installed_models / "face", models / "face");
@@ -391,7 +400,6 @@ void run(const Options& options) {
   report_shoot(options, shoot, jobs, images, request_seconds, total_seconds, peak);
   report_scoring_with_face(options, faces / kSubjectPhotos.front(), profile);
   server.stop();
-  if (!options.keep) fs::remove_all(work);
 }
 
 }  // namespace
