@@ -41,6 +41,7 @@
 #include "doppel/store/migrations.hpp"
 #include "doppel/store/repository.hpp"
 #include "doppel/store/style_samples.hpp"
+#include "doppel/studio/portrait_template.hpp"
 #include "doppel/studio/recipe_edits.hpp"
 #include "doppel/studio/shoot_plan.hpp"
 #include "doppel/studio/style_pack.hpp"
@@ -521,6 +522,16 @@ struct ApiServer::State {
   // "no_face" when no face is found.
   CheckedTemplatePicture check_template_picture(const httplib::MultipartFormData& upload);
   void upload_template(Call& call);
+  // The built-in templates (of `pack`, or all) with their pictures for the default model:
+  // "picture_status" ready (with "picture_url"), drawing, missing, failed or other_family. With
+  // `draw_missing`, a missing drawn picture gets a template_picture job (one per template, model
+  // and drawing settings for the whole installation) and says "drawing".
+  json builtin_templates_json(Call& call, const std::string& pack, bool draw_missing);
+  // The digest of a drawn template's picture kept for `model` with its current settings.
+  std::optional<std::string> drawn_template_picture(const PortraitTemplate& portrait_template,
+                                                    const store::Model& model);
+  // GET /api/template-pictures: a drawn picture by ?sha256=, or a built-in file's by ?template=.
+  void template_picture_file(Call& call);
   // The template shots of POST /api/shoots's 'templates', after the text styles' `shots`; an
   // instant person (the shoot's `subject`, or one of a template's people) is painted in through
   // IP-Adapter plus-face, as their text shots are.

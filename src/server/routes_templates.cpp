@@ -4,7 +4,9 @@
 // beside its text styles.
 #include "doppel/core/atomic_file.hpp"
 #include "doppel/face/face_detector.hpp"
+#include "doppel/services/template_picture_job.hpp"
 #include "doppel/store/account_templates.hpp"
+#include "doppel/store/template_pictures.hpp"
 #include "doppel/studio/portrait_template.hpp"
 #include "doppel/studio/template_picture.hpp"
 #include "doppel/studio/template_portrait.hpp"
@@ -32,13 +34,6 @@ json face_boxes_json(const std::vector<TemplateFace>& faces) {
                       {"width", face.box.width()},
                       {"height", face.box.height()}}}});
   return list;
-}
-
-json builtin_template_json(const PortraitTemplate& portrait_template) {
-  json entry = portrait_template_to_json(portrait_template);
-  entry["picture"] = portrait_template.generate ? "drawn" : "file";
-  entry["source"] = "builtin";
-  return entry;
 }
 
 // An uploaded template as the API shows it: its settings, with the id and name of its record,
@@ -94,6 +89,114 @@ std::vector<int> chosen_faces(const std::string& text, size_t face_count) {
 
 }  // namespace
 
+std::optional<std::string> ApiServer::State::drawn_template_picture(
+    const PortraitTemplate& portrait_template, const store::Model& model) {
+  if (!portrait_template.generate) return std::nullopt;
+  std::string settings;
+  try {
+    settings = drawn_template_settings_sha256(portrait_template, styles);
+  } catch (const Error&) {
+    return std::nullopt;  // its pack is not installed: nothing can have been drawn from it
+  }
+  for (const store::DrawnTemplatePicture& picture :
+       store::list_drawn_template_pictures(repository->database(), model.id))
+    if (picture.template_id == portrait_template.id && picture.settings_sha256 == settings)
+      return picture.blob_sha256;
+  return std::nullopt;
+}
+
+json ApiServer::State::builtin_templates_json(Call& call, const std::string& pack,
+                                              bool draw_missing) {
+  const store::Model model = repository->default_model();
+  json list = json::array();
+  for (const PortraitTemplate& portrait_template :
+       load_portrait_templates(templates_dir(options))) {
+    if (!pack.empty() && portrait_template.pack != pack) continue;
+    json entry = portrait_template_to_json(portrait_template);
+    entry["picture"] = portrait_template.generate ? "drawn" : "file";
+    entry["source"] = "builtin";
+    const auto ready = [&](const std::string& url) {
+      entry["picture_status"] = "ready";
+      entry["picture_url"] = url;
+    };
+    if (!portrait_template.generate) {
+      if (std::filesystem::is_regular_file(portrait_template.image))
+        ready("/api/template-pictures?template=" + portrait_template.id);
+      else
+        entry["picture_status"] = "failed";  // its file is missing
+    } else if (portrait_template.family != parse_model_family(model.family)) {
+      entry["picture_status"] = "other_family";  // drawn once a model of its family is the default
+    } else if (std::find_if(styles.begin(), styles.end(),
+                            [&](const StylePack& each) {
+                              return each.id == portrait_template.pack;
+                            }) == styles.end() &&
+               portrait_template.generate->prompt.empty()) {
+      entry["picture_status"] = "failed";  // drawn from a style pack this server does not have
+    } else if (const auto digest = drawn_template_picture(portrait_template, model)) {
+      ready("/api/template-pictures?sha256=" + *digest);
+    } else {
+      // One job per template, model and drawing settings for the whole installation.
+      const std::string key =
+          "template-picture:" + portrait_template.id + ":" + model.id + ":" +
+          drawn_template_settings_sha256(portrait_template, styles).substr(0, 16);
+      const store::SqlResult earlier = repository->database().execute(
+          "SELECT status FROM jobs WHERE kind = ? AND idempotency_key = ? ORDER BY created_at "
+          "DESC LIMIT 1",
+          {std::string(services::kTemplatePictureJobKind), key});
+      if (!earlier.rows.empty()) {
+        const std::string status = earlier.rows[0].text(0);
+        entry["picture_status"] = status == "queued" || status == "running" ? "drawing" : "failed";
+      } else if (draw_missing) {
+        queue::NewJob job;
+        job.kind = services::kTemplatePictureJobKind;
+        job.payload_json = services::template_picture_payload_to_json(
+                               {portrait_template.id, model.id, model.path, templates_dir(options)})
+                               .dump();
+        job.idempotency_key = key;
+        job.max_attempts = 2;
+        jobs->enqueue(call.account_id(), job);
+        entry["picture_status"] = "drawing";
+      } else {
+        entry["picture_status"] = "missing";
+      }
+    }
+    list.push_back(std::move(entry));
+  }
+  return list;
+}
+
+void ApiServer::State::template_picture_file(Call& call) {
+  std::string bytes;
+  if (call.request.has_param("sha256")) {
+    // Only the drawn templates' pictures: a digest of anything else in the blob store is not
+    // found.
+    const std::string digest = call.request.get_param_value("sha256");
+    if (!store::is_sha256_hex(digest) ||
+        repository->database()
+            .execute("SELECT 1 FROM template_pictures WHERE blob_sha256 = ?", {digest})
+            .rows.empty())
+      not_found("template picture");
+    bytes = blobs->get(digest);
+    call.response.set_header("Cache-Control", "private, max-age=31536000, immutable");
+  } else {
+    const std::string id = call.request.get_param_value("template");
+    const std::vector<PortraitTemplate> built_in = load_portrait_templates(templates_dir(options));
+    const auto found = std::find_if(built_in.begin(), built_in.end(), [&](const auto& each) {
+      return each.id == id && !each.generate;
+    });
+    if (id.empty() || found == built_in.end() || !std::filesystem::is_regular_file(found->image))
+      not_found("template picture");
+    bytes = read_file(found->image);
+    // The file may be replaced: cached for a while, not forever.
+    call.response.set_header("Cache-Control", "private, max-age=3600");
+  }
+  const ImageHeader header = sniff_image_header(bytes, "the template's picture");
+  call.response.set_header("X-Content-Type-Options", "nosniff");
+  call.response.set_content(bytes, header.format == ImageFormat::kPng    ? "image/png"
+                                   : header.format == ImageFormat::kJpeg ? "image/jpeg"
+                                                                         : "image/webp");
+}
+
 struct ApiServer::State::CheckedTemplatePicture {
   TemplatePicture picture;
   std::vector<TemplateFace> faces;
@@ -123,17 +226,23 @@ void ApiServer::State::register_template_routes() {
       "style pack's built-in ones)",
       true, "", [this](Call& call) {
         const std::string pack = call.request.get_param_value("pack");
-        json list = json::array();
-        for (const PortraitTemplate& portrait_template :
-             load_portrait_templates(templates_dir(options)))
-          if (pack.empty() || portrait_template.pack == pack)
-            list.push_back(builtin_template_json(portrait_template));
+        json list = builtin_templates_json(call, pack, false);
         if (pack.empty())
           for (const store::AccountTemplate& entry :
                store::list_account_templates(repository->database(), call.account_id()))
             list.push_back(uploaded_template_json(entry));
         send_json(call.response, 200, {{"templates", list}});
       });
+  add("POST", "/api/template-pictures",
+      "Draw the built-in templates' missing pictures with the default model (queues jobs that an "
+      "idle worker runs); answers the built-in templates as GET /api/templates lists them",
+      true, "", [this](Call& call) {
+        send_json(call.response, 202, {{"templates", builtin_templates_json(call, "", true)}});
+      });
+  add("GET", "/api/template-pictures",
+      "A built-in template's picture: a drawn one by ?sha256=, a file by ?template= (the "
+      "picture_url of GET /api/templates)",
+      true, "", [this](Call& call) { template_picture_file(call); });
   add("POST", "/api/templates/check",
       "Check a picture as a template (multipart field 'picture'): its faces from the left; "
       "?preview=png answers the mask preview instead",
@@ -328,9 +437,12 @@ void ApiServer::State::add_template_shots(Call& call, const json& body,
       if (found == built_in.end())
         bad_request("unknown template '" + id + "'; GET /api/templates lists them");
       shoot_template.settings = *found;
-      // A picture file is named by its digest; a drawn one is drawn (and named) by the worker.
+      // A picture file is named by its digest; a drawn one by the digest of the picture kept for
+      // this model (the one the gallery shows), else the worker draws (and names) it.
       if (!found->generate)
         shoot_template.picture_sha256 = template_picture_sha256(read_file(found->image));
+      else if (const auto drawn = drawn_template_picture(*found, model))
+        shoot_template.picture_sha256 = *drawn;
     }
     for (const auto* control : {&shoot_template.settings.face_pose, &shoot_template.settings.canny})
       if (*control &&

@@ -30,6 +30,7 @@
 #include "doppel/services/shot_identity.hpp"
 #include "doppel/services/style_samples_job.hpp"
 #include "doppel/services/subject_photos.hpp"
+#include "doppel/services/template_picture_job.hpp"
 #include "doppel/services/template_shot_job.hpp"
 #include "doppel/services/training_sample_recorder.hpp"
 #include "doppel/store/blob_store.hpp"
@@ -561,6 +562,14 @@ void Worker::State::run_job(const store::Job& job) {
                                      [&](double fraction, const std::string& message, bool force) {
                                        return lease.report(fraction, message, force);
                                      });
+    } else if (job.kind == kTemplatePictureJobKind) {
+      const auto payload = template_picture_payload_from_json(json::parse(job.payload_json));
+      result =
+          run_template_picture_job(payload, session_for(payload.model_path), *database, *blobs,
+                                   options.data_dir / "templates",
+                                   [&](double fraction, const std::string& message, bool force) {
+                                     return lease.report(fraction, message, force);
+                                   });
     } else if (job.kind == kIdPhotoJobKind) {
       result = run_id_photo_job(
           job.account_id, id_photo_payload_from_json(json::parse(job.payload_json)), *repository,
@@ -631,8 +640,10 @@ bool Worker::run_once() {
   std::optional<store::Job> job =
       s.jobs->lease(s.options.worker_id, {"train", "shoot", kGenerateJobKind, kIdPhotoJobKind},
                     s.options.lease_ms);
-  // The style cards' examples only when no person's work is waiting.
-  if (!job) job = s.jobs->lease(s.options.worker_id, {kStyleSamplesJobKind}, s.options.lease_ms);
+  // The style cards' examples and the templates' pictures only when no person's work is waiting.
+  if (!job)
+    job = s.jobs->lease(s.options.worker_id, {kStyleSamplesJobKind, kTemplatePictureJobKind},
+                        s.options.lease_ms);
   if (!job) return false;
   s.run_job(*job);
   return true;

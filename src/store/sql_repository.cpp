@@ -543,6 +543,7 @@ class SqlRepository final : public Repository {
         "UNION SELECT blob_sha256 FROM images "
         "UNION SELECT blob_sha256 FROM training_samples "
         "UNION SELECT blob_sha256 FROM style_samples "
+        "UNION SELECT blob_sha256 FROM template_pictures "
         "UNION SELECT picture_blob FROM templates",
         {});
     std::vector<std::string> hashes;
@@ -644,8 +645,9 @@ class SqlRepository final : public Repository {
           "UNION ALL SELECT 1 FROM images WHERE blob_sha256 = ? "
           "UNION ALL SELECT 1 FROM training_samples WHERE blob_sha256 = ? "
           "UNION ALL SELECT 1 FROM style_samples WHERE blob_sha256 = ? "
+          "UNION ALL SELECT 1 FROM template_pictures WHERE blob_sha256 = ? "
           "UNION ALL SELECT 1 FROM templates WHERE picture_blob = ?",
-          {hash, hash, hash, hash, hash, hash, hash, hash});
+          {hash, hash, hash, hash, hash, hash, hash, hash, hash});
       if (result.rows.empty()) orphans.push_back(hash);
     }
     return orphans;

@@ -15,18 +15,11 @@ TemplatePicture decode_template_picture(std::string bytes, const std::string& la
   return picture;
 }
 
-TemplatePicture template_picture(const PortraitTemplate& portrait_template,
-                                 GenerationSession* session, const std::vector<StylePack>& packs,
-                                 const std::filesystem::path& keep_dir) {
-  if (!portrait_template.generate) {
-    if (!std::filesystem::is_regular_file(portrait_template.image))
-      throw Error(ErrorCode::kNotFound, "template '" + portrait_template.id + "': its picture " +
-                                            portrait_template.image.string() + " does not exist");
-    TemplatePicture picture = decode_template_picture(read_file(portrait_template.image),
-                                                      portrait_template.image.string());
-    picture.path = portrait_template.image;
-    return picture;
-  }
+GenerationRequest drawn_template_request(const PortraitTemplate& portrait_template,
+                                         const std::vector<StylePack>& packs) {
+  if (!portrait_template.generate)
+    throw Error(ErrorCode::kInvalidArgument,
+                "template '" + portrait_template.id + "' has a picture file; it is not drawn");
   const TemplateGeneration& settings = *portrait_template.generate;
   GenerationRequest request;
   request.prompt = settings.prompt;
@@ -43,6 +36,32 @@ TemplatePicture template_picture(const PortraitTemplate& portrait_template,
   request.karras = settings.karras;
   request.guidance_scale = settings.guidance;
   request.seed = settings.seed;
+  return request;
+}
+
+std::string drawn_template_settings_sha256(const PortraitTemplate& portrait_template,
+                                           const std::vector<StylePack>& packs) {
+  const GenerationRequest request = drawn_template_request(portrait_template, packs);
+  return template_picture_sha256(
+      nlohmann::json{{"prompt", request.prompt},
+                     {"negative_prompt", request.negative_prompt},
+                     {"settings", portrait_template_to_json(portrait_template)["generate"]}}
+          .dump());
+}
+
+TemplatePicture template_picture(const PortraitTemplate& portrait_template,
+                                 GenerationSession* session, const std::vector<StylePack>& packs,
+                                 const std::filesystem::path& keep_dir) {
+  if (!portrait_template.generate) {
+    if (!std::filesystem::is_regular_file(portrait_template.image))
+      throw Error(ErrorCode::kNotFound, "template '" + portrait_template.id + "': its picture " +
+                                            portrait_template.image.string() + " does not exist");
+    TemplatePicture picture = decode_template_picture(read_file(portrait_template.image),
+                                                      portrait_template.image.string());
+    picture.path = portrait_template.image;
+    return picture;
+  }
+  const GenerationRequest request = drawn_template_request(portrait_template, packs);
   if (!session)
     throw Error(ErrorCode::kInvalidArgument,
                 "template '" + portrait_template.id + "' is drawn by the model; load a model");

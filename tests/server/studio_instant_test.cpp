@@ -200,6 +200,8 @@ TEST(StudioInstant, AnInstantPersonIsShotFromOneGoodPhotoThroughTheRegisteredAda
   ASSERT_EQ(images.body["images"].size(), 1u) << images.raw << client.get("/api/jobs").raw;
   const json image = images.body["images"][0];
   EXPECT_EQ(image["recipe"]["ip_adapter"]["scale"], 0.7);
+  // The photo it read is pinned, so "again" reads it even after better photos are added.
+  EXPECT_EQ(image["recipe"]["ip_adapter"].value("photo", "").size(), 64u) << image["recipe"];
   EXPECT_TRUE(image["recipe"]["loras"].empty());  // no training
   const std::string png = client.get(image["png_url"].get<std::string>()).raw;
   const std::string parameters = read_png_text(png).at(0).second;

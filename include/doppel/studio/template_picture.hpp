@@ -28,6 +28,18 @@ inline constexpr int64_t kMaxTemplatePixels = 4096LL * 4096;
 // a PNG, JPEG or WebP up to kMaxTemplatePixels.
 TemplatePicture decode_template_picture(std::string bytes, const std::string& label);
 
+// What a `generate` template draws: its prompt, or its pack's (from `packs`, "{subject}" filled
+// with its `subject`), its size, sampler and fixed seed. Throws kInvalidArgument for a template
+// with a picture file, kNotFound for a pack that is not in `packs`.
+GenerationRequest drawn_template_request(const PortraitTemplate& portrait_template,
+                                         const std::vector<StylePack>& packs);
+
+// The digest of what a drawn picture depends on besides the model (the prompt and settings
+// drawn_template_request resolves): the studio keeps one picture per template, model and this
+// digest, so an edited template or pack prompt is drawn anew.
+std::string drawn_template_settings_sha256(const PortraitTemplate& portrait_template,
+                                           const std::vector<StylePack>& packs);
+
 // The template's picture. A `generate` template is drawn with `session` (whose model must be of
 // the template's family) the first time and kept in `keep_dir` under a name made of the settings
 // and the model's hash, written atomically; `packs` gives the prompt of a template that names
