@@ -39,6 +39,7 @@
 #include "doppel/face/face_analyzer.hpp"
 #include "doppel/face/subject_profile.hpp"
 #include "doppel/server/api_server.hpp"
+#include "doppel/services/job_payloads.hpp"
 #include "doppel/services/worker.hpp"
 #include "doppel/store/blob_store.hpp"
 #include "doppel/store/repository.hpp"
@@ -310,15 +311,16 @@ void run(const Options& options) {
                        models / "lora" / "lcm-lora-sdv1-5.safetensors");
   ::setenv("DOPPEL_MODELS_DIR", models.c_str(), 1);
   const fs::path subject_lora = work / "subject-lora.safetensors";
+  const int64_t subject_rank = services::TrainingDefaults{}.rank;  // what training would make
   const bench::RandomLoraFile subject_file =
-      bench::write_random_subject_lora_sd15(options.checkpoint, subject_lora, 16);
+      bench::write_random_subject_lora_sd15(options.checkpoint, subject_lora, subject_rank);
   bench::print_figure(
       {{"figure", "studio_shoot_models"},
        {"checkpoint", options.checkpoint.string()},
        {"checkpoint_written", checkpoint_written},
        {"lcm_lora", options.speed == "fast" ? json(options.lcm_lora.string()) : json()},
        {"lcm_lora_written", lcm},
-       {"subject_lora", {{"rank", 16}, {"modules", subject_file.modules}}},
+       {"subject_lora", {{"rank", subject_rank}, {"modules", subject_file.modules}}},
        {"seconds", seconds_since(start)}});
 
   // The studio: the API server with its store and queue, and one worker, as `doppel serve`.
@@ -352,10 +354,10 @@ void run(const Options& options) {
   store::LoraVersion version;
   version.subject_id = subject_id;
   version.status = store::LoraStatus::kReady;
-  version.settings_json = json{
-      {"class_word", "woman"},
-      {"model_path", repository->default_model().path},
-      {"rank", 16}}.dump();
+  const json trained = {{"class_word", "woman"},
+                        {"model_path", repository->default_model().path},
+                        {"rank", subject_rank}};
+  version.settings_json = trained.dump();
   version.blob_sha256 = blobs.put(read_file(subject_lora));
   repository->add_lora_version(account->id, version);
   const auto stored_subject = repository->get_subject(account->id, subject_id);
