@@ -177,7 +177,7 @@ inline json subject_json(const store::Subject& subject) {
           {"trigger_word", subject.trigger_word},
           {"class_word", subject.class_word},
           {"identity_source", subject.identity_source},
-          {"status", subject.status},
+          {"status", store::subject_status_name(subject.status)},
           {"has_face_profile", subject.face_profile_blob.has_value()},
           {"created_at", subject.created_at},
           {"updated_at", subject.updated_at}};
@@ -210,7 +210,7 @@ inline json shoot_json(const store::Shoot& shoot) {
           {"subject_id", shoot.subject_id},
           {"styles", parse_stored_json(shoot.styles_json)},
           {"image_count", shoot.image_count},
-          {"status", shoot.status},
+          {"status", store::shoot_status_name(shoot.status)},
           {"created_at", shoot.created_at},
           {"updated_at", shoot.updated_at}};
 }

@@ -295,7 +295,7 @@ void ApiServer::State::queue_id_photo(Call& call, const std::string& action,
     record.subject_id = subject.id;
     record.styles_json = json::array({"id-photo:" + spec.id}).dump();
     record.image_count = 1;
-    record.status = "queued";
+    record.status = store::ShootStatus::kQueued;
     shoot = repository->create_shoot(call.account_id(), record);
     payload.shoot_id = shoot->id;
   }

@@ -180,7 +180,7 @@ store::Shoot ApiServer::State::create_shoot_with_jobs(
   shoot.subject_id = subject.id;
   shoot.styles_json = style_ids.dump();
   shoot.image_count = static_cast<int64_t>(shots.size());
-  shoot.status = "queued";
+  shoot.status = store::ShootStatus::kQueued;
   shoot = repository->create_shoot(call.account_id(), shoot);
   for (size_t i = 0; i < shots.size(); ++i) {
     queue::NewJob job;

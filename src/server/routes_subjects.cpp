@@ -300,7 +300,7 @@ void ApiServer::State::train(Call& call) {
                {"lora_version", earlier_version ? lora_json(*earlier_version) : json(nullptr)}});
     return;
   }
-  subject.status = "training";
+  subject.status = store::SubjectStatus::kTraining;
   repository->update_subject(call.account_id(), subject);
   send_json(call.response, 202, {{"job", job_json(queued)}, {"lora_version", lora_json(version)}});
 }

@@ -128,7 +128,7 @@ json run_id_photo_job(const std::string& account_id, const IdPhotoPayload& paylo
   record.recipe_json = json{{"id_photo", outcome.record}}.dump();
   record.blob_sha256 = blobs.put(outcome.png);
   record = repository.add_image(account_id, record);
-  repository.update_shoot_status(account_id, shoot->id, "done");
+  repository.update_shoot_status(account_id, shoot->id, store::ShootStatus::kDone);
   return {{"action", "make"},
           {"spec", spec.id},
           {"compliant", outcome.compliant},

@@ -391,7 +391,7 @@ json Worker::State::run_train(const store::Job& job, LeaseKeeper& lease) {
   if (!repository->update_lora_version(job.account_id, *version))
     throw Error(ErrorCode::kNotFound, "the LoRA version was deleted during training");
   if (auto subject = repository->get_subject(job.account_id, version->subject_id)) {
-    subject->status = "trained";
+    subject->status = store::SubjectStatus::kTrained;
     // An instant person who was trained is shot with their double from now on.
     subject->identity_source = store::kIdentityTrained;
     repository->update_subject(job.account_id, *subject);
@@ -526,9 +526,10 @@ json Worker::State::run_shoot(const store::Job& job, LeaseKeeper& lease) {
   record = repository->add_image(job.account_id, record);
 
   const auto done = repository->list_images(job.account_id, shoot_id).size();
-  repository->update_shoot_status(
-      job.account_id, shoot_id,
-      static_cast<int64_t>(done) >= shoot->image_count ? "done" : "running");
+  repository->update_shoot_status(job.account_id, shoot_id,
+                                  static_cast<int64_t>(done) >= shoot->image_count
+                                      ? store::ShootStatus::kDone
+                                      : store::ShootStatus::kRunning);
   timer.stop();
   json seconds = json::object();
   for (const auto& [stage, spent] : timer.seconds()) seconds[stage] = spent;

@@ -43,6 +43,43 @@ const char* photo_verdict_name(PhotoVerdict verdict) {
   return "unknown";
 }
 
+const char* subject_status_name(SubjectStatus status) {
+  switch (status) {
+    case SubjectStatus::kNew:
+      return "new";
+    case SubjectStatus::kTraining:
+      return "training";
+    case SubjectStatus::kTrained:
+      return "trained";
+  }
+  return "unknown";
+}
+
+SubjectStatus parse_subject_status(const std::string& name) {
+  for (SubjectStatus status :
+       {SubjectStatus::kNew, SubjectStatus::kTraining, SubjectStatus::kTrained})
+    if (name == subject_status_name(status)) return status;
+  throw Error(ErrorCode::kInvalidFile, "unknown subject status '" + name + "' in the database");
+}
+
+const char* shoot_status_name(ShootStatus status) {
+  switch (status) {
+    case ShootStatus::kQueued:
+      return "queued";
+    case ShootStatus::kRunning:
+      return "running";
+    case ShootStatus::kDone:
+      return "done";
+  }
+  return "unknown";
+}
+
+ShootStatus parse_shoot_status(const std::string& name) {
+  for (ShootStatus status : {ShootStatus::kQueued, ShootStatus::kRunning, ShootStatus::kDone})
+    if (name == shoot_status_name(status)) return status;
+  throw Error(ErrorCode::kInvalidFile, "unknown shoot status '" + name + "' in the database");
+}
+
 const char* lora_status_name(LoraStatus status) {
   switch (status) {
     case LoraStatus::kQueued:

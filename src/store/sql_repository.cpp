@@ -149,7 +149,7 @@ class SqlRepository final : public Repository {
     require_text(class_word, "subject class word");
     require_identity_source(identity_source);
     int64_t now = unix_millis_now();
-    Subject subject{new_random_id(), account_id, name, trigger_word, "new",
+    Subject subject{new_random_id(), account_id, name, trigger_word, SubjectStatus::kNew,
                     std::nullopt,    now,        now,  class_word,   identity_source};
     database_->transaction([&] {
       require_account(account_id);
@@ -157,9 +157,9 @@ class SqlRepository final : public Repository {
           "INSERT INTO subjects (id, account_id, name, trigger_word, status, face_profile_blob, "
           "created_at, updated_at, class_word, identity_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
           "?, ?)",
-          {subject.id, subject.account_id, subject.name, subject.trigger_word, subject.status,
-           nullptr, subject.created_at, subject.updated_at, subject.class_word,
-           subject.identity_source});
+          {subject.id, subject.account_id, subject.name, subject.trigger_word,
+           subject_status_name(subject.status), nullptr, subject.created_at, subject.updated_at,
+           subject.class_word, subject.identity_source});
     });
     return subject;
   }
@@ -187,7 +187,7 @@ class SqlRepository final : public Repository {
                    "UPDATE subjects SET name = ?, trigger_word = ?, status = ?, "
                    "face_profile_blob = ?, class_word = ?, identity_source = ?, updated_at = ? "
                    "WHERE id = ? AND account_id = ?",
-                   {subject.name, subject.trigger_word, subject.status,
+                   {subject.name, subject.trigger_word, subject_status_name(subject.status),
                     optional_value(subject.face_profile_blob), subject.class_word,
                     subject.identity_source, unix_millis_now(), subject.id, account_id})
                .affected_rows > 0;
@@ -336,7 +336,7 @@ class SqlRepository final : public Repository {
           "INSERT INTO shoots (id, account_id, subject_id, styles_json, image_count, status, "
           "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
           {shoot.id, shoot.account_id, shoot.subject_id, shoot.styles_json, shoot.image_count,
-           shoot.status, shoot.created_at, shoot.updated_at});
+           shoot_status_name(shoot.status), shoot.created_at, shoot.updated_at});
     });
     return shoot;
   }
@@ -364,11 +364,11 @@ class SqlRepository final : public Repository {
   }
 
   bool update_shoot_status(const std::string& account_id, const std::string& shoot_id,
-                           const std::string& status) override {
+                           ShootStatus status) override {
     return db().execute(
                    "UPDATE shoots SET status = ?, updated_at = ? WHERE id = ? AND "
                    "account_id = ?",
-                   {status, unix_millis_now(), shoot_id, account_id})
+                   {shoot_status_name(status), unix_millis_now(), shoot_id, account_id})
                .affected_rows > 0;
   }
 

@@ -62,8 +62,16 @@ inline constexpr const char* kSubjectColumns =
     "id, account_id, name, trigger_word, status, face_profile_blob, created_at, updated_at, "
     "class_word, identity_source";
 inline Subject read_subject(const SqlRow& row) {
-  return Subject{row.text(0),          row.text(1),    row.text(2),    row.text(3), row.text(4),
-                 row.optional_text(5), row.integer(6), row.integer(7), row.text(8), row.text(9)};
+  return Subject{row.text(0),
+                 row.text(1),
+                 row.text(2),
+                 row.text(3),
+                 parse_subject_status(row.text(4)),
+                 row.optional_text(5),
+                 row.integer(6),
+                 row.integer(7),
+                 row.text(8),
+                 row.text(9)};
 }
 
 inline constexpr const char* kPhotoColumns =
@@ -93,8 +101,9 @@ inline LoraVersion read_lora(const SqlRow& row) {
 inline constexpr const char* kShootColumns =
     "id, account_id, subject_id, styles_json, image_count, status, created_at, updated_at";
 inline Shoot read_shoot(const SqlRow& row) {
-  return Shoot{row.text(0),    row.text(1), row.text(2),    row.text(3),
-               row.integer(4), row.text(5), row.integer(6), row.integer(7)};
+  return Shoot{row.text(0),    row.text(1),    row.text(2),
+               row.text(3),    row.integer(4), parse_shoot_status(row.text(5)),
+               row.integer(6), row.integer(7)};
 }
 
 inline constexpr const char* kImageColumns =

@@ -185,7 +185,7 @@ TEST_P(RepositoryTest, AnotherAccountCannotReadListUpdateOrDeleteRows) {
   LoraVersion changed = lora;
   changed.status = LoraStatus::kFailed;
   EXPECT_FALSE(repository_->update_lora_version(bob.id, changed));
-  EXPECT_FALSE(repository_->update_shoot_status(bob.id, shoot.id, "done"));
+  EXPECT_FALSE(repository_->update_shoot_status(bob.id, shoot.id, ShootStatus::kDone));
   EXPECT_FALSE(repository_->set_image_favourite(bob.id, image.id, true));
   EXPECT_FALSE(repository_->set_image_scores(bob.id, image.id, 0.0, 0.0));
 
@@ -223,7 +223,7 @@ TEST_P(RepositoryTest, AnotherAccountCannotReadListUpdateOrDeleteRows) {
   EXPECT_EQ(repository_->get_subject(alice.id, subject.id)->name, "Alice");
   EXPECT_EQ(repository_->get_photo(alice.id, photo.id)->verdict, PhotoVerdict::kPending);
   EXPECT_EQ(repository_->get_lora_version(alice.id, lora.id)->status, LoraStatus::kQueued);
-  EXPECT_EQ(repository_->get_shoot(alice.id, shoot.id)->status, "queued");
+  EXPECT_EQ(repository_->get_shoot(alice.id, shoot.id)->status, ShootStatus::kQueued);
   EXPECT_FALSE(repository_->get_image(alice.id, image.id)->favourite);
   EXPECT_EQ(repository_->list_images(alice.id, shoot.id).size(), 1u);
 }
@@ -231,12 +231,12 @@ TEST_P(RepositoryTest, AnotherAccountCannotReadListUpdateOrDeleteRows) {
 TEST_P(RepositoryTest, RecordsRoundTripAndUpdate) {
   Account owner = account("owner@example.com");
   Subject subject = repository_->create_subject(owner.id, "Me", "sks person");
-  subject.status = "ready";
+  subject.status = SubjectStatus::kTrained;
   subject.face_profile_blob = digest("profile");
   ASSERT_TRUE(repository_->update_subject(owner.id, subject));
   Subject loaded = *repository_->get_subject(owner.id, subject.id);
   EXPECT_EQ(loaded.trigger_word, "sks person");
-  EXPECT_EQ(loaded.status, "ready");
+  EXPECT_EQ(loaded.status, SubjectStatus::kTrained);
   EXPECT_EQ(loaded.face_profile_blob, digest("profile"));
 
   Photo photo = repository_->add_photo(owner.id, {"", "", subject.id, digest("photo"), 123456});

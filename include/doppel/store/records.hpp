@@ -37,13 +37,19 @@ struct ApiToken {
   std::optional<int64_t> expires_at{};  // none: valid until deleted
 };
 
+// Where a person's training stands: no LoRA asked for yet, one training, one trained.
+enum class SubjectStatus { kNew, kTraining, kTrained };
+const char* subject_status_name(SubjectStatus status);  // "new", "training", "trained"
+// Throws doppel::Error (kInvalidFile) for an unknown name.
+SubjectStatus parse_subject_status(const std::string& name);
+
 // A person whose likeness doppel learns; owned by one account.
 struct Subject {
   std::string id{};
   std::string account_id{};
   std::string name{};
   std::string trigger_word{};
-  std::string status = "new";
+  SubjectStatus status = SubjectStatus::kNew;
   std::optional<std::string> face_profile_blob{};
   int64_t created_at = 0;
   int64_t updated_at = 0;
@@ -93,6 +99,12 @@ struct LoraVersion {
   int64_t updated_at = 0;
 };
 
+// A shoot is waiting for its first image, has some, or has them all.
+enum class ShootStatus { kQueued, kRunning, kDone };
+const char* shoot_status_name(ShootStatus status);  // "queued", "running", "done"
+// Throws doppel::Error (kInvalidFile) for an unknown name.
+ShootStatus parse_shoot_status(const std::string& name);
+
 // A batch of generations of one subject in one or more styles.
 struct Shoot {
   std::string id{};
@@ -100,7 +112,7 @@ struct Shoot {
   std::string subject_id{};
   std::string styles_json = "[]";
   int64_t image_count = 0;
-  std::string status = "queued";
+  ShootStatus status = ShootStatus::kQueued;
   int64_t created_at = 0;
   int64_t updated_at = 0;
 };

@@ -102,7 +102,7 @@ class Repository {
   virtual std::vector<Shoot> list_shoots(const std::string& account_id,
                                          const std::string& subject_id) = 0;
   virtual bool update_shoot_status(const std::string& account_id, const std::string& shoot_id,
-                                   const std::string& status) = 0;
+                                   ShootStatus status) = 0;
   virtual Deletion delete_shoot(const std::string& account_id, const std::string& shoot_id) = 0;
 
   // Fills id, account_id and created_at; throws kNotFound for a shoot of another account.
