@@ -94,7 +94,8 @@ std::optional<std::string> ApiServer::State::drawn_template_picture(
   if (!portrait_template.generate) return std::nullopt;
   std::string settings;
   try {
-    settings = drawn_template_settings_sha256(portrait_template, styles);
+    settings = drawn_template_settings_sha256(
+        model.builtin ? drawn_on_tiny_model(portrait_template) : portrait_template, styles);
   } catch (const Error&) {
     return std::nullopt;  // its pack is not installed: nothing can have been drawn from it
   }
@@ -138,7 +139,9 @@ json ApiServer::State::builtin_templates_json(Call& call, const std::string& pac
       // One job per template, model and drawing settings for the whole installation.
       const std::string key =
           "template-picture:" + portrait_template.id + ":" + model.id + ":" +
-          drawn_template_settings_sha256(portrait_template, styles).substr(0, 16);
+          drawn_template_settings_sha256(
+              model.builtin ? drawn_on_tiny_model(portrait_template) : portrait_template, styles)
+              .substr(0, 16);
       const store::SqlResult earlier = repository->database().execute(
           "SELECT status FROM jobs WHERE kind = ? AND idempotency_key = ? ORDER BY created_at "
           "DESC LIMIT 1",

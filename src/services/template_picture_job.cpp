@@ -54,9 +54,13 @@ json run_template_picture_job(const TemplatePicturePayload& payload, GenerationS
   if (!progress(0.95, "saving", true))
     throw Error(ErrorCode::kCancelled, "the job was cancelled or taken over");
   const std::string digest = blobs.put(picture.bytes);
+  // Recorded under the settings it was drawn with (smaller on the built-in tiny model).
+  const LoadedModelInfo& model = session.model_info();
+  const PortraitTemplate drawn =
+      model.name == kTinyModelName && model.sha256.empty() ? drawn_on_tiny_model(*found) : *found;
   store::put_drawn_template_picture(
       database,
-      {found->id, payload.model_key, drawn_template_settings_sha256(*found, packs), digest});
+      {found->id, payload.model_key, drawn_template_settings_sha256(drawn, packs), digest});
   return {{"template_id", found->id}, {"sha256", digest}};
 }
 

@@ -1,5 +1,8 @@
 #include "doppel/studio/template_picture.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include "doppel/core/atomic_file.hpp"
 #include "doppel/core/error.hpp"
 
@@ -49,9 +52,26 @@ std::string drawn_template_settings_sha256(const PortraitTemplate& portrait_temp
           .dump());
 }
 
-TemplatePicture template_picture(const PortraitTemplate& portrait_template,
+PortraitTemplate drawn_on_tiny_model(PortraitTemplate portrait_template) {
+  if (!portrait_template.generate) return portrait_template;
+  TemplateGeneration& settings = *portrait_template.generate;
+  const double scale = 128.0 / static_cast<double>(std::max(settings.width, settings.height));
+  const auto shrink = [&](int64_t side) {
+    return std::max<int64_t>(64, static_cast<int64_t>(std::lround(side * scale / 8.0)) * 8);
+  };
+  settings.width = shrink(settings.width);
+  settings.height = shrink(settings.height);
+  settings.steps = std::min<int64_t>(settings.steps, 8);
+  return portrait_template;
+}
+
+TemplatePicture template_picture(const PortraitTemplate& requested_template,
                                  GenerationSession* session, const std::vector<StylePack>& packs,
                                  const std::filesystem::path& keep_dir) {
+  const bool tiny = session && session->model_info().name == kTinyModelName &&
+                    session->model_info().sha256.empty();
+  const PortraitTemplate portrait_template =
+      tiny ? drawn_on_tiny_model(requested_template) : requested_template;
   if (!portrait_template.generate) {
     if (!std::filesystem::is_regular_file(portrait_template.image))
       throw Error(ErrorCode::kNotFound, "template '" + portrait_template.id + "': its picture " +

@@ -78,13 +78,16 @@ TEST(TemplatePictures, DrawnTemplatesAreDrawnOnceByAnIdleWorkerAndServedByDigest
 
   const Answer ready = client.get("/api/templates");
   std::map<std::string, std::string> digests;
-  for (const auto& [id, seed, height] : {std::tuple{"desk", 31, 64}, std::tuple{"field", 7, 96}}) {
+  // Drawn small on the tiny model (128 on the longer side), as its text shots are.
+  for (const auto& [id, seed, width, height] :
+       {std::tuple{"desk", 31, 128, 128}, std::tuple{"field", 7, 88, 128}}) {
     const json entry = template_entry(ready, id);
     ASSERT_EQ(entry["picture_status"], "ready") << entry;
     const Answer png = client.get(entry["picture_url"].get<std::string>());
     ASSERT_EQ(png.status, 200) << id;
     EXPECT_NE(png.headers.find("Cache-Control")->second.find("immutable"), std::string::npos);
-    EXPECT_EQ(decode_image(png.raw).height, height);
+    EXPECT_EQ(decode_image(png.raw).width, width) << id;
+    EXPECT_EQ(decode_image(png.raw).height, height) << id;
     const std::string parameters = read_png_text(png.raw).at(0).second;
     EXPECT_NE(parameters.find("Seed: " + std::to_string(seed)), std::string::npos) << parameters;
     digests[id] = entry["picture_url"].get<std::string>().substr(

@@ -40,11 +40,16 @@ GenerationRequest drawn_template_request(const PortraitTemplate& portrait_templa
 std::string drawn_template_settings_sha256(const PortraitTemplate& portrait_template,
                                            const std::vector<StylePack>& packs);
 
+// The built-in tiny model draws small, as its text shots are 64 px in at most 8 steps: a drawn
+// template's picture at 128 px on its longer side (multiples of 8, at least 64) in at most 8
+// steps, so an idle worker draws one in moments. Other templates are returned unchanged.
+PortraitTemplate drawn_on_tiny_model(PortraitTemplate portrait_template);
+
 // The template's picture. A `generate` template is drawn with `session` (whose model must be of
-// the template's family) the first time and kept in `keep_dir` under a name made of the settings
-// and the model's hash, written atomically; `packs` gives the prompt of a template that names
-// only its pack. Throws kNotFound for a missing picture file or pack, kInvalidArgument for a
-// model of another family.
+// the template's family; on the built-in tiny model drawn_on_tiny_model's size) the first time and
+// kept in `keep_dir` under a name made of the settings and the model's hash, written atomically;
+// `packs` gives the prompt of a template that names only its pack. Throws kNotFound for a missing
+// picture file or pack, kInvalidArgument for a model of another family.
 TemplatePicture template_picture(const PortraitTemplate& portrait_template,
                                  GenerationSession* session, const std::vector<StylePack>& packs,
                                  const std::filesystem::path& keep_dir);
