@@ -659,6 +659,28 @@ try {
   assert.match(await chosenTemplate.innerText(), /Couple in the park/);
   await page.locator('.style-card[data-style-id="anime"]').click(); // a style beside it
   await page.getByLabel("Portraits per style or template").selectOption("1");
+  // The ready-made templates: each shows its picture, or says it is being drawn; an idle worker
+  // has drawn them since the shoot screen was first opened, and they appear as they are done.
+  const readyMade = page.locator(".template-group").first().locator(".template-card");
+  const readyMadeCount = await readyMade.count();
+  assert.ok(readyMadeCount >= 3, `the built-in templates are offered (${readyMadeCount})`);
+  for (const card of await readyMade.all()) {
+    const drawn = (await card.locator(".template-picture img").count()) === 1;
+    const text = await card.innerText();
+    assert.ok(drawn || /Drawing this picture…/.test(text), `picture or drawing: ${text}`);
+  }
+  await page
+    .locator(".template-group")
+    .first()
+    .locator(".template-picture img")
+    .nth(readyMadeCount - 1)
+    .waitFor({ timeout: 240000 });
+  for (const image of await page
+    .locator(".template-group")
+    .first()
+    .locator(".template-picture img")
+    .all())
+    await image.evaluate((element) => element.decode());
   await shot(page, "30b-template-gallery");
   await page.getByRole("button", { name: "Shoot 2 portraits" }).click();
   await page.getByRole("heading", { name: "Gallery of Angelina" }).waitFor();

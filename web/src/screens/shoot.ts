@@ -134,6 +134,7 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): Cleanup {
   const cards = new Map<string, HTMLButtonElement>();
   const own = new Map<string, Image>();
   let stopEvents: (() => void) | null = null;
+  let stopTemplates: (() => void) | null = null;
 
   // Style examples being made: redraw the cards' pictures as each style's job finishes.
   function watchExamples(): void {
@@ -251,6 +252,7 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): Cleanup {
         () => updateStart(),
         subjectId,
       );
+      stopTemplates = templates.stop;
       const updateStart = () => {
         const total = (selected.size + templates.selected.size) * Number(count.value);
         start.disabled = total === 0;
@@ -353,5 +355,8 @@ export function renderShoot(main: HTMLElement, [subjectId]: string[]): Cleanup {
     }
   }
   void load();
-  return () => stopEvents?.();
+  return () => {
+    stopEvents?.();
+    stopTemplates?.();
+  };
 }

@@ -3,7 +3,7 @@
 // "Use my own picture as a template": upload, face check with a preview of what is repainted,
 // the face to replace when the picture has several, then save (docs/templates.md).
 
-import { api, ApiError, Subject } from "../api";
+import { api, ApiError, isFinished, onJob, Subject } from "../api";
 import { h, replaceChildren } from "../dom";
 import { localized, t } from "../i18n";
 import { errorMessage, whileBusy } from "../ui";
@@ -21,6 +21,9 @@ export interface PortraitTemplateEntry {
   source: "builtin" | "uploaded";
   picture: "file" | "drawn" | "uploaded";
   picture_url?: string;
+  // A built-in template's picture with the default model: drawn templates are "drawing" until an
+  // idle worker has drawn them (POST /api/template-pictures asks for the missing ones).
+  picture_status?: "ready" | "drawing" | "missing" | "failed" | "other_family";
   faces: "all" | number[];
   faces_found?: FaceBox[];
 }
@@ -103,14 +106,21 @@ function templatePicture(entry: PortraitTemplateEntry): HTMLElement {
       { class: "template-picture" },
       h("img", { src: entry.picture_url, alt: t("templatePictureOf", { name }), loading: "lazy" }),
     );
+  // No picture yet: say why, and that one is coming when it is.
+  const drawing = entry.picture_status === "drawing";
+  const reason = drawing
+    ? t("templateBeingDrawn")
+    : entry.picture_status === "other_family"
+      ? t("templateOtherFamily")
+      : entry.picture_status === "failed"
+        ? t("templateNotDrawn")
+        : entry.picture === "drawn"
+          ? t("templateDrawnLater")
+          : t("templateNoPicture");
   return h(
     "span",
-    { class: "template-picture" },
-    h(
-      "span",
-      { class: "template-no-picture" },
-      entry.picture === "drawn" ? t("templateDrawnLater") : t("templateNoPicture"),
-    ),
+    { class: drawing ? "template-picture template-drawing" : "template-picture" },
+    h("span", { class: "template-no-picture", role: drawing ? "status" : null }, reason),
   );
 }
 
@@ -119,6 +129,8 @@ export interface TemplatePicker {
   selected: Set<string>;
   // The shoot request's "templates": each chosen one, with its people when it has several faces.
   request(): { id: string; subjects?: string[] }[];
+  // Stops watching for template pictures being drawn (when the page is left).
+  stop(): void;
 }
 
 // The templates section of the shoot screen for `subjectId`. `onChange` is called when the
@@ -228,6 +240,16 @@ export function templatePicker(
     return h("div", { class: "template-card-wrap" }, button, chooser, remove);
   }
 
+  // Pictures being drawn: show each as its job finishes.
+  let stopWatching: (() => void) | null = null;
+  function watchDrawing(): void {
+    if (stopWatching) return;
+    stopWatching = onJob((job) => {
+      if (job.kind !== "template_picture" || !isFinished(job)) return;
+      void load();
+    });
+  }
+
   async function load(selectId?: string): Promise<void> {
     let templates: PortraitTemplateEntry[];
     try {
@@ -241,6 +263,22 @@ export function templatePicker(
       status.textContent = errorMessage(failure);
       return;
     }
+    // First use with this model: an idle worker draws the built-in templates' pictures.
+    if (templates.some((entry) => entry.picture_status === "missing")) {
+      try {
+        const drawn = await api<{ templates: PortraitTemplateEntry[] }>(
+          "POST",
+          "/api/template-pictures",
+        );
+        templates = [
+          ...drawn.templates,
+          ...templates.filter((entry) => entry.source === "uploaded"),
+        ];
+      } catch {
+        /* the cards say the picture is drawn on first use */
+      }
+    }
+    if (templates.some((entry) => entry.picture_status === "drawing")) watchDrawing();
     rememberNames(templates);
     if (selectId) {
       selected.add(selectId);
@@ -432,5 +470,5 @@ export function templatePicker(
       const selects = people.get(id);
       return selects ? { id, subjects: selects.map((select) => select.value) } : { id };
     });
-  return { element, selected, request };
+  return { element, selected, request, stop: () => stopWatching?.() };
 }
