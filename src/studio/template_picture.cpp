@@ -55,7 +55,8 @@ std::string drawn_template_settings_sha256(const PortraitTemplate& portrait_temp
 PortraitTemplate drawn_on_tiny_model(PortraitTemplate portrait_template) {
   if (!portrait_template.generate) return portrait_template;
   TemplateGeneration& settings = *portrait_template.generate;
-  const double scale = 128.0 / static_cast<double>(std::max(settings.width, settings.height));
+  const double scale =
+      std::min(1.0, 128.0 / static_cast<double>(std::max(settings.width, settings.height)));
   const auto shrink = [&](int64_t side) {
     return std::max<int64_t>(64, static_cast<int64_t>(std::lround(side * scale / 8.0)) * 8);
   };

@@ -78,9 +78,8 @@ TEST(TemplatePictures, DrawnTemplatesAreDrawnOnceByAnIdleWorkerAndServedByDigest
 
   const Answer ready = client.get("/api/templates");
   std::map<std::string, std::string> digests;
-  // Drawn small on the tiny model (128 on the longer side), as its text shots are.
   for (const auto& [id, seed, width, height] :
-       {std::tuple{"desk", 31, 128, 128}, std::tuple{"field", 7, 88, 128}}) {
+       {std::tuple{"desk", 31, 64, 64}, std::tuple{"field", 7, 64, 96}}) {
     const json entry = template_entry(ready, id);
     ASSERT_EQ(entry["picture_status"], "ready") << entry;
     const Answer png = client.get(entry["picture_url"].get<std::string>());

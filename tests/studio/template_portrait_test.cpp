@@ -294,6 +294,26 @@ generate: {seed: 5, width: 64, height: 96, steps: 2, sampler: euler}
             ErrorCode::kInvalidArgument);
 }
 
+// The tiny built-in model draws a template's picture small, as its text shots are; a picture
+// already small, and a template with a file, are left as they are.
+TEST(TemplatePortrait, TheTinyModelDrawsTemplatePicturesSmall) {
+  const PortraitTemplate large = parse_portrait_template(
+      "id: hall\ngenerate: {prompt: a hall, seed: 5, width: 512, height: 768}\n", "hall.yaml");
+  const PortraitTemplate small = drawn_on_tiny_model(large);
+  EXPECT_EQ(small.generate->width, 88);
+  EXPECT_EQ(small.generate->height, 128);
+  EXPECT_EQ(small.generate->steps, 8);
+  EXPECT_EQ(small.generate->seed, 5u);
+  EXPECT_NE(drawn_template_settings_sha256(small, {}), drawn_template_settings_sha256(large, {}));
+  const PortraitTemplate tiny = parse_portrait_template(
+      "id: nook\ngenerate: {prompt: a nook, seed: 5, width: 64, height: 96, steps: 2}\n",
+      "nook.yaml");
+  EXPECT_EQ(portrait_template_to_json(drawn_on_tiny_model(tiny)), portrait_template_to_json(tiny));
+  // What is drawn: the template's own prompt, else its pack's with its subject.
+  EXPECT_EQ(drawn_template_request(large, {}).prompt, "a hall");
+  EXPECT_EQ(drawn_template_request(large, {}).height, 768);
+}
+
 TEST(TemplatePortraitPhoto, TwoFacePhotoTakesTwoSubjects) {
   const fs::path photo = test::faces_dir() / "multi__dlib_2009_004587.jpg";
   DOPPEL_REQUIRE_PATH(photo);

@@ -41,7 +41,7 @@ std::string drawn_template_settings_sha256(const PortraitTemplate& portrait_temp
                                            const std::vector<StylePack>& packs);
 
 // The built-in tiny model draws small, as its text shots are 64 px in at most 8 steps: a drawn
-// template's picture at 128 px on its longer side (multiples of 8, at least 64) in at most 8
+// template's picture at most 128 px on its longer side (multiples of 8, at least 64) in at most 8
 // steps, so an idle worker draws one in moments. Other templates are returned unchanged.
 PortraitTemplate drawn_on_tiny_model(PortraitTemplate portrait_template);
 
