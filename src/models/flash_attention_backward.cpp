@@ -34,7 +34,9 @@ using namespace simd;
 
 constexpr int64_t kBackwardBlock =
     48;  // queries and keys per block: tile rows 8, 6 and 4 divide it
-constexpr int64_t kMaxProductVectors = 5;  // output columns per tile: 5 x 16 = 80
+constexpr int64_t kMaxProductVectors = 5;
+constexpr int64_t kKeyBlocksPerGroup =
+    4;  // key blocks that share one pass over the queries  // output columns per tile: 5 x 16 = 80
 
 float bf16_value(uint16_t bits) {
   return static_cast<float>(at::BFloat16(bits, at::BFloat16::from_bits()));
@@ -339,40 +341,52 @@ void backward_head_part(const BackwardTensors& tensors, const BackwardShape& sha
       grad_score_pairs(kBackwardBlock * kBackwardBlock);
   const BlockGradientBuffers buffers{probabilities_t.data(), grad_scores_t.data(),
                                      grad_score_pairs.data()};
-  std::vector<float> grad_key(static_cast<size_t>(kBackwardBlock * head_dim));
-  std::vector<float> grad_value(static_cast<size_t>(kBackwardBlock * value_dim));
-  for (int64_t block = 0; block < end_block - first_block; ++block) {
-    const int64_t block_key = block * kBackwardBlock;  // within this part
-    const int64_t valid_keys = std::min(kBackwardBlock, keys - block_key);
+  // Key blocks in groups: a query block's operands (and its dQ^T) are read once per group
+  // of keys from the L1 cache rather than once per key block from further away.
+  const int64_t blocks = end_block - first_block;
+  std::vector<float> grad_key(static_cast<size_t>(kKeyBlocksPerGroup * kBackwardBlock * head_dim));
+  std::vector<float> grad_value(
+      static_cast<size_t>(kKeyBlocksPerGroup * kBackwardBlock * value_dim));
+  for (int64_t group = 0; group < blocks; group += kKeyBlocksPerGroup) {
+    const int64_t group_blocks = std::min(kKeyBlocksPerGroup, blocks - group);
     std::fill(grad_key.begin(), grad_key.end(), 0.0f);
     std::fill(grad_value.begin(), grad_value.end(), 0.0f);
     for (int64_t query_block = 0; query_block < shape.query_blocks(); ++query_block) {
       const int64_t first_query = query_block * kBackwardBlock;
-      std::fill(scores_t.begin(), scores_t.end(), 0.0f);
-      std::fill(grad_t.begin(), grad_t.end(), 0.0f);
-      block_columns(key_rows.data() + block_key * head_dim, head_dim,
-                    query_columns.data() + first_query * head_dim, head_dim / 2, scores_t.data(),
-                    kBackwardBlock, kBackwardBlock);
-      block_columns(value_rows.data() + block_key * value_dim, value_dim,
-                    grad_out_columns.data() + first_query * value_dim, value_dim / 2, grad_t.data(),
-                    kBackwardBlock, kBackwardBlock);
-      if (vector) {
-        vector_block_gradients(scores_t.data(), grad_t.data(), log_sum_exp.data() + first_query,
-                               delta.data() + first_query, scale, valid_keys, buffers);
-      } else {
-        portable_block_gradients(scores_t.data(), grad_t.data(), log_sum_exp.data() + first_query,
+      for (int64_t block = group; block < group + group_blocks; ++block) {
+        const int64_t block_key = block * kBackwardBlock;  // within this part
+        const int64_t valid_keys = std::min(kBackwardBlock, keys - block_key);
+        float* block_grad_key = grad_key.data() + (block - group) * kBackwardBlock * head_dim;
+        float* block_grad_value = grad_value.data() + (block - group) * kBackwardBlock * value_dim;
+        std::fill(scores_t.begin(), scores_t.end(), 0.0f);
+        std::fill(grad_t.begin(), grad_t.end(), 0.0f);
+        block_columns(key_rows.data() + block_key * head_dim, head_dim,
+                      query_columns.data() + first_query * head_dim, head_dim / 2, scores_t.data(),
+                      kBackwardBlock, kBackwardBlock);
+        block_columns(value_rows.data() + block_key * value_dim, value_dim,
+                      grad_out_columns.data() + first_query * value_dim, value_dim / 2,
+                      grad_t.data(), kBackwardBlock, kBackwardBlock);
+        if (vector) {
+          vector_block_gradients(scores_t.data(), grad_t.data(), log_sum_exp.data() + first_query,
                                  delta.data() + first_query, scale, valid_keys, buffers);
+        } else {
+          portable_block_gradients(scores_t.data(), grad_t.data(), log_sum_exp.data() + first_query,
+                                   delta.data() + first_query, scale, valid_keys, buffers);
+        }
+        value_columns(probabilities_t.data(), kBackwardBlock,
+                      grad_out_pairs.data() + first_query * value_dim, kBackwardBlock / 2,
+                      block_grad_value, value_dim, kBackwardBlock);
+        key_columns(grad_scores_t.data(), kBackwardBlock,
+                    query_pairs.data() + first_query * head_dim, kBackwardBlock / 2, block_grad_key,
+                    head_dim, kBackwardBlock);
+        block_columns(key_t.data() + block_key, padded_keys, grad_score_pairs.data(),
+                      kBackwardBlock / 2, grad_query_t + first_query, padded_queries, head_dim);
       }
-      value_columns(probabilities_t.data(), kBackwardBlock,
-                    grad_out_pairs.data() + first_query * value_dim, kBackwardBlock / 2,
-                    grad_value.data(), value_dim, kBackwardBlock);
-      key_columns(grad_scores_t.data(), kBackwardBlock, query_pairs.data() + first_query * head_dim,
-                  kBackwardBlock / 2, grad_key.data(), head_dim, kBackwardBlock);
-      block_columns(key_t.data() + block_key, padded_keys, grad_score_pairs.data(),
-                    kBackwardBlock / 2, grad_query_t + first_query, padded_queries, head_dim);
     }
-    for (int64_t j = 0; j < valid_keys; ++j) {
-      const int64_t key = first_key + block_key + j;
+    const int64_t group_keys =
+        std::min(group_blocks * kBackwardBlock, keys - group * kBackwardBlock);
+    for (int64_t j = 0; j < group_keys; ++j) {
+      const int64_t key = first_key + group * kBackwardBlock + j;
       uint16_t* key_target =
           tensors.grad_key + (n * shape.key_length + key) * shape.heads * head_dim + h * head_dim;
       for (int64_t d = 0; d < head_dim; ++d)
