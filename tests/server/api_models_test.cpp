@@ -38,29 +38,6 @@ fs::path write_tiny_checkpoint(const fs::path& folder, const std::string& stem, 
   return path;
 }
 
-// A style pack small enough for the tiny model at its own size (the shipped packs are 512 and
-// more, which the studio shoots as they are on any registered model).
-fs::path write_small_style(const fs::path& folder) {
-  fs::create_directories(folder);
-  std::ofstream(folder / "small.yaml") << R"(id: small
-name: Small
-name_zh: 小图
-description: A tiny test portrait.
-description_zh: 测试用小图。
-family: sd1
-prompt: portrait of {subject}
-negative_prompt: blurry
-sampler: euler
-steps: 3
-guidance: 7
-width: 72
-height: 64
-clip_skip: 1
-tags: [test]
-)";
-  return folder;
-}
-
 std::string message_of(const Answer& answer) {
   return answer.body.is_object() ? answer.body["error"].value("message", "") : "";
 }
@@ -223,7 +200,7 @@ TEST(ServerModels, SdxlPacksShootOnSdxlModelsAndTrainingSaysWhyNot) {
   const fs::path sdxl = test::golden_dir() / "sdxl" / "diffusers";
   DOPPEL_REQUIRE_PATH(sdxl);
   const fs::path folder = fresh_data_dir();
-  const fs::path styles = write_small_style(folder / "styles");
+  const fs::path styles = test::write_small_style_pack(folder / "styles", 72);
   std::string pack = read_file(styles / "small.yaml");
   for (auto [from, to] : {std::pair<std::string, std::string>{"id: small", "id: small_xl"},
                           {"family: sd1", "family: sdxl"}})
@@ -267,7 +244,7 @@ TEST(ServerModels, SdxlPacksShootOnSdxlModelsAndTrainingSaysWhyNot) {
 TEST(ServerModels, ShootsRunOnTheDefaultModelOfTheirQueueingTimeAndWorkersLoadIt) {
   const fs::path folder = fresh_data_dir();
   server::ServerOptions options;
-  options.styles_dir = write_small_style(folder / "styles");
+  options.styles_dir = test::write_small_style_pack(folder / "styles", 72);
   options.model_dirs = {folder};
   TestServer server(options);
   ApiClient client = first_account(server);

@@ -20,27 +20,6 @@ namespace fs = std::filesystem;
 
 const fs::path kOneFace = "angelina_jolie__deepface_img1.jpg";
 
-fs::path small_style(const fs::path& folder) {
-  fs::create_directories(folder);
-  std::ofstream(folder / "small.yaml") << R"(id: small
-name: Small
-name_zh: 小图
-description: A tiny test portrait.
-description_zh: 测试用小图。
-family: sd1
-prompt: portrait of {subject}
-negative_prompt: blurry
-sampler: euler
-steps: 3
-guidance: 7
-width: 64
-height: 64
-clip_skip: 1
-tags: [test]
-)";
-  return folder;
-}
-
 Answer upload_template(ApiClient& client, const std::string& bytes, const std::string& name,
                        const std::string& faces = "") {
   httplib::MultipartFormDataItems items = {{"picture", bytes, "scene.jpg", "image/jpeg"},
@@ -100,7 +79,7 @@ TEST(ApiTemplateShoots, ATemplateAndAStyleInOneShootAndAgainRepaintsTheTemplate)
   DOPPEL_REQUIRE_PATH(photo);
   DOPPEL_REQUIRE_PATH(default_landmark_model_path());
   server::ServerOptions options;
-  options.styles_dir = small_style(fresh_data_dir() / "styles");
+  options.styles_dir = test::write_small_style_pack(fresh_data_dir() / "styles");
   TestServer server(options);
   ApiClient client = first_account(server);
   const std::string template_id =
