@@ -52,7 +52,8 @@ uint16_t bf16_round(float value) {
 // a's rows hold their summed elements contiguous.
 
 // Rows x (16 * Vectors (+ 8)) outputs in registers, as the inference kernel's value tiles.
-template <int Rows, int Vectors, bool HalfTail>
+// FromZero: c = a b (c's old values unread) rather than c += a b.
+template <int Rows, int Vectors, bool HalfTail, bool FromZero>
 DOPPEL_AVX512_BF16 void product_tile(const uint16_t* a, int64_t a_stride, const uint16_t* b,
                                      int64_t b_stride, int64_t pairs, float* c, int64_t c_stride) {
   __m512 sums[Rows][Vectors > 0 ? Vectors : 1];
@@ -60,8 +61,11 @@ DOPPEL_AVX512_BF16 void product_tile(const uint16_t* a, int64_t a_stride, const 
 #pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r) {
 #pragma GCC unroll 5
-    for (int v = 0; v < Vectors; ++v) sums[r][v] = _mm512_loadu_ps(c + r * c_stride + v * 16);
-    if constexpr (HalfTail) tail_sums[r] = _mm256_loadu_ps(c + r * c_stride + Vectors * 16);
+    for (int v = 0; v < Vectors; ++v)
+      sums[r][v] = FromZero ? _mm512_setzero_ps() : _mm512_loadu_ps(c + r * c_stride + v * 16);
+    if constexpr (HalfTail)
+      tail_sums[r] =
+          FromZero ? _mm256_setzero_ps() : _mm256_loadu_ps(c + r * c_stride + Vectors * 16);
   }
   for (int64_t p = 0; p < pairs; ++p) {
     const uint16_t* b_row = b + p * b_stride;
@@ -95,43 +99,44 @@ DOPPEL_AVX512_BF16 void product_tile(const uint16_t* a, int64_t a_stride, const 
 
 // All rows (a multiple of the tile's rows) of up to 80 columns, in tiles of as
 // many rows as the 32 registers hold (accumulators + b's vectors + a broadcast).
-template <int Vectors, bool HalfTail>
+template <int Vectors, bool HalfTail, bool FromZero>
 DOPPEL_AVX512_BF16 void product_chunk(const uint16_t* a, int64_t a_stride, const uint16_t* b,
                                       int64_t b_stride, int64_t pairs, float* c, int64_t c_stride,
                                       int64_t rows) {
   constexpr int registers = Vectors + (HalfTail ? 1 : 0);
   constexpr int tile_rows = registers <= 3 ? 8 : registers == 4 ? 6 : 4;
   for (int64_t r = 0; r < rows; r += tile_rows) {
-    product_tile<tile_rows, Vectors, HalfTail>(a + r * a_stride, a_stride, b, b_stride, pairs,
-                                               c + r * c_stride, c_stride);
+    product_tile<tile_rows, Vectors, HalfTail, FromZero>(a + r * a_stride, a_stride, b, b_stride,
+                                                         pairs, c + r * c_stride, c_stride);
   }
 }
 
 using ProductChunkFunction = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t,
                                       float*, int64_t, int64_t);
 
+template <bool FromZero>
 ProductChunkFunction product_chunk_function(int64_t vectors, bool half_tail) {
   switch (vectors * 2 + (half_tail ? 1 : 0)) {
     case 1:
-      return product_chunk<0, true>;
+      return product_chunk<0, true, FromZero>;
     case 2:
-      return product_chunk<1, false>;
+      return product_chunk<1, false, FromZero>;
     case 3:
-      return product_chunk<1, true>;
+      return product_chunk<1, true, FromZero>;
     case 4:
-      return product_chunk<2, false>;
+      return product_chunk<2, false, FromZero>;
     case 5:
-      return product_chunk<2, true>;
+      return product_chunk<2, true, FromZero>;
     case 6:
-      return product_chunk<3, false>;
+      return product_chunk<3, false, FromZero>;
     case 7:
-      return product_chunk<3, true>;
+      return product_chunk<3, true, FromZero>;
     case 8:
-      return product_chunk<4, false>;
+      return product_chunk<4, false, FromZero>;
     case 9:
-      return product_chunk<4, true>;
+      return product_chunk<4, true, FromZero>;
     case 10:
-      return product_chunk<5, false>;
+      return product_chunk<5, false, FromZero>;
     default:
       throw Error(ErrorCode::kInternal, "fused attention backward: no tile for this width");
   }
@@ -140,13 +145,16 @@ ProductChunkFunction product_chunk_function(int64_t vectors, bool half_tail) {
 // c += a b for one output width, with the vector tiles or in plain C++.
 class BlockProduct {
  public:
-  BlockProduct(int64_t columns, bool vector) : columns_(columns), vector_(vector) {
+  // from_zero: c = a b, else c += a b.
+  BlockProduct(int64_t columns, bool vector, bool from_zero = false)
+      : columns_(columns), vector_(vector), from_zero_(from_zero) {
     if (!vector) return;
     for (int64_t column = 0; column < columns;) {
       const int64_t remaining = columns - column;
       const int64_t vectors = std::min(kMaxProductVectors, remaining / 16);
       const bool half_tail = vectors < kMaxProductVectors && remaining % 16 == 8;
-      chunks_.push_back({column, product_chunk_function(vectors, half_tail)});
+      chunks_.push_back({column, from_zero ? product_chunk_function<true>(vectors, half_tail)
+                                           : product_chunk_function<false>(vectors, half_tail)});
       column += vectors * 16 + (half_tail ? 8 : 0);
     }
   }
@@ -164,6 +172,7 @@ class BlockProduct {
     }
     for (int64_t r = 0; r < rows; ++r) {
       float* c_row = c + r * c_stride;
+      if (from_zero_) std::fill(c_row, c_row + columns_, 0.0f);
       for (int64_t p = 0; p < pairs; ++p) {
         const float first = bf16_value(a[r * a_stride + 2 * p]);
         const float second = bf16_value(a[r * a_stride + 2 * p + 1]);
@@ -182,7 +191,7 @@ class BlockProduct {
     ProductChunkFunction function;
   };
   int64_t columns_;
-  bool vector_;
+  bool vector_, from_zero_;
   std::vector<Chunk> chunks_;
 };
 
@@ -338,7 +347,8 @@ void backward_head_part(const BackwardTensors& tensors, const BackwardShape& sha
           tensors.value.at(n, first_key + j, h * value_dim + c);
   }
 
-  const BlockProduct block_columns(kBackwardBlock, vector), key_columns(head_dim, vector),
+  const BlockProduct block_scores(kBackwardBlock, vector, /*from_zero=*/true),
+      block_columns(kBackwardBlock, vector), key_columns(head_dim, vector),
       value_columns(value_dim, vector);
   std::vector<float> scores_t(kBackwardBlock * kBackwardBlock),
       grad_t(kBackwardBlock * kBackwardBlock);
@@ -364,14 +374,12 @@ void backward_head_part(const BackwardTensors& tensors, const BackwardShape& sha
         const int64_t valid_keys = std::min(kBackwardBlock, keys - block_key);
         float* block_grad_key = grad_key.data() + (block - group) * kBackwardBlock * head_dim;
         float* block_grad_value = grad_value.data() + (block - group) * kBackwardBlock * value_dim;
-        std::fill(scores_t.begin(), scores_t.end(), 0.0f);
-        std::fill(grad_t.begin(), grad_t.end(), 0.0f);
-        block_columns(key_rows.data() + block_key * head_dim, head_dim,
-                      query_columns.data() + first_query * head_dim, head_dim / 2, scores_t.data(),
-                      kBackwardBlock, kBackwardBlock);
-        block_columns(value_rows.data() + block_key * value_dim, value_dim,
-                      grad_out_columns.data() + first_query * value_dim, value_dim / 2,
-                      grad_t.data(), kBackwardBlock, kBackwardBlock);
+        block_scores(key_rows.data() + block_key * head_dim, head_dim,
+                     query_columns.data() + first_query * head_dim, head_dim / 2, scores_t.data(),
+                     kBackwardBlock, kBackwardBlock);
+        block_scores(value_rows.data() + block_key * value_dim, value_dim,
+                     grad_out_columns.data() + first_query * value_dim, value_dim / 2,
+                     grad_t.data(), kBackwardBlock, kBackwardBlock);
         if (vector) {
           vector_block_gradients(scores_t.data(), grad_t.data(), log_sum_exp.data() + first_query,
                                  delta.data() + first_query, exponent_scale, valid_keys, buffers);
