@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <map>
 
+#include "doppel/checkpoint/control_net.hpp"
 #include "doppel/checkpoint/model_detection.hpp"
 #include "doppel/checkpoint/tensor_names.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"
 #include "doppel/models/clip_text.hpp"
+#include "doppel/models/control_net.hpp"
 #include "doppel/models/layers.hpp"
 #include "doppel/models/unet.hpp"
 #include "doppel/models/vae.hpp"
@@ -48,6 +50,18 @@ bool ensure_random_sd15_checkpoint(const std::filesystem::path& path) {
     layers::randomize_parameters(*vae, 3);
     add_module(tensors, *vae, kVaePrefix);
   }
+  save_safetensors(path, tensors);
+  return true;
+}
+
+bool ensure_random_sd15_control_net(const std::filesystem::path& path) {
+  if (std::filesystem::exists(path)) return false;
+  ControlNetConfig config;
+  config.unet = UNetConfig::sd15();
+  ControlNetModel control(config);
+  layers::randomize_parameters(*control, 4);
+  std::map<std::string, at::Tensor> tensors;
+  add_module(tensors, *control, kControlNetPrefix);
   save_safetensors(path, tensors);
   return true;
 }

@@ -13,6 +13,11 @@ namespace doppel::bench {
 // true when it was written now.
 bool ensure_random_sd15_checkpoint(const std::filesystem::path& path);
 
+// An SD 1.5 ControlNet in lllyasviel's single-file layout ("control_model.*", as
+// control_v11p_sd15_canny) with random weights in bf16 at `path`, written once. Returns true
+// when it was written now.
+bool ensure_random_sd15_control_net(const std::filesystem::path& path);
+
 // A kohya LoRA ("lora_unet_<diffusers path with _>.lora_down.weight", ".lora_up.weight",
 // ".alpha") with random weights on the UNet layers of `checkpoint` (CompVis names) whose
 // diffusers module path ends with one of `targets` (".proj_in", ".attn1.to_q", ...). Conv
