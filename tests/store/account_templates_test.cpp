@@ -8,6 +8,7 @@
 #include "doppel/store/account_templates.hpp"
 #include "doppel/store/blob_store.hpp"
 #include "doppel/store/repository.hpp"
+#include "store/repository_fixture.hpp"
 #include "support/database_backends.hpp"
 
 namespace doppel::store {
@@ -15,14 +16,11 @@ namespace {
 
 using test::Backend;
 
-class AccountTemplatesTest : public ::testing::TestWithParam<Backend> {
+class AccountTemplatesTest : public test::RepositoryFixture {
  protected:
   void SetUp() override {
-    std::string reason;
-    std::optional<std::string> url = test::new_test_database(GetParam(), folder_.path(), reason);
-    if (!url) GTEST_SKIP() << reason;
-    database_ = open_database(*url);
-    repository_ = make_repository(database_);
+    RepositoryFixture::SetUp();
+    if (IsSkipped()) return;
     owner_ = repository_->create_account("a@example.com", "A", "$argon2id$v=19$fake").id;
     other_ = repository_->create_account("b@example.com", "B", "$argon2id$v=19$fake").id;
   }
@@ -38,9 +36,6 @@ class AccountTemplatesTest : public ::testing::TestWithParam<Backend> {
     return std::binary_search(all.begin(), all.end(), digest);
   }
 
-  test::TempDir folder_;
-  std::shared_ptr<Database> database_;
-  std::unique_ptr<Repository> repository_;
   std::string owner_;
   std::string other_;
 };

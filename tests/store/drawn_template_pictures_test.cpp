@@ -9,6 +9,7 @@
 #include "doppel/store/blob_store.hpp"
 #include "doppel/store/repository.hpp"
 #include "doppel/store/template_pictures.hpp"
+#include "store/repository_fixture.hpp"
 #include "support/database_backends.hpp"
 
 namespace doppel::store {
@@ -16,20 +17,7 @@ namespace {
 
 using test::Backend;
 
-class DrawnTemplatePicturesTest : public ::testing::TestWithParam<Backend> {
- protected:
-  void SetUp() override {
-    std::string reason;
-    std::optional<std::string> url = test::new_test_database(GetParam(), folder_.path(), reason);
-    if (!url) GTEST_SKIP() << reason;
-    database_ = open_database(*url);
-    repository_ = make_repository(database_);
-  }
-
-  test::TempDir folder_;
-  std::shared_ptr<Database> database_;
-  std::unique_ptr<Repository> repository_;
-};
+class DrawnTemplatePicturesTest : public test::RepositoryFixture {};
 
 TEST_P(DrawnTemplatePicturesTest, PicturesArePerModelAndSettingsAndKeepTheirBlobs) {
   const std::string wedding = sha256_hex("wedding garden");

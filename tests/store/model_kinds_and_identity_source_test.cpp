@@ -7,6 +7,7 @@
 
 #include "doppel/core/error.hpp"
 #include "doppel/store/repository.hpp"
+#include "store/repository_fixture.hpp"
 #include "support/database_backends.hpp"
 
 namespace doppel::store {
@@ -14,18 +15,14 @@ namespace {
 
 using test::Backend;
 
-class ModelKindsAndIdentitySourceTest : public ::testing::TestWithParam<Backend> {
+class ModelKindsAndIdentitySourceTest : public test::RepositoryFixture {
  protected:
   void SetUp() override {
-    std::string reason;
-    std::optional<std::string> url = test::new_test_database(GetParam(), folder_.path(), reason);
-    if (!url) GTEST_SKIP() << reason;
-    repository_ = make_repository(open_database(*url));
+    RepositoryFixture::SetUp();
+    if (IsSkipped()) return;
     owner_ = repository_->create_account("owner@example.com", "Owner", "$argon2id$v=19$fake").id;
   }
 
-  test::TempDir folder_;
-  std::unique_ptr<Repository> repository_;
   std::string owner_;
 };
 

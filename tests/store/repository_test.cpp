@@ -14,6 +14,7 @@
 #include "doppel/store/blob_store.hpp"
 #include "doppel/store/migrations.hpp"
 #include "doppel/store/repository.hpp"
+#include "store/repository_fixture.hpp"
 #include "support/database_backends.hpp"
 
 namespace doppel::store {
@@ -21,17 +22,8 @@ namespace {
 
 using test::Backend;
 
-class RepositoryTest : public ::testing::TestWithParam<Backend> {
+class RepositoryTest : public test::RepositoryFixture {
  protected:
-  void SetUp() override {
-    std::string reason;
-    std::optional<std::string> url = test::new_test_database(GetParam(), folder_.path(), reason);
-    if (!url) GTEST_SKIP() << reason;
-    url_ = *url;
-    database_ = open_database(url_);
-    repository_ = make_repository(database_);
-  }
-
   int64_t count(const std::string& sql, const std::vector<SqlValue>& parameters = {}) {
     return database_->execute(sql, parameters).rows.at(0).integer(0);
   }
@@ -39,11 +31,6 @@ class RepositoryTest : public ::testing::TestWithParam<Backend> {
   Account account(const std::string& email) {
     return repository_->create_account(email, "Name of " + email, "$argon2id$v=19$fake");
   }
-
-  test::TempDir folder_;
-  std::string url_;
-  std::shared_ptr<Database> database_;
-  std::unique_ptr<Repository> repository_;
 };
 
 std::string digest(const std::string& seed) {

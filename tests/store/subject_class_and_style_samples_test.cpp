@@ -5,6 +5,7 @@
 #include "doppel/store/blob_store.hpp"
 #include "doppel/store/repository.hpp"
 #include "doppel/store/style_samples.hpp"
+#include "store/repository_fixture.hpp"
 #include "support/database_backends.hpp"
 
 namespace doppel::store {
@@ -12,20 +13,14 @@ namespace {
 
 using test::Backend;
 
-class SubjectClassAndStyleSamplesTest : public ::testing::TestWithParam<Backend> {
+class SubjectClassAndStyleSamplesTest : public test::RepositoryFixture {
  protected:
   void SetUp() override {
-    std::string reason;
-    std::optional<std::string> url = test::new_test_database(GetParam(), folder_.path(), reason);
-    if (!url) GTEST_SKIP() << reason;
-    database_ = open_database(*url);
-    repository_ = make_repository(database_);
+    RepositoryFixture::SetUp();
+    if (IsSkipped()) return;
     owner_ = repository_->create_account("owner@example.com", "Owner", "$argon2id$v=19$fake").id;
   }
 
-  test::TempDir folder_;
-  std::shared_ptr<Database> database_;
-  std::unique_ptr<Repository> repository_;
   std::string owner_;
 };
 

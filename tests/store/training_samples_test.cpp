@@ -10,6 +10,7 @@
 #include "doppel/store/blob_store.hpp"
 #include "doppel/store/repository.hpp"
 #include "doppel/store/training_samples.hpp"
+#include "store/repository_fixture.hpp"
 #include "support/database_backends.hpp"
 
 namespace doppel::store {
@@ -21,14 +22,11 @@ bool contains(const std::vector<std::string>& digests, const std::string& digest
   return std::find(digests.begin(), digests.end(), digest) != digests.end();
 }
 
-class TrainingSamplesTest : public ::testing::TestWithParam<Backend> {
+class TrainingSamplesTest : public test::RepositoryFixture {
  protected:
   void SetUp() override {
-    std::string reason;
-    std::optional<std::string> url = test::new_test_database(GetParam(), folder_.path(), reason);
-    if (!url) GTEST_SKIP() << reason;
-    database_ = open_database(*url);
-    repository_ = make_repository(database_);
+    RepositoryFixture::SetUp();
+    if (IsSkipped()) return;
     owner_ = repository_->create_account("owner@example.com", "Owner", "$argon2id$v=19$fake").id;
     other_ = repository_->create_account("other@example.com", "Other", "$argon2id$v=19$fake").id;
     subject_ = repository_->create_subject(owner_, "Ada", "ohwx").id;
@@ -40,9 +38,6 @@ class TrainingSamplesTest : public ::testing::TestWithParam<Backend> {
     return repository_->add_lora_version(owner_, version);
   }
 
-  test::TempDir folder_;
-  std::shared_ptr<Database> database_;
-  std::unique_ptr<Repository> repository_;
   std::string owner_, other_, subject_;
 };
 
