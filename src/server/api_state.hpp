@@ -572,6 +572,10 @@ struct ApiServer::State {
   void photo_crop(Call& call);
   void train(Call& call);
   void list_loras(Call& call);
+  // Whether the newest job of `kind` with `idempotency_key` (the one-per-installation jobs:
+  // style examples, template pictures) is still to run or running; none when there is no job.
+  std::optional<bool> installation_job_pending(std::string_view kind,
+                                               const std::string& idempotency_key);
   void lora_file(Call& call);
   void lora_samples(Call& call);
   void lora_sample_png(Call& call);

@@ -27,6 +27,17 @@ void ApiServer::State::list_jobs(Call& call) {
   send_json(call.response, 200, {{"jobs", list}});
 }
 
+std::optional<bool> ApiServer::State::installation_job_pending(std::string_view kind,
+                                                               const std::string& idempotency_key) {
+  const store::SqlResult newest = repository->database().execute(
+      "SELECT status FROM jobs WHERE kind = ? AND idempotency_key = ? ORDER BY created_at DESC "
+      "LIMIT 1",
+      {std::string(kind), idempotency_key});
+  if (newest.rows.empty()) return std::nullopt;
+  const store::JobStatus status = store::parse_job_status(newest.rows[0].text(0));
+  return status == store::JobStatus::kQueued || status == store::JobStatus::kRunning;
+}
+
 void ApiServer::State::get_job(Call& call) {
   const auto job = jobs->get(call.account_id(), call.id(1, "job"));
   if (!job) not_found("job");

@@ -91,14 +91,8 @@ std::string ApiServer::State::style_samples_status(Call& call, const StylePack& 
   if (!missing_style_files(pack, default_models_dir()).empty()) return "not_installed";
   // One job per style and model for the whole installation, whoever asked first.
   const std::string key = "style-samples:" + pack.id + ":" + model.id;
-  const store::SqlResult earlier = repository->database().execute(
-      "SELECT status FROM jobs WHERE kind = ? AND idempotency_key = ? ORDER BY created_at DESC "
-      "LIMIT 1",
-      {std::string(services::kStyleSamplesJobKind), key});
-  if (!earlier.rows.empty()) {
-    const std::string status = earlier.rows[0].text(0);
-    return status == "queued" || status == "running" ? "making" : "failed";
-  }
+  if (const auto pending = installation_job_pending(services::kStyleSamplesJobKind, key))
+    return *pending ? "making" : "failed";
   if (!make_missing) return "missing";
   ShootRequest request;
   request.styles = {pack};

@@ -142,13 +142,8 @@ json ApiServer::State::builtin_templates_json(Call& call, const std::string& pac
           drawn_template_settings_sha256(
               model.builtin ? drawn_on_tiny_model(portrait_template) : portrait_template, styles)
               .substr(0, 16);
-      const store::SqlResult earlier = repository->database().execute(
-          "SELECT status FROM jobs WHERE kind = ? AND idempotency_key = ? ORDER BY created_at "
-          "DESC LIMIT 1",
-          {std::string(services::kTemplatePictureJobKind), key});
-      if (!earlier.rows.empty()) {
-        const std::string status = earlier.rows[0].text(0);
-        entry["picture_status"] = status == "queued" || status == "running" ? "drawing" : "failed";
+      if (const auto pending = installation_job_pending(services::kTemplatePictureJobKind, key)) {
+        entry["picture_status"] = *pending ? "drawing" : "failed";
       } else if (draw_missing) {
         queue::NewJob job;
         job.kind = services::kTemplatePictureJobKind;
