@@ -22,6 +22,7 @@
 #include <limits>
 #include <vector>
 
+#include "bf16_product_tiles.hpp"
 #include "doppel/core/error.hpp"
 #include "head_view.hpp"
 #include "vector_math.hpp"
@@ -34,11 +35,10 @@ using namespace simd;
 
 std::atomic<AttentionKernel> g_attention_kernel{AttentionKernel::kAutomatic};
 
-constexpr int64_t kQueryBlock = 48;         // queries per task: a multiple of every tile's rows
-constexpr int64_t kKeyBlock = 64;           // keys per softmax step: 4 vectors of 16 scores
-constexpr int64_t kScoreRows = 6;           // queries per score tile (6 x 4 accumulators)
-constexpr int64_t kKeyGroup = 16;           // keys per vector of scores
-constexpr int64_t kMaxVectorsPerChunk = 5;  // value columns per tile: 5 x 16 = 80
+constexpr int64_t kQueryBlock = 48;  // queries per task: a multiple of every tile's rows
+constexpr int64_t kKeyBlock = 64;    // keys per softmax step: 4 vectors of 16 scores
+constexpr int64_t kScoreRows = 6;    // queries per score tile (6 x 4 accumulators)
+constexpr int64_t kKeyGroup = 16;    // keys per vector of scores
 
 struct AttentionShape {
   int64_t batch, heads, query_length, key_length, head_dim, value_dim;
@@ -117,117 +117,6 @@ DOPPEL_AVX512_BF16 float softmax_step(const float* scores, int64_t valid, int64_
   return correction;
 }
 
-// out[r][0 .. 16*Vectors (+8)) = out * correction[r] + sum over key pairs of
-// probability pairs . value pairs, for Rows queries; packed_values holds
-// [pairs][value_dim][2] starting at this tile's first column.
-template <int Rows, int Vectors, bool HalfTail>
-DOPPEL_AVX512_BF16 void value_tile(const uint16_t* probabilities, const uint16_t* packed_values,
-                                   int64_t value_dim, int64_t pairs, float* out,
-                                   const float* correction) {
-  __m512 sums[Rows][Vectors > 0 ? Vectors : 1];
-  __m256 tail_sums[Rows];
-#pragma GCC unroll 8
-  for (int r = 0; r < Rows; ++r) {
-    const __m512 factor = _mm512_set1_ps(correction[r]);
-#pragma GCC unroll 5
-    for (int v = 0; v < Vectors; ++v)
-      sums[r][v] = _mm512_mul_ps(_mm512_loadu_ps(out + r * value_dim + v * 16), factor);
-    if constexpr (HalfTail)
-      tail_sums[r] = _mm256_mul_ps(_mm256_loadu_ps(out + r * value_dim + Vectors * 16),
-                                   _mm512_castps512_ps256(factor));
-  }
-  for (int64_t p = 0; p < pairs; ++p) {
-    const uint16_t* value_row = packed_values + p * value_dim * 2;
-    __m512bh values[Vectors > 0 ? Vectors : 1];
-#pragma GCC unroll 5
-    for (int v = 0; v < Vectors; ++v) values[v] = (__m512bh)_mm512_loadu_si512(value_row + v * 32);
-    __m256bh tail_values;
-    if constexpr (HalfTail)
-      tail_values =
-          (__m256bh)_mm256_loadu_si256(reinterpret_cast<const __m256i*>(value_row + Vectors * 32));
-#pragma GCC unroll 8
-    for (int r = 0; r < Rows; ++r) {
-      const __m512i pair =
-          _mm512_set1_epi32(static_cast<int>(load_pair(probabilities + r * kKeyBlock + 2 * p)));
-#pragma GCC unroll 5
-      for (int v = 0; v < Vectors; ++v)
-        sums[r][v] = _mm512_dpbf16_ps(sums[r][v], (__m512bh)pair, values[v]);
-      if constexpr (HalfTail)
-        tail_sums[r] =
-            _mm256_dpbf16_ps(tail_sums[r], (__m256bh)_mm512_castsi512_si256(pair), tail_values);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < Rows; ++r) {
-#pragma GCC unroll 5
-    for (int v = 0; v < Vectors; ++v) _mm512_storeu_ps(out + r * value_dim + v * 16, sums[r][v]);
-    if constexpr (HalfTail) _mm256_storeu_ps(out + r * value_dim + Vectors * 16, tail_sums[r]);
-  }
-}
-
-// Up to 80 value columns for all kQueryBlock queries, in tiles of as many rows
-// as the registers hold (32 zmm: accumulators + the value vectors + a broadcast).
-template <int Vectors, bool HalfTail>
-DOPPEL_AVX512_BF16 void value_chunk(const uint16_t* probabilities, const uint16_t* packed_values,
-                                    int64_t value_dim, int64_t pairs, float* out,
-                                    const float* correction) {
-  constexpr int registers = Vectors + (HalfTail ? 1 : 0);
-  constexpr int rows = registers <= 3 ? 8 : registers == 4 ? 6 : 4;
-  static_assert(kQueryBlock % rows == 0);
-  for (int64_t r = 0; r < kQueryBlock; r += rows) {
-    value_tile<rows, Vectors, HalfTail>(probabilities + r * kKeyBlock, packed_values, value_dim,
-                                        pairs, out + r * value_dim, correction + r);
-  }
-}
-
-using ValueChunkFunction = void (*)(const uint16_t*, const uint16_t*, int64_t, int64_t, float*,
-                                    const float*);
-
-struct ValueChunk {
-  int64_t first_column;
-  ValueChunkFunction function;
-};
-
-ValueChunkFunction value_chunk_function(int64_t vectors, bool half_tail) {
-  switch (vectors * 2 + (half_tail ? 1 : 0)) {
-    case 1:
-      return value_chunk<0, true>;
-    case 2:
-      return value_chunk<1, false>;
-    case 3:
-      return value_chunk<1, true>;
-    case 4:
-      return value_chunk<2, false>;
-    case 5:
-      return value_chunk<2, true>;
-    case 6:
-      return value_chunk<3, false>;
-    case 7:
-      return value_chunk<3, true>;
-    case 8:
-      return value_chunk<4, false>;
-    case 9:
-      return value_chunk<4, true>;
-    case 10:
-      return value_chunk<5, false>;
-    default:
-      throw Error(ErrorCode::kInternal, "fused attention: no value tile for this width");
-  }
-}
-
-// Value columns in chunks of at most 80 (the last may end in 8 columns).
-std::vector<ValueChunk> plan_value_chunks(int64_t value_dim) {
-  std::vector<ValueChunk> chunks;
-  for (int64_t column = 0; column < value_dim;) {
-    const int64_t remaining = value_dim - column;
-    const int64_t vectors = std::min(kMaxVectorsPerChunk, remaining / 16);
-    const bool half_tail = vectors < kMaxVectorsPerChunk && remaining % 16 == 8;
-    chunks.push_back({column, value_chunk_function(vectors, half_tail)});
-    column += vectors * 16 + (half_tail ? 8 : 0);
-  }
-  return chunks;
-}
-
 // Keys as [groups][head_dim / 2][16 keys][2], values as [padded keys / 2][value_dim][2],
 // zero past the last key, one block per (batch, head).
 void pack_keys_and_values(const at::Tensor& k, const at::Tensor& v, const AttentionShape& shape,
@@ -274,7 +163,8 @@ void vector_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor
                       const AttentionShape& shape, at::Tensor& out, float* log_sum_exp) {
   std::vector<uint16_t> packed_keys, packed_values;
   pack_keys_and_values(k, v, shape, packed_keys, packed_values);
-  const std::vector<ValueChunk> chunks = plan_value_chunks(shape.value_dim);
+  const std::vector<ProductChunk> chunks =
+      plan_product_chunks(shape.value_dim, TileStart::kRescale);
   const ScoreTileFunction score_tiles[] = {score_tile<1>, score_tile<2>, score_tile<3>,
                                            score_tile<4>};
   const HeadView query_view(q);
@@ -324,9 +214,10 @@ void vector_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor
                            probabilities.data() + r * kKeyBlock);
         }
         const uint16_t* block_values = head_values + block * kKeyBlock * shape.value_dim;
-        for (const ValueChunk& chunk : chunks) {
-          chunk.function(probabilities.data(), block_values + chunk.first_column * 2,
-                         shape.value_dim, groups * kKeyGroup / 2, sums.data() + chunk.first_column,
+        for (const ProductChunk& chunk : chunks) {
+          chunk.function(probabilities.data(), kKeyBlock, block_values + chunk.first_column * 2,
+                         shape.value_dim * 2, groups * kKeyGroup / 2,
+                         sums.data() + chunk.first_column, shape.value_dim, kQueryBlock,
                          correction.data());
         }
       }

@@ -21,6 +21,7 @@
 #include <limits>
 #include <vector>
 
+#include "bf16_product_tiles.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/models/flash_attention.hpp"
 #include "head_view.hpp"
@@ -32,11 +33,10 @@ namespace {
 
 using namespace simd;
 
-constexpr int64_t kBackwardBlock =
-    48;  // queries and keys per block: tile rows 8, 6 and 4 divide it
-constexpr int64_t kMaxProductVectors = 5;
-constexpr int64_t kKeyBlocksPerGroup =
-    4;  // key blocks that share one pass over the queries  // output columns per tile: 5 x 16 = 80
+// Queries and keys per block: the product tiles' rows (8, 6 and 4) divide it.
+constexpr int64_t kBackwardBlock = 48;
+// Key blocks that share one pass over the queries.
+constexpr int64_t kKeyBlocksPerGroup = 4;
 
 float bf16_value(uint16_t bits) {
   return static_cast<float>(at::BFloat16(bits, at::BFloat16::from_bits()));
@@ -49,114 +49,15 @@ uint16_t bf16_round(float value) {
 // ---------------------------------------------------------------------------
 // Products c[rows][columns] += a[rows][2 * pairs] b, where b is packed as
 // [pairs][columns][2] (the two summed elements of a column side by side) and
-// a's rows hold their summed elements contiguous.
-
-// Rows x (16 * Vectors (+ 8)) outputs in registers, as the inference kernel's value tiles.
-// FromZero: c = a b (c's old values unread) rather than c += a b.
-template <int Rows, int Vectors, bool HalfTail, bool FromZero>
-DOPPEL_AVX512_BF16 void product_tile(const uint16_t* a, int64_t a_stride, const uint16_t* b,
-                                     int64_t b_stride, int64_t pairs, float* c, int64_t c_stride) {
-  __m512 sums[Rows][Vectors > 0 ? Vectors : 1];
-  __m256 tail_sums[Rows];
-#pragma GCC unroll 8
-  for (int r = 0; r < Rows; ++r) {
-#pragma GCC unroll 5
-    for (int v = 0; v < Vectors; ++v)
-      sums[r][v] = FromZero ? _mm512_setzero_ps() : _mm512_loadu_ps(c + r * c_stride + v * 16);
-    if constexpr (HalfTail)
-      tail_sums[r] =
-          FromZero ? _mm256_setzero_ps() : _mm256_loadu_ps(c + r * c_stride + Vectors * 16);
-  }
-  for (int64_t p = 0; p < pairs; ++p) {
-    const uint16_t* b_row = b + p * b_stride;
-    __m512bh columns[Vectors > 0 ? Vectors : 1];
-#pragma GCC unroll 5
-    for (int v = 0; v < Vectors; ++v) columns[v] = (__m512bh)_mm512_loadu_si512(b_row + v * 32);
-    __m256bh tail_columns;
-    if constexpr (HalfTail)
-      tail_columns =
-          (__m256bh)_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b_row + Vectors * 32));
-#pragma GCC unroll 8
-    for (int r = 0; r < Rows; ++r) {
-      uint32_t pair_bits;
-      std::memcpy(&pair_bits, a + r * a_stride + 2 * p, sizeof pair_bits);
-      const __m512i pair = _mm512_set1_epi32(static_cast<int>(pair_bits));
-#pragma GCC unroll 5
-      for (int v = 0; v < Vectors; ++v)
-        sums[r][v] = _mm512_dpbf16_ps(sums[r][v], (__m512bh)pair, columns[v]);
-      if constexpr (HalfTail)
-        tail_sums[r] =
-            _mm256_dpbf16_ps(tail_sums[r], (__m256bh)_mm512_castsi512_si256(pair), tail_columns);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < Rows; ++r) {
-#pragma GCC unroll 5
-    for (int v = 0; v < Vectors; ++v) _mm512_storeu_ps(c + r * c_stride + v * 16, sums[r][v]);
-    if constexpr (HalfTail) _mm256_storeu_ps(c + r * c_stride + Vectors * 16, tail_sums[r]);
-  }
-}
-
-// All rows (a multiple of the tile's rows) of up to 80 columns, in tiles of as
-// many rows as the 32 registers hold (accumulators + b's vectors + a broadcast).
-template <int Vectors, bool HalfTail, bool FromZero>
-DOPPEL_AVX512_BF16 void product_chunk(const uint16_t* a, int64_t a_stride, const uint16_t* b,
-                                      int64_t b_stride, int64_t pairs, float* c, int64_t c_stride,
-                                      int64_t rows) {
-  constexpr int registers = Vectors + (HalfTail ? 1 : 0);
-  constexpr int tile_rows = registers <= 3 ? 8 : registers == 4 ? 6 : 4;
-  for (int64_t r = 0; r < rows; r += tile_rows) {
-    product_tile<tile_rows, Vectors, HalfTail, FromZero>(a + r * a_stride, a_stride, b, b_stride,
-                                                         pairs, c + r * c_stride, c_stride);
-  }
-}
-
-using ProductChunkFunction = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t,
-                                      float*, int64_t, int64_t);
-
-template <bool FromZero>
-ProductChunkFunction product_chunk_function(int64_t vectors, bool half_tail) {
-  switch (vectors * 2 + (half_tail ? 1 : 0)) {
-    case 1:
-      return product_chunk<0, true, FromZero>;
-    case 2:
-      return product_chunk<1, false, FromZero>;
-    case 3:
-      return product_chunk<1, true, FromZero>;
-    case 4:
-      return product_chunk<2, false, FromZero>;
-    case 5:
-      return product_chunk<2, true, FromZero>;
-    case 6:
-      return product_chunk<3, false, FromZero>;
-    case 7:
-      return product_chunk<3, true, FromZero>;
-    case 8:
-      return product_chunk<4, false, FromZero>;
-    case 9:
-      return product_chunk<4, true, FromZero>;
-    case 10:
-      return product_chunk<5, false, FromZero>;
-    default:
-      throw Error(ErrorCode::kInternal, "fused attention backward: no tile for this width");
-  }
-}
-
-// c += a b for one output width, with the vector tiles or in plain C++.
+// a's rows hold their summed elements contiguous: for one output width, with the vector tiles
+// (bf16_product_tiles.hpp) or in plain C++.
 class BlockProduct {
  public:
   // from_zero: c = a b, else c += a b.
   BlockProduct(int64_t columns, bool vector, bool from_zero = false)
       : columns_(columns), vector_(vector), from_zero_(from_zero) {
-    if (!vector) return;
-    for (int64_t column = 0; column < columns;) {
-      const int64_t remaining = columns - column;
-      const int64_t vectors = std::min(kMaxProductVectors, remaining / 16);
-      const bool half_tail = vectors < kMaxProductVectors && remaining % 16 == 8;
-      chunks_.push_back({column, from_zero ? product_chunk_function<true>(vectors, half_tail)
-                                           : product_chunk_function<false>(vectors, half_tail)});
-      column += vectors * 16 + (half_tail ? 8 : 0);
-    }
+    if (vector)
+      chunks_ = plan_product_chunks(columns, from_zero ? TileStart::kZero : TileStart::kAccumulate);
   }
 
   // rows: a multiple of 24 (every tile's rows divide it) or of 8 when the
@@ -164,9 +65,9 @@ class BlockProduct {
   void operator()(const uint16_t* a, int64_t a_stride, const uint16_t* b, int64_t pairs, float* c,
                   int64_t c_stride, int64_t rows) const {
     if (vector_) {
-      for (const Chunk& chunk : chunks_) {
+      for (const ProductChunk& chunk : chunks_) {
         chunk.function(a, a_stride, b + chunk.first_column * 2, columns_ * 2, pairs,
-                       c + chunk.first_column, c_stride, rows);
+                       c + chunk.first_column, c_stride, rows, nullptr);
       }
       return;
     }
@@ -186,13 +87,9 @@ class BlockProduct {
   }
 
  private:
-  struct Chunk {
-    int64_t first_column;
-    ProductChunkFunction function;
-  };
   int64_t columns_;
   bool vector_, from_zero_;
-  std::vector<Chunk> chunks_;
+  std::vector<ProductChunk> chunks_;
 };
 
 // ---------------------------------------------------------------------------
