@@ -6,7 +6,8 @@
 #   scripts/bench.sh sdxl       # SDXL only (about 15 minutes on 2 cores)
 #   scripts/bench.sh train      # LoRA training steps only
 #   scripts/bench.sh baseline   # PyTorch eager UNet step (installs Debian's python3-torch)
-#   scripts/bench.sh studio     # a 12-portrait studio shoot at the fast speed, end to end
+#   scripts/bench.sh studio     # a 12-portrait studio shoot at the fast speed, end to end,
+#                               # and the LoRA merges its first portrait pays
 #                               # (about 10 minutes; needs ../shared/testdata/faces)
 #   scripts/bench.sh compare [--against REV] [--pairs N] -- BENCH [ARGS...]
 #       # REV's BENCH (default: the commit before HEAD) and this checkout's, run
@@ -65,6 +66,7 @@ if [ "$what" = all ] || [ "$what" = baseline ]; then
 fi
 if [ "$what" = studio ]; then
   "$bench/studio_shoot_bench" --portraits 12 --speed fast --width 512 --height 768
+  "$bench/lora_merge_bench" --repeats 3
 fi
 if [ "$what" = all ] || [ "$what" = face ]; then
   [ -x "$bench/face_intake_bench" ] && "$bench/face_intake_bench"

@@ -265,6 +265,74 @@ TEST(Lora, ConvDeltaMatchesTheConvolutionFormAndMultipliersAdd) {
   EXPECT_TRUE(at::equal(parameter(*model.unet, ldm), weight));
 }
 
+// A bf16 layer changed by several LoRAs gets their changes summed in fp32 and is rounded once:
+// within half a bf16 step of the exact sum, where rounding after each LoRA is not.
+TEST(Lora, Bf16WeightsTakeEveryLorasChangeSummedAndRoundedOnce) {
+  StableDiffusionCheckpoint model = make_tiny_stable_diffusion(8);
+  model.unet->to(at::kBFloat16);
+  model.text_encoders[0].encoder->to(at::kBFloat16);
+  const std::string conv = "input_blocks.2.0.in_layers.2.weight";  // [32, 32, 3, 3]
+  const std::string linear = "text_model.encoder.layers.0.self_attn.q_proj.weight";  // [32, 32]
+  torch::nn::Module& encoder = *model.text_encoders[0].encoder;
+  const at::Tensor conv_before = parameter(*model.unet, conv).detach().to(at::kDouble);
+  const at::Tensor linear_before = parameter(encoder, linear).detach().to(at::kDouble);
+  Tensors first, second;
+  // First: a kohya conv LoRA (fp16, alpha 1 of rank 4) and a LoHa on the linear layer.
+  const at::Tensor down = randn({4, 32, 3, 3}, 60).to(at::kHalf);
+  const at::Tensor up = randn({32, 4, 1, 1}, 61).to(at::kHalf);
+  add_low_rank(first, "lora_unet_down_blocks_0_resnets_1_conv1", down, up, 1.0);
+  const std::string loha = "lora_te_text_model_encoder_layers_0_self_attn_q_proj";
+  first[loha + ".hada_w1_a"] = randn({32, 2}, 62);
+  first[loha + ".hada_w1_b"] = randn({2, 32}, 63);
+  first[loha + ".hada_w2_a"] = randn({32, 2}, 64);
+  first[loha + ".hada_w2_b"] = randn({2, 32}, 65);
+  // Second: PEFT LoRAs on both layers (no alpha: scale 1).
+  const at::Tensor conv_down = randn({3, 32, 3, 3}, 66), conv_up = randn({32, 3, 1, 1}, 67);
+  const at::Tensor linear_down = randn({2, 32}, 68), linear_up = randn({32, 2}, 69);
+  second["unet.down_blocks.0.resnets.1.conv1.lora_A.weight"] = conv_down;
+  second["unet.down_blocks.0.resnets.1.conv1.lora_B.weight"] = conv_up;
+  second["text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight"] = linear_down;
+  second["text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight"] = linear_up;
+  const auto product = [](const at::Tensor& a, const at::Tensor& b) {
+    return a.to(at::kDouble).flatten(1).matmul(b.to(at::kDouble).flatten(1));
+  };
+  const double first_scale = 0.9, second_scale = -0.6;
+  const at::Tensor conv_first = (first_scale / 4) * product(up, down).reshape({32, 32, 3, 3});
+  const at::Tensor conv_second = second_scale * product(conv_up, conv_down).reshape({32, 32, 3, 3});
+  const at::Tensor linear_first =  // no alpha: scale 1
+      first_scale * product(first[loha + ".hada_w1_a"], first[loha + ".hada_w1_b"]) *
+      product(first[loha + ".hada_w2_a"], first[loha + ".hada_w2_b"]);
+  const at::Tensor linear_second = second_scale * product(linear_up, linear_down);
+
+  AppliedLoras applied =
+      apply_loras(model, {{lora_from(first), first_scale}, {lora_from(second), second_scale}});
+  // Half a bf16 step (8 significant bits) of the exact value, and what fp32 sums may add.
+  const auto rounding_errors = [](const at::Tensor& result, const at::Tensor& exact,
+                                  const at::Tensor& magnitude) {
+    const at::Tensor half_step = at::exp2(at::floor(at::log2(exact.abs())) - 8);
+    return ((result.to(at::kDouble) - exact).abs() > half_step * 1.001 + 1e-6 * magnitude)
+        .sum()
+        .item<int64_t>();
+  };
+  const auto check = [&](const at::Tensor& merged, const at::Tensor& before, const at::Tensor& one,
+                         const at::Tensor& two, const std::string& name) {
+    EXPECT_EQ(merged.scalar_type(), at::kBFloat16) << name;
+    const at::Tensor exact = before + one + two;
+    const at::Tensor magnitude = before.abs() + one.abs() + two.abs();
+    EXPECT_EQ(rounding_errors(merged, exact, magnitude), 0) << name;
+    // Rounding after each LoRA, as merging them one by one would, misses that bound.
+    const at::Tensor twice = ((before + one).to(at::kFloat).to(at::kBFloat16).to(at::kDouble) + two)
+                                 .to(at::kFloat)
+                                 .to(at::kBFloat16);
+    EXPECT_GT(rounding_errors(twice, exact, magnitude), 0) << name;
+  };
+  check(parameter(*model.unet, conv), conv_before, conv_first, conv_second, conv);
+  check(parameter(encoder, linear), linear_before, linear_first, linear_second, linear);
+  applied.remove();
+  EXPECT_TRUE(at::equal(parameter(*model.unet, conv).to(at::kDouble), conv_before));
+  EXPECT_TRUE(at::equal(parameter(encoder, linear).to(at::kDouble), linear_before));
+}
+
 // LoCon with a Tucker core: the merged delta must act like the three convs
 // (1x1 down, kxk mid, 1x1 up) it factorises.
 TEST(Lora, LoconTuckerDeltaActsLikeItsThreeConvs) {
@@ -480,6 +548,33 @@ TEST(LoraBadInput, ShapeMismatchNamesTensorAndBothShapesAndLeavesModelUnchanged)
   for (const auto& [name, tensor] : snapshot(model)) {
     ASSERT_TRUE(at::equal(tensor, before.at(name))) << name;
   }
+}
+
+// Finite factors can still multiply past fp32's range: that change is refused like NaN, while
+// large factors whose change fits are merged.
+TEST(LoraBadInput, FactorsWhoseProductOverflowsAreRefused) {
+  StableDiffusionCheckpoint model = make_tiny_stable_diffusion(9);
+  const std::string conv = "input_blocks.0.0.weight";
+  const at::Tensor before = parameter(*model.unet, conv).detach().clone();
+  Tensors overflowing;
+  add_low_rank(overflowing, "lora_unet_conv_in", at::full({1, 4, 3, 3}, 1e20),
+               at::full({32, 1, 1, 1}, 1e20), 1.0);
+  try {
+    apply_loras(model, {{lora_from(overflowing), 1.0}});
+    FAIL() << "a change of 1e40 was merged";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kInvalidFile);
+    EXPECT_NE(std::string(error.what()).find("lora_unet_conv_in"), std::string::npos)
+        << error.what();
+  }
+  EXPECT_TRUE(at::equal(parameter(*model.unet, conv), before));
+  Tensors large;
+  add_low_rank(large, "lora_unet_conv_in", at::full({1, 4, 3, 3}, 1e16),
+               at::full({32, 1, 1, 1}, 1e16), 1.0);
+  AppliedLoras applied = apply_loras(model, {{lora_from(large), 1.0}});
+  const at::Tensor merged = parameter(*model.unet, conv);
+  EXPECT_TRUE(merged.isfinite().all().item<bool>());
+  EXPECT_NEAR(merged[0][0][0][0].item<double>(), 1e32, 1e26);
 }
 
 TEST(LoraBadInput, FilesThatAreNotUsableLoras) {

@@ -101,12 +101,13 @@ class AppliedLoras {
 };
 
 // Merges each LoRA with its multiplier into the UNet and text encoders:
-// W += multiplier * (alpha / rank) * delta, with delta computed in fp32 and
-// the sum rounded once to W's dtype. Unmatched modules are reported (and
-// logged as warnings), not an error. Throws doppel::Error(kInvalidFile)
-// naming the LoRA tensor and both shapes when a module does not fit its
-// layer, or naming a module holding NaN/Inf; the model is then left unchanged.
-// Not thread-safe against a generation running on the same model.
+// W += multiplier * (alpha / rank) * delta, with the deltas of all the LoRAs to
+// one weight summed in fp32 and the sum rounded once to W's dtype. Unmatched
+// modules are reported (and logged as warnings), not an error. Throws
+// doppel::Error(kInvalidFile) naming the LoRA tensor and both shapes when a
+// module does not fit its layer, or naming a module holding NaN/Inf (or whose
+// change overflows fp32); the model is then left unchanged. Not thread-safe
+// against a generation running on the same model.
 AppliedLoras apply_loras(StableDiffusionCheckpoint& model,
                          const std::vector<std::pair<LoraFile, double>>& loras);
 
