@@ -6,6 +6,7 @@
 #include <bit>
 #include <cmath>
 #include <map>
+#include <mutex>
 #include <numeric>
 #include <set>
 #include <tuple>
@@ -294,19 +295,26 @@ PreparedChange prepare_change(const LoraFile& lora, const CheckedModule& checked
 class SingleThreadedBlas {
  public:
   SingleThreadedBlas() {
-    if (openblas_set_num_threads && openblas_get_num_threads) {
+    if (!openblas_set_num_threads || !openblas_get_num_threads) return;
+    // Merges on two workers' models may overlap: the first sets, the last restores.
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (holders_++ == 0) {
       threads_ = openblas_get_num_threads();
       openblas_set_num_threads(1);
     }
   }
   ~SingleThreadedBlas() {
-    if (threads_ > 0) openblas_set_num_threads(threads_);
+    if (!openblas_set_num_threads || !openblas_get_num_threads) return;
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (--holders_ == 0) openblas_set_num_threads(threads_);
   }
   SingleThreadedBlas(const SingleThreadedBlas&) = delete;
   SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 
  private:
-  int threads_ = 0;
+  static inline std::mutex mutex_;
+  static inline int holders_ = 0;
+  static inline int threads_ = 1;
 };
 
 // Adds the changes to `rows` (a parameter or rows of one) in `compute` dtype and rounds once,

@@ -17,6 +17,9 @@
 #include "golden_support.hpp"
 #include "support/shared_data.hpp"
 
+// OpenBLAS's thread count, when libtorch's BLAS is OpenBLAS (apply_loras changes it meanwhile).
+extern "C" __attribute__((weak)) int openblas_get_num_threads();
+
 namespace doppel {
 namespace {
 
@@ -548,6 +551,24 @@ TEST(LoraBadInput, ShapeMismatchNamesTensorAndBothShapesAndLeavesModelUnchanged)
   for (const auto& [name, tensor] : snapshot(model)) {
     ASSERT_TRUE(at::equal(tensor, before.at(name))) << name;
   }
+}
+
+// The merge runs OpenBLAS on one thread; every other product needs its threads back, after a
+// merge and after a refused one.
+TEST(LoraBadInput, BlasThreadsAreRestoredAfterAMergeAndARefusedOne) {
+  if (!openblas_get_num_threads) GTEST_SKIP() << "libtorch's BLAS is not OpenBLAS";
+  const int threads = openblas_get_num_threads();
+  StableDiffusionCheckpoint model = make_tiny_stable_diffusion(10);
+  Tensors good, poisoned;
+  add_low_rank(good, "lora_unet_conv_in", randn({2, 4, 3, 3}, 70), randn({32, 2, 1, 1}, 71), 1.0);
+  {
+    AppliedLoras applied = apply_loras(model, {{lora_from(good), 1.0}});
+    EXPECT_EQ(openblas_get_num_threads(), threads);
+  }
+  add_low_rank(poisoned, "lora_unet_conv_in", at::full({2, 4, 3, 3}, 3e38),
+               at::full({32, 2, 1, 1}, 3e38), 1.0);
+  EXPECT_THROW(apply_loras(model, {{lora_from(good), 1.0}, {lora_from(poisoned), 1.0}}), Error);
+  EXPECT_EQ(openblas_get_num_threads(), threads);
 }
 
 // Finite factors can still multiply past fp32's range: that change is refused like NaN, while
