@@ -12,7 +12,7 @@ apt_packages=(
   libopencv-dev libopencv-contrib-dev opencv-data
   libdlib-dev libdlib-data
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libyaml-cpp-dev
-  libsqlite3-dev libpq-dev libsodium-dev libcurl4-openssl-dev zlib1g-dev libjpeg-dev libicu-dev
+  libsqlite3-dev libpq-dev libsodium-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libjpeg-dev libicu-dev
   postgresql  # the store and queue tests run their PostgreSQL cases on a private server
   libgtest-dev googletest
   python3  # regenerates the HTML entity table in a test (scripts/generate_html_entities.py)

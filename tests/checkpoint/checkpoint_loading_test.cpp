@@ -4,13 +4,14 @@
 // files that are not models, truncated files, unsupported architectures).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <fstream>
 #include <random>
 
-#include "doppel/checkpoint/tensor_names.hpp"
 #include "doppel/checkpoint/load_state.hpp"
 #include "doppel/checkpoint/model_hash.hpp"
 #include "doppel/checkpoint/stable_diffusion.hpp"
+#include "doppel/checkpoint/tensor_names.hpp"
 #include "doppel/core/atomic_file.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/safetensors.hpp"
@@ -445,6 +446,29 @@ TEST(ModelHash, Sha256OfAKnownFile) {
   EXPECT_EQ(sha256_file_hex(path),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(a1111_short_hash(sha256_file_hex(path)), "ba7816bf8f");
+  fs::remove(path);
+}
+
+// A file longer than the 4 MiB the hash reads at a time, against coreutils' sha256sum; and
+// A1111's legacy hash, the first 8 hex digits of the 64 KiB at 1 MiB.
+TEST(ModelHash, Sha256OfAFileReadInManyPiecesMatchesSha256sum) {
+  const fs::path path = fs::temp_directory_path() / "doppel_hash_test_large.bin";
+  std::string bytes(9 * 1024 * 1024 + 17, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>((i * 2654435761u) >> 13);
+  std::ofstream(path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  const auto sha256sum = [](const std::string& command) {
+    std::string output(64, ' ');
+    FILE* pipe = popen(command.c_str(), "r");
+    if (!pipe) return std::string();
+    const size_t read = std::fread(output.data(), 1, output.size(), pipe);
+    pclose(pipe);
+    return output.substr(0, read);
+  };
+  EXPECT_EQ(sha256_file_hex(path), sha256sum("sha256sum " + path.string()));
+  EXPECT_EQ(
+      a1111_legacy_model_hash(path),
+      sha256sum("tail -c +1048577 " + path.string() + " | head -c 65536 | sha256sum").substr(0, 8));
   fs::remove(path);
 }
 
