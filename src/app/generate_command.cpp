@@ -291,6 +291,7 @@ std::filesystem::path preview_path(const GenerateOptions& options) {
 
 SessionOptions session_options(const GenerateOptions& options) {
   SessionOptions session;
+  session.hash_cache = default_cache_dir() / "file_hashes.json";
   if (options.tiny_demo) {
     if (!options.model.empty())
       throw Error(ErrorCode::kInvalidArgument, "use either --model or --tiny-demo, not both");

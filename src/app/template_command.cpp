@@ -43,15 +43,6 @@ struct TemplateOptions {
   std::string keep_dir;
 };
 
-// Where pictures drawn for `generate` templates are kept between runs.
-std::filesystem::path default_keep_dir() {
-  if (const char* cache = std::getenv("XDG_CACHE_HOME"); cache && *cache)
-    return std::filesystem::path(cache) / "doppel" / "templates";
-  if (const char* home = std::getenv("HOME"); home && *home)
-    return std::filesystem::path(home) / ".cache" / "doppel" / "templates";
-  return std::filesystem::temp_directory_path() / "doppel-templates";
-}
-
 LoraSelection parse_subject_lora(const std::string& spec) {
   LoraSelection lora{spec, 1.0};
   if (const auto colon = spec.rfind(':'); colon != std::string::npos && colon + 1 < spec.size()) {
@@ -120,6 +111,7 @@ std::vector<TemplateSubject> subjects_of(const TemplateOptions& options, bool fu
 
 std::unique_ptr<GenerationSession> open_session(const TemplateOptions& options, bool required) {
   SessionOptions session;
+  session.hash_cache = default_cache_dir() / "file_hashes.json";
   if (options.tiny_demo) {
     if (!options.model.empty())
       throw Error(ErrorCode::kInvalidArgument, "use either --model or --tiny-demo, not both");
@@ -154,9 +146,10 @@ LoadedTemplate load_template(const TemplateOptions& options, GenerationSession* 
     packs =
         load_style_packs(options.styles_dir.empty() ? default_styles_dir()
                                                     : std::filesystem::path(options.styles_dir));
-  loaded.picture = template_picture(
-      loaded.settings, session, packs,
-      options.keep_dir.empty() ? default_keep_dir() : std::filesystem::path(options.keep_dir));
+  loaded.picture =
+      template_picture(loaded.settings, session, packs,
+                       options.keep_dir.empty() ? default_cache_dir() / "templates"
+                                                : std::filesystem::path(options.keep_dir));
   FaceDetector detector(default_landmark_model_path());
   loaded.faces = find_template_faces(loaded.picture.image, detector, loaded.settings.mask);
   return loaded;

@@ -3,8 +3,9 @@
 #include <fstream>
 #include <set>
 
-#include "doppel/checkpoint/tensor_names.hpp"
+#include "doppel/checkpoint/file_hash_cache.hpp"
 #include "doppel/checkpoint/model_hash.hpp"
+#include "doppel/checkpoint/tensor_names.hpp"
 #include "doppel/checkpoint/text_encoder_config.hpp"
 #include "doppel/core/error.hpp"
 #include "doppel/core/log.hpp"
@@ -393,7 +394,9 @@ StableDiffusionCheckpoint load_stable_diffusion(const ModelLoadOptions& options)
              " tensors were not used (first: " + result.report.unused.front() + ")");
   }
   if (options.compute_hash) {
-    result.sha256 = sha256_file_hex(hashed_file(options.path, result.layout));
+    const fs::path hashed = hashed_file(options.path, result.layout);
+    result.sha256 =
+        options.hash_cache ? options.hash_cache->sha256(hashed) : sha256_file_hex(hashed);
     result.model_hash = a1111_short_hash(result.sha256);
   }
   return result;

@@ -14,4 +14,12 @@ std::filesystem::path default_landmark_model_path() {
   return "/usr/share/dlib/shape_predictor_68_face_landmarks.dat";
 }
 
+std::filesystem::path default_cache_dir() {
+  if (const char* cache = std::getenv("XDG_CACHE_HOME"); cache && *cache)
+    return std::filesystem::path(cache) / "doppel";
+  if (const char* home = std::getenv("HOME"); home && *home)
+    return std::filesystem::path(home) / ".cache" / "doppel";
+  return std::filesystem::temp_directory_path() / "doppel-cache";
+}
+
 }  // namespace doppel

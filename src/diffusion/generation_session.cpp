@@ -5,6 +5,7 @@
 
 #include "doppel/checkpoint/clip_vision.hpp"
 #include "doppel/checkpoint/control_net.hpp"
+#include "doppel/checkpoint/file_hash_cache.hpp"
 #include "doppel/checkpoint/ip_adapter.hpp"
 #include "doppel/checkpoint/lora.hpp"
 #include "doppel/checkpoint/model_hash.hpp"
@@ -51,7 +52,7 @@ namespace {
 
 // A1111 records a separate VAE by file name and the first 10 hex digits of its sha256
 // (for a diffusers vae/ folder: the folder name and its weights file).
-VaeReference describe_vae(const std::filesystem::path& path) {
+VaeReference describe_vae(const std::filesystem::path& path, FileHashCache& hashes) {
   VaeReference vae;
   vae.name = path.filename().string();
   if (vae.name.empty()) vae.name = path.parent_path().filename().string();
@@ -60,7 +61,7 @@ VaeReference describe_vae(const std::filesystem::path& path) {
     weights = path / "diffusion_pytorch_model.safetensors";
     if (!std::filesystem::exists(weights)) return vae;
   }
-  vae.short_hash = a1111_short_hash(sha256_file_hex(weights));
+  vae.short_hash = a1111_short_hash(hashes.sha256(weights));
   return vae;
 }
 
@@ -90,25 +91,6 @@ struct LoadedModel {
   std::map<std::string, LoadedClipVision> encoders;      // by path
 };
 
-// A file's sha256, remembered while its size and modification time stay the same.
-struct FileHashCache {
-  struct Entry {
-    uintmax_t size = 0;
-    std::filesystem::file_time_type modified;
-    std::string sha256;
-  };
-  std::map<std::string, Entry> entries;
-
-  const std::string& sha256(const std::filesystem::path& path) {
-    const uintmax_t size = std::filesystem::file_size(path);
-    const auto modified = std::filesystem::last_write_time(path);
-    Entry& entry = entries[path.string()];
-    if (entry.sha256.empty() || entry.size != size || entry.modified != modified)
-      entry = {size, modified, sha256_file_hex(path)};
-    return entry.sha256;
-  }
-};
-
 }  // namespace
 
 struct GenerationSession::State {
@@ -116,8 +98,8 @@ struct GenerationSession::State {
   at::ScalarType dtype = at::kFloat;
   std::optional<ClipTokenizer> tokenizer;
   TinyAutoencoderDecoder taesd{nullptr};
-  std::list<LoadedModel> models;  // most recently used first; front() is the current model
-  FileHashCache hashes;
+  std::list<LoadedModel> models;          // most recently used first; front() is the current model
+  std::unique_ptr<FileHashCache> hashes;  // model, VAE and LoRA files' sha256
 
   LoadedModel& current() { return models.front(); }
   const ClipTokenizer& clip_tokenizer();
@@ -172,7 +154,7 @@ LoadedModel GenerationSession::State::load(const ModelRef& model,
     checkpoint = make_tiny_stable_diffusion(model.seed());
     if (vae) {
       checkpoint.vae = load_vae_file(*vae, checkpoint.family, nullptr, at::kFloat, at::kCPU);
-      loaded.info.vae = describe_vae(*vae);
+      loaded.info.vae = describe_vae(*vae, *hashes);
     }
   } else {
     ModelLoadOptions load;
@@ -180,10 +162,11 @@ LoadedModel GenerationSession::State::load(const ModelRef& model,
     load.config_path = options.config;
     load.vae_path = vae;
     load.dtype = dtype;
+    load.hash_cache = hashes.get();
     log_info("loading " + model.path().string());
     checkpoint = load_stable_diffusion(load);
     for (const auto& name : checkpoint.report.unused) log_debug("unused tensor: " + name);
-    if (vae) loaded.info.vae = describe_vae(*vae);
+    if (vae) loaded.info.vae = describe_vae(*vae, *hashes);
   }
   loaded.info.name = model.display_name();
   loaded.info.sha256 = checkpoint.sha256;
@@ -263,7 +246,7 @@ void GenerationSession::State::merge_loras(LoadedModel& loaded,
   for (const LoraSelection& lora : wanted) {
     files.emplace_back(load_lora(lora.path), lora.weight);
     references.push_back(
-        {lora.path.stem().string(), lora.weight, hashes.sha256(lora.path).substr(0, 12)});
+        {lora.path.stem().string(), lora.weight, hashes->sha256(lora.path).substr(0, 12)});
   }
   loaded.applied = apply_loras(loaded.pipeline->model(), files);
   for (const auto& report : loaded.applied.reports()) {
@@ -359,6 +342,7 @@ GenerationSession::GenerationSession(SessionOptions options) : state_(std::make_
   s.options = std::move(options);
   if (s.options.threads > 0) configure_threads(s.options.threads);
   s.dtype = parse_compute_dtype(s.options.dtype);
+  s.hashes = std::make_unique<FileHashCache>(s.options.hash_cache);
   if (s.options.taesd) s.taesd = load_taesd_decoder(*s.options.taesd);
   s.select(s.options.model, s.options.vae);
 }

@@ -168,6 +168,7 @@ struct Worker::State {
     if (!session) {
       SessionOptions settings;
       settings.model = model_ref(model_path);
+      settings.hash_cache = options.data_dir / "file_hashes.json";
       settings.vae = vae;
       settings.preprocessors["face_pose"] = face_pose_preprocessor();
       settings.face_finder = make_face_finder();  // the face-detail pass ("fix the face")

@@ -22,6 +22,8 @@
 
 namespace doppel {
 
+class FileHashCache;
+
 struct ModelLoadOptions {
   std::filesystem::path path;  // a .safetensors single file or a diffusers folder
   // What the tensors cannot tell: a diffusers folder (its */config.json), an
@@ -35,6 +37,8 @@ struct ModelLoadOptions {
   std::optional<at::ScalarType> vae_dtype;  // default: dtype
   at::Device device = at::kCPU;
   bool compute_hash = true;  // sha256 of the weights file (~0.7 s per GB)
+  // Where the hash is remembered between loads (file_hash_cache.hpp); null: computed each time.
+  FileHashCache* hash_cache = nullptr;
 };
 
 struct TextEncoderSlot {

@@ -11,4 +11,8 @@ std::filesystem::path default_models_dir();
 // dlib's 68-point predictor: $DOPPEL_LANDMARKS_MODEL, else Debian's libdlib-data path.
 std::filesystem::path default_landmark_model_path();
 
+// What the command line keeps between runs (drawn template pictures, file hashes):
+// $XDG_CACHE_HOME/doppel, else ~/.cache/doppel.
+std::filesystem::path default_cache_dir();
+
 }  // namespace doppel

@@ -108,7 +108,10 @@ struct SessionOptions {
   std::filesystem::path lora_dir;
   // Textual-inversion embeddings that prompt words name; empty: models/embeddings.
   std::filesystem::path embeddings_dir;
-  std::optional<std::filesystem::path> taesd;      // TAESD decoder for live previews
+  std::optional<std::filesystem::path> taesd;  // TAESD decoder for live previews
+  // A JSON file keeping the model, VAE and LoRA files' sha256 between runs (A1111's
+  // cache.json); empty: they are remembered while the session lives.
+  std::filesystem::path hash_cache;
   std::optional<std::filesystem::path> tokenizer;  // default: the model's own, else models/
   std::string dtype = "auto";  // fp32 | bf16 | auto (bf16 where the CPU computes it natively)
   int threads = 0;             // > 0: intra-op threads for the whole process
