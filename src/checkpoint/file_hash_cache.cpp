@@ -34,12 +34,9 @@ std::string FileHashCache::sha256(const std::filesystem::path& path) {
   }
   Entry entry{size, modified, sha256_file_hex(path)};
   const std::lock_guard<std::mutex> lock(mutex_);
+  if (!store_.empty()) read_store();  // keeps what other processes added meanwhile
   entries_[key] = entry;
-  if (!store_.empty()) {
-    read_store();  // keeps what other processes added meanwhile
-    entries_[key] = entry;
-    write_store();
-  }
+  if (!store_.empty()) write_store();
   return entry.sha256;
 }
 
